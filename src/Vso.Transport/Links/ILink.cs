@@ -1,0 +1,38 @@
+using Vso.Transport.Wire;
+
+namespace Vso.Transport.Links;
+
+/// <summary>
+/// Moves Ethernet II frames (no preamble, no FCS) between the stack and a medium, in batches.
+/// A link is driven by one engine thread; it is not thread-safe.
+/// </summary>
+public interface ILink : IDisposable
+{
+    /// <summary>The link's hardware address, the source of every frame the stack sends.</summary>
+    MacAddress HardwareAddress { get; }
+
+    /// <summary>The IP MTU: the largest IPv4 packet (header included) a frame may carry.</summary>
+    int Mtu { get; }
+
+    /// <summary>
+    /// Hands up to <paramref name="maxFrames"/> frames that have arrived to <paramref name="receiver"/>,
+    /// one call each, and returns how many. Never blocks. The span is valid only during the call.
+    /// </summary>
+    int Receive(IFrameReceiver receiver, int maxFrames);
+
+    /// <summary>
+    /// Sends every frame of the batch. When this returns, the link no longer reads the batch nor any
+    /// gathered address: the engine may end the pin leases behind them.
+    /// </summary>
+    void Transmit(TransmitBatch batch);
+
+    /// <summary>
+    /// The time (the engine clock's microseconds) at which this link next has a frame to deliver that it
+    /// holds itself (simulated wire, injected delay), or <see cref="long.MaxValue"/> if none or unknown.
+    /// Lets a virtual-time driver jump straight to the next event.
+    /// </summary>
+    long NextEventMicroseconds { get; }
+
+    /// <summary>Blocks up to <paramref name="timeout"/> until a frame may be ready. Simulated links return at once.</summary>
+    bool WaitForFrames(TimeSpan timeout);
+}

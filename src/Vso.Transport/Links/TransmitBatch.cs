@@ -1,0 +1,131 @@
+using System.Runtime.CompilerServices;
+using Vso.MemoryPinning;
+
+namespace Vso.Transport.Links;
+
+/// <summary>
+/// Frames on their way to a link. Each frame has a linear part in the batch's own pinned buffer
+/// (Ethernet, IP and TCP headers, plus the payload in Copy mode) and up to <see cref="MaxGather"/>
+/// gather segments read straight from the host's pinned memory (Pinned mode). Leases taken while a
+/// frame was built are ended by <see cref="Clear"/>, after the link has sent the batch.
+/// </summary>
+public sealed unsafe class TransmitBatch
+{
+    public const int MaxGather = 8;
+
+    private readonly byte[] _buffer;
+    private readonly int[] _linearLength;
+    private readonly int[] _gatherCount;
+    private readonly GatherSegment[] _gathers;
+    private readonly PinLease[] _leases;
+    private int _leaseCount;
+
+    public TransmitBatch(int capacity, int frameCapacity)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(capacity, 1);
+        ArgumentOutOfRangeException.ThrowIfLessThan(frameCapacity, 64);
+        Capacity = capacity;
+        FrameCapacity = frameCapacity;
+        _buffer = GC.AllocateArray<byte>(capacity * frameCapacity, pinned: true);
+        _linearLength = new int[capacity];
+        _gatherCount = new int[capacity];
+        _gathers = new GatherSegment[capacity * MaxGather];
+        _leases = new PinLease[capacity * MaxGather];
+    }
+
+    public int Capacity { get; }
+
+    /// <summary>Bytes available for one frame's linear part (Ethernet header plus IP MTU).</summary>
+    public int FrameCapacity { get; }
+
+    public int Count { get; private set; }
+
+    public bool IsFull => Count == Capacity;
+
+    /// <summary>Starts a new frame and returns its whole linear buffer; call <see cref="Commit"/> when built.</summary>
+    public Span<byte> Begin()
+    {
+        if (IsFull)
+        {
+            throw new InvalidOperationException("Transmit batch is full; flush it first.");
+        }
+
+        _gatherCount[Count] = 0;
+        return _buffer.AsSpan(Count * FrameCapacity, FrameCapacity);
+    }
+
+    /// <summary>Adds pinned memory to the frame being built. Returns false when the frame has no gather slot left.</summary>
+    public bool TryAddGather(nint address, int length)
+    {
+        var n = _gatherCount[Count];
+        if (n == MaxGather)
+        {
+            return false;
+        }
+
+        _gathers[(Count * MaxGather) + n] = new GatherSegment(address, length);
+        _gatherCount[Count] = n + 1;
+        return true;
+    }
+
+    /// <summary>Keeps a lease alive until the batch has been sent.</summary>
+    public void HoldLease(PinLease lease) => _leases[_leaseCount++] = lease;
+
+    public int FreeGatherSlots => MaxGather - _gatherCount[Count];
+
+    public void Commit(int linearLength)
+    {
+        _linearLength[Count] = linearLength;
+        Count++;
+    }
+
+    /// <summary>Abandons the frame being built (its leases, if any, are still ended by <see cref="Clear"/>).</summary>
+    public void Cancel() => _gatherCount[Count] = 0;
+
+    public ReadOnlySpan<byte> Linear(int index) => _buffer.AsSpan(index * FrameCapacity, _linearLength[index]);
+
+    /// <summary>Address of the linear part of a frame, for links that build iovecs.</summary>
+    public nint LinearAddress(int index) => (nint)Unsafe.AsPointer(ref _buffer[index * FrameCapacity]);
+
+    public ReadOnlySpan<GatherSegment> Gathers(int index) => _gathers.AsSpan(index * MaxGather, _gatherCount[index]);
+
+    /// <summary>Total length of a frame on the wire: linear part plus gathered bytes.</summary>
+    public int FrameLength(int index)
+    {
+        var length = _linearLength[index];
+        foreach (var g in Gathers(index))
+        {
+            length += g.Length;
+        }
+
+        return length;
+    }
+
+    /// <summary>Copies a whole frame (linear part, then gathers) into <paramref name="destination"/>; returns its length.</summary>
+    public int CopyFrame(int index, Span<byte> destination)
+    {
+        var linear = Linear(index);
+        linear.CopyTo(destination);
+        var offset = linear.Length;
+        foreach (var g in Gathers(index))
+        {
+            new ReadOnlySpan<byte>((void*)g.Address, g.Length).CopyTo(destination[offset..]);
+            offset += g.Length;
+        }
+
+        return offset;
+    }
+
+    /// <summary>Ends every lease and empties the batch. Call after the link's Transmit returned.</summary>
+    public void Clear()
+    {
+        for (var i = 0; i < _leaseCount; i++)
+        {
+            _leases[i].Dispose();
+            _leases[i] = default;
+        }
+
+        _leaseCount = 0;
+        Count = 0;
+    }
+}

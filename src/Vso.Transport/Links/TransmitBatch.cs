@@ -54,6 +54,9 @@ public sealed unsafe class TransmitBatch
         return _buffer.AsSpan(Count * FrameCapacity, FrameCapacity);
     }
 
+    /// <summary>The linear buffer of the frame being built (after <see cref="Begin"/>, before <see cref="Commit"/>).</summary>
+    public Span<byte> Building => _buffer.AsSpan(Count * FrameCapacity, FrameCapacity);
+
     /// <summary>Adds pinned memory to the frame being built. Returns false when the frame has no gather slot left.</summary>
     public bool TryAddGather(nint address, int length)
     {

@@ -1,0 +1,82 @@
+using Vso.Transport.Tcp;
+
+namespace Vso.Transport.Api;
+
+/// <summary>A snapshot of one connection's TCP state, in the spirit of Linux's TCP_INFO.</summary>
+public sealed record TcpConnectionInfo
+{
+    public TcpState State { get; init; }
+
+    public uint SendUnacknowledged { get; init; }
+
+    public uint SendNext { get; init; }
+
+    public uint ReceiveNext { get; init; }
+
+    public TimeSpan SmoothedRtt { get; init; }
+
+    public TimeSpan RttVariance { get; init; }
+
+    public TimeSpan Rto { get; init; }
+
+    public long BytesInFlight { get; init; }
+
+    public long CongestionWindow { get; init; }
+
+    public long SlowStartThreshold { get; init; }
+
+    public int MaxSegmentSize { get; init; }
+
+    public long SegmentsSent { get; init; }
+
+    public long SegmentsReceived { get; init; }
+
+    public long RetransmittedSegments { get; init; }
+
+    public long Timeouts { get; init; }
+
+    public long FastRetransmits { get; init; }
+
+    public bool InRecovery { get; init; }
+
+    public string LossRecovery { get; init; } = "";
+
+    public string CongestionControl { get; init; } = "";
+
+    /// <summary>Payload bytes sent for the first time.</summary>
+    public long FirstTransmissionBytes { get; init; }
+
+    /// <summary>Bytes copied in user space to build those first transmissions: 0 in Pinned mode, all of them in Copy mode.</summary>
+    public long FirstTransmissionCopiedBytes { get; init; }
+
+    public long OutOfOrderSegments { get; init; }
+
+    public long ZeroWindowProbes { get; init; }
+
+    internal static TcpConnectionInfo From(TcpConnection c) => new()
+    {
+        State = c.State,
+        SendUnacknowledged = c.SendUnacknowledged,
+        SendNext = c.SendNext,
+        ReceiveNext = c.ReceiveNext,
+        SmoothedRtt = TimeSpan.FromTicks(c.SmoothedRttMicroseconds * 10),
+        RttVariance = TimeSpan.FromTicks(c.RttVarianceMicroseconds * 10),
+        Rto = TimeSpan.FromTicks(c.RtoMicroseconds * 10),
+        BytesInFlight = c.BytesInFlight,
+        CongestionWindow = c.CongestionControl.CongestionWindow,
+        SlowStartThreshold = c.CongestionControl.SlowStartThreshold,
+        MaxSegmentSize = c.MaxSegmentSize,
+        SegmentsSent = c.Statistics.SegmentsSent,
+        SegmentsReceived = c.Statistics.SegmentsReceived,
+        RetransmittedSegments = c.Statistics.SegmentsRetransmitted,
+        Timeouts = c.Statistics.Timeouts,
+        FastRetransmits = c.Statistics.FastRetransmits,
+        InRecovery = c.LossRecovery.InRecovery,
+        LossRecovery = c.LossRecovery.Name,
+        CongestionControl = c.CongestionControl.Name,
+        FirstTransmissionBytes = c.Statistics.FirstTransmissionBytes,
+        FirstTransmissionCopiedBytes = c.Statistics.FirstTransmissionCopiedBytes,
+        OutOfOrderSegments = c.Statistics.OutOfOrderSegments,
+        ZeroWindowProbes = c.Statistics.ZeroWindowProbes,
+    };
+}

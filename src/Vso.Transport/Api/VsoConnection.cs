@@ -1,0 +1,279 @@
+using System.Collections.Concurrent;
+using System.Net;
+using Vso.MemoryPinning;
+using Vso.Transport.Engine;
+using Vso.Transport.Tcp;
+using Vso.Transport.Wire;
+
+namespace Vso.Transport.Api;
+
+/// <summary>
+/// One TCP connection of the embedding API. <see cref="SendAsync"/> pins the caller's memory and queues a
+/// descriptor of it: no copy is made, and the task completes once the peer has acknowledged every byte
+/// and no frame still reads it. Operations may come from any thread; the engine thread applies them.
+/// </summary>
+public sealed class VsoConnection : IEngineWork, ITcpConnectionObserver, ISendHost, IPinLeaseOwner
+{
+    private readonly VsoStack _stack;
+    private readonly ConcurrentQueue<Operation> _operations = new();
+    private readonly SendRegistrations _sends;
+    private readonly TaskCompletionSource<VsoConnection> _connected;
+    private readonly TaskCompletionSource _closed;
+    private TcpConnection? _tcp;
+    private int _posted;
+    private Memory<byte> _pendingReceive;
+    private TaskCompletionSource<int>? _pendingReceiveCompletion;
+    private TcpConnectionException? _error;
+
+    internal VsoConnection(VsoStack stack, TcpConnection? accepted)
+    {
+        _stack = stack;
+        _sends = new SendRegistrations(stack.PinAccounting);
+        _connected = stack.NewCompletion<VsoConnection>();
+        _closed = stack.NewCompletion();
+        if (accepted is not null)
+        {
+            Attach(accepted);
+            _connected.TrySetResult(this);
+        }
+    }
+
+    internal Task<VsoConnection> Connected => _connected.Task;
+
+    /// <summary>Completes when the connection has ended for the application: closed in order, reset, or failed.</summary>
+    public Task Closed => _closed.Task;
+
+    public IPEndPoint? LocalEndPoint => _tcp is { } t ? new IPEndPoint(t.Id.LocalAddress.ToIPAddress(), t.Id.LocalPort) : null;
+
+    public IPEndPoint? RemoteEndPoint => _tcp is { } t ? new IPEndPoint(t.Id.RemoteAddress.ToIPAddress(), t.Id.RemotePort) : null;
+
+    /// <summary>A snapshot of the connection's TCP state (read without stopping the engine; fields may be a turn apart).</summary>
+    public TcpConnectionInfo GetInfo() => _tcp is { } t ? TcpConnectionInfo.From(t) : new TcpConnectionInfo { State = TcpState.Closed };
+
+    internal TcpConnection? Tcp => _tcp;
+
+    /// <summary>
+    /// Sends <paramref name="data"/> without copying it: the memory stays pinned and must not change until
+    /// the task completes, which happens when the peer acknowledged all of it. Fails if the connection cannot deliver.
+    /// </summary>
+    public Task SendAsync(ReadOnlyMemory<byte> data)
+    {
+        var completion = _stack.NewCompletion();
+        if (data.IsEmpty)
+        {
+            completion.SetResult();
+            return completion.Task;
+        }
+
+        Enqueue(new Operation(OperationKind.Send, data, default, completion, null));
+        return completion.Task;
+    }
+
+    /// <summary>Receives into <paramref name="buffer"/>; 0 means the peer closed its side.</summary>
+    public ValueTask<int> ReceiveAsync(Memory<byte> buffer)
+    {
+        var completion = _stack.NewCompletion<int>();
+        Enqueue(new Operation(OperationKind.Receive, default, buffer, null, completion));
+        return new ValueTask<int>(completion.Task);
+    }
+
+    /// <summary>Sends FIN after everything queued (half-close); receiving goes on.</summary>
+    public void ShutdownSend() => Enqueue(new Operation(OperationKind.Shutdown, default, default, null, null));
+
+    /// <summary>
+    /// Closes: FIN after queued data, or RST if received data was left unread (RFC 2525 §2.17).
+    /// Completes when the connection has ended for the application.
+    /// </summary>
+    public Task CloseAsync()
+    {
+        Enqueue(new Operation(OperationKind.Close, default, default, null, null));
+        return Closed;
+    }
+
+    /// <summary>Resets the connection (RST); pending operations fail.</summary>
+    public void Abort() => Enqueue(new Operation(OperationKind.Abort, default, default, null, null));
+
+    internal void PostConnect(Ipv4Address remote, ushort port) =>
+        Enqueue(new Operation(OperationKind.Connect, default, default, null, null) { Remote = remote, Port = port });
+
+    private void Enqueue(in Operation operation)
+    {
+        _operations.Enqueue(operation);
+        if (Interlocked.Exchange(ref _posted, 1) == 0)
+        {
+            _stack.Core.Post(this);
+        }
+    }
+
+    private void Attach(TcpConnection tcp)
+    {
+        _tcp = tcp;
+        tcp.Observer = this;
+        tcp.SetHost(this);
+    }
+
+    // ---- Engine thread ----
+
+    void IEngineWork.Execute()
+    {
+        Volatile.Write(ref _posted, 0);
+        while (_operations.TryDequeue(out var op))
+        {
+            Apply(op);
+        }
+
+        if (_tcp is not null)
+        {
+            _stack.Core.Tcp.AfterEvent(_tcp);
+        }
+    }
+
+    private void Apply(in Operation op)
+    {
+        if (op.Kind == OperationKind.Connect)
+        {
+            try
+            {
+                Attach(_stack.Core.Tcp.Connect(op.Remote, op.Port, this));
+            }
+            catch (InvalidOperationException ex)
+            {
+                _connected.TrySetException(ex);
+            }
+
+            return;
+        }
+
+        var tcp = _tcp;
+        var error = _error ?? tcp?.Error;
+        switch (op.Kind)
+        {
+            case OperationKind.Send:
+                if (tcp is null || error is not null)
+                {
+                    op.SendCompletion!.TrySetException(error ?? new TcpConnectionException(TcpError.Aborted, "The connection is not open."));
+                    return;
+                }
+
+                var registration = _sends.Register(op.Send, op.SendCompletion!);
+                tcp.Enqueue(registration.Address, op.Send.Length, registration.Slot, registration.Generation);
+                return;
+            case OperationKind.Receive:
+                if (_pendingReceiveCompletion is not null)
+                {
+                    op.ReceiveCompletion!.TrySetException(new InvalidOperationException("A receive is already pending on this connection; await it before the next."));
+                    return;
+                }
+
+                _pendingReceive = op.Receive;
+                _pendingReceiveCompletion = op.ReceiveCompletion;
+                TryCompleteReceive();
+                return;
+            case OperationKind.Shutdown:
+                tcp?.ShutdownSend();
+                return;
+            case OperationKind.Close:
+                if (tcp is null)
+                {
+                    _closed.TrySetResult();
+                }
+                else if (tcp.ReadableBytes > 0)
+                {
+                    tcp.Abort();
+                }
+                else
+                {
+                    tcp.ShutdownSend();
+                }
+
+                return;
+            case OperationKind.Abort:
+                tcp?.Abort();
+                return;
+        }
+    }
+
+    private void TryCompleteReceive()
+    {
+        if (_pendingReceiveCompletion is not { } completion || _tcp is not { } tcp)
+        {
+            return;
+        }
+
+        if (tcp.ReadableBytes > 0)
+        {
+            var n = tcp.Read(_pendingReceive.Span);
+            _pendingReceiveCompletion = null;
+            _pendingReceive = default;
+            completion.TrySetResult(n);
+            return;
+        }
+
+        var error = _error ?? tcp.Error;
+        if (error is not null)
+        {
+            _pendingReceiveCompletion = null;
+            completion.TrySetException(error);
+            return;
+        }
+
+        if (tcp.IsEndOfStream || (tcp.State == TcpState.Closed && _closedInOrder))
+        {
+            _pendingReceiveCompletion = null;
+            completion.TrySetResult(0);
+        }
+    }
+
+    private bool _closedInOrder;
+
+    void ITcpConnectionObserver.OnEstablished(TcpConnection connection) => _connected.TrySetResult(this);
+
+    void ITcpConnectionObserver.OnReadable(TcpConnection connection) => TryCompleteReceive();
+
+    void ITcpConnectionObserver.OnClosed(TcpConnection connection, TcpConnectionException? error)
+    {
+        _error ??= error;
+        _closedInOrder = error is null;
+        if (error is not null)
+        {
+            _connected.TrySetException(error);
+        }
+
+        TryCompleteReceive();
+        _closed.TrySetResult();
+    }
+
+    // ---- ISendHost: the caller's pinned memory, identified by descriptor ----
+
+    void ISendHost.CopyTo(SendDescriptor descriptor, int offset, Span<byte> destination) =>
+        _sends.Read(descriptor, offset, destination.Length).CopyTo(destination);
+
+    PinLease ISendHost.Lease(SendDescriptor descriptor, int offset, int length)
+    {
+        var address = _sends.BeginLease(descriptor, offset, length);
+        return new PinLease(this, address, length, descriptor.HostToken);
+    }
+
+    void IPinLeaseOwner.EndLease(nint address, int length, long token) => _sends.EndLease((int)token, length);
+
+    void ISendHost.Acknowledged(SendDescriptor descriptor) => _sends.Complete(descriptor, null);
+
+    void ISendHost.Failed(SendDescriptor descriptor, Exception error) => _sends.Complete(descriptor, error);
+
+    private enum OperationKind : byte
+    {
+        Connect,
+        Send,
+        Receive,
+        Shutdown,
+        Close,
+        Abort,
+    }
+
+    private readonly record struct Operation(OperationKind Kind, ReadOnlyMemory<byte> Send, Memory<byte> Receive, TaskCompletionSource? SendCompletion, TaskCompletionSource<int>? ReceiveCompletion)
+    {
+        public Ipv4Address Remote { get; init; }
+
+        public ushort Port { get; init; }
+    }
+}

@@ -1,0 +1,117 @@
+using System.Diagnostics.Metrics;
+using System.Net;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+using Vso.Transport.Engine;
+using Vso.Transport.Links;
+using Vso.Transport.Tcp;
+using Vso.Transport.Wire;
+
+namespace Vso.Transport.Api;
+
+/// <summary>
+/// A TCP/IPv4 stack on one link with one address: listen, accept, connect. Drive it either with
+/// <see cref="Start"/> (its own engine thread, real time) or with a <see cref="VirtualTimeDriver"/>.
+/// </summary>
+public sealed class VsoStack : IDisposable
+{
+    private readonly Meter _meter;
+    private EngineThread? _thread;
+    private bool _disposed;
+
+    public VsoStack(ILink link, VsoStackOptions options, IClock? clock = null, ILoggerFactory? loggerFactory = null)
+    {
+        ArgumentNullException.ThrowIfNull(link);
+        ArgumentNullException.ThrowIfNull(options);
+        options.Validate();
+        Options = options;
+        _meter = new Meter("Vso.Transport");
+        var log = (loggerFactory ?? NullLoggerFactory.Instance).CreateLogger("Vso.Transport");
+        Core = new NetworkStack(link, options.Address, options.PrefixLength, options.Gateway, options.Tcp, clock ?? SystemClock.Instance, _meter, log);
+        log.StackStarted(options.Address.ToString(), options.PrefixLength, link.HardwareAddress.ToString(), link.Mtu);
+    }
+
+    public VsoStackOptions Options { get; }
+
+    public Ipv4Address Address => Options.Address;
+
+    internal NetworkStack Core { get; }
+
+    internal PinAccounting PinAccounting { get; } = new();
+
+    /// <summary>Application bytes held pinned until acknowledged; 0 once every send completed.</summary>
+    public long PinnedBytes => PinAccounting.PinnedBytes;
+
+    /// <summary>Bytes leased to the link for frames being sent; 0 between turns of the loop.</summary>
+    public long LeasedBytes => PinAccounting.LeasedBytes;
+
+    /// <summary>Frames dropped as malformed, per layer and reason.</summary>
+    internal WireCounters WireCounters => Core.Interface.Counters;
+
+    /// <summary>Connections in the table, TIME-WAIT included.</summary>
+    public int ConnectionCount => Core.Tcp.ConnectionCount;
+
+    /// <summary>Exceptions that escaped frame processing and were contained; a healthy stack keeps it at 0.</summary>
+    public long ContainedExceptions => Core.ContainedExceptions;
+
+    /// <summary>Starts the stack's engine thread (real time).</summary>
+    public void Start()
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        if (_thread is not null)
+        {
+            return;
+        }
+
+        _thread = new EngineThread(Core, $"vso-engine {Address}");
+        _thread.Start();
+    }
+
+    /// <summary>For a virtual-time driver: announce the address (gratuitous ARP).</summary>
+    internal void StartVirtual() => Core.Start();
+
+    /// <summary>Accepts connections to <paramref name="port"/> on the stack's address.</summary>
+    public VsoListener Listen(ushort port, int? backlog = null)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        var listener = new VsoListener(this);
+        listener.Bind(Core.Tcp.Listen(port, backlog ?? Options.ListenBacklog, listener));
+        return listener;
+    }
+
+    /// <summary>Opens a connection; completes when the handshake does, or fails (refused, timed out).</summary>
+    public Task<VsoConnection> ConnectAsync(Ipv4Address remote, ushort port)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        var connection = new VsoConnection(this, null);
+        connection.PostConnect(remote, port);
+        return connection.Connected;
+    }
+
+    public Task<VsoConnection> ConnectAsync(IPEndPoint remote)
+    {
+        ArgumentNullException.ThrowIfNull(remote);
+        return ConnectAsync(Ipv4Address.FromIPAddress(remote.Address), (ushort)remote.Port);
+    }
+
+    internal TaskCompletionSource<T> NewCompletion<T>() =>
+        new(Options.InlineContinuations ? TaskCreationOptions.None : TaskCreationOptions.RunContinuationsAsynchronously);
+
+    internal TaskCompletionSource NewCompletion() =>
+        new(Options.InlineContinuations ? TaskCreationOptions.None : TaskCreationOptions.RunContinuationsAsynchronously);
+
+    /// <summary>Stops the engine: every connection fails with <see cref="TcpError.StackStopped"/>.</summary>
+    public void Dispose()
+    {
+        if (_disposed)
+        {
+            return;
+        }
+
+        _disposed = true;
+        _thread?.Stop();
+        Core.Dispose();
+        _thread?.Dispose();
+        _meter.Dispose();
+    }
+}

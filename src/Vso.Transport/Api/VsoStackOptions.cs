@@ -1,0 +1,49 @@
+using Vso.Transport.Tcp;
+using Vso.Transport.Wire;
+
+namespace Vso.Transport.Api;
+
+/// <summary>What a stack needs to come up on a link.</summary>
+public sealed class VsoStackOptions
+{
+    /// <summary>The stack's IPv4 address.</summary>
+    public Ipv4Address Address { get; set; }
+
+    /// <summary>Prefix length of the local subnet (24 for 198.18.0.0/24).</summary>
+    public int PrefixLength { get; set; } = 24;
+
+    /// <summary>Next hop for addresses outside the subnet; <see cref="Ipv4Address.Any"/> for none.</summary>
+    public Ipv4Address Gateway { get; set; }
+
+    /// <summary>Default listen backlog (RFC 9293 §3.10.1): half-open plus not yet accepted connections.</summary>
+    public int ListenBacklog { get; set; } = 512;
+
+    public TcpSettings Tcp { get; set; } = new();
+
+    /// <summary>
+    /// Run application continuations inline on the engine thread. Virtual-time tests set it so that the
+    /// application reacts within the same turn of the loop, deterministically. Off by default.
+    /// </summary>
+    public bool InlineContinuations { get; set; }
+
+    public void Validate()
+    {
+        if (Address == Ipv4Address.Any)
+        {
+            throw new ArgumentException("Address = '0.0.0.0' is invalid: give the stack its own IPv4 address, such as 198.18.0.2.", nameof(Address));
+        }
+
+        if (PrefixLength is < 0 or > 32)
+        {
+            throw new ArgumentException($"PrefixLength = '{PrefixLength}' is invalid: use 0 to 32, such as 24.", nameof(PrefixLength));
+        }
+
+        if (ListenBacklog is < 1 or > 65535)
+        {
+            throw new ArgumentException($"ListenBacklog = '{ListenBacklog}' is invalid: use 1 to 65535.", nameof(ListenBacklog));
+        }
+
+        ArgumentNullException.ThrowIfNull(Tcp);
+        Tcp.Validate();
+    }
+}

@@ -1,0 +1,260 @@
+using Microsoft.Extensions.Logging;
+using Vso.Transport.Engine;
+using Vso.Transport.Links;
+using Vso.Transport.Tcp;
+using Vso.Transport.Wire;
+
+namespace Vso.Transport.Interface;
+
+/// <summary>
+/// The IPv4 host on one link: Ethernet demultiplexing, ARP (RFC 826), IPv4 input (RFC 791), ICMP echo
+/// (RFC 792), hand-off of TCP segments, and the framing of everything the stack sends. Malformed input
+/// is dropped and counted per reason; nothing here throws on network input.
+/// </summary>
+internal sealed class NetworkInterface : IFrameReceiver
+{
+    private readonly ILink _link;
+    private readonly IClock _clock;
+    private readonly ILogger _log;
+    private readonly ArpCache _arp;
+    private ushort _nextIdentification;
+    private MacAddress _buildingDestination;
+
+    public NetworkInterface(ILink link, Ipv4Address address, int prefixLength, Ipv4Address gateway, IClock clock, WireCounters counters, ILogger log)
+    {
+        _link = link;
+        _clock = clock;
+        _log = log;
+        Address = address;
+        PrefixLength = prefixLength;
+        Gateway = gateway;
+        Counters = counters;
+        Mtu = link.Mtu;
+        Batch = new TransmitBatch(64, EthernetFrame.HeaderLength + Mtu);
+        _arp = new ArpCache(TimeSpan.FromSeconds(60), TimeSpan.FromSeconds(1), 5);
+    }
+
+    public Ipv4Address Address { get; }
+
+    public int PrefixLength { get; }
+
+    public Ipv4Address Gateway { get; }
+
+    public int Mtu { get; }
+
+    public MacAddress HardwareAddress => _link.HardwareAddress;
+
+    public WireCounters Counters { get; }
+
+    public TransmitBatch Batch { get; }
+
+    public TcpLayer Tcp { get; set; } = null!;
+
+    /// <summary>Frames that were well-formed but not for us (other MAC, other IP, other protocols).</summary>
+    public long NotForUs { get; private set; }
+
+    public long EchoRepliesSent { get; private set; }
+
+    public long FramesReceived { get; private set; }
+
+    public void OnFrame(ReadOnlySpan<byte> frame)
+    {
+        FramesReceived++;
+        var status = EthernetFrame.TryParse(frame, out var ethernet);
+        if (status != WireStatus.Ok)
+        {
+            Counters.Drop(WireLayer.Ethernet, status);
+            return;
+        }
+
+        if (ethernet.Destination != HardwareAddress && !ethernet.Destination.IsBroadcast)
+        {
+            NotForUs++;
+            return;
+        }
+
+        switch (ethernet.EtherType)
+        {
+            case EtherType.Ipv4:
+                OnIpv4(ethernet.Payload);
+                break;
+            case EtherType.Arp:
+                OnArp(ethernet.Payload);
+                break;
+            default:
+                Counters.Drop(WireLayer.Ethernet, WireStatus.UnsupportedEtherType);
+                break;
+        }
+    }
+
+    private void OnIpv4(ReadOnlySpan<byte> packet)
+    {
+        var status = Ipv4Packet.TryParse(packet, out var ip);
+        if (status != WireStatus.Ok)
+        {
+            Counters.Drop(WireLayer.Ipv4, status);
+            return;
+        }
+
+        if (ip.Destination != Address)
+        {
+            NotForUs++;
+            return;
+        }
+
+        switch (ip.Protocol)
+        {
+            case IpProtocol.Tcp:
+                status = TcpSegment.TryParse(ip.Payload, ip.Source, ip.Destination, out var segment);
+                if (status != WireStatus.Ok)
+                {
+                    Counters.Drop(WireLayer.Tcp, status);
+                    return;
+                }
+
+                Tcp.OnSegment(ip.Source, ip.Destination, segment);
+                break;
+            case IpProtocol.Icmp:
+                OnIcmp(ip.Source, ip.Payload);
+                break;
+            default:
+                Counters.Drop(WireLayer.Ipv4, WireStatus.UnsupportedProtocol);
+                break;
+        }
+    }
+
+    /// <summary>RFC 792: an echo request is answered with the same identifier, sequence number and data.</summary>
+    private void OnIcmp(Ipv4Address source, ReadOnlySpan<byte> message)
+    {
+        var status = IcmpEchoMessage.TryParse(message, out var echo);
+        if (status != WireStatus.Ok)
+        {
+            Counters.Drop(WireLayer.Icmp, status);
+            return;
+        }
+
+        if (echo.Type != 8 || echo.Code != 0)
+        {
+            return;
+        }
+
+        if (8 + echo.Data.Length > Mtu - 20 || !TryBeginIpv4(source, IpProtocol.Icmp, out var icmp))
+        {
+            return;
+        }
+
+        var length = IcmpEchoMessage.WriteEcho(icmp, 0, echo.Identifier, echo.SequenceNumber, echo.Data);
+        CommitIpv4(source, IpProtocol.Icmp, length, length);
+        EchoRepliesSent++;
+    }
+
+    /// <summary>RFC 826 packet reception: merge the sender's mapping, answer requests for our address.</summary>
+    private void OnArp(ReadOnlySpan<byte> packet)
+    {
+        var status = ArpPacket.TryParse(packet, out var arp);
+        if (status != WireStatus.Ok)
+        {
+            Counters.Drop(WireLayer.Arp, status);
+            return;
+        }
+
+        var now = _clock.NowMicroseconds;
+        var forUs = arp.TargetProtocol == Address;
+        var changed = forUs
+            ? _arp.Learn(arp.SenderProtocol, arp.SenderHardware, now)
+            : _arp.Refresh(arp.SenderProtocol, arp.SenderHardware, now);
+        if (changed)
+        {
+            _log.NeighborResolved(arp.SenderProtocol.ToString(), arp.SenderHardware.ToString());
+            Tcp.OnNeighborResolved(arp.SenderProtocol);
+        }
+
+        if (forUs && arp.Operation == ArpOperation.Request)
+        {
+            SendArp(ArpOperation.Reply, arp.SenderHardware, arp.SenderProtocol, arp.SenderHardware);
+        }
+    }
+
+    /// <summary>Announces our address (gratuitous ARP request, RFC 5227 §3) so neighbours update their caches.</summary>
+    public void AnnounceAddress() => SendArp(ArpOperation.Request, MacAddress.Zero, Address, MacAddress.Broadcast);
+
+    private void SendArp(ArpOperation operation, MacAddress targetHardware, Ipv4Address targetProtocol, MacAddress frameDestination)
+    {
+        EnsureRoom();
+        var frame = Batch.Begin();
+        EthernetFrame.WriteHeader(frame, frameDestination, HardwareAddress, EtherType.Arp);
+        var length = ArpPacket.Write(frame[EthernetFrame.HeaderLength..], operation, HardwareAddress, Address, targetHardware, targetProtocol);
+
+        // Ethernet minimum payload is 46 bytes: pad so real NICs do not have to.
+        var total = Math.Max(EthernetFrame.HeaderLength + length, 60);
+        frame[(EthernetFrame.HeaderLength + length)..total].Clear();
+        Batch.Commit(total);
+    }
+
+    /// <summary>
+    /// Starts a frame to <paramref name="destination"/>: Ethernet header written, IPv4 header reserved.
+    /// Returns false (and asks ARP) when the next hop's hardware address is not known yet.
+    /// </summary>
+    public bool TryBeginIpv4(Ipv4Address destination, IpProtocol protocol, out Span<byte> payload)
+    {
+        var nextHop = destination.InSubnet(Address, PrefixLength) || Gateway == Ipv4Address.Any ? destination : Gateway;
+        var now = _clock.NowMicroseconds;
+        if (!_arp.TryGet(nextHop, now, out var mac))
+        {
+            if (_arp.ShouldRequest(nextHop, now))
+            {
+                SendArp(ArpOperation.Request, MacAddress.Zero, nextHop, MacAddress.Broadcast);
+            }
+
+            payload = default;
+            return false;
+        }
+
+        EnsureRoom();
+        var frame = Batch.Begin();
+        _buildingDestination = mac;
+        payload = frame[(EthernetFrame.HeaderLength + Ipv4Packet.MinHeaderLength)..];
+        _ = protocol;
+        return true;
+    }
+
+    /// <summary>Completes the frame begun by <see cref="TryBeginIpv4"/>: IPv4 and Ethernet headers, then into the batch.</summary>
+    public void CommitIpv4(Ipv4Address destination, IpProtocol protocol, int payloadLength, int linearPayloadLength)
+    {
+        var frame = Batch.Building;
+        EthernetFrame.WriteHeader(frame, _buildingDestination, HardwareAddress, EtherType.Ipv4);
+        Ipv4Packet.WriteHeader(frame[EthernetFrame.HeaderLength..], Address, destination, protocol, payloadLength, _nextIdentification++);
+        Batch.Commit(EthernetFrame.HeaderLength + Ipv4Packet.MinHeaderLength + linearPayloadLength);
+    }
+
+    public void CancelFrame() => Batch.Cancel();
+
+    /// <summary>Sends the batch to the link and ends the pin leases it held.</summary>
+    public bool Flush()
+    {
+        if (Batch.Count == 0)
+        {
+            Batch.Clear();
+            return false;
+        }
+
+        try
+        {
+            _link.Transmit(Batch);
+        }
+        finally
+        {
+            Batch.Clear();
+        }
+
+        return true;
+    }
+
+    private void EnsureRoom()
+    {
+        if (Batch.IsFull)
+        {
+            Flush();
+        }
+    }
+}

@@ -1,0 +1,413 @@
+using Vso.MemoryPinning;
+using Vso.Transport.Wire;
+
+namespace Vso.Transport.Tcp;
+
+/// <summary>Building segments: data through the host by descriptor, SYN, FIN, ACK and RST.</summary>
+internal sealed partial class TcpConnection
+{
+    private bool _ackNow;
+
+    /// <summary>Sends what the windows, Nagle and the state allow, then an ACK if one is still owed.</summary>
+    public void Output()
+    {
+        if (State is TcpState.Established or TcpState.CloseWait or TcpState.FinWait1 or TcpState.Closing or TcpState.LastAck)
+        {
+            OutputData();
+        }
+
+        if (_ackNow && State is not (TcpState.Closed or TcpState.Listen or TcpState.SynSent))
+        {
+            SendAck();
+        }
+    }
+
+    private void OutputData()
+    {
+        var sentAny = false;
+        while (true)
+        {
+            var dataEnd = _send.EndSequence;
+            var available = Math.Max(0, SequenceNumber.Diff(dataEnd, SendNext));
+            var finDue = _finQueued && available == 0 && SendNext == dataEnd && State is TcpState.Established or TcpState.CloseWait or TcpState.FinWait1 or TcpState.Closing or TcpState.LastAck
+                && (!_finSent || SequenceNumber.Le(SendNext, _finSequence));
+            if (available == 0 && !finDue)
+            {
+                break;
+            }
+
+            var window = Math.Min((long)_sendWindow, _congestion.CongestionWindow + _recovery.WindowAllowance);
+            var usable = window - (long)(uint)(SendNext - SendUnacknowledged);
+            if (available > 0 && usable <= 0)
+            {
+                if (_sendWindow == 0 && BytesInFlight == 0)
+                {
+                    ArmPersist(NowMicroseconds);
+                }
+
+                break;
+            }
+
+            var length = (int)Math.Min(Math.Min(available, MaxSegmentSize), Math.Max(0, usable));
+            if (length > 0 && IdentifyMode == IdentifyMode.Pinned)
+            {
+                length = _send.ClampToPieces(SendNext, length, Links.TransmitBatch.MaxGather);
+            }
+
+            if (length > 0 && length < MaxSegmentSize && BytesInFlight > 0)
+            {
+                // Nagle (RFC 9293 §3.7.4): hold a small segment while data is unacknowledged, unless it ends the stream.
+                var isLast = length == available;
+                if ((_settings.Nagle && !(isLast && _finQueued)) || (!isLast && length < _maxSendWindow / 2))
+                {
+                    // The second test is sender-side SWS avoidance (§3.8.6.2.1): do not dribble into a small window.
+                    break;
+                }
+            }
+
+            var flags = TcpFlags.Ack;
+            if (length > 0 && length == available)
+            {
+                flags |= TcpFlags.Psh;
+            }
+
+            if (_finQueued && SendNext + (uint)length == dataEnd)
+            {
+                flags |= TcpFlags.Fin;
+            }
+
+            var isRetransmission = SequenceNumber.Lt(SendNext, SendMax);
+            if (!Emit(SendNext, flags, length, isRetransmission))
+            {
+                break;
+            }
+
+            if (!isRetransmission && length > 0 && !_rttTiming)
+            {
+                _rttTiming = true;
+                _rttSequence = SendNext;
+                _rttSentAt = NowMicroseconds;
+            }
+
+            SendNext += (uint)length;
+            if ((flags & TcpFlags.Fin) != 0)
+            {
+                OnFinSent(SendNext);
+                SendNext++;
+            }
+
+            SendMax = SequenceNumber.Max(SendMax, SendNext);
+            sentAny = true;
+            if (_retransmitDeadline == 0)
+            {
+                ArmRetransmitTimer(NowMicroseconds);
+            }
+
+            if ((flags & TcpFlags.Fin) != 0)
+            {
+                break;
+            }
+        }
+
+        _ = sentAny;
+    }
+
+    private void OnFinSent(uint finSequence)
+    {
+        if (_finSent)
+        {
+            return;
+        }
+
+        _finSent = true;
+        _finSequence = finSequence;
+        State = State switch
+        {
+            TcpState.Established => TcpState.FinWait1,
+            TcpState.CloseWait => TcpState.LastAck,
+            _ => State,
+        };
+    }
+
+    /// <summary>Resends one segment from <paramref name="sequence"/> through the host (loss recovery's only way to resend).</summary>
+    public int Retransmit(uint sequence, int maxBytes)
+    {
+        if (SequenceNumber.Lt(sequence, SendUnacknowledged) || !SequenceNumber.Lt(sequence, SendMax))
+        {
+            return 0;
+        }
+
+        if (State is TcpState.SynSent or TcpState.SynReceived)
+        {
+            RetransmitSyn();
+            return 0;
+        }
+
+        var dataEnd = _send.EndSequence;
+        var length = Math.Max(0, Math.Min(Math.Min(maxBytes, MaxSegmentSize), SequenceNumber.Diff(dataEnd, sequence)));
+        if (length > 0 && IdentifyMode == IdentifyMode.Pinned)
+        {
+            length = _send.ClampToPieces(sequence, length, Links.TransmitBatch.MaxGather);
+        }
+
+        var flags = TcpFlags.Ack;
+        if (_finSent && sequence + (uint)length == _finSequence)
+        {
+            flags |= TcpFlags.Fin;
+        }
+
+        if (length == 0 && (flags & TcpFlags.Fin) == 0)
+        {
+            return 0;
+        }
+
+        if (!Emit(sequence, flags, length, isRetransmission: true))
+        {
+            return 0;
+        }
+
+        // Karn's rule: a retransmission makes the timed segment's sample ambiguous.
+        _rttTiming = false;
+        if (_retransmitDeadline == 0)
+        {
+            ArmRetransmitTimer(NowMicroseconds);
+        }
+
+        return length;
+    }
+
+    /// <summary>The next new transmission starts again at <paramref name="sequence"/> (go-back-N after a timeout).</summary>
+    public void RewindSendNext(uint sequence)
+    {
+        if (SequenceNumber.Ge(sequence, SendUnacknowledged) && SequenceNumber.Lt(sequence, SendNext))
+        {
+            SendNext = sequence;
+            _rttTiming = false;
+            _layer.MarkForOutput(this);
+        }
+    }
+
+    private void SendSyn()
+    {
+        SendNext = InitialSendSequence + 1;
+        SendMax = SendNext;
+        if (Emit(InitialSendSequence, State == TcpState.SynSent ? TcpFlags.Syn : TcpFlags.Syn | TcpFlags.Ack, 0, isRetransmission: false))
+        {
+            _rttTiming = true;
+            _rttSequence = InitialSendSequence;
+            _rttSentAt = NowMicroseconds;
+        }
+
+        ArmRetransmitTimer(NowMicroseconds);
+    }
+
+    private void RetransmitSyn()
+    {
+        _rttTiming = false;
+        Emit(InitialSendSequence, State == TcpState.SynSent ? TcpFlags.Syn : TcpFlags.Syn | TcpFlags.Ack, 0, isRetransmission: true);
+        if (_retransmitDeadline == 0)
+        {
+            ArmRetransmitTimer(NowMicroseconds);
+        }
+    }
+
+    private void SendAck() => Emit(SendNext, TcpFlags.Ack, 0, isRetransmission: false);
+
+    private void SendReset(uint sequence) => Emit(sequence, TcpFlags.Rst | TcpFlags.Ack, 0, isRetransmission: false);
+
+    /// <summary>
+    /// Builds one segment into the link's transmit batch. The payload comes from the host by descriptor:
+    /// copied into the frame (Copy) or leased and gathered (Pinned). Returns false if it could not be sent.
+    /// </summary>
+    private bool Emit(uint sequence, TcpFlags flags, int payloadLength, bool isRetransmission)
+    {
+        if (!_layer.TryBeginSegment(Id.RemoteAddress, out var tcp))
+        {
+            _emitBlocked = true;
+            return false;
+        }
+
+        var now = NowMicroseconds;
+        var options = TcpOptions.None;
+        var isSyn = (flags & TcpFlags.Syn) != 0;
+        if (isSyn)
+        {
+            options.Mss = (ushort)_layer.MaxSegmentSize;
+            if (_windowScaling)
+            {
+                options.WindowScale = (sbyte)_receiveWindowShift;
+            }
+
+            options.SackPermitted = _sackPermitted;
+        }
+
+        if (_timestamps && (flags & TcpFlags.Rst) == 0)
+        {
+            // RFC 7323 §3.2: TSecr is zero in a SYN that does not acknowledge; it echoes TS.Recent otherwise.
+            options.HasTimestamp = true;
+            options.TsVal = TimestampNow(now);
+            options.TsEcr = (flags & TcpFlags.Ack) != 0 ? _tsRecent : 0;
+        }
+
+        if (_sackPermitted && !isSyn && _receive.RangeCount > 0)
+        {
+            AddSackBlocks(ref options);
+        }
+
+        var windowBytes = (uint)_receive.Window;
+        var window = isSyn ? (ushort)Math.Min(windowBytes, ushort.MaxValue) : (ushort)Math.Min(windowBytes >> EffectiveReceiveShift, ushort.MaxValue);
+        var ack = (flags & TcpFlags.Ack) != 0 ? ReceiveNext : 0;
+        var headerLength = TcpHeaderWriter.Write(tcp, Id.LocalPort, Id.RemotePort, sequence, ack, flags, window, options);
+
+        var sum = default(ChecksumAccumulator);
+        var linear = headerLength;
+        if (payloadLength > 0)
+        {
+            if (!TryIdentifyPayload(sequence, payloadLength, tcp[headerLength..], ref sum, out var copied))
+            {
+                _layer.CancelSegment();
+                return false;
+            }
+
+            linear += copied;
+            if (!isRetransmission)
+            {
+                Statistics.FirstTransmissionBytes += payloadLength;
+                Statistics.FirstTransmissionCopiedBytes += copied;
+            }
+            else
+            {
+                Statistics.SegmentsRetransmitted++;
+                Statistics.BytesRetransmitted += payloadLength;
+                _layer.Metrics.RetransmittedSegments.Add(1);
+            }
+        }
+        else if (isRetransmission)
+        {
+            Statistics.SegmentsRetransmitted++;
+            _layer.Metrics.RetransmittedSegments.Add(1);
+        }
+
+        TcpHeaderWriter.FinishChecksum(tcp, headerLength, Id.LocalAddress, Id.RemoteAddress, payloadLength, sum);
+        _layer.CommitSegment(Id.RemoteAddress, headerLength + payloadLength, linear);
+        Statistics.SegmentsSent++;
+
+        if ((flags & TcpFlags.Ack) != 0)
+        {
+            _lastAckSent = ReceiveNext;
+            _ackNow = false;
+            _delayedAckDeadline = 0;
+            _segmentsSinceAck = 0;
+            _advertisedRightEdge = ReceiveNext + ((uint)window << (isSyn ? 0 : EffectiveReceiveShift));
+        }
+
+        return true;
+    }
+
+    /// <summary>Asks the host for the payload bytes, descriptor by descriptor. A refused (stale) descriptor fails the connection.</summary>
+    private bool TryIdentifyPayload(uint sequence, int length, Span<byte> linearDestination, ref ChecksumAccumulator sum, out int copied)
+    {
+        copied = 0;
+        var descriptor = _send.Locate(sequence, out var offset);
+        var remaining = length;
+        try
+        {
+            while (remaining > 0)
+            {
+                if (descriptor is null)
+                {
+                    throw new InvalidOperationException($"Send queue of {Id} has no descriptor for sequence {sequence + (uint)(length - remaining)}.");
+                }
+
+                var n = Math.Min(remaining, descriptor.Length - offset);
+                if (IdentifyMode == IdentifyMode.Copy)
+                {
+                    var destination = linearDestination.Slice(copied, n);
+                    _host!.CopyTo(descriptor, offset, destination);
+                    sum.Add(destination);
+                    copied += n;
+                }
+                else
+                {
+                    var lease = _host!.Lease(descriptor, offset, n);
+                    _layer.Batch.HoldLease(lease);
+                    if (!_layer.Batch.TryAddGather(lease.Address, n))
+                    {
+                        throw new InvalidOperationException("Gather list overflow: the segment was not clamped to the gather limit.");
+                    }
+
+                    sum.Add(lease.AsSpan());
+                }
+
+                remaining -= n;
+                offset = 0;
+                descriptor = descriptor.Next;
+            }
+
+            return true;
+        }
+        catch (Exception ex) when (ex is StaleDescriptorException or InvalidOperationException or ArgumentException)
+        {
+            // The host refused to identify its own descriptor: the data cannot be delivered. Fail loudly.
+            _layer.Log.HostRefusedDescriptor(Id.ToString(), ex.Message);
+            _pendingFailure = new TcpConnectionException(TcpError.Aborted, $"Connection {Id} failed: the host refused a send descriptor ({ex.Message}).");
+            _layer.MarkForOutput(this);
+            return false;
+        }
+    }
+
+    private TcpConnectionException? _pendingFailure;
+
+    /// <summary>Applies a failure found while building a segment, once the batch is consistent again.</summary>
+    public void ApplyPendingFailure()
+    {
+        if (_pendingFailure is { } failure)
+        {
+            _pendingFailure = null;
+            SendReset(SendNext);
+            Terminate(failure);
+        }
+    }
+
+    /// <summary>RFC 2018 §4: the first block holds the most recently received segment, the rest follow.</summary>
+    private void AddSackBlocks(ref TcpOptions options)
+    {
+        var max = _timestamps ? 3 : TcpOptions.MaxSackBlocks;
+        var count = 0;
+        for (var i = 0; i < _receive.RangeCount && count < max; i++)
+        {
+            if (SequenceNumber.InWindow(_lastReceivedSequence, _receive.RangeStart(i), _receive.RangeEnd(i)))
+            {
+                options.SetSackBlock(count++, new SackBlock(_receive.RangeStart(i), _receive.RangeEnd(i)));
+                break;
+            }
+        }
+
+        for (var i = 0; i < _receive.RangeCount && count < max; i++)
+        {
+            if (count > 0 && options.GetSackBlock(0).Left == _receive.RangeStart(i))
+            {
+                continue;
+            }
+
+            options.SetSackBlock(count++, new SackBlock(_receive.RangeStart(i), _receive.RangeEnd(i)));
+        }
+
+        options.SackBlockCount = count;
+    }
+
+    /// <summary>Receiver-side SWS avoidance (RFC 9293 §3.8.6.2.2): announce a larger window only when it grew by min(buffer/2, MSS).</summary>
+    private bool ShouldSendWindowUpdate()
+    {
+        if (State is not (TcpState.Established or TcpState.FinWait1 or TcpState.FinWait2))
+        {
+            return false;
+        }
+
+        var rightEdge = ReceiveNext + (uint)_receive.Window;
+        var growth = SequenceNumber.Diff(rightEdge, _advertisedRightEdge);
+        return growth >= Math.Min(_receive.Capacity / 2, MaxSegmentSize);
+    }
+
+    private uint TimestampNow(long nowMicroseconds) => (uint)(nowMicroseconds / 1000) + _tsOffset;
+}

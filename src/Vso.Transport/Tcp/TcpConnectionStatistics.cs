@@ -1,0 +1,25 @@
+namespace Vso.Transport.Tcp;
+
+/// <summary>Per-connection counters, written by the engine thread.</summary>
+internal sealed class TcpConnectionStatistics
+{
+    public long SegmentsSent;
+    public long SegmentsReceived;
+    public long SegmentsRetransmitted;
+    public long BytesRetransmitted;
+    public long Timeouts;
+    public long FastRetransmits;
+    public long DuplicateAcksReceived;
+
+    /// <summary>Payload bytes put on the wire for the first time.</summary>
+    public long FirstTransmissionBytes;
+
+    /// <summary>Bytes the host copied in user space while building first transmissions (0 in Pinned mode, equal to the above in Copy mode).</summary>
+    public long FirstTransmissionCopiedBytes;
+
+    public long BytesReceived;
+    public long OutOfOrderSegments;
+    public long ZeroWindowProbes;
+    public long KeepaliveProbes;
+    public long DroppedSegments;
+}

@@ -1,0 +1,46 @@
+namespace Vso.Transport.Tcp;
+
+/// <summary>Why a connection could not deliver.</summary>
+public enum TcpError
+{
+    None,
+
+    /// <summary>The peer sent RST.</summary>
+    Reset,
+
+    /// <summary>A segment went unacknowledged through every retransmission, or keepalive got no answer.</summary>
+    TimedOut,
+
+    /// <summary>The peer answered the SYN with RST: nothing listens there.</summary>
+    Refused,
+
+    /// <summary>The application aborted the connection (RST sent).</summary>
+    Aborted,
+
+    /// <summary>The stack shut down.</summary>
+    StackStopped,
+}
+
+/// <summary>A connection failed; every pending send and receive completes with this.</summary>
+public sealed class TcpConnectionException : IOException
+{
+    public TcpConnectionException(TcpError error, string message)
+        : base(message) => Error = error;
+
+    public TcpConnectionException()
+        : this(TcpError.None, "TCP connection failed.")
+    {
+    }
+
+    public TcpConnectionException(string message)
+        : this(TcpError.None, message)
+    {
+    }
+
+    public TcpConnectionException(string message, Exception innerException)
+        : base(message, innerException)
+    {
+    }
+
+    public TcpError Error { get; }
+}

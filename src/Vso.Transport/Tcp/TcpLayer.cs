@@ -1,0 +1,336 @@
+using System.Collections.Concurrent;
+using Microsoft.Extensions.Logging;
+using Vso.Transport.Engine;
+using Vso.Transport.Interface;
+using Vso.Transport.Links;
+using Vso.Transport.Wire;
+
+namespace Vso.Transport.Tcp;
+
+/// <summary>
+/// The TCP layer of one stack: demultiplexes segments to connections and listeners, answers segments
+/// that match nothing with RST (RFC 9293 §3.10.7.1), and runs connection output and timers.
+/// Engine thread only, except the listener table which applications bind to from any thread.
+/// </summary>
+internal sealed class TcpLayer
+{
+    private readonly Dictionary<ConnectionId, TcpConnection> _connections = [];
+    private readonly ConcurrentDictionary<ushort, TcpListenerCore> _listeners = new();
+    private readonly List<TcpConnection> _outputList = [];
+    private readonly HashSet<TcpConnection> _outputSet = [];
+    private readonly TimerQueue _timers = new();
+    private readonly NetworkInterface _interface;
+    private ushort _nextEphemeralPort = 49152;
+
+    public TcpLayer(NetworkInterface networkInterface, TcpSettings settings, IClock clock, TcpMetrics metrics, ILogger log)
+    {
+        _interface = networkInterface;
+        Settings = settings;
+        Clock = clock;
+        Metrics = metrics;
+        Log = log;
+        Isn = new IsnGenerator(settings.IsnKey);
+    }
+
+    public TcpSettings Settings { get; }
+
+    public IClock Clock { get; }
+
+    public TcpMetrics Metrics { get; }
+
+    public ILogger Log { get; }
+
+    public IsnGenerator Isn { get; }
+
+    public TransmitBatch Batch => _interface.Batch;
+
+    /// <summary>The MSS we announce: the link MTU less IPv4 and TCP headers.</summary>
+    public int MaxSegmentSize => _interface.Mtu - 40;
+
+    public int ConnectionCount => _connections.Count;
+
+    public long NextDeadline => _timers.NextDeadline;
+
+    public long ResetsSent { get; private set; }
+
+    public IEnumerable<TcpConnection> Connections => _connections.Values;
+
+    // ---- Binding (any thread for listeners) ----
+
+    public TcpListenerCore Listen(ushort port, int backlog, ITcpListenerObserver? observer)
+    {
+        var listener = new TcpListenerCore(port, backlog, observer);
+        if (!_listeners.TryAdd(port, listener))
+        {
+            throw new InvalidOperationException($"Port {port} already has a listener on {_interface.Address}; stop the other listener or choose another port.");
+        }
+
+        return listener;
+    }
+
+    public void Unlisten(TcpListenerCore listener) => _listeners.TryRemove(new KeyValuePair<ushort, TcpListenerCore>(listener.Port, listener));
+
+    /// <summary>Active open from an ephemeral port (engine thread).</summary>
+    public TcpConnection Connect(Ipv4Address remote, ushort remotePort, ITcpConnectionObserver observer)
+    {
+        for (var attempt = 0; attempt < 16384; attempt++)
+        {
+            var port = _nextEphemeralPort;
+            _nextEphemeralPort = _nextEphemeralPort == ushort.MaxValue ? (ushort)49152 : (ushort)(_nextEphemeralPort + 1);
+            var id = new ConnectionId(_interface.Address, port, remote, remotePort);
+            if (_connections.ContainsKey(id) || _listeners.ContainsKey(port))
+            {
+                continue;
+            }
+
+            var connection = new TcpConnection(this, id, observer);
+            _connections.Add(id, connection);
+            connection.Open();
+            _timers.Sync(connection);
+            return connection;
+        }
+
+        throw new InvalidOperationException($"No ephemeral port left for {remote}:{remotePort}.");
+    }
+
+    // ---- Input ----
+
+    public void OnSegment(Ipv4Address source, Ipv4Address destination, in TcpSegment segment)
+    {
+        var id = new ConnectionId(destination, segment.DestinationPort, source, segment.SourcePort);
+        if (_connections.TryGetValue(id, out var connection))
+        {
+            if (connection.State == TcpState.TimeWait && TryReuseTimeWait(connection, segment))
+            {
+                connection = null;
+            }
+            else
+            {
+                connection.OnPeerActivity(Clock.NowMicroseconds);
+                connection.OnSegment(segment);
+                AfterEvent(connection);
+                return;
+            }
+        }
+
+        if (_listeners.TryGetValue(segment.DestinationPort, out var listener))
+        {
+            OnSegmentForListener(listener, id, segment);
+            return;
+        }
+
+        SendResetForUnknown(id, segment);
+    }
+
+    /// <summary>RFC 9293 §3.10.7.2 (LISTEN): RST is ignored, ACK answered with RST, SYN opens a connection.</summary>
+    private void OnSegmentForListener(TcpListenerCore listener, ConnectionId id, in TcpSegment segment)
+    {
+        var flags = segment.Flags;
+        if ((flags & TcpFlags.Rst) != 0)
+        {
+            return;
+        }
+
+        if ((flags & TcpFlags.Ack) != 0)
+        {
+            SendResetFor(id, segment.AcknowledgmentNumber, 0, TcpFlags.Rst);
+            return;
+        }
+
+        if ((flags & TcpFlags.Syn) == 0)
+        {
+            return;
+        }
+
+        if (listener.IsFull)
+        {
+            listener.SynsDropped++;
+            Metrics.SynsDropped.Add(1);
+            Log.BacklogFull(listener.Port, listener.Backlog, $"{id.RemoteAddress}:{id.RemotePort}");
+            return;
+        }
+
+        var connection = new TcpConnection(this, id, observer: null) { Listener = listener };
+        _connections.Add(id, connection);
+        listener.HalfOpen++;
+        connection.AcceptSyn(segment.SequenceNumber, segment.Options);
+        AfterEvent(connection);
+    }
+
+    /// <summary>
+    /// A new SYN for a 4-tuple in TIME-WAIT may start a new incarnation when its sequence number lies
+    /// beyond the old one's (RFC 9293 §3.6.1, RFC 6191 with timestamps).
+    /// </summary>
+    private bool TryReuseTimeWait(TcpConnection old, in TcpSegment segment)
+    {
+        if ((segment.Flags & (TcpFlags.Syn | TcpFlags.Ack | TcpFlags.Rst)) != TcpFlags.Syn
+            || !SequenceNumber.Gt(segment.SequenceNumber, old.ReceiveNext)
+            || !_listeners.ContainsKey(segment.DestinationPort))
+        {
+            return false;
+        }
+
+        old.ForceClose();
+        return true;
+    }
+
+    /// <summary>RFC 9293 §3.10.7.1: a segment for a closed port gets a RST, unless it is one.</summary>
+    private void SendResetForUnknown(ConnectionId id, in TcpSegment segment)
+    {
+        var flags = segment.Flags;
+        if ((flags & TcpFlags.Rst) != 0)
+        {
+            return;
+        }
+
+        if ((flags & TcpFlags.Ack) != 0)
+        {
+            SendResetFor(id, segment.AcknowledgmentNumber, 0, TcpFlags.Rst);
+            return;
+        }
+
+        var length = (uint)segment.Payload.Length + ((flags & TcpFlags.Syn) != 0 ? 1u : 0) + ((flags & TcpFlags.Fin) != 0 ? 1u : 0);
+        SendResetFor(id, 0, segment.SequenceNumber + length, TcpFlags.Rst | TcpFlags.Ack);
+    }
+
+    public void SendResetFor(ConnectionId id, uint sequence, uint acknowledgment, TcpFlags flags)
+    {
+        if (!TryBeginSegment(id.RemoteAddress, out var tcp))
+        {
+            return;
+        }
+
+        var headerLength = TcpHeaderWriter.Write(tcp, id.LocalPort, id.RemotePort, sequence, acknowledgment, flags, 0, TcpOptions.None);
+        TcpHeaderWriter.FinishChecksum(tcp, headerLength, id.LocalAddress, id.RemoteAddress, 0, default);
+        CommitSegment(id.RemoteAddress, headerLength, headerLength);
+        ResetsSent++;
+        Metrics.ResetsSent.Add(1);
+    }
+
+    // ---- Output and timers ----
+
+    public bool TryBeginSegment(Ipv4Address remote, out Span<byte> tcp) => _interface.TryBeginIpv4(remote, IpProtocol.Tcp, out tcp);
+
+    public void CommitSegment(Ipv4Address remote, int tcpLength, int linearLength) => _interface.CommitIpv4(remote, IpProtocol.Tcp, tcpLength, linearLength);
+
+    public void CancelSegment() => _interface.CancelFrame();
+
+    public void MarkForOutput(TcpConnection connection)
+    {
+        if (_outputSet.Add(connection))
+        {
+            _outputList.Add(connection);
+        }
+    }
+
+    /// <summary>Runs output for every connection that has something to send; returns whether any did.</summary>
+    public bool ProcessOutput()
+    {
+        if (_outputList.Count == 0)
+        {
+            return false;
+        }
+
+        // Output may mark further connections; index loop picks them up in the same pass.
+        for (var i = 0; i < _outputList.Count; i++)
+        {
+            var connection = _outputList[i];
+            _outputSet.Remove(connection);
+            if (connection.State != TcpState.Closed)
+            {
+                connection.Output();
+                connection.ApplyPendingFailure();
+            }
+
+            _timers.Sync(connection);
+        }
+
+        _outputList.Clear();
+        return true;
+    }
+
+    public bool RunTimers(long now)
+    {
+        var any = false;
+        while (_timers.TryPopDue(now, out var connection))
+        {
+            any = true;
+            connection.OnTimer(now);
+            AfterEvent(connection);
+        }
+
+        return any;
+    }
+
+    public void AfterEvent(TcpConnection connection)
+    {
+        connection.ApplyPendingFailure();
+        _timers.Sync(connection);
+    }
+
+    /// <summary>A neighbour became reachable: connections to it that could not send try again.</summary>
+    public void OnNeighborResolved(Ipv4Address address)
+    {
+        foreach (var connection in _connections.Values)
+        {
+            if (connection.Id.RemoteAddress == address)
+            {
+                connection.OnPathAvailable();
+                _timers.Sync(connection);
+            }
+        }
+    }
+
+    // ---- Lifecycle callbacks from connections ----
+
+    public void OnPassiveEstablished(TcpConnection connection)
+    {
+        Metrics.ConnectionsOpened.Add(1);
+        Log.ConnectionEstablished(connection.Id.ToString());
+        if (connection.Listener is { } listener)
+        {
+            listener.HalfOpen--;
+            if (!_listeners.TryGetValue(listener.Port, out var current) || current != listener)
+            {
+                // The listener was unbound during the handshake.
+                connection.Listener = null;
+                connection.Abort();
+                return;
+            }
+
+            listener.Enqueue(connection);
+            listener.Observer?.OnConnectionReady(listener);
+        }
+    }
+
+    public void OnActiveEstablished(TcpConnection connection)
+    {
+        Metrics.ConnectionsOpened.Add(1);
+        Log.ConnectionEstablished(connection.Id.ToString());
+    }
+
+    public void Remove(TcpConnection connection)
+    {
+        if (_connections.TryGetValue(connection.Id, out var current) && current == connection)
+        {
+            _connections.Remove(connection.Id);
+        }
+
+        if (connection.Listener is { } listener && connection.WasHalfOpen)
+        {
+            listener.HalfOpen--;
+        }
+
+        Log.ConnectionClosed(connection.Id.ToString(), connection.Error?.Message ?? "closed");
+    }
+
+    /// <summary>Fails every connection (the stack stops).</summary>
+    public void ShutdownAll()
+    {
+        var error = new TcpConnectionException(TcpError.StackStopped, "The TCP stack stopped.");
+        foreach (var connection in _connections.Values.ToArray())
+        {
+            connection.Shutdown(error);
+        }
+    }
+}

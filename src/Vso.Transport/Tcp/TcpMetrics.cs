@@ -1,0 +1,34 @@
+using System.Diagnostics.Metrics;
+
+namespace Vso.Transport.Tcp;
+
+/// <summary>Stack-wide TCP instruments (System.Diagnostics.Metrics), on the stack's meter.</summary>
+internal sealed class TcpMetrics
+{
+    public TcpMetrics(Meter meter)
+    {
+        RetransmittedSegments = meter.CreateCounter<long>("vso.tcp.retransmitted_segments", "{segment}", "Segments sent again.");
+        Timeouts = meter.CreateCounter<long>("vso.tcp.timeouts", "{timeout}", "Retransmission timer expiries.");
+        FastRecoveries = meter.CreateCounter<long>("vso.tcp.fast_recoveries", "{recovery}", "Entries into fast recovery.");
+        ConnectionsOpened = meter.CreateCounter<long>("vso.tcp.connections_opened", "{connection}", "Connections established.");
+        ResetsSent = meter.CreateCounter<long>("vso.tcp.resets_sent", "{segment}", "RST segments sent for segments that match no connection.");
+        SynsDropped = meter.CreateCounter<long>("vso.tcp.syns_dropped", "{segment}", "SYNs dropped because a listener's backlog was full.");
+        Rtt = meter.CreateHistogram<double>("vso.tcp.rtt", "ms", "Round-trip time samples.");
+    }
+
+    public Counter<long> RetransmittedSegments { get; }
+
+    public Counter<long> Timeouts { get; }
+
+    public Counter<long> FastRecoveries { get; }
+
+    public Counter<long> ConnectionsOpened { get; }
+
+    public Counter<long> ResetsSent { get; }
+
+    public Counter<long> SynsDropped { get; }
+
+    public Histogram<double> Rtt { get; }
+
+    public void RecordRtt(long microseconds) => Rtt.Record(microseconds / 1000.0);
+}

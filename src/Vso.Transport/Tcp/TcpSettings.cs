@@ -1,0 +1,100 @@
+using Vso.Transport.Tcp.Congestion;
+using Vso.Transport.Tcp.Recovery;
+
+namespace Vso.Transport.Tcp;
+
+/// <summary>TCP behaviour of a stack; every connection it opens or accepts starts from these.</summary>
+public sealed class TcpSettings
+{
+    /// <summary>Receive buffer per connection in bytes; the largest window advertised. Default 1 MiB.</summary>
+    public int ReceiveBufferSize { get; set; } = 1 << 20;
+
+    /// <summary>Most out-of-order ranges held per connection (reassembly bound beside the buffer itself). Default 64.</summary>
+    public int MaxOutOfOrderRanges { get; set; } = 64;
+
+    /// <summary>Negotiate window scaling (RFC 7323 §2). Default on.</summary>
+    public bool WindowScaling { get; set; } = true;
+
+    /// <summary>Negotiate timestamps (RFC 7323 §3): RTT measurement and PAWS. Default on.</summary>
+    public bool Timestamps { get; set; } = true;
+
+    /// <summary>Offer SACK-permitted (RFC 2018). Default on; SACK recovery plugs in behind <see cref="LossRecovery"/>.</summary>
+    public bool Sack { get; set; } = true;
+
+    /// <summary>Nagle's algorithm (RFC 9293 §3.7.4). Default on, as the RFC says; Kestrel turns it off.</summary>
+    public bool Nagle { get; set; } = true;
+
+    /// <summary>Longest an ACK may be delayed (RFC 9293 §3.8.6.3; at most 200 ms here). Default 40 ms; zero acknowledges every segment at once.</summary>
+    public TimeSpan DelayedAck { get; set; } = TimeSpan.FromMilliseconds(40);
+
+    /// <summary>Acknowledge at least every this many full-sized segments (RFC 5681 §4.2). Default 2.</summary>
+    public int DelayedAckSegments { get; set; } = 2;
+
+    /// <summary>Initial retransmission timeout (RFC 6298 §2.1). Default 1 s.</summary>
+    public TimeSpan InitialRto { get; set; } = TimeSpan.FromSeconds(1);
+
+    /// <summary>Lower bound of the RTO. RFC 6298 says 1 s; Linux uses 200 ms, the default here.</summary>
+    public TimeSpan MinRto { get; set; } = TimeSpan.FromMilliseconds(200);
+
+    /// <summary>Upper bound of the RTO (RFC 6298 §2.5 allows at least 60 s). Default 60 s.</summary>
+    public TimeSpan MaxRto { get; set; } = TimeSpan.FromSeconds(60);
+
+    /// <summary>Retransmissions of one segment before the connection fails (RFC 9293 §3.8.3 R2). Default 15.</summary>
+    public int MaxRetransmissions { get; set; } = 15;
+
+    /// <summary>Retransmissions of a SYN before connect fails (R2 for SYN). Default 6.</summary>
+    public int MaxSynRetransmissions { get; set; } = 6;
+
+    /// <summary>TIME-WAIT duration, 2*MSL (RFC 9293 §3.4.2). Default 60 s.</summary>
+    public TimeSpan TimeWait { get; set; } = TimeSpan.FromSeconds(60);
+
+    /// <summary>Send keepalive probes on idle connections (RFC 9293 §3.8.4). Default off.</summary>
+    public bool Keepalive { get; set; }
+
+    public TimeSpan KeepaliveIdle { get; set; } = TimeSpan.FromHours(2);
+
+    public TimeSpan KeepaliveInterval { get; set; } = TimeSpan.FromSeconds(75);
+
+    public int KeepaliveProbes { get; set; } = 9;
+
+    /// <summary>How the host hands bytes to the sender. Default Pinned (no copy).</summary>
+    public IdentifyMode IdentifyMode { get; set; } = IdentifyMode.Pinned;
+
+    /// <summary>Loss detection and recovery. Default NewReno (RFC 6582).</summary>
+    public Func<ILossRecovery> LossRecovery { get; set; } = static () => new NewRenoRecovery();
+
+    /// <summary>Congestion control. Default NewReno (RFC 5681).</summary>
+    public Func<ICongestionControl> CongestionControl { get; set; } = static () => new NewRenoCongestionControl();
+
+    /// <summary>Secret for ISNs (RFC 6528); random per stack when empty.</summary>
+    public byte[] IsnKey { get; set; } = [];
+
+    /// <summary>Throws with the setting's name, its value and the fix when a value cannot work.</summary>
+    public void Validate()
+    {
+        Require(ReceiveBufferSize is >= 2048 and <= (1 << 30), nameof(ReceiveBufferSize), ReceiveBufferSize, "use 2048 to 1073741824 bytes");
+        Require(MaxOutOfOrderRanges is >= 1 and <= 4096, nameof(MaxOutOfOrderRanges), MaxOutOfOrderRanges, "use 1 to 4096");
+        Require(DelayedAck >= TimeSpan.Zero && DelayedAck <= TimeSpan.FromMilliseconds(200), nameof(DelayedAck), DelayedAck, "use 0 to 200 ms");
+        Require(DelayedAckSegments is >= 1 and <= 2, nameof(DelayedAckSegments), DelayedAckSegments, "use 1 or 2 (RFC 5681 §4.2: at least every second full-sized segment)");
+        Require(MinRto > TimeSpan.Zero, nameof(MinRto), MinRto, "use a positive time such as 200 ms");
+        Require(MaxRto >= MinRto, nameof(MaxRto), MaxRto, $"use at least MinRto ({MinRto})");
+        Require(InitialRto >= MinRto && InitialRto <= MaxRto, nameof(InitialRto), InitialRto, "use a time between MinRto and MaxRto");
+        Require(MaxRetransmissions is >= 1 and <= 100, nameof(MaxRetransmissions), MaxRetransmissions, "use 1 to 100");
+        Require(MaxSynRetransmissions is >= 0 and <= 100, nameof(MaxSynRetransmissions), MaxSynRetransmissions, "use 0 to 100");
+        Require(TimeWait >= TimeSpan.Zero, nameof(TimeWait), TimeWait, "use a non-negative time (2*MSL, 60 s by default)");
+        Require(KeepaliveIdle > TimeSpan.Zero, nameof(KeepaliveIdle), KeepaliveIdle, "use a positive time");
+        Require(KeepaliveInterval > TimeSpan.Zero, nameof(KeepaliveInterval), KeepaliveInterval, "use a positive time");
+        Require(KeepaliveProbes >= 1, nameof(KeepaliveProbes), KeepaliveProbes, "use at least 1");
+        Require(Enum.IsDefined(IdentifyMode), nameof(IdentifyMode), IdentifyMode, "use Pinned or Copy");
+        Require(LossRecovery is not null, nameof(LossRecovery), "null", "give a factory");
+        Require(CongestionControl is not null, nameof(CongestionControl), "null", "give a factory");
+    }
+
+    private static void Require(bool ok, string key, object value, string fix)
+    {
+        if (!ok)
+        {
+            throw new ArgumentException($"Tcp:{key} = '{value}' is invalid: {fix}.", key);
+        }
+    }
+}

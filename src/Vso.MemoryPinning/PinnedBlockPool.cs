@@ -1,0 +1,380 @@
+using System.Buffers;
+using System.Globalization;
+
+namespace Vso.MemoryPinning;
+
+/// <summary>
+/// A <see cref="MemoryPool{T}"/> of fixed-size blocks carved from page-aligned native slabs that the GC
+/// never moves, optionally mlocked so they are never swapped. The TCP sender keeps descriptors
+/// (block id, generation, address, length) over these blocks and the host validates each one with
+/// <see cref="Validate(int, long, nint, int)"/> or <see cref="Lease(int, long, nint, int)"/> before any
+/// byte is read, so a descriptor that outlived its block is refused instead of read.
+/// </summary>
+/// <remarks>
+/// Thread-safe: rent, return, validate and lease may be called from any thread (one lock; all are short).
+/// <para>
+/// Dispose: new rentals fail at once. Slabs are freed when no block is rented or leased any more: at
+/// Dispose if none is, otherwise when the last block is returned and its last lease ends (deferred, not
+/// thrown, so that a connection still draining at shutdown keeps valid memory). A block never returned
+/// keeps its slabs allocated.
+/// </para>
+/// </remarks>
+public sealed class PinnedBlockPool : MemoryPool<byte>, IPinLeaseOwner
+{
+    private readonly Lock _gate = new();
+    private readonly List<Slab> _slabs = [];
+    private readonly List<Slot> _slots = [];
+    private readonly Stack<Slot> _free = new();
+    private readonly Dictionary<long, (Slot Slot, int Length)> _leases = [];
+    private readonly PageLocker _locker;
+    private readonly int _blockSize;
+    private readonly int _slabSize;
+    private readonly int _pageSize;
+    private readonly long? _maxBytes;
+    private readonly bool _mlock;
+    private long _allocatedBytes;
+    private long _lastGeneration;
+    private long _nextLeaseId;
+    private int _outstanding; // rented or return-pending blocks
+    private bool _disposed;
+
+    public PinnedBlockPool()
+        : this(new PinnedBlockPoolOptions())
+    {
+    }
+
+    public PinnedBlockPool(PinnedBlockPoolOptions options, PinningMetrics? metrics = null)
+        : this(options, metrics, PageLocker.Process, Environment.SystemPageSize)
+    {
+    }
+
+    internal PinnedBlockPool(PinnedBlockPoolOptions options, PinningMetrics? metrics, PageLocker locker, int pageSize)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        var blockSize = options.BlockSize;
+        if (blockSize <= 0 || (blockSize & (blockSize - 1)) != 0)
+        {
+            throw new ArgumentException($"PinnedBlockPoolOptions.BlockSize must be a positive power of two, not {blockSize}.", nameof(options));
+        }
+
+        var unit = Math.Max(blockSize, pageSize);
+        if (options.SlabSize <= 0 || options.SlabSize % unit != 0)
+        {
+            throw new ArgumentException($"PinnedBlockPoolOptions.SlabSize must be a positive multiple of the page size ({pageSize}) and of BlockSize ({blockSize}), not {options.SlabSize}.", nameof(options));
+        }
+
+        if (options.MaxBytes is { } max && max < blockSize)
+        {
+            throw new ArgumentException($"PinnedBlockPoolOptions.MaxBytes must be at least BlockSize ({blockSize}), not {max}.", nameof(options));
+        }
+
+        _blockSize = blockSize;
+        _slabSize = options.SlabSize;
+        _maxBytes = options.MaxBytes;
+        _mlock = options.Mlock;
+        _pageSize = pageSize;
+        _locker = locker;
+        Metrics = metrics ?? new PinningMetrics();
+    }
+
+    public override int MaxBufferSize => _blockSize;
+
+    public int BlockSize => _blockSize;
+
+    public int SlabSize => _slabSize;
+
+    public long? MaxBytes => _maxBytes;
+
+    public bool Mlock => _mlock;
+
+    public PinningMetrics Metrics { get; }
+
+    /// <summary>Bytes of slabs allocated and not yet freed.</summary>
+    public long AllocatedBytes
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return _allocatedBytes;
+            }
+        }
+    }
+
+    /// <summary>Blocks rented, or returned but still leased.</summary>
+    public int RentedBlocks
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return _outstanding;
+            }
+        }
+    }
+
+    /// <summary>
+    /// Rents one block of <see cref="BlockSize"/> bytes. Grows by a slab when no block is free; throws
+    /// <see cref="InvalidOperationException"/> when <see cref="MaxBytes"/> is reached and
+    /// <see cref="MemoryLockException"/> when locking a new slab fails.
+    /// </summary>
+    public override PinnedBlock Rent(int minBufferSize = -1)
+    {
+        if (minBufferSize > _blockSize)
+        {
+            throw new ArgumentOutOfRangeException(nameof(minBufferSize), minBufferSize, $"This pool's blocks are {_blockSize} bytes.");
+        }
+
+        lock (_gate)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            if (_free.Count == 0)
+            {
+                AddSlab();
+            }
+
+            var slot = _free.Pop();
+            slot.Generation = ++_lastGeneration;
+            slot.State = SlotState.Rented;
+            var block = new PinnedBlock(this, slot.Id, slot.Address, _blockSize, slot.Generation);
+            slot.Current = block;
+            _outstanding++;
+            Metrics.AddPinned(_blockSize);
+            return block;
+        }
+    }
+
+    /// <summary>
+    /// Returns the block of a descriptor if it is still rented under <paramref name="generation"/> and
+    /// [address, address+length) lies inside it; otherwise throws <see cref="StaleDescriptorException"/>.
+    /// Reads no byte. The answer holds only until the block is disposed: to read, take a
+    /// <see cref="Lease(int, long, nint, int)"/>, which validates and holds the block in one step.
+    /// </summary>
+    public PinnedBlock Validate(int blockId, long generation, nint address, int length)
+    {
+        lock (_gate)
+        {
+            return CheckDescriptor(blockId, generation, address, length).Current!;
+        }
+    }
+
+    public PinnedBlock Validate(BlockToken token, nint address, int length) => Validate(token.BlockId, token.Generation, address, length);
+
+    /// <summary>
+    /// Validates a descriptor like <see cref="Validate(int, long, nint, int)"/> and leases its range: the block
+    /// is not reused (its memory not handed to anyone else) until the lease is disposed, even if the block
+    /// itself is disposed first.
+    /// </summary>
+    public PinLease Lease(int blockId, long generation, nint address, int length)
+    {
+        lock (_gate)
+        {
+            var slot = CheckDescriptor(blockId, generation, address, length);
+            slot.LeaseCount++;
+            var leaseId = ++_nextLeaseId;
+            _leases.Add(leaseId, (slot, length));
+            Metrics.AddLeased(length);
+            return new PinLease(this, address, length, leaseId);
+        }
+    }
+
+    public PinLease Lease(BlockToken token, nint address, int length) => Lease(token.BlockId, token.Generation, address, length);
+
+    /// <summary>Ends a lease. Each lease has its own token, so ending one twice does nothing.</summary>
+    void IPinLeaseOwner.EndLease(nint address, int length, long token)
+    {
+        lock (_gate)
+        {
+            if (!_leases.Remove(token, out var lease))
+            {
+                return;
+            }
+
+            Metrics.AddLeased(-lease.Length);
+            var slot = lease.Slot;
+            if (--slot.LeaseCount == 0 && slot.State == SlotState.ReturnPending)
+            {
+                CompleteReturn(slot);
+            }
+        }
+    }
+
+    internal void Return(PinnedBlock block)
+    {
+        lock (_gate)
+        {
+            if (!block.MarkReleased())
+            {
+                return;
+            }
+
+            var slot = _slots[block.Id];
+            slot.Current = null;
+            if (slot.LeaseCount > 0)
+            {
+                // Validate refuses it from now on, but a link may still be reading the leased range.
+                slot.State = SlotState.ReturnPending;
+            }
+            else
+            {
+                CompleteReturn(slot);
+            }
+        }
+    }
+
+    protected override void Dispose(bool disposing)
+    {
+        lock (_gate)
+        {
+            if (_disposed)
+            {
+                return;
+            }
+
+            _disposed = true;
+            if (_outstanding == 0)
+            {
+                FreeSlabs();
+            }
+        }
+    }
+
+    private Slot CheckDescriptor(int blockId, long generation, nint address, int length)
+    {
+        if ((uint)blockId >= (uint)_slots.Count)
+        {
+            throw Stale(StaleDescriptorReason.UnknownBlock, blockId, generation, address, length, $"Stale descriptor refused: block {blockId} (generation {generation}) was never issued by this pool; no memory was read.");
+        }
+
+        var slot = _slots[blockId];
+        if (slot.Generation != generation || generation == 0)
+        {
+            var now = slot.State == SlotState.Rented ? $"it is now rented again as generation {slot.Generation}" : "it is now free";
+            var reason = slot.Generation > generation ? StaleDescriptorReason.Released : StaleDescriptorReason.GenerationMismatch;
+            var what = slot.Generation > generation ? "was already released to the pool" : "was never rented under that generation";
+            throw Stale(reason, blockId, generation, address, length, $"Stale descriptor refused: block {blockId} generation {generation} {what}; {now}. No memory was read.");
+        }
+
+        if (slot.State != SlotState.Rented)
+        {
+            throw Stale(StaleDescriptorReason.Released, blockId, generation, address, length, $"Stale descriptor refused: block {blockId} generation {generation} was already released to the pool. No memory was read.");
+        }
+
+        var offset = (long)address - slot.Address;
+        if (length < 0 || offset < 0 || offset > _blockSize - length)
+        {
+            throw Stale(StaleDescriptorReason.OutOfRange, blockId, generation, address, length, string.Create(CultureInfo.InvariantCulture, $"Descriptor refused: range 0x{address:x}+{length} lies outside block {blockId} generation {generation} (0x{slot.Address:x}+{_blockSize}). No memory was read."));
+        }
+
+        return slot;
+    }
+
+    private static StaleDescriptorException Stale(StaleDescriptorReason reason, int blockId, long generation, nint address, int length, string message)
+        => new(reason, blockId, generation, address, length, message);
+
+    private void CompleteReturn(Slot slot)
+    {
+        slot.State = SlotState.Free;
+        _outstanding--;
+        Metrics.AddPinned(-_blockSize);
+        if (!_disposed)
+        {
+            _free.Push(slot);
+        }
+        else if (_outstanding == 0)
+        {
+            FreeSlabs();
+        }
+    }
+
+    private void AddSlab()
+    {
+        long size = _slabSize;
+        if (_maxBytes is { } max)
+        {
+            size = Math.Min(size, (max - _allocatedBytes) / _blockSize * _blockSize);
+            if (size < _blockSize)
+            {
+                throw new InvalidOperationException(string.Create(
+                    CultureInfo.InvariantCulture,
+                    $"PinnedBlockPool limit reached: PinnedBlockPoolOptions.MaxBytes is {max} bytes, {_allocatedBytes} bytes are allocated and all {_outstanding} blocks of {_blockSize} bytes are rented. Return (dispose) blocks sooner or raise MaxBytes."));
+            }
+        }
+
+        // Whole pages, so that no other allocation shares a page with a slab (mlock works on pages).
+        var allocation = (size + _pageSize - 1) / _pageSize * _pageSize;
+        var slab = Slab.Allocate(allocation, _pageSize);
+        if (_mlock)
+        {
+            try
+            {
+                slab.LockedBytes = _locker.Lock(slab.Address, allocation);
+            }
+            catch
+            {
+                slab.Free();
+                throw;
+            }
+
+            Metrics.AddLocked(slab.LockedBytes);
+        }
+
+        _slabs.Add(slab);
+        _allocatedBytes += size;
+        var count = (int)(size / _blockSize);
+        var firstId = _slots.Count;
+        for (var i = 0; i < count; i++)
+        {
+            _slots.Add(new Slot(firstId + i, slab.Address + (nint)((long)i * _blockSize)));
+        }
+
+        // Lowest address on top, so blocks are handed out in address order.
+        for (var i = count - 1; i >= 0; i--)
+        {
+            _free.Push(_slots[firstId + i]);
+        }
+    }
+
+    private void FreeSlabs()
+    {
+        _free.Clear();
+        foreach (var slab in _slabs)
+        {
+            if (slab.LockedBytes > 0)
+            {
+                _locker.Unlock(slab.Address, slab.Size);
+                Metrics.AddLocked(-slab.LockedBytes);
+                slab.LockedBytes = 0;
+            }
+
+            slab.Free();
+        }
+
+        _slabs.Clear();
+        _allocatedBytes = 0;
+
+        // Slots stay (state Free), so late descriptors are still refused as released rather than unknown.
+    }
+
+    private enum SlotState
+    {
+        Free,
+        Rented,
+        ReturnPending,
+    }
+
+    private sealed class Slot(int id, nint address)
+    {
+        public int Id { get; } = id;
+
+        public nint Address { get; } = address;
+
+        public long Generation { get; set; }
+
+        public SlotState State { get; set; }
+
+        public int LeaseCount { get; set; }
+
+        public PinnedBlock? Current { get; set; }
+    }
+}

@@ -1,3 +1,6 @@
+using Microsoft.Extensions.Logging;
+using Vso.Transport.Engine;
+using Vso.Transport.Tcp.Congestion;
 using Vso.Transport.Tcp.Recovery;
 using Vso.Transport.Wire;
 

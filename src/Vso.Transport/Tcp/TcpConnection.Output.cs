@@ -1,4 +1,5 @@
 using Vso.MemoryPinning;
+using Vso.Transport.Engine;
 using Vso.Transport.Wire;
 
 namespace Vso.Transport.Tcp;

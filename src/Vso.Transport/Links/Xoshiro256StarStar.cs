@@ -21,6 +21,16 @@ internal struct Xoshiro256StarStar
         _s3 = SplitMix64(ref x);
     }
 
+    /// <summary>
+    /// An independent generator for one numbered stream of a seed: the seed and the stream number are
+    /// mixed (SplitMix64 finalizer) so that streams do not share state words.
+    /// </summary>
+    public static Xoshiro256StarStar ForStream(ulong seed, ulong stream)
+    {
+        var x = seed ^ (stream * 0xD1B5_4A32_D192_ED03UL);
+        return new Xoshiro256StarStar(SplitMix64(ref x));
+    }
+
     public ulong NextUInt64()
     {
         var result = RotateLeft(_s1 * 5, 7) * 9;

@@ -1,4 +1,3 @@
-using System.Buffers;
 using Vso.Transport.Engine;
 using Vso.Transport.Wire;
 
@@ -36,6 +35,7 @@ public sealed class FaultInjector : ILink
     private readonly long _jitterMicroseconds;
     private readonly long _reorderMicroseconds;
     private readonly FrameHeap _held = new();
+    private readonly FrameBufferPool _pool;
     private readonly TransmitBatch? _forward;
 
     // One generator per fault kind, so that enabling one fault does not shift the decisions of another.
@@ -64,6 +64,7 @@ public sealed class FaultInjector : ILink
         _delayMicroseconds = LinkTime.ToMicroseconds(options.Delay);
         _jitterMicroseconds = LinkTime.ToMicroseconds(options.Jitter);
         _reorderMicroseconds = LinkTime.ToMicroseconds(options.ReorderDelay);
+        _pool = new FrameBufferPool(_maxFrameSize);
         _lossRandom = Xoshiro256StarStar.ForStream(options.Seed, 1);
         _burstRandom = Xoshiro256StarStar.ForStream(options.Seed, 2);
         _duplicateRandom = Xoshiro256StarStar.ForStream(options.Seed, 3);
@@ -117,6 +118,9 @@ public sealed class FaultInjector : ILink
 
     /// <summary>Whether the Gilbert-Elliott model is in its bad (bursty loss) state.</summary>
     public bool InBadState => _badState;
+
+    /// <summary>Frame buffers this link has allocated: its peak of frames in flight.</summary>
+    internal int BuffersAllocated => _pool.Allocated;
 
     /// <inheritdoc />
     public long NextEventMicroseconds => Math.Min(_held.EarliestDue, _inner.NextEventMicroseconds);
@@ -198,7 +202,7 @@ public sealed class FaultInjector : ILink
         }
 
         _disposed = true;
-        _held.Clear();
+        _held.Clear(_pool);
         _forward?.Clear();
         _inner.Dispose();
     }
@@ -269,7 +273,7 @@ public sealed class FaultInjector : ILink
             release += _reorderMicroseconds;
         }
 
-        var buffer = ArrayPool<byte>.Shared.Rent(length);
+        var buffer = _pool.Rent();
         batch.CopyFrame(index, buffer);
         if (_options.CorruptRate > 0 && _corruptRandom.Chance(_options.CorruptRate) && length > 0)
         {
@@ -329,7 +333,7 @@ public sealed class FaultInjector : ILink
                 var destination = forward.Begin();
                 frame.Buffer.AsSpan(0, frame.Length).CopyTo(destination);
                 forward.Commit(frame.Length);
-                ArrayPool<byte>.Shared.Return(frame.Buffer);
+                _pool.Return(frame.Buffer);
                 FramesPassed++;
                 if (forward.IsFull)
                 {

@@ -1,5 +1,3 @@
-using System.Buffers;
-
 namespace Vso.Transport.Links;
 
 /// <summary>A frame held in a pooled buffer until <see cref="DueMicroseconds"/>.</summary>
@@ -91,12 +89,12 @@ internal sealed class FrameHeap
         return top;
     }
 
-    /// <summary>Returns every held buffer to the pool and empties the heap.</summary>
-    public void Clear()
+    /// <summary>Returns every held buffer to <paramref name="pool"/> and empties the heap.</summary>
+    public void Clear(FrameBufferPool pool)
     {
         for (var i = 0; i < Count; i++)
         {
-            ArrayPool<byte>.Shared.Return(_items[i].Buffer);
+            pool.Return(_items[i].Buffer);
             _items[i] = default;
         }
 

@@ -1,4 +1,3 @@
-using System.Buffers;
 using Vso.Transport.Engine;
 using Vso.Transport.Wire;
 
@@ -19,6 +18,7 @@ public sealed class SimulatedLink : ILink
     private readonly long _delayMicroseconds;
     private readonly int _maxFrameLength;
     private readonly FrameHeap _inbox = new();
+    private readonly FrameBufferPool _pool;
     private SimulatedLink _peer = null!;
     private bool _disposed;
 
@@ -29,6 +29,7 @@ public sealed class SimulatedLink : ILink
         Mtu = options.Mtu;
         _maxFrameLength = options.Mtu + LinkTime.EthernetHeaderLength;
         HardwareAddress = address;
+        _pool = new FrameBufferPool(_maxFrameLength);
     }
 
     /// <summary>Creates the two ends of a wire that share <paramref name="clock"/>.</summary>
@@ -68,6 +69,9 @@ public sealed class SimulatedLink : ILink
 
     /// <summary>Frames on the wire towards this end, due or not yet due.</summary>
     public int PendingFrames => _inbox.Count;
+
+    /// <summary>Frame buffers this link has allocated: its peak of frames in flight.</summary>
+    internal int BuffersAllocated => _pool.Allocated;
 
     /// <inheritdoc />
     public long NextEventMicroseconds => _inbox.EarliestDue;
@@ -113,7 +117,7 @@ public sealed class SimulatedLink : ILink
             }
             finally
             {
-                ArrayPool<byte>.Shared.Return(frame.Buffer);
+                _pool.Return(frame.Buffer);
             }
         }
 
@@ -132,7 +136,7 @@ public sealed class SimulatedLink : ILink
         }
 
         _disposed = true;
-        _inbox.Clear();
+        _inbox.Clear(_pool);
     }
 
     private void Accept(TransmitBatch batch, int index, int length, long dueMicroseconds)
@@ -143,7 +147,7 @@ public sealed class SimulatedLink : ILink
             return;
         }
 
-        var buffer = ArrayPool<byte>.Shared.Rent(length);
+        var buffer = _pool.Rent();
         batch.CopyFrame(index, buffer);
         _inbox.Push(buffer, length, dueMicroseconds);
     }

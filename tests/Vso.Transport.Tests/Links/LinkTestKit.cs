@@ -59,6 +59,30 @@ internal static class LinkTestKit
     }
 
     /// <summary>
+    /// Runs the virtual-time loop, event by event, up to <paramref name="untilMicroseconds"/>, then sets
+    /// the clock there and delivers what is due.
+    /// </summary>
+    public static void RunUntil(VirtualClock clock, ILink sender, ILink receiverLink, IFrameReceiver sink, long untilMicroseconds)
+    {
+        while (true)
+        {
+            sender.Receive(Discard.Instance, int.MaxValue);
+            receiverLink.Receive(sink, int.MaxValue);
+            var next = Math.Min(sender.NextEventMicroseconds, receiverLink.NextEventMicroseconds);
+            if (next > untilMicroseconds)
+            {
+                break;
+            }
+
+            clock.AdvanceTo(next);
+        }
+
+        clock.AdvanceTo(untilMicroseconds);
+        sender.Receive(Discard.Instance, int.MaxValue);
+        receiverLink.Receive(sink, int.MaxValue);
+    }
+
+    /// <summary>
     /// Runs the virtual-time loop until nothing is pending: releases the sender's held frames, delivers
     /// what is due at the receiver, jumps to the next event.
     /// </summary>

@@ -1,0 +1,110 @@
+using Vso.Transport.Wire;
+
+namespace Vso.Transport.Links;
+
+/// <summary>
+/// Decorates an <see cref="ILink"/> and records every frame transmitted and received through it to a
+/// <see cref="PcapWriter"/>, stamped with the writer's clock. Where it sits decides what it sees:
+/// <c>new CapturingLink(new FaultInjector(link, …), …)</c> records what the stack sent;
+/// <c>new FaultInjector(new CapturingLink(link, …), …)</c> records what survived the faults.
+/// Transmitted frames are gathered into one reused scratch buffer. Owns the inner link; owns the writer
+/// unless <c>leaveWriterOpen</c>, so that one writer can serve several links. Not thread-safe.
+/// </summary>
+public sealed class CapturingLink : ILink
+{
+    private readonly ILink _inner;
+    private readonly PcapWriter _writer;
+    private readonly bool _leaveWriterOpen;
+    private readonly Tap _tap;
+    private byte[] _scratch;
+    private bool _disposed;
+
+    public CapturingLink(ILink inner, PcapWriter writer, bool leaveWriterOpen = false)
+    {
+        ArgumentNullException.ThrowIfNull(inner);
+        ArgumentNullException.ThrowIfNull(writer);
+        _inner = inner;
+        _writer = writer;
+        _leaveWriterOpen = leaveWriterOpen;
+        _tap = new Tap(writer);
+        _scratch = GC.AllocateUninitializedArray<byte>(Math.Max(64, inner.Mtu + LinkTime.EthernetHeaderLength));
+    }
+
+    public MacAddress HardwareAddress => _inner.HardwareAddress;
+
+    public int Mtu => _inner.Mtu;
+
+    public long NextEventMicroseconds => _inner.NextEventMicroseconds;
+
+    public long FramesCapturedTransmitted { get; private set; }
+
+    public long FramesCapturedReceived => _tap.Captured;
+
+    public void Transmit(TransmitBatch batch)
+    {
+        ArgumentNullException.ThrowIfNull(batch);
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        for (var i = 0; i < batch.Count; i++)
+        {
+            var length = batch.FrameLength(i);
+            if (length > _scratch.Length)
+            {
+                _scratch = GC.AllocateUninitializedArray<byte>(Math.Max(length, _scratch.Length * 2));
+            }
+
+            batch.CopyFrame(i, _scratch);
+            _writer.WriteFrame(_scratch.AsSpan(0, length));
+            FramesCapturedTransmitted++;
+        }
+
+        _inner.Transmit(batch);
+    }
+
+    public int Receive(IFrameReceiver receiver, int maxFrames)
+    {
+        ArgumentNullException.ThrowIfNull(receiver);
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        var previous = _tap.Target; // a receiver may receive again from inside OnFrame
+        _tap.Target = receiver;
+        try
+        {
+            return _inner.Receive(_tap, maxFrames);
+        }
+        finally
+        {
+            _tap.Target = previous;
+        }
+    }
+
+    public bool WaitForFrames(TimeSpan timeout) => _inner.WaitForFrames(timeout);
+
+    public void Dispose()
+    {
+        if (_disposed)
+        {
+            return;
+        }
+
+        _disposed = true;
+        _inner.Dispose();
+        if (!_leaveWriterOpen)
+        {
+            _writer.Dispose();
+        }
+    }
+
+    /// <summary>Records a received frame, then hands it to the caller's receiver; reused across calls.</summary>
+    private sealed class Tap(PcapWriter writer) : IFrameReceiver
+    {
+        public IFrameReceiver? Target { get; set; }
+
+        public long Captured { get; private set; }
+
+        public void OnFrame(ReadOnlySpan<byte> frame)
+        {
+            writer.WriteFrame(frame);
+            Captured++;
+            Target!.OnFrame(frame);
+        }
+    }
+}

@@ -396,6 +396,25 @@ public sealed class FaultInjectorTests
     }
 
     [Fact]
+    public void WaitForFrames_releases_due_frames_and_never_blocks_on_a_simulated_link()
+    {
+        var clock = new VirtualClock(T0);
+        var (a, b) = SimulatedLink.CreatePair(clock);
+        using var tx = new FaultInjector(a, clock, new FaultOptions { Delay = TimeSpan.FromMilliseconds(3) });
+        var batch = new TransmitBatch(4, LinkTestKit.FrameCapacity);
+        LinkTestKit.Send(tx, batch, 1, 1, 64);
+        var started = System.Diagnostics.Stopwatch.StartNew();
+        Assert.False(tx.WaitForFrames(TimeSpan.FromSeconds(10)));
+        Assert.True(started.Elapsed < TimeSpan.FromSeconds(5));
+        Assert.Equal(1, tx.HeldFrames);
+
+        clock.AdvanceTo(T0 + 3000);
+        Assert.False(tx.WaitForFrames(Timeout.InfiniteTimeSpan)); // nothing towards A,
+        Assert.Equal(0, tx.HeldFrames); // but the held frame went on the wire
+        Assert.True(b.WaitForFrames(TimeSpan.Zero));
+    }
+
+    [Fact]
     public void Rate_limited_frame_is_due_when_its_last_bit_has_left()
     {
         var clock = new VirtualClock(T0);

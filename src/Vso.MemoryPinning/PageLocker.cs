@@ -63,14 +63,11 @@ internal sealed class PageLocker
         }
     }
 
-    /// <summary>Page-rounded byte count of the range: what one <see cref="Lock"/> of it holds.</summary>
-    internal long RoundedLength(nint address, long length) => PageCeiling(address + (nint)length) - PageFloor(address);
-
     /// <summary>
     /// Locks every page touching [address, address+length). Pages already locked only gain a reference.
-    /// Throws <see cref="MemoryLockException"/> (nothing locked) if RLIMIT_MEMLOCK would be exceeded or
-    /// mlock fails. Returns the page-rounded length, to be passed to <see cref="Unlock"/> implicitly by
-    /// calling it with the same range.
+    /// Throws <see cref="MemoryLockException"/> (and locks nothing) if RLIMIT_MEMLOCK would be exceeded or
+    /// mlock fails. Returns the page-rounded length this request holds; release it with
+    /// <see cref="Unlock"/> of the same range.
     /// </summary>
     internal long Lock(nint address, long length)
     {

@@ -90,6 +90,9 @@ public sealed class PinnedBlock : MemoryManager<byte>
         return true;
     }
 
+    /// <summary>Returns the block to its pool. A second call does nothing.</summary>
+    public void Dispose() => ((IDisposable)this).Dispose();
+
     protected override void Dispose(bool disposing) => _pool.Return(this);
 
     private void ThrowIfReleased()

@@ -25,8 +25,7 @@ internal sealed class Slab
 
     public static unsafe Slab Allocate(long size, int alignment)
     {
-        // Large slabs (>= M_MMAP_THRESHOLD, 128 KiB by default) come straight from mmap and go back to the
-        // kernel on free, so a stale read after the pool is gone faults rather than reading someone else's data.
+        // Page alignment: mlock(2) works on whole pages, and a block of one page then never shares a page.
         var address = (nint)NativeMemory.AlignedAlloc((nuint)size, (nuint)alignment);
         return new Slab(address, size);
     }

@@ -247,7 +247,8 @@ public sealed class FaultInjector : ILink
             var start = Math.Max(nowNanoseconds, _lastDepartureNanoseconds);
             if (_options.QueueLimitBytes > 0)
             {
-                var backlogBytes = (long)((Int128)(start - nowNanoseconds) * rate / 8_000_000_000L);
+                // A byte partly serialized still counts as queued (rounded up).
+                var backlogBytes = (long)((((Int128)(start - nowNanoseconds) * rate) + 7_999_999_999L) / 8_000_000_000L);
                 if (backlogBytes + length > _options.QueueLimitBytes)
                 {
                     FramesDroppedQueueFull++;

@@ -8,11 +8,19 @@ namespace Vso.Transport.Api;
 public sealed class VsoListener : IDisposable, IEngineWork, ITcpListenerObserver
 {
     private readonly VsoStack _stack;
-    private readonly Channel<VsoConnection> _accepted = Channel.CreateUnbounded<VsoConnection>(new UnboundedChannelOptions { SingleWriter = true });
+    private readonly Channel<VsoConnection> _accepted;
     private TcpListenerCore _core = null!;
     private int _disposed;
 
-    internal VsoListener(VsoStack stack) => _stack = stack;
+    internal VsoListener(VsoStack stack)
+    {
+        _stack = stack;
+        _accepted = Channel.CreateUnbounded<VsoConnection>(new UnboundedChannelOptions
+        {
+            SingleWriter = true,
+            AllowSynchronousContinuations = stack.Options.InlineContinuations,
+        });
+    }
 
     public ushort Port => _core.Port;
 

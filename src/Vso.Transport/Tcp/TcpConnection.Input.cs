@@ -183,7 +183,7 @@ internal sealed partial class TcpConnection
 
         // Simultaneous open (§3.5 figure 8): answer with SYN-ACK for our own ISS.
         State = TcpState.SynReceived;
-        _sendWindow = segment.Window;
+        UpdateSendWindow(segment.SequenceNumber, InitialSendSequence, segment.Window, isSyn: true);
         RetransmitSyn();
     }
 

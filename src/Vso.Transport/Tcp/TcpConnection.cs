@@ -151,7 +151,7 @@ internal sealed partial class TcpConnection : ILossRecoverySender
     }
 
     /// <summary>Passive open: a SYN reached a listener (RFC 9293 §3.10.7.2). Returns false if the SYN was unusable.</summary>
-    public void AcceptSyn(uint sequence, in TcpOptions options)
+    public void AcceptSyn(uint sequence, ushort window, in TcpOptions options)
     {
         var now = NowMicroseconds;
         InitialSendSequence = _layer.Isn.Next(now, Id.LocalAddress, Id.LocalPort, Id.RemoteAddress, Id.RemotePort);
@@ -163,6 +163,9 @@ internal sealed partial class TcpConnection : ILossRecoverySender
         _windowScaling = _settings.WindowScaling;
         _sackPermitted = _settings.Sack;
         ApplySynOptions(options);
+
+        // §3.10.7.2: the SYN's (never scaled) window is the first send window; WL1/WL2 start from it.
+        UpdateSendWindow(sequence, InitialSendSequence, window, isSyn: true);
         State = TcpState.SynReceived;
         SendSyn();
     }

@@ -153,7 +153,7 @@ internal sealed class TcpLayer
         var connection = new TcpConnection(this, id, observer: null) { Listener = listener };
         _connections.Add(id, connection);
         listener.HalfOpen++;
-        connection.AcceptSyn(segment.SequenceNumber, segment.Options);
+        connection.AcceptSyn(segment.SequenceNumber, segment.Window, segment.Options);
         AfterEvent(connection);
     }
 

@@ -290,11 +290,11 @@ public sealed class FaultInjector : ILink
         _held.Push(buffer, length, release);
     }
 
-    /// <summary>Flips 1 to 3 distinct bits chosen uniformly over the whole frame.</summary>
+    /// <summary>Flips 1 to MaxCorruptBits distinct bits chosen uniformly over the whole frame.</summary>
     private void Corrupt(Span<byte> frame)
     {
         long totalBits = frame.Length * 8L;
-        var flips = 1 + (int)_corruptRandom.NextInt64(3);
+        var flips = 1 + (int)_corruptRandom.NextInt64(_options.MaxCorruptBits);
         long first = -1;
         long second = -1;
         for (var k = 0; k < flips; k++)

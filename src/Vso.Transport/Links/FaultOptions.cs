@@ -45,8 +45,15 @@ public sealed record FaultOptions
     /// <summary>Probability that a frame is sent twice (the copy goes through the same rate limiter, delay and corruption).</summary>
     public double DuplicateRate { get; init; }
 
-    /// <summary>Probability that 1 to 3 distinct random bits anywhere in a frame are flipped.</summary>
+    /// <summary>Probability that 1 to <see cref="MaxCorruptBits"/> distinct random bits anywhere in a frame are flipped.</summary>
     public double CorruptRate { get; init; }
+
+    /// <summary>
+    /// Most bits flipped in one corrupted frame (1 to 3, default 3). The internet checksum detects every
+    /// single-bit error but misses some two-bit ones (same bit position, opposite directions in two 16-bit
+    /// words), so a test that needs every corruption caught uses 1: on a real link the Ethernet FCS catches those.
+    /// </summary>
+    public int MaxCorruptBits { get; init; } = 3;
 
     /// <summary>
     /// Bottleneck rate in bits per second; zero (the default) is unlimited. Each frame takes
@@ -76,6 +83,8 @@ public sealed record FaultOptions
         CheckProbability(ReorderRate, nameof(ReorderRate));
         CheckProbability(DuplicateRate, nameof(DuplicateRate));
         CheckProbability(CorruptRate, nameof(CorruptRate));
+        ArgumentOutOfRangeException.ThrowIfLessThan(MaxCorruptBits, 1, nameof(MaxCorruptBits));
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(MaxCorruptBits, 3, nameof(MaxCorruptBits));
         ArgumentOutOfRangeException.ThrowIfLessThan(Delay, TimeSpan.Zero, nameof(Delay));
         ArgumentOutOfRangeException.ThrowIfLessThan(Jitter, TimeSpan.Zero, nameof(Jitter));
         ArgumentOutOfRangeException.ThrowIfLessThan(ReorderDelay, TimeSpan.Zero, nameof(ReorderDelay));

@@ -448,9 +448,10 @@ internal sealed partial class TcpConnection
         Statistics.BytesReceived += advance;
         if (!inOrder)
         {
-            // RFC 5681 §4.2: an out-of-order segment is acknowledged at once (it is a duplicate ACK to the sender).
+            // RFC 5681 §4.2: an out-of-order segment is acknowledged at once, one ACK per segment even when
+            // several arrive in one batch: the sender counts these duplicate ACKs to detect the loss.
             Statistics.OutOfOrderSegments++;
-            _ackNow = true;
+            SendAck();
         }
         else if (hadRanges)
         {

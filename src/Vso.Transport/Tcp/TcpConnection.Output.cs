@@ -49,7 +49,7 @@ internal sealed partial class TcpConnection
                 break;
             }
 
-            var length = (int)Math.Min(Math.Min(available, MaxSegmentSize), Math.Max(0, usable));
+            var length = (int)Math.Min(Math.Min(available, PayloadLimit()), Math.Max(0, usable));
             if (length > 0 && IdentifyMode == IdentifyMode.Pinned)
             {
                 length = _send.ClampToPieces(SendNext, length, Links.TransmitBatch.MaxGather);
@@ -145,7 +145,7 @@ internal sealed partial class TcpConnection
         }
 
         var dataEnd = _send.EndSequence;
-        var length = Math.Max(0, Math.Min(Math.Min(maxBytes, MaxSegmentSize), SequenceNumber.Diff(dataEnd, sequence)));
+        var length = Math.Max(0, Math.Min(Math.Min(maxBytes, PayloadLimit()), SequenceNumber.Diff(dataEnd, sequence)));
         if (length > 0 && IdentifyMode == IdentifyMode.Pinned)
         {
             length = _send.ClampToPieces(sequence, length, Links.TransmitBatch.MaxGather);
@@ -229,31 +229,9 @@ internal sealed partial class TcpConnection
         }
 
         var now = NowMicroseconds;
-        var options = TcpOptions.None;
+        var options = BuildOptions(flags, now);
         var isSyn = (flags & TcpFlags.Syn) != 0;
-        if (isSyn)
-        {
-            options.Mss = (ushort)_layer.MaxSegmentSize;
-            if (_windowScaling)
-            {
-                options.WindowScale = (sbyte)_receiveWindowShift;
-            }
-
-            options.SackPermitted = _sackPermitted;
-        }
-
-        if (_timestamps && (flags & TcpFlags.Rst) == 0)
-        {
-            // RFC 7323 §3.2: TSecr is zero in a SYN that does not acknowledge; it echoes TS.Recent otherwise.
-            options.HasTimestamp = true;
-            options.TsVal = TimestampNow(now);
-            options.TsEcr = (flags & TcpFlags.Ack) != 0 ? _tsRecent : 0;
-        }
-
-        if (_sackPermitted && !isSyn && _receive.RangeCount > 0)
-        {
-            AddSackBlocks(ref options);
-        }
+        System.Diagnostics.Debug.Assert(payloadLength <= _layer.MaxSegmentSize - options.EncodedLength, "segment exceeds the MTU");
 
         var windowBytes = (uint)_receive.Window;
         var window = isSyn ? (ushort)Math.Min(windowBytes, ushort.MaxValue) : (ushort)Math.Min(windowBytes >> EffectiveReceiveShift, ushort.MaxValue);
@@ -368,6 +346,47 @@ internal sealed partial class TcpConnection
             SendReset(SendNext);
             Terminate(failure);
         }
+    }
+
+    private TcpOptions BuildOptions(TcpFlags flags, long now)
+    {
+        var options = TcpOptions.None;
+        var isSyn = (flags & TcpFlags.Syn) != 0;
+        if (isSyn)
+        {
+            options.Mss = (ushort)_layer.MaxSegmentSize;
+            if (_windowScaling)
+            {
+                options.WindowScale = (sbyte)_receiveWindowShift;
+            }
+
+            options.SackPermitted = _sackPermitted;
+        }
+
+        if (_timestamps && (flags & TcpFlags.Rst) == 0)
+        {
+            // RFC 7323 §3.2: TSecr is zero in a SYN that does not acknowledge; it echoes TS.Recent otherwise.
+            options.HasTimestamp = true;
+            options.TsVal = TimestampNow(now);
+            options.TsEcr = (flags & TcpFlags.Ack) != 0 ? _tsRecent : 0;
+        }
+
+        if (_sackPermitted && !isSyn && _receive.RangeCount > 0)
+        {
+            AddSackBlocks(ref options);
+        }
+
+        return options;
+    }
+
+    /// <summary>
+    /// Payload that fits one data segment now: the MSS less any options beyond the timestamps every segment
+    /// carries (SACK blocks while we hold out-of-order data), so a frame never exceeds the MTU.
+    /// </summary>
+    private int PayloadLimit()
+    {
+        var extra = _sackPermitted && _receive.RangeCount > 0 ? 4 + (8 * Math.Min(_receive.RangeCount, _timestamps ? 3 : 4)) : 0;
+        return MaxSegmentSize - extra;
     }
 
     /// <summary>RFC 2018 §4: the first block holds the most recently received segment, the rest follow.</summary>

@@ -9,7 +9,7 @@ namespace Vso.Transport.Tests.Tcp;
 /// </summary>
 public sealed class FaultTransferTests
 {
-    public const int TransferSize = 64 << 20;
+    public const int TransferSize = 4 << 20;
 
     public static TheoryData<string> Cases => new(FaultCases.Names);
 
@@ -81,7 +81,7 @@ internal static class FaultCases
             "bursty" => new FaultOptions { GoodToBadProbability = 0.005, BadToGoodProbability = 0.3 },
             "reorder" => new FaultOptions { ReorderRate = 0.05, ReorderDelay = TimeSpan.FromMilliseconds(3) },
             "duplicate" => new FaultOptions { DuplicateRate = 0.05 },
-            "corrupt-1%" => new FaultOptions { CorruptRate = 0.01 },
+            "corrupt-1%" => new FaultOptions { CorruptRate = 0.01, MaxCorruptBits = 1 },
             "combined" => new FaultOptions
             {
                 LossRate = 0.01,
@@ -91,6 +91,7 @@ internal static class FaultCases
                 ReorderDelay = TimeSpan.FromMilliseconds(3),
                 DuplicateRate = 0.01,
                 CorruptRate = 0.01,
+                MaxCorruptBits = 1,
                 Jitter = TimeSpan.FromMilliseconds(1),
             },
             _ => throw new ArgumentOutOfRangeException(nameof(name), name, "unknown fault case"),

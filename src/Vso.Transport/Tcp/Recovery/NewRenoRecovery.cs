@@ -11,6 +11,7 @@ public sealed class NewRenoRecovery : RtoRecovery
     private uint _recover;
     private bool _inRecovery;
     private long _inflation;
+    private bool _started;
 
     public override string Name => "newreno";
 
@@ -21,6 +22,13 @@ public sealed class NewRenoRecovery : RtoRecovery
     public override void OnAck(in AckEvent ack)
     {
         var sender = Sender;
+        if (!_started)
+        {
+            // RFC 6582 §3.2 step 1: recover starts at the initial send sequence (everything before snd.una).
+            _started = true;
+            _recover = sender.SendUnacknowledged - (uint)ack.BytesAcknowledged - 1;
+        }
+
         if (ack.IsDuplicate)
         {
             _duplicateAcks++;

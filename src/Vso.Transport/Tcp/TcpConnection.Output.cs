@@ -144,8 +144,10 @@ internal sealed partial class TcpConnection
             return 0;
         }
 
-        var dataEnd = _send.EndSequence;
-        var length = Math.Max(0, Math.Min(Math.Min(maxBytes, PayloadLimit()), SequenceNumber.Diff(dataEnd, sequence)));
+        // A retransmission never reaches past what was sent before (SND.MAX): re-segmenting with fewer
+        // option bytes could otherwise send new data the peer may acknowledge beyond SND.MAX.
+        var sentDataEnd = SequenceNumber.Min(_send.EndSequence, SendMax);
+        var length = Math.Max(0, Math.Min(Math.Min(maxBytes, PayloadLimit()), SequenceNumber.Diff(sentDataEnd, sequence)));
         if (length > 0 && IdentifyMode == IdentifyMode.Pinned)
         {
             length = _send.ClampToPieces(sequence, length, Links.TransmitBatch.MaxGather);

@@ -133,10 +133,10 @@ internal sealed partial class TcpConnection
         _recovery.OnRetransmissionTimeout();
 
         // §5.4: retransmit the earliest segment not yet acknowledged, now, whatever the window.
-        Retransmit(SendUnacknowledged, MaxSegmentSize);
-        if (SequenceNumber.Lt(SendNext, SendUnacknowledged + 1))
+        var resent = Retransmit(SendUnacknowledged, MaxSegmentSize);
+        if (SequenceNumber.Lt(SendNext, SendUnacknowledged + (uint)resent))
         {
-            SendNext = SequenceNumber.Min(SendMax, SendUnacknowledged + (uint)Math.Min(MaxSegmentSize, (long)(uint)(SendMax - SendUnacknowledged)));
+            SendNext = SendUnacknowledged + (uint)resent;
         }
 
         ArmRetransmitTimer(now);

@@ -4,7 +4,7 @@ public sealed class DebugTests
     [Fact]
     public void Debug_loss()
     {
-        var (cf, sf) = FaultCases.Get("reorder");
+        var (cf, sf) = FaultCases.Get("loss-5%");
         using var net = new SimulatedNetwork(cf, sf);
         var (client, server) = net.Connect();
         var up = SimulatedNetwork.Pattern(4<<20, 1);

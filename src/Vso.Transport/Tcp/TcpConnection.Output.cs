@@ -214,7 +214,12 @@ internal sealed partial class TcpConnection
         }
     }
 
-    private void SendAck() => Emit(SendNext, TcpFlags.Ack, 0, isRetransmission: false);
+    /// <summary>
+    /// A pure ACK carries SND.MAX, not SND.NXT: after a timeout rewinds SND.NXT (go-back-N) the peer's
+    /// RCV.NXT may already lie beyond it, and an ACK below RCV.NXT fails the peer's acceptability test
+    /// and is dropped, which would lose the acknowledgment it carries (BSD does the same).
+    /// </summary>
+    private void SendAck() => Emit(SendMax, TcpFlags.Ack, 0, isRetransmission: false);
 
     private void SendReset(uint sequence) => Emit(sequence, TcpFlags.Rst | TcpFlags.Ack, 0, isRetransmission: false);
 
@@ -345,7 +350,7 @@ internal sealed partial class TcpConnection
         if (_pendingFailure is { } failure)
         {
             _pendingFailure = null;
-            SendReset(SendNext);
+            SendReset(SendMax);
             Terminate(failure);
         }
     }

@@ -196,7 +196,7 @@ internal sealed partial class TcpConnection
 
         _keepaliveProbesSent++;
         Statistics.KeepaliveProbes++;
-        Emit(SendNext - 1, Wire.TcpFlags.Ack, 0, isRetransmission: false);
+        Emit(SendMax - 1, Wire.TcpFlags.Ack, 0, isRetransmission: false);
         ArmKeepalive(now);
     }
 

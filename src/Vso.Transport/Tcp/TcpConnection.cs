@@ -232,7 +232,7 @@ internal sealed partial class TcpConnection : ILossRecoverySender
     {
         if (State is TcpState.SynReceived or TcpState.Established or TcpState.FinWait1 or TcpState.FinWait2 or TcpState.CloseWait)
         {
-            SendReset(SendNext);
+            SendReset(SendMax);
         }
 
         Terminate(new TcpConnectionException(TcpError.Aborted, $"Connection {Id} was aborted by the application."));
@@ -243,7 +243,7 @@ internal sealed partial class TcpConnection : ILossRecoverySender
     {
         if (State is TcpState.SynReceived or TcpState.Established or TcpState.FinWait1 or TcpState.FinWait2 or TcpState.CloseWait or TcpState.Closing or TcpState.LastAck)
         {
-            SendReset(SendNext);
+            SendReset(SendMax);
         }
 
         Terminate(error);

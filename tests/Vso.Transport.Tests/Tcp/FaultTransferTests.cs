@@ -9,7 +9,7 @@ namespace Vso.Transport.Tests.Tcp;
 /// </summary>
 public sealed class FaultTransferTests
 {
-    public const int TransferSize = 4 << 20;
+    public const int TransferSize = 64 << 20;
 
     public static TheoryData<string> Cases => new(FaultCases.Names);
 

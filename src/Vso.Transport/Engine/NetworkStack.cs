@@ -18,12 +18,10 @@ internal sealed class NetworkStack : IDisposable
     private const int ReceiveBudget = 256;
     private readonly ConcurrentQueue<IEngineWork> _work = new();
     private readonly ILink _link;
-    private readonly ILogger _log;
 
     public NetworkStack(ILink link, Ipv4Address address, int prefixLength, Ipv4Address gateway, TcpSettings settings, IClock clock, Meter meter, ILogger log)
     {
         _link = link;
-        _log = log;
         Clock = clock;
         Interface = new NetworkInterface(link, address, prefixLength, gateway, clock, new WireCounters(meter), log);
         Tcp = new TcpLayer(Interface, settings, clock, new TcpMetrics(meter), log);
@@ -39,7 +37,7 @@ internal sealed class NetworkStack : IDisposable
     public ILink Link => _link;
 
     /// <summary>Exceptions that escaped frame processing and were contained (should stay 0).</summary>
-    public long ContainedExceptions { get; private set; }
+    public long ContainedExceptions => Interface.ContainedExceptions;
 
     /// <summary>Set by the engine thread owner so that posted work can wake it.</summary>
     public Action? Wake { get; set; }
@@ -68,20 +66,7 @@ internal sealed class NetworkStack : IDisposable
 
         for (var received = 0; received < ReceiveBudget;)
         {
-            int n;
-            try
-            {
-                n = _link.Receive(Interface, ReceiveBudget - received);
-            }
-            catch (Exception ex) when (ex is not OutOfMemoryException)
-            {
-                // Network input never throws out of the engine: contain, count, log, go on.
-                ContainedExceptions++;
-                _log.FrameProcessingFailed(ex);
-                Interface.CancelFrame();
-                n = 1;
-            }
-
+            var n = _link.Receive(Interface, ReceiveBudget - received);
             if (n == 0)
             {
                 break;

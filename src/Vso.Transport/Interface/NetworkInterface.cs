@@ -57,7 +57,31 @@ internal sealed class NetworkInterface : IFrameReceiver
 
     public long FramesReceived { get; private set; }
 
+    /// <summary>Exceptions that escaped the processing of one frame and were contained (a healthy stack keeps 0).</summary>
+    public long ContainedExceptions { get; private set; }
+
+    /// <summary>
+    /// One received frame. Network input never throws out of the engine: anything that escapes the
+    /// processing of this frame is contained here, counted and logged, and the next frame goes on.
+    /// </summary>
     public void OnFrame(ReadOnlySpan<byte> frame)
+    {
+        try
+        {
+            ProcessFrame(frame);
+        }
+        catch (Exception ex) when (ex is not OutOfMemoryException)
+        {
+            ContainedExceptions++;
+            _log.FrameProcessingFailed(ex);
+            if (Batch.Count < Batch.Capacity)
+            {
+                Batch.Cancel();
+            }
+        }
+    }
+
+    private void ProcessFrame(ReadOnlySpan<byte> frame)
     {
         FramesReceived++;
         var status = EthernetFrame.TryParse(frame, out var ethernet);

@@ -1,5 +1,6 @@
 using System.Security.Cryptography;
 using Vso.Transport.Links;
+using Xunit.Abstractions;
 
 namespace Vso.Transport.Tests.Tcp;
 
@@ -7,7 +8,7 @@ namespace Vso.Transport.Tests.Tcp;
 /// The core acceptance: two stacks move 64 MiB each way over a simulated link under each fault,
 /// byte for byte (sha256), seeded and repeatable, in virtual time.
 /// </summary>
-public sealed class FaultTransferTests
+public sealed class FaultTransferTests(ITestOutputHelper output)
 {
     public const int TransferSize = 64 << 20;
 
@@ -20,6 +21,8 @@ public sealed class FaultTransferTests
         var (clientFaults, serverFaults) = FaultCases.Get(name);
         var result = Transfer(clientFaults, serverFaults, TransferSize);
         Assert.True(result.Intact, result.Describe());
+        output.WriteLine($"{name}: {TransferSize >> 20} MiB each way in {result.VirtualMicroseconds / 1000} ms virtual, " +
+            $"goodput {2.0 * TransferSize * 8 / result.VirtualMicroseconds:F1} Mbit/s, retransmissions {result.ClientRetransmissions}+{result.ServerRetransmissions}, timeouts {result.Timeouts}");
     }
 
     [Fact]

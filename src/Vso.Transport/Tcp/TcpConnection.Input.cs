@@ -327,7 +327,7 @@ internal sealed partial class TcpConnection
         if (!_recovery.InRecovery)
         {
             var appLimited = SequenceNumber.Ge(SendNext, _send.EndSequence) && !_finQueued;
-            _congestion.OnAck(new AckSample(newlyAcked, BytesInFlight, rttSample, now, appLimited));
+            _congestion.OnAck(new AckSample(newlyAcked, BytesInFlight, rttSample, now, appLimited, ack, SendMax));
         }
 
         // RFC 6298 §5.2/5.3: stop the timer when all is acknowledged, else restart it.

@@ -1,5 +1,6 @@
 using System.Security.Cryptography;
 using Vso.Transport.Links;
+using Vso.Transport.Tcp.Congestion;
 using Xunit.Abstractions;
 
 namespace Vso.Transport.Tests.Tcp;
@@ -12,16 +13,31 @@ public sealed class FaultTransferTests(ITestOutputHelper output)
 {
     public const int TransferSize = 64 << 20;
 
-    public static TheoryData<string> Cases => new(FaultCases.Names);
+    public static TheoryData<string, string> Cases
+    {
+        get
+        {
+            var data = new TheoryData<string, string>();
+            foreach (var name in FaultCases.Names)
+            {
+                data.Add(name, "newreno");
+                data.Add(name, "cubic");
+            }
+
+            return data;
+        }
+    }
 
     [Theory]
     [MemberData(nameof(Cases))]
-    public void Sixty_four_MiB_each_way_arrive_intact(string name)
+    public void Sixty_four_MiB_each_way_arrive_intact(string faults, string congestionControl)
     {
-        var (clientFaults, serverFaults) = FaultCases.Get(name);
-        var result = Transfer(clientFaults, serverFaults, TransferSize);
+        var (clientFaults, serverFaults) = FaultCases.Get(faults);
+        var result = Transfer(clientFaults, serverFaults, TransferSize, tcp => tcp.CongestionControl = congestionControl == "cubic"
+            ? static () => new CubicCongestionControl()
+            : static () => new NewRenoCongestionControl());
         Assert.True(result.Intact, result.Describe());
-        output.WriteLine($"{name}: {TransferSize >> 20} MiB each way in {result.VirtualMicroseconds / 1000} ms virtual, " +
+        output.WriteLine($"{faults}/{congestionControl}: {TransferSize >> 20} MiB each way in {result.VirtualMicroseconds / 1000} ms virtual, " +
             $"goodput {2.0 * TransferSize * 8 / result.VirtualMicroseconds:F1} Mbit/s, retransmissions {result.ClientRetransmissions}+{result.ServerRetransmissions}, timeouts {result.Timeouts}");
     }
 

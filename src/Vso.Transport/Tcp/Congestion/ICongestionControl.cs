@@ -37,4 +37,6 @@ public interface ICongestionControl
 /// <param name="RttMicroseconds">RTT sample carried by this ACK, or -1.</param>
 /// <param name="NowMicroseconds">Engine time.</param>
 /// <param name="IsApplicationLimited">The sender had less data than the window allowed.</param>
-public readonly record struct AckSample(long BytesAcknowledged, long BytesInFlight, long RttMicroseconds, long NowMicroseconds, bool IsApplicationLimited);
+/// <param name="Acknowledgment">SEG.ACK: the new snd.una.</param>
+/// <param name="SendNext">snd.nxt when the ACK arrived: marks the end of the current round trip (HyStart++ rounds).</param>
+public readonly record struct AckSample(long BytesAcknowledged, long BytesInFlight, long RttMicroseconds, long NowMicroseconds, bool IsApplicationLimited, uint Acknowledgment = 0, uint SendNext = 0);

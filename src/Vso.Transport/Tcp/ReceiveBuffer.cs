@@ -34,6 +34,20 @@ internal sealed class ReceiveBuffer
 
     public uint RangeStart(int i) => _rangeStart[i];
 
+    /// <summary>Whether [start, end) lies wholly inside one out-of-order range already held.</summary>
+    public bool Holds(uint start, uint end)
+    {
+        for (var i = 0; i < RangeCount; i++)
+        {
+            if (SequenceNumber.Le(_rangeStart[i], start) && SequenceNumber.Le(end, _rangeEnd[i]))
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
+
     public uint RangeEnd(int i) => _rangeEnd[i];
 
     /// <summary>

@@ -252,7 +252,22 @@ internal sealed partial class TcpConnection
         var newlyAcked = SequenceNumber.Gt(ack, SendUnacknowledged) ? (long)(uint)(ack - SendUnacknowledged) : 0;
         var windowBefore = _sendWindow;
         var window = (uint)rawWindow << _sendWindowShift;
-        var isDuplicate = newlyAcked == 0 && pureAck && ack == SendUnacknowledged && window == windowBefore && SendMax != SendUnacknowledged;
+
+        // SACK (RFC 2018) and D-SACK (RFC 2883) onto the scoreboard, then the cumulative ACK.
+        var delivery = new DeliveryInfo();
+        if (_sackPermitted && options.SackBlockCount > 0)
+        {
+            ProcessSackBlocks(ack, options, ref delivery);
+        }
+
+        if (newlyAcked > 0)
+        {
+            _scoreboard.OnCumulativeAck(ack, ref delivery.NewestSentAt, ref delivery.NewestEnd, ref delivery.NewestWasRetransmitted);
+        }
+
+        // RFC 5681 §2 duplicate ACK; with SACK, an ACK that SACKs new data counts too (RFC 6675 §2).
+        var isDuplicate = newlyAcked == 0 && ack == SendUnacknowledged && SendMax != SendUnacknowledged
+            && ((pureAck && window == windowBefore) || delivery.Sacked > 0);
 
         if (newlyAcked > 0)
         {
@@ -269,15 +284,9 @@ internal sealed partial class TcpConnection
             Statistics.DuplicateAcksReceived++;
         }
 
-        if (newlyAcked > 0 || isDuplicate)
+        if (newlyAcked > 0 || isDuplicate || delivery.DsackBytes > 0)
         {
-            var inRecoveryBefore = _recovery.InRecovery;
-            _recovery.OnAck(new AckEvent(ack, newlyAcked, isDuplicate));
-            if (!inRecoveryBefore && _recovery.InRecovery)
-            {
-                Statistics.FastRetransmits++;
-                _layer.Metrics.FastRecoveries.Add(1);
-            }
+            _recovery.OnAck(new AckEvent(ack, newlyAcked, isDuplicate, delivery.Sacked, delivery.DsackBytes, delivery.DsackCoversRetransmission, delivery.NewestSentAt, delivery.NewestEnd, delivery.NewestWasRetransmitted));
         }
 
         if (!_send.IsEmpty || _finQueued)
@@ -293,10 +302,67 @@ internal sealed partial class TcpConnection
         return State != TcpState.Closed;
     }
 
+    /// <summary>
+    /// Marks SACKed segments and recognises a D-SACK (RFC 2883 §4): a first block below the cumulative ACK,
+    /// or inside the second block, reports a duplicate arrival, not new data.
+    /// </summary>
+    private void ProcessSackBlocks(uint ack, in TcpOptions options, ref DeliveryInfo delivery)
+    {
+        for (var i = 0; i < options.SackBlockCount; i++)
+        {
+            var block = options.GetSackBlock(i);
+            if (!SequenceNumber.Lt(block.Left, block.Right) || SequenceNumber.Gt(block.Right, SendMax))
+            {
+                continue; // Malformed or beyond what we sent: ignore the block (RFC 2018 §5 leaves it to us).
+            }
+
+            if (i == 0 && (SequenceNumber.Le(block.Right, ack)
+                || (options.SackBlockCount > 1 && SequenceNumber.Ge(block.Left, options.GetSackBlock(1).Left) && SequenceNumber.Le(block.Right, options.GetSackBlock(1).Right))))
+            {
+                delivery.DsackBytes = (uint)(block.Right - block.Left);
+                delivery.DsackCoversRetransmission = _lastRetransmissionEnd != 0
+                    && SequenceNumber.Lt(block.Left, _lastRetransmissionEnd) && SequenceNumber.Ge(block.Left, InitialSendSequence);
+                continue;
+            }
+
+            if (SequenceNumber.Le(block.Right, ack))
+            {
+                continue;
+            }
+
+            delivery.Sacked += _scoreboard.OnSackBlock(SequenceNumber.Max(block.Left, ack), block.Right, ref delivery.NewestSentAt, ref delivery.NewestEnd, ref delivery.NewestWasRetransmitted);
+        }
+    }
+
+    /// <summary>What one ACK delivered, gathered for loss recovery.</summary>
+    private struct DeliveryInfo
+    {
+        public long Sacked;
+        public long DsackBytes;
+        public bool DsackCoversRetransmission;
+        public long NewestSentAt;
+        public uint NewestEnd;
+        public bool NewestWasRetransmitted;
+
+        public DeliveryInfo() => NewestSentAt = -1;
+    }
+
     private void OnNewDataAcknowledged(uint ack, uint previousUna, long newlyAcked, in TcpOptions options)
     {
         var now = NowMicroseconds;
         var rttSample = -1L;
+
+        // RFC 3522 Eifel detection: the first ACK after a timeout echoes a timestamp older than the
+        // retransmission's: the original arrived, the timeout was spurious.
+        if (_timeoutTsVal != 0 && _timestamps && options.HasTimestamp)
+        {
+            var spurious = options.TsEcr != 0 && SequenceNumber.Lt(options.TsEcr, _timeoutTsVal);
+            _timeoutTsVal = 0;
+            if (spurious)
+            {
+                _recovery.OnSpuriousTimeout();
+            }
+        }
 
         // RTT: the timestamp echo (RFC 7323 §4.1) when there is one, else the one timed segment (Karn's rule).
         if (_timestamps && options.HasTimestamp && options.TsEcr != 0)
@@ -409,6 +475,8 @@ internal sealed partial class TcpConnection
         var skip = SequenceNumber.Diff(ReceiveNext, seq);
         if (skip > 0)
         {
+            // RFC 2883 §4 (1): report the duplicate in the first SACK block of the ACK it triggers.
+            NoteDuplicate(seq, seq + (uint)Math.Min(skip, payload.Length));
             if (skip >= payload.Length)
             {
                 _ackNow = true;
@@ -434,6 +502,14 @@ internal sealed partial class TcpConnection
 
         var inOrder = seq == ReceiveNext;
         var hadRanges = _receive.RangeCount > 0;
+        if (!inOrder && _receive.Holds(seq, seq + (uint)payload.Length))
+        {
+            // RFC 2883 §4 (2): an out-of-order segment we already hold: D-SACK it, nothing new to place.
+            NoteDuplicate(seq, seq + (uint)payload.Length);
+            SendAck();
+            return;
+        }
+
         var advance = _receive.Write(ReceiveNext, seq, payload);
         if (advance < 0)
         {
@@ -477,6 +553,17 @@ internal sealed partial class TcpConnection
     }
 
     private uint _lastReceivedSequence;
+    private uint _dsackStart;
+    private uint _dsackEnd;
+
+    private void NoteDuplicate(uint start, uint end)
+    {
+        if (_sackPermitted && SequenceNumber.Lt(start, end))
+        {
+            _dsackStart = start;
+            _dsackEnd = end;
+        }
+    }
 
     private void NoteFin(uint finSequence)
     {

@@ -37,8 +37,15 @@ internal sealed partial class TcpConnection
                 break;
             }
 
-            var window = Math.Min((long)_sendWindow, _congestion.CongestionWindow + _recovery.WindowAllowance);
-            var usable = window - (long)(uint)(SendNext - SendUnacknowledged);
+            // The peer's window bounds new data by sequence space; loss recovery and congestion control bound
+            // what enters the network (and may retransmit first, inside SendAllowance).
+            var peerUsable = (long)_sendWindow - (long)(uint)(SendNext - SendUnacknowledged);
+            var usable = Math.Min(peerUsable, _recovery.SendAllowance());
+            if (State == TcpState.Closed)
+            {
+                return;
+            }
+
             if (available > 0 && usable <= 0)
             {
                 if (_sendWindow == 0 && BytesInFlight == 0)
@@ -82,6 +89,8 @@ internal sealed partial class TcpConnection
             {
                 break;
             }
+
+            NoteTransmitted(SendNext, length + ((flags & TcpFlags.Fin) != 0 ? 1 : 0), isRetransmission);
 
             if (!isRetransmission && length > 0 && !_rttTiming)
             {
@@ -169,6 +178,8 @@ internal sealed partial class TcpConnection
             return 0;
         }
 
+        NoteTransmitted(sequence, length + ((flags & TcpFlags.Fin) != 0 ? 1 : 0), isRetransmission: true);
+
         // Karn's rule: a retransmission makes the timed segment's sample ambiguous.
         _rttTiming = false;
         if (_retransmitDeadline == 0)
@@ -178,6 +189,65 @@ internal sealed partial class TcpConnection
 
         return length;
     }
+
+    /// <summary>Sends one segment of new data, if queued and the peer's window allows (a tail loss probe). Returns bytes sent.</summary>
+    public int SendNewSegment()
+    {
+        var available = SequenceNumber.Diff(_send.EndSequence, SendNext);
+        var peerUsable = (long)_sendWindow - (long)(uint)(SendNext - SendUnacknowledged);
+        if (available <= 0 || peerUsable <= 0 || !SequenceNumber.Ge(SendNext, SendMax)
+            || State is not (TcpState.Established or TcpState.CloseWait))
+        {
+            return 0;
+        }
+
+        var length = (int)Math.Min(Math.Min(available, PayloadLimit()), peerUsable);
+        if (IdentifyMode == IdentifyMode.Pinned)
+        {
+            length = _send.ClampToPieces(SendNext, length, Links.TransmitBatch.MaxGather);
+        }
+
+        var flags = TcpFlags.Ack | (length == available ? TcpFlags.Psh : TcpFlags.None);
+        if (!Emit(SendNext, flags, length, isRetransmission: false))
+        {
+            return 0;
+        }
+
+        NoteTransmitted(SendNext, length, isRetransmission: false);
+        SendNext += (uint)length;
+        SendMax = SequenceNumber.Max(SendMax, SendNext);
+        if (_retransmitDeadline == 0)
+        {
+            ArmRetransmitTimer(NowMicroseconds);
+        }
+
+        return length;
+    }
+
+    /// <summary>Every data segment (and FIN) that left: the scoreboard and loss recovery learn of it.</summary>
+    private void NoteTransmitted(uint sequence, int sequenceLength, bool isRetransmission)
+    {
+        if (sequenceLength == 0)
+        {
+            return;
+        }
+
+        var now = NowMicroseconds;
+        if (isRetransmission)
+        {
+            _scoreboard.OnRetransmit(sequence, sequence + (uint)sequenceLength, now);
+            _lastRetransmissionEnd = SequenceNumber.Max(_lastRetransmissionEnd, sequence + (uint)sequenceLength);
+        }
+        else
+        {
+            _scoreboard.OnTransmit(sequence, sequence + (uint)sequenceLength, now);
+        }
+
+        _recovery.OnTransmitted(sequence, sequenceLength, isRetransmission);
+    }
+
+    /// <summary>End of the highest range ever retransmitted (to tell whether a D-SACK covers a retransmission).</summary>
+    private uint _lastRetransmissionEnd;
 
     /// <summary>The next new transmission starts again at <paramref name="sequence"/> (go-back-N after a timeout).</summary>
     public void RewindSendNext(uint sequence)
@@ -378,7 +448,7 @@ internal sealed partial class TcpConnection
             options.TsEcr = (flags & TcpFlags.Ack) != 0 ? _tsRecent : 0;
         }
 
-        if (_sackPermitted && !isSyn && _receive.RangeCount > 0)
+        if (_sackPermitted && !isSyn && (_receive.RangeCount > 0 || _dsackEnd != _dsackStart))
         {
             AddSackBlocks(ref options);
         }
@@ -392,7 +462,8 @@ internal sealed partial class TcpConnection
     /// </summary>
     private int PayloadLimit()
     {
-        var extra = _sackPermitted && _receive.RangeCount > 0 ? 4 + (8 * Math.Min(_receive.RangeCount, _timestamps ? 3 : 4)) : 0;
+        var blocks = _receive.RangeCount + (_dsackEnd != _dsackStart ? 1 : 0);
+        var extra = _sackPermitted && blocks > 0 ? 4 + (8 * Math.Min(blocks, _timestamps ? 3 : 4)) : 0;
         return MaxSegmentSize - extra;
     }
 
@@ -401,6 +472,16 @@ internal sealed partial class TcpConnection
     {
         var max = _timestamps ? 3 : TcpOptions.MaxSackBlocks;
         var count = 0;
+        var first = 0;
+        if (_dsackEnd != _dsackStart)
+        {
+            // RFC 2883 §4: the D-SACK block goes first, reported once.
+            options.SetSackBlock(count++, new SackBlock(_dsackStart, _dsackEnd));
+            first = 1;
+            _dsackStart = _dsackEnd;
+            Statistics.DsacksSent++;
+        }
+
         for (var i = 0; i < _receive.RangeCount && count < max; i++)
         {
             if (SequenceNumber.InWindow(_lastReceivedSequence, _receive.RangeStart(i), _receive.RangeEnd(i)))
@@ -412,7 +493,7 @@ internal sealed partial class TcpConnection
 
         for (var i = 0; i < _receive.RangeCount && count < max; i++)
         {
-            if (count > 0 && options.GetSackBlock(0).Left == _receive.RangeStart(i))
+            if (count > first && options.GetSackBlock(first).Left == _receive.RangeStart(i))
             {
                 continue;
             }

@@ -17,6 +17,7 @@ internal sealed partial class TcpConnection
     private int _keepaliveProbesSent;
     private int _segmentsSinceAck;
     private long _lastReceivedAt;
+    private uint _timeoutTsVal;
 
     private bool _rttTiming;
     private uint _rttSequence;
@@ -36,6 +37,11 @@ internal sealed partial class TcpConnection
             Consider(ref next, _persistDeadline);
             Consider(ref next, _keepaliveDeadline);
             Consider(ref next, _timeWaitDeadline);
+            if (State is not (TcpState.Closed or TcpState.TimeWait))
+            {
+                Consider(ref next, _recovery.TimerDeadline);
+            }
+
             return next == long.MaxValue ? 0 : next;
 
             static void Consider(ref long next, long deadline)
@@ -66,6 +72,13 @@ internal sealed partial class TcpConnection
             {
                 return;
             }
+        }
+
+        var recoveryDeadline = _recovery.TimerDeadline;
+        if (recoveryDeadline != 0 && now >= recoveryDeadline && State is not (TcpState.TimeWait or TcpState.Closed))
+        {
+            _recovery.OnTimer(now);
+            _layer.MarkForOutput(this);
         }
 
         if (_persistDeadline != 0 && now >= _persistDeadline)
@@ -132,7 +145,9 @@ internal sealed partial class TcpConnection
 
         _recovery.OnRetransmissionTimeout();
 
-        // §5.4: retransmit the earliest segment not yet acknowledged, now, whatever the window.
+        // §5.4: retransmit the earliest segment not yet acknowledged, now, whatever the window. Its timestamp
+        // lets the first ACK after it prove the timeout spurious (RFC 3522 Eifel detection).
+        _timeoutTsVal = _timestamps ? Math.Max(1u, TimestampNow(now)) : 0;
         var resent = Retransmit(SendUnacknowledged, MaxSegmentSize);
         if (SequenceNumber.Lt(SendNext, SendUnacknowledged + (uint)resent))
         {

@@ -20,6 +20,7 @@ internal sealed partial class TcpConnection : ILossRecoverySender
     private readonly RttEstimator _rtt;
     private readonly ICongestionControl _congestion;
     private readonly ILossRecovery _recovery;
+    private readonly SackScoreboard _scoreboard = new();
     private ISendHost? _host;
 
     public TcpConnection(TcpLayer layer, ConnectionId id, ITcpConnectionObserver? observer)
@@ -109,6 +110,39 @@ internal sealed partial class TcpConnection : ILossRecoverySender
     public long RtoMicroseconds => _rtt.Rto;
 
     public ICongestionControl CongestionControl => _congestion;
+
+    public SackScoreboard Scoreboard => _scoreboard;
+
+    public bool SackEnabled => _sackPermitted;
+
+    public long MinRttMicroseconds => _rtt.MinRtt == long.MaxValue ? 0 : _rtt.MinRtt;
+
+    /// <summary>Counts what loss recovery reports, for TCP info and the stack's metrics.</summary>
+    public void Report(RecoveryEvent recoveryEvent, int count = 1)
+    {
+        switch (recoveryEvent)
+        {
+            case RecoveryEvent.FastRecovery:
+                Statistics.FastRetransmits += count;
+                _layer.Metrics.FastRecoveries.Add(count);
+                break;
+            case RecoveryEvent.TailLossProbe:
+                Statistics.TailLossProbes += count;
+                _layer.Metrics.TailLossProbes.Add(count);
+                break;
+            case RecoveryEvent.SpuriousRetransmission:
+                Statistics.SpuriousRetransmissions += count;
+                _layer.Metrics.SpuriousRetransmissions.Add(count);
+                break;
+            case RecoveryEvent.Undo:
+                Statistics.Undos += count;
+                _layer.Metrics.Undos.Add(count);
+                break;
+            case RecoveryEvent.RackLoss:
+                Statistics.RackLosses += count;
+                break;
+        }
+    }
 
     public ILossRecovery LossRecovery => _recovery;
 

@@ -22,4 +22,9 @@ internal sealed class TcpConnectionStatistics
     public long ZeroWindowProbes;
     public long KeepaliveProbes;
     public long DroppedSegments;
+    public long SpuriousRetransmissions;
+    public long Undos;
+    public long TailLossProbes;
+    public long RackLosses;
+    public long DsacksSent;
 }

@@ -14,6 +14,9 @@ internal sealed class TcpMetrics
         ResetsSent = meter.CreateCounter<long>("vso.tcp.resets_sent", "{segment}", "RST segments sent for segments that match no connection.");
         SynsDropped = meter.CreateCounter<long>("vso.tcp.syns_dropped", "{segment}", "SYNs dropped because a listener's backlog was full.");
         Rtt = meter.CreateHistogram<double>("vso.tcp.rtt", "ms", "Round-trip time samples.");
+        TailLossProbes = meter.CreateCounter<long>("vso.tcp.tail_loss_probes", "{probe}", "Tail loss probes sent (RFC 8985 §7).");
+        SpuriousRetransmissions = meter.CreateCounter<long>("vso.tcp.spurious_retransmissions", "{segment}", "Retransmissions a D-SACK proved unnecessary (RFC 3708).");
+        Undos = meter.CreateCounter<long>("vso.tcp.spurious_undone", "{event}", "Window reductions undone as spurious (D-SACK, Eifel).");
     }
 
     public Counter<long> RetransmittedSegments { get; }
@@ -29,6 +32,12 @@ internal sealed class TcpMetrics
     public Counter<long> SynsDropped { get; }
 
     public Histogram<double> Rtt { get; }
+
+    public Counter<long> TailLossProbes { get; }
+
+    public Counter<long> SpuriousRetransmissions { get; }
+
+    public Counter<long> Undos { get; }
 
     public void RecordRtt(long microseconds) => Rtt.Record(microseconds / 1000.0);
 }

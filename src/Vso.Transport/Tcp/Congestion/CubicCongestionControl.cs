@@ -21,6 +21,7 @@ public sealed class CubicCongestionControl : ICongestionControl
     private double _wEst;          // segments, the Reno-friendly estimate (§4.3)
     private long _epochStart = -1; // microseconds, start of the current congestion-avoidance epoch
     private double _cwndSegments;
+    private (double Cwnd, long Ssthresh, double WMax, double WLastMax) _prior = (0, long.MaxValue, 0, 0);
 
     public CubicCongestionControl()
         : this(hyStart: true)
@@ -152,10 +153,21 @@ public sealed class CubicCongestionControl : ICongestionControl
         _cwndSegments = Math.Max(SlowStartThreshold / (double)_mss, 2);
     }
 
+    /// <summary>§4.9: a spurious congestion event is undone: window, threshold and W_max as they were.</summary>
+    public void OnSpuriousCongestionEvent()
+    {
+        _cwndSegments = Math.Max(_cwndSegments, _prior.Cwnd);
+        SlowStartThreshold = _prior.Ssthresh;
+        _wMax = _prior.WMax;
+        _wLastMax = _prior.WLastMax;
+        _epochStart = -1;
+    }
+
     /// <summary>§4.6 multiplicative decrease with §4.7 fast convergence.</summary>
     private void ReduceOnLoss()
     {
         var cwnd = _cwndSegments;
+        _prior = (cwnd, SlowStartThreshold, _wMax, _wLastMax);
         _wMax = cwnd < _wLastMax ? cwnd * (1 + Beta) / 2 : cwnd;
         _wLastMax = cwnd;
         SlowStartThreshold = Math.Max((long)(cwnd * Beta * _mss), 2L * _mss);

@@ -29,6 +29,12 @@ public interface ICongestionControl
 
     /// <summary>Loss recovery ended; <paramref name="bytesInFlight"/> is what remains outstanding.</summary>
     void OnRecoveryEnd(long bytesInFlight, long nowMicroseconds);
+
+    /// <summary>
+    /// The last window reduction was spurious (D-SACK proved every retransmission unnecessary, RFC 3708, or
+    /// Eifel proved the timeout spurious, RFC 3522): restore the window and threshold from before it.
+    /// </summary>
+    void OnSpuriousCongestionEvent();
 }
 
 /// <summary>What one ACK told the congestion controller.</summary>

@@ -8,6 +8,8 @@ public sealed class NewRenoCongestionControl : ICongestionControl
 {
     private int _mss = 1460;
     private long _bytesAckedInAvoidance;
+    private long _priorWindow;
+    private long _priorThreshold = long.MaxValue;
 
     public string Name => "newreno";
 
@@ -49,6 +51,7 @@ public sealed class NewRenoCongestionControl : ICongestionControl
 
     public void OnCongestionEvent(long bytesInFlight, long nowMicroseconds)
     {
+        SavePrior();
         // RFC 5681 eqn. 4, then RFC 6582 §3.2 step 2 without inflation (recovery adds it).
         SlowStartThreshold = Math.Max(bytesInFlight / 2, 2L * _mss);
         CongestionWindow = SlowStartThreshold;
@@ -57,9 +60,23 @@ public sealed class NewRenoCongestionControl : ICongestionControl
 
     public void OnRetransmissionTimeout(long bytesInFlight, long nowMicroseconds)
     {
+        SavePrior();
         SlowStartThreshold = Math.Max(bytesInFlight / 2, 2L * _mss);
         CongestionWindow = _mss;
         _bytesAckedInAvoidance = 0;
+    }
+
+    public void OnSpuriousCongestionEvent()
+    {
+        // RFC 4015 §3.2 / Linux's undo: the larger of the current and the prior window, the prior threshold.
+        CongestionWindow = Math.Max(CongestionWindow, _priorWindow);
+        SlowStartThreshold = Math.Max(SlowStartThreshold == long.MaxValue ? 0 : SlowStartThreshold, _priorThreshold);
+    }
+
+    private void SavePrior()
+    {
+        _priorWindow = CongestionWindow;
+        _priorThreshold = SlowStartThreshold;
     }
 
     public void OnRecoveryEnd(long bytesInFlight, long nowMicroseconds)

@@ -17,7 +17,12 @@ public sealed class NewRenoRecovery : RtoRecovery
 
     public override bool InRecovery => _inRecovery;
 
-    public override long WindowAllowance => _inflation;
+    /// <summary>The congestion window inflated in recovery (RFC 6582 §3.2) or by limited transmit (RFC 3042).</summary>
+    public override long SendAllowance()
+    {
+        var limitedTransmit = !_inRecovery && _duplicateAcks is 1 or 2 ? _duplicateAcks * (long)Sender.MaxSegmentSize : 0;
+        return Sender.CongestionControl.CongestionWindow + _inflation + limitedTransmit - Sender.BytesInFlight;
+    }
 
     public override void OnAck(in AckEvent ack)
     {
@@ -45,6 +50,7 @@ public sealed class NewRenoRecovery : RtoRecovery
                 _inRecovery = true;
                 _recover = sender.SendMax;
                 sender.CongestionControl.OnCongestionEvent(sender.BytesInFlight, sender.NowMicroseconds);
+                sender.Report(RecoveryEvent.FastRecovery);
                 _inflation = DuplicateThreshold * (long)sender.MaxSegmentSize;
                 sender.Retransmit(sender.SendUnacknowledged, sender.MaxSegmentSize);
             }

@@ -12,7 +12,7 @@ public class RtoRecovery : ILossRecovery
 
     public virtual bool InRecovery => false;
 
-    public virtual long WindowAllowance => 0;
+    public virtual long TimerDeadline => 0;
 
     public void Attach(ILossRecoverySender sender) => Sender = sender;
 
@@ -24,5 +24,23 @@ public class RtoRecovery : ILossRecovery
     {
         Sender.CongestionControl.OnRetransmissionTimeout(Sender.BytesInFlight, Sender.NowMicroseconds);
         Sender.RewindSendNext(Sender.SendUnacknowledged);
+    }
+
+    /// <summary>The congestion window less what is in flight.</summary>
+    public virtual long SendAllowance() => Sender.CongestionControl.CongestionWindow - Sender.BytesInFlight;
+
+    public virtual void OnTransmitted(uint sequence, int length, bool isRetransmission)
+    {
+    }
+
+    public virtual void OnTimer(long nowMicroseconds)
+    {
+    }
+
+    /// <summary>RFC 4015 response, reduced: restore the congestion state the timeout took away.</summary>
+    public virtual void OnSpuriousTimeout()
+    {
+        Sender.CongestionControl.OnSpuriousCongestionEvent();
+        Sender.Report(RecoveryEvent.Undo);
     }
 }

@@ -1,0 +1,529 @@
+namespace Vso.Transport.Tcp.Recovery;
+
+/// <summary>
+/// SACK-based loss recovery: RACK-TLP loss detection (RFC 8985) over the SACK scoreboard, repair in the
+/// spirit of RFC 6675 (lost segments first, then new data, the pipe as the measure of what is in flight),
+/// proportional rate reduction of the window during recovery (RFC 6937), and undo of spurious
+/// reductions proved by D-SACK (RFC 2883, RFC 3708) or Eifel (RFC 3522). Without SACK it behaves as
+/// <see cref="NewRenoRecovery"/>. The default when SACK is negotiated.
+/// </summary>
+public sealed class RackTlpRecovery : ILossRecovery
+{
+    private const int DupThresh = 3;
+    private const long WorstCaseDelayedAck = 200_000; // RFC 8985 §7.2 WCDelAckT
+    private const int ReorderWindowPersistence = 16;  // RFC 8985 §6.2 step 4
+
+    private readonly NewRenoRecovery _fallback = new();
+    private ILossRecoverySender _sender = null!;
+
+    // Recovery episode.
+    private bool _inRecovery;
+    private bool _afterTimeout;
+    private uint _recoveryPoint;
+    private uint _lostHint;
+
+    // PRR (RFC 6937 §3).
+    private long _prrDelivered;
+    private long _prrOut;
+    private long _recoverFs;
+    private long _sendQuota;
+
+    // RACK (RFC 8985 §6).
+    private long _rackXmitTs = -1;
+    private uint _rackEndSeq;
+    private long _rackRtt;
+    private uint _fack;
+    private bool _reorderingSeen;
+    private int _reorderWindowMultiplier = 1;
+    private int _reorderWindowPersist;
+    private bool _dsackRound;
+    private uint _dsackRoundEnd;
+    private long _reorderDeadline;
+
+    // TLP (RFC 8985 §7).
+    private long _probeDeadline;
+    private bool _probeOutstanding;
+    private uint _probeEndSeq;
+    private bool _probeWasRetransmission;
+
+    // Undo (RFC 3708 accounting): retransmissions of the last episode not yet proven spurious by D-SACK.
+    private int _undoRetransmissions = -1;
+
+    public string Name => _sender is { SackEnabled: false } ? "newreno" : "rack-tlp";
+
+    public bool InRecovery => Sack ? _inRecovery : _fallback.InRecovery;
+
+    /// <summary>The reordering window RACK applies now, in microseconds (for tests and TCP info).</summary>
+    public long ReorderWindow => ReorderWindowNow();
+
+    public long TimerDeadline
+    {
+        get
+        {
+            if (!Sack)
+            {
+                return 0;
+            }
+
+            if (_reorderDeadline == 0)
+            {
+                return _probeDeadline;
+            }
+
+            return _probeDeadline == 0 ? _reorderDeadline : Math.Min(_reorderDeadline, _probeDeadline);
+        }
+    }
+
+    private bool Sack => _sender.SackEnabled;
+
+    public void Attach(ILossRecoverySender sender)
+    {
+        _sender = sender;
+        _fallback.Attach(sender);
+    }
+
+    public void OnAck(in AckEvent ack)
+    {
+        if (!Sack)
+        {
+            _fallback.OnAck(ack);
+            return;
+        }
+
+        var sender = _sender;
+        var now = sender.NowMicroseconds;
+        OnDsack(ack);
+        UpdateRack(ack, now);
+
+        // §7.4: the ACK of a tail loss probe. If it retransmitted and no D-SACK says the original arrived,
+        // the original was lost and the probe repaired it: respond to that loss once.
+        if (_probeOutstanding && SequenceNumber.Ge(ack.Acknowledgment, _probeEndSeq))
+        {
+            _probeOutstanding = false;
+            if (_probeWasRetransmission && ack.DsackBytes == 0 && !_inRecovery)
+            {
+                sender.CongestionControl.OnCongestionEvent(sender.BytesInFlight, now);
+                sender.CongestionControl.OnRecoveryEnd(sender.BytesInFlight, now);
+            }
+        }
+
+        var marked = DetectLosses(now);
+
+        if (_inRecovery && SequenceNumber.Ge(ack.Acknowledgment, _recoveryPoint))
+        {
+            EndRecovery(now);
+        }
+        else if (!_inRecovery && (marked || (ack.IsDuplicate && sender.Scoreboard.SackedSegments >= DupThresh && MarkHeadLostByDupThresh())))
+        {
+            StartRecovery(now);
+        }
+
+        if (_inRecovery && !_afterTimeout)
+        {
+            UpdateProportionalRateReduction(ack.BytesAcknowledged + ack.BytesSacked);
+        }
+
+        ScheduleProbe(now);
+    }
+
+    /// <summary>Retransmits lost segments while the window allows, then says how much new data may follow.</summary>
+    public long SendAllowance()
+    {
+        if (!Sack)
+        {
+            return _fallback.SendAllowance();
+        }
+
+        var sender = _sender;
+        while (Quota() > 0)
+        {
+            var index = NextLost();
+            if (index < 0)
+            {
+                break;
+            }
+
+            var record = sender.Scoreboard[index];
+            _lostHint = record.End;
+            if (sender.Retransmit(record.Start, record.Length) == 0 && sender.Scoreboard.NeedsRetransmission(index))
+            {
+                break;
+            }
+        }
+
+        return Quota();
+    }
+
+    public void OnTransmitted(uint sequence, int length, bool isRetransmission)
+    {
+        if (!Sack)
+        {
+            return;
+        }
+
+        if (_inRecovery && !_afterTimeout)
+        {
+            _prrOut += length;
+            _sendQuota -= length;
+        }
+
+        if (isRetransmission && _undoRetransmissions >= 0)
+        {
+            _undoRetransmissions++;
+        }
+
+        if (!isRetransmission)
+        {
+            ScheduleProbe(_sender.NowMicroseconds);
+        }
+    }
+
+    public void OnRetransmissionTimeout()
+    {
+        if (!Sack)
+        {
+            _fallback.OnRetransmissionTimeout();
+            return;
+        }
+
+        var sender = _sender;
+
+        // RFC 6675 §5.1 / RFC 8985 §6.3: after a timeout every segment not SACKed is presumed lost and is
+        // resent in slow start from the loss window; no rewind of snd.nxt, the scoreboard drives it.
+        sender.CongestionControl.OnRetransmissionTimeout(sender.Scoreboard.Pipe(sender.SendUnacknowledged, sender.SendMax), sender.NowMicroseconds);
+        sender.Scoreboard.MarkAllLost();
+        _lostHint = sender.SendUnacknowledged;
+        _inRecovery = true;
+        _afterTimeout = true;
+        _recoveryPoint = sender.SendMax;
+        _undoRetransmissions = -1;
+        _probeOutstanding = false;
+        _probeDeadline = 0;
+        _reorderDeadline = 0;
+    }
+
+    public void OnTimer(long nowMicroseconds)
+    {
+        if (!Sack)
+        {
+            return;
+        }
+
+        if (_reorderDeadline != 0 && nowMicroseconds >= _reorderDeadline)
+        {
+            // §6.3: the reordering window passed for a segment that was waiting: detect again.
+            _reorderDeadline = 0;
+            if (DetectLosses(nowMicroseconds) && !_inRecovery)
+            {
+                StartRecovery(nowMicroseconds);
+                UpdateProportionalRateReduction(0);
+            }
+        }
+
+        if (_probeDeadline != 0 && nowMicroseconds >= _probeDeadline)
+        {
+            _probeDeadline = 0;
+            SendProbe();
+        }
+    }
+
+    public void OnSpuriousTimeout()
+    {
+        if (!Sack)
+        {
+            _fallback.OnSpuriousTimeout();
+            return;
+        }
+
+        // RFC 4015: nothing was lost; forget the loss marks and restore the window.
+        _sender.Scoreboard.ClearLost();
+        _inRecovery = false;
+        _afterTimeout = false;
+        _sender.CongestionControl.OnSpuriousCongestionEvent();
+        _sender.Report(RecoveryEvent.Undo);
+    }
+
+    private long Quota()
+    {
+        var sender = _sender;
+        if (_inRecovery && !_afterTimeout)
+        {
+            return _sendQuota;
+        }
+
+        return sender.CongestionControl.CongestionWindow - sender.Scoreboard.Pipe(sender.SendUnacknowledged, sender.SendMax);
+    }
+
+    private void StartRecovery(long now)
+    {
+        var sender = _sender;
+        var pipe = sender.Scoreboard.Pipe(sender.SendUnacknowledged, sender.SendMax);
+        _inRecovery = true;
+        _afterTimeout = false;
+        _recoveryPoint = sender.SendMax;
+
+        // RFC 6937 §3: RecoverFS is the flight when recovery starts.
+        _recoverFs = Math.Max(1, (long)(uint)(sender.SendMax - sender.SendUnacknowledged));
+        _prrDelivered = 0;
+        _prrOut = 0;
+        _sendQuota = 0;
+        _undoRetransmissions = 0;
+        sender.CongestionControl.OnCongestionEvent(pipe, now);
+        sender.Report(RecoveryEvent.FastRecovery);
+    }
+
+    private void EndRecovery(long now)
+    {
+        var sender = _sender;
+        if (!_afterTimeout)
+        {
+            sender.CongestionControl.OnRecoveryEnd(sender.Scoreboard.Pipe(sender.SendUnacknowledged, sender.SendMax), now);
+        }
+
+        _inRecovery = false;
+        _afterTimeout = false;
+        if (_reorderWindowPersist > 0 && --_reorderWindowPersist == 0)
+        {
+            _reorderWindowMultiplier = 1;
+        }
+    }
+
+    /// <summary>RFC 6937 §3: how much may be sent on this ACK during recovery.</summary>
+    private void UpdateProportionalRateReduction(long delivered)
+    {
+        var sender = _sender;
+        _prrDelivered += delivered;
+        var pipe = sender.Scoreboard.Pipe(sender.SendUnacknowledged, sender.SendMax);
+        var ssthresh = sender.CongestionControl.SlowStartThreshold;
+        long sendCount;
+        if (pipe > ssthresh)
+        {
+            // Proportional part: send in proportion to what the receiver got, down to ssthresh over one RTT.
+            sendCount = ((_prrDelivered * ssthresh) + _recoverFs - 1) / _recoverFs - _prrOut;
+        }
+        else
+        {
+            // PRR-SSRB: slow start back up to ssthresh, at most one MSS more than was delivered.
+            var limit = Math.Max(_prrDelivered - _prrOut, delivered) + sender.MaxSegmentSize;
+            sendCount = Math.Min(ssthresh - pipe, limit);
+        }
+
+        // The fast retransmit itself always goes out (RFC 6937 §3, as Linux does).
+        if (_prrOut == 0)
+        {
+            sendCount = Math.Max(sendCount, sender.MaxSegmentSize);
+        }
+
+        _sendQuota = Math.Max(0, sendCount);
+    }
+
+    /// <summary>D-SACK: reordering-window adaptation (RFC 8985 §6.2 step 4) and spurious-retransmission undo (RFC 3708).</summary>
+    private void OnDsack(in AckEvent ack)
+    {
+        if (ack.DsackBytes == 0)
+        {
+            return;
+        }
+
+        var sender = _sender;
+        if (!_dsackRound || SequenceNumber.Ge(ack.Acknowledgment, _dsackRoundEnd))
+        {
+            _dsackRound = true;
+            _dsackRoundEnd = sender.SendMax;
+            _reorderWindowMultiplier = Math.Min(_reorderWindowMultiplier + 1, 64);
+            _reorderWindowPersist = ReorderWindowPersistence;
+        }
+
+        if (!ack.DsackCoversRetransmission)
+        {
+            return;
+        }
+
+        sender.Report(RecoveryEvent.SpuriousRetransmission);
+        if (_undoRetransmissions > 0 && --_undoRetransmissions == 0)
+        {
+            // Every retransmission of the last episode arrived twice: the reduction was spurious. Undo it.
+            _undoRetransmissions = -1;
+            sender.CongestionControl.OnSpuriousCongestionEvent();
+            sender.Report(RecoveryEvent.Undo);
+            if (_inRecovery && !_afterTimeout)
+            {
+                _inRecovery = false;
+            }
+        }
+    }
+
+    /// <summary>RFC 8985 §6.2 steps 1-3: the most recently sent delivered segment, its RTT, and reordering.</summary>
+    private void UpdateRack(in AckEvent ack, long now)
+    {
+        if (ack.NewestSentAt < 0)
+        {
+            return;
+        }
+
+        var rtt = now - ack.NewestSentAt;
+        var minRtt = _sender.MinRttMicroseconds;
+
+        // Step 2: a retransmitted segment delivered faster than the minimum RTT was the original's delivery.
+        if (!(ack.NewestWasRetransmitted && rtt < minRtt))
+        {
+            _rackRtt = rtt;
+            if (ack.NewestSentAt > _rackXmitTs || (ack.NewestSentAt == _rackXmitTs && SequenceNumber.Gt(ack.NewestEnd, _rackEndSeq)))
+            {
+                _rackXmitTs = ack.NewestSentAt;
+                _rackEndSeq = ack.NewestEnd;
+            }
+        }
+
+        // Step 3: delivering a never-retransmitted segment below the highest delivered one means reordering.
+        if (!ack.NewestWasRetransmitted && SequenceNumber.Lt(ack.NewestEnd, _fack))
+        {
+            _reorderingSeen = true;
+        }
+
+        var highest = SequenceNumber.Max(_sender.Scoreboard.HighestSackedEnd, ack.Acknowledgment);
+        _fack = SequenceNumber.Max(_fack, highest);
+    }
+
+    /// <summary>RFC 8985 §6.2 step 4.</summary>
+    private long ReorderWindowNow()
+    {
+        if (!_reorderingSeen && (_inRecovery || _sender.Scoreboard.SackedSegments >= DupThresh))
+        {
+            return 0;
+        }
+
+        return Math.Min(_reorderWindowMultiplier * _sender.MinRttMicroseconds / 4, _sender.SmoothedRttMicroseconds);
+    }
+
+    /// <summary>
+    /// RFC 8985 §6.2 step 5: a segment sent before the most recently delivered one, and outstanding for longer
+    /// than the RTT plus the reordering window, is lost; one still inside the window arms the reordering timer.
+    /// </summary>
+    private bool DetectLosses(long now)
+    {
+        if (_rackXmitTs < 0)
+        {
+            return false;
+        }
+
+        var scoreboard = _sender.Scoreboard;
+        var reorderWindow = ReorderWindowNow();
+        long timeout = 0;
+        var marked = false;
+        for (var i = 0; i < scoreboard.Count; i++)
+        {
+            ref readonly var r = ref scoreboard[i];
+            if (r.IsSacked || (r.IsLost && !r.IsRetransmittedInFlight))
+            {
+                continue;
+            }
+
+            var sentBefore = r.SentAt < _rackXmitTs || (r.SentAt == _rackXmitTs && SequenceNumber.Lt(r.End, _rackEndSeq));
+            if (!sentBefore)
+            {
+                continue;
+            }
+
+            var remaining = r.SentAt + _rackRtt + reorderWindow - now;
+            if (remaining <= 0)
+            {
+                var start = r.Start;
+                if (scoreboard.MarkLost(i))
+                {
+                    marked = true;
+                    _sender.Report(RecoveryEvent.RackLoss);
+                    if (SequenceNumber.Lt(start, _lostHint))
+                    {
+                        _lostHint = start;
+                    }
+                }
+            }
+            else
+            {
+                timeout = Math.Max(timeout, remaining);
+            }
+        }
+
+        _reorderDeadline = timeout > 0 ? now + timeout : 0;
+        return marked;
+    }
+
+    /// <summary>RFC 6675 §4 IsLost for snd.una: DupThresh SACKed segments above it (before RACK has an RTT).</summary>
+    private bool MarkHeadLostByDupThresh()
+    {
+        var scoreboard = _sender.Scoreboard;
+        if (scoreboard.Count == 0 || !scoreboard.MarkLost(0))
+        {
+            return false;
+        }
+
+        _lostHint = scoreboard[0].Start;
+        return true;
+    }
+
+    /// <summary>The first segment waiting for retransmission at or after the hint (RFC 6675 NextSeg rule 1).</summary>
+    private int NextLost()
+    {
+        var scoreboard = _sender.Scoreboard;
+        var start = SequenceNumber.Gt(_lostHint, _sender.SendUnacknowledged) ? scoreboard.IndexOf(_lostHint) : 0;
+        if (start < 0)
+        {
+            return -1;
+        }
+
+        for (var i = start; i < scoreboard.Count; i++)
+        {
+            if (scoreboard.NeedsRetransmission(i))
+            {
+                return i;
+            }
+        }
+
+        return -1;
+    }
+
+    /// <summary>RFC 8985 §7.2: arm the probe timeout while data is outstanding outside recovery.</summary>
+    private void ScheduleProbe(long now)
+    {
+        var sender = _sender;
+        if (_inRecovery || _probeOutstanding || sender.Scoreboard.Count == 0)
+        {
+            _probeDeadline = 0;
+            return;
+        }
+
+        var srtt = sender.SmoothedRttMicroseconds;
+        var timeout = srtt > 0 ? 2 * srtt : 1_000_000;
+        if (sender.Scoreboard.Pipe(sender.SendUnacknowledged, sender.SendMax) <= sender.MaxSegmentSize)
+        {
+            timeout += WorstCaseDelayedAck;
+        }
+
+        // The probe must come before the retransmission timeout, or it is pointless.
+        timeout = Math.Min(timeout, sender.RtoMicroseconds);
+        _probeDeadline = now + timeout;
+    }
+
+    /// <summary>RFC 8985 §7.3: new data if any may go, else the last segment again.</summary>
+    private void SendProbe()
+    {
+        var sender = _sender;
+        if (_inRecovery || sender.Scoreboard.Count == 0)
+        {
+            return;
+        }
+
+        _probeWasRetransmission = false;
+        if (sender.SendNewSegment() == 0)
+        {
+            var last = sender.Scoreboard[sender.Scoreboard.Count - 1];
+            sender.Retransmit(last.Start, last.Length);
+            _probeWasRetransmission = true;
+        }
+
+        _probeOutstanding = true;
+        _probeEndSeq = sender.SendMax;
+        sender.Report(RecoveryEvent.TailLossProbe);
+    }
+}

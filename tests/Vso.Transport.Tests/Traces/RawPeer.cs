@@ -316,6 +316,13 @@ internal static class TraceAssert
         Assert.Equal(error, ex.Error);
     }
 
+    /// <summary>The result of a task that has completed (virtual time already ran it).</summary>
+    public static T Result<T>(Task<T> task)
+    {
+        Assert.True(task.IsCompleted, "The task is still pending.");
+        return task.GetAwaiter().GetResult();
+    }
+
     public static byte[] Bytes(int length, byte start = 0)
     {
         var b = new byte[length];

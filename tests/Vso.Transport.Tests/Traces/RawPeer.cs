@@ -169,6 +169,15 @@ internal sealed class RawPeer : IFrameReceiver, IDisposable
         return task.GetAwaiter().GetResult();
     }
 
+    /// <summary>One receive, run at this instant: the bytes read (empty at end of stream). Fails if the receive is still pending.</summary>
+    public byte[] Read(VsoConnection connection, int max = 65536)
+    {
+        var buffer = new byte[max];
+        var receiving = connection.ReceiveAsync(buffer).AsTask();
+        Assert.True(RunUntil(() => receiving.IsCompleted, TimeSpan.Zero), "The receive is still pending.");
+        return buffer[..receiving.GetAwaiter().GetResult()];
+    }
+
     /// <summary>Drops segments not yet looked at.</summary>
     public void Discard() => _received.Clear();
 

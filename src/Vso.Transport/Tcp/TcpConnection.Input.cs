@@ -225,6 +225,11 @@ internal sealed partial class TcpConnection
                 // §3.10.7.4: a passively opened connection returns to LISTEN; ours was never handed out, so it just goes.
                 Terminate(new TcpConnectionException(TcpError.Reset, $"Connection {Id} was reset during the handshake."));
                 return;
+            case TcpState.SynReceived:
+                // §3.10.7.4 second check, SYN-RECEIVED: a connection initiated with an active OPEN (a simultaneous
+                // open that came from SYN-SENT) was refused; tell the connecting application so.
+                Terminate(new TcpConnectionException(TcpError.Refused, $"Connection to {Id.RemoteAddress}:{Id.RemotePort} was refused (RST)."));
+                return;
             case TcpState.Closing:
             case TcpState.LastAck:
             case TcpState.TimeWait:

@@ -94,6 +94,24 @@ public sealed class ResetTraces
     }
 
     [Fact]
+    public void RST_in_SYN_RECEIVED_after_a_simultaneous_open_refuses_the_connect()
+    {
+        using var peer = new RawPeer();
+        peer.Port = 7000;
+        var connecting = peer.Stack.ConnectAsync(RawPeer.PeerAddress, 7000);
+        var syn = peer.Expect(Syn);
+        peer.StackPort = syn.SourcePort;
+        peer.Send(Syn, seq: 300);
+        peer.Expect(SynAck, seq: syn.Seq, ack: 301);
+        Assert.Equal(TcpState.SynReceived, peer.State);
+
+        // §3.10.7.4 second check, SYN-RECEIVED: "If this connection was initiated with an active OPEN ... the connection was refused".
+        peer.Send(Rst, seq: 301);
+        Assert.Equal(0, peer.Stack.ConnectionCount);
+        TraceAssert.FailedWith(connecting, TcpError.Refused);
+    }
+
+    [Fact]
     public void RST_in_ESTABLISHED_fails_pending_receive_and_send_with_Reset()
     {
         using var peer = new RawPeer();

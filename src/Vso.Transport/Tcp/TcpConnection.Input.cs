@@ -44,6 +44,18 @@ internal sealed partial class TcpConnection
             return;
         }
 
+        // RFC 9293 §3.5 figure 8, line 6: in a simultaneous open the peer's SYN-ACK repeats its SYN (SEG.SEQ = IRS,
+        // left of RCV.NXT, so the acceptability test below would drop it) and acknowledges ours; it completes the
+        // handshake (as in Linux's tcp_validate_incoming). The SYN's window is never scaled (RFC 7323 §2.2).
+        if (State == TcpState.SynReceived && Listener is null && (flags & (TcpFlags.Syn | TcpFlags.Ack | TcpFlags.Rst)) == (TcpFlags.Syn | TcpFlags.Ack)
+            && seq == InitialReceiveSequence && segment.AcknowledgmentNumber == SendNext && payload.Length == 0)
+        {
+            UpdateSendWindow(seq, segment.AcknowledgmentNumber, segment.Window, isSyn: true);
+            TakeRttSampleForSyn(options);
+            Establish();
+            return;
+        }
+
         // First check: is the sequence number acceptable (§3.10.7.4, the four cases)?
         if (!IsAcceptable(seq, segLen))
         {
@@ -212,6 +224,11 @@ internal sealed partial class TcpConnection
             case TcpState.SynReceived when Listener is not null:
                 // §3.10.7.4: a passively opened connection returns to LISTEN; ours was never handed out, so it just goes.
                 Terminate(new TcpConnectionException(TcpError.Reset, $"Connection {Id} was reset during the handshake."));
+                return;
+            case TcpState.SynReceived:
+                // §3.10.7.4 second check, SYN-RECEIVED: a connection initiated with an active OPEN (a simultaneous
+                // open that came from SYN-SENT) was refused; tell the connecting application so.
+                Terminate(new TcpConnectionException(TcpError.Refused, $"Connection to {Id.RemoteAddress}:{Id.RemotePort} was refused (RST)."));
                 return;
             case TcpState.Closing:
             case TcpState.LastAck:

@@ -20,11 +20,11 @@ internal static class AllocationProbe
             Console.WriteLine($"receiver frames per turn {(framesPerTurn == 0 ? "unlimited" : framesPerTurn)}: ACKs per {SegmentBenchmarks.ChunkKiB} KiB chunk {AckBenchmarks.AcksPerChunk(h)}, {AckBenchmarks.AcksPerChunk(h)}, {AckBenchmarks.AcksPerChunk(h)}");
         }
 
-        foreach (var (mode, ackEvery) in new[] { (IdentifyMode.Pinned, 2), (IdentifyMode.Copy, 2), (IdentifyMode.Pinned, 1) })
+        foreach (var (mode, ackEvery, framesPerTurn) in new[] { (IdentifyMode.Pinned, 2, 0), (IdentifyMode.Copy, 2, 0), (IdentifyMode.Pinned, 1, 0), (IdentifyMode.Pinned, 2, 2) })
         {
             foreach (var chunkKiB in new[] { 64, 1024 })
             {
-                using var harness = new TransferHarness(mode, chunkKiB * 1024, ackEvery);
+                using var harness = new TransferHarness(mode, chunkKiB * 1024, ackEvery, framesPerTurn);
                 harness.WarmUp();
                 var chunks = (256 * 1024) / chunkKiB; // 256 MiB per run
                 var infoBefore = harness.ClientConnection.GetInfo();
@@ -43,7 +43,7 @@ internal static class AllocationProbe
                 var segments = infoAfter.SegmentsSent - infoBefore.SegmentsSent;
                 var acks = infoAfter.SegmentsReceived - infoBefore.SegmentsReceived;
                 var serverSent = harness.ServerConnection.GetInfo().SegmentsSent - serverBefore.SegmentsSent;
-                Console.WriteLine($"{mode}, DelayedAckSegments={ackEvery}, {chunkKiB} KiB per SendAsync: {chunks} sends, {segments} data segments, {acks} ACKs received ({serverSent} sent by the receiver; {(double)segments / acks:F1} segments per ACK), {infoAfter.RetransmittedSegments - infoBefore.RetransmittedSegments} retransmitted");
+                Console.WriteLine($"{mode}, DelayedAckSegments={ackEvery}, receiver frames per turn {(framesPerTurn == 0 ? "unlimited" : framesPerTurn)}, {chunkKiB} KiB per SendAsync: {chunks} sends, {segments} data segments, {acks} ACKs received ({serverSent} sent by the receiver; {(double)segments / acks:F1} segments per ACK), {infoAfter.RetransmittedSegments - infoBefore.RetransmittedSegments} retransmitted");
                 Console.WriteLine($"  per SendAsync: call {(double)send / chunks:F1} B, sender polls {(double)client / chunks:F1} B, receiver polls {(double)server / chunks:F1} B; per data segment: {(double)(send + client + server) / segments:F3} B");
                 foreach (var (type, bytes) in listener.Types.OrderByDescending(t => t.Value))
                 {

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Builds and runs every test project of the solution in Release, writing one TRX file per project
+# into TestResults/ (read by .ci/run for the totals). Extra arguments go to `dotnet test`,
+# e.g. ./test.sh --filter "FullyQualifiedName~Wire".
+set -euo pipefail
+cd "$(dirname "$0")"
+results="${VSO_TEST_RESULTS:-TestResults}"
+rm -rf "$results"
+mkdir -p "$results"
+exec dotnet test Vso.Transport.sln -c Release \
+  --results-directory "$results" \
+  --logger "trx" \
+  --logger "console;verbosity=normal" \
+  "$@"

@@ -57,6 +57,9 @@ internal sealed class NetworkInterface : IFrameReceiver
 
     public long FramesReceived { get; private set; }
 
+    /// <summary>Entries in the ARP cache, resolved or being resolved.</summary>
+    public int ArpEntries => _arp.Count;
+
     public void OnFrame(ReadOnlySpan<byte> frame)
     {
         FramesReceived++;

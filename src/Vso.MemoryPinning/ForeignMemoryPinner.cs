@@ -52,7 +52,15 @@ public sealed class ForeignMemoryPinner : IPinLeaseOwner
     /// Pins <paramref name="memory"/> with <see cref="ReadOnlyMemory{T}.Pin"/> (a pinned GCHandle for an array,
     /// the manager's own pin for a <see cref="MemoryManager{T}"/>) and returns the registration.
     /// </summary>
-    public ForeignPin Pin(ReadOnlyMemory<byte> memory)
+    public ForeignPin Pin(ReadOnlyMemory<byte> memory) => Pin(memory, null, 0);
+
+    /// <summary>
+    /// Pins <paramref name="memory"/> like <see cref="Pin(ReadOnlyMemory{byte})"/> and tells
+    /// <paramref name="observer"/> when it is actually unpinned (released and no lease left), with
+    /// <paramref name="token"/> kept in <see cref="ForeignPin.Token"/> so the owner can find its registration
+    /// without a lookup or an allocation.
+    /// </summary>
+    public ForeignPin Pin(ReadOnlyMemory<byte> memory, IForeignPinObserver? observer, long token)
     {
         if (memory.IsEmpty)
         {
@@ -61,6 +69,8 @@ public sealed class ForeignMemoryPinner : IPinLeaseOwner
 
         var handle = memory.Pin();
         var pin = ForeignPin.Create(this, handle, memory.Length);
+        pin.Observer = observer;
+        pin.Token = token;
         try
         {
             if (Mlock)
@@ -172,7 +182,17 @@ public sealed class ForeignMemoryPinner : IPinLeaseOwner
 
         pin.ReleaseHandle();
         Metrics.AddPinned(-pin.Length);
+        var observer = pin.Observer;
+        pin.Observer = null;
+        observer?.OnUnpinned(pin);
     }
+}
+
+/// <summary>Learns when a <see cref="ForeignPin"/> is actually unpinned: released and its last lease ended.</summary>
+public interface IForeignPinObserver
+{
+    /// <summary>Called once, outside the pinner's lock, after the memory was unpinned (and unlocked) and the counters updated.</summary>
+    void OnUnpinned(ForeignPin pin);
 }
 
 /// <summary>
@@ -206,6 +226,11 @@ public sealed class ForeignPin : IDisposable
     public bool IsPinned { get; private set; } = true;
 
     public int ActiveLeases => _owner.GetLeaseCount(this);
+
+    /// <summary>The owner's own word for this registration, given to <see cref="ForeignMemoryPinner.Pin(ReadOnlyMemory{byte}, IForeignPinObserver?, long)"/>.</summary>
+    public long Token { get; internal set; }
+
+    internal IForeignPinObserver? Observer { get; set; }
 
     internal int LeaseCount { get; set; }
 

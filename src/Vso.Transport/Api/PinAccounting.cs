@@ -1,16 +1,27 @@
+using Vso.MemoryPinning;
+
 namespace Vso.Transport.Api;
 
-/// <summary>Bytes of application memory a stack holds pinned, and under lease to its link, right now.</summary>
+/// <summary>
+/// The pinning of one stack's application memory: one <see cref="ForeignMemoryPinner"/> (mlock optional)
+/// shared by the stack's connections, feeding one <see cref="PinningMetrics"/> instance, so a stack's
+/// pinned, locked and leased bytes are exact even while other stacks work in the same process.
+/// </summary>
 internal sealed class PinAccounting
 {
-    private long _pinned;
-    private long _leased;
+    public PinAccounting(bool mlock)
+    {
+        Metrics = new PinningMetrics();
+        Pinner = new ForeignMemoryPinner(mlock, Metrics);
+    }
 
-    public long PinnedBytes => Volatile.Read(ref _pinned);
+    public ForeignMemoryPinner Pinner { get; }
 
-    public long LeasedBytes => Volatile.Read(ref _leased);
+    public PinningMetrics Metrics { get; }
 
-    public void AddPinned(long bytes) => Interlocked.Add(ref _pinned, bytes);
+    public long PinnedBytes => Metrics.PinnedBytes;
 
-    public void AddLeased(long bytes) => Interlocked.Add(ref _leased, bytes);
+    public long LockedBytes => Metrics.LockedBytes;
+
+    public long LeasedBytes => Metrics.LeasedBytes;
 }

@@ -1,120 +1,116 @@
-using System.Buffers;
+using System.Globalization;
 using Vso.MemoryPinning;
 using Vso.Transport.Tcp;
 
 namespace Vso.Transport.Api;
 
 /// <summary>
-/// The embedding API's send host: every SendAsync pins the caller's memory in a slot whose generation
-/// changes when it is freed. A descriptor names its slot and generation, so a stale one (memory already
-/// released) is refused with <see cref="StaleDescriptorException"/> instead of being read. The caller's
-/// task completes once the bytes are acknowledged and no lease (frame in flight on the link) remains.
-/// Engine thread only.
+/// The embedding API's send host: every SendAsync pins the caller's memory through the stack's
+/// <see cref="ForeignMemoryPinner"/> (so it shows in <see cref="PinningMetrics"/>, mlocked if the stack asks)
+/// in a slot whose generation changes each time it is reused. A descriptor names its slot and generation,
+/// so a stale one (memory already released, another generation, a range outside the pinned memory) is
+/// refused with <see cref="StaleDescriptorException"/> instead of being read. The caller's task completes
+/// once the bytes are acknowledged and no lease (frame in flight on the link) remains: that is when the
+/// pinner unpins and calls <see cref="OnUnpinned"/>. Engine thread only.
 /// </summary>
-internal sealed unsafe class SendRegistrations
+internal sealed unsafe class SendRegistrations : IForeignPinObserver
 {
-    private readonly PinAccounting _accounting;
+    private readonly ForeignMemoryPinner _pinner;
     private readonly Stack<int> _free = new();
     private Slot[] _slots = new Slot[4];
     private int _used;
 
-    public SendRegistrations(PinAccounting accounting) => _accounting = accounting;
+    public SendRegistrations(ForeignMemoryPinner pinner) => _pinner = pinner;
 
+    /// <summary>Slots holding pinned memory (acknowledged ones still leased included).</summary>
+    public int ActiveCount => _used - _free.Count;
+
+    /// <summary>
+    /// Pins <paramref name="data"/> and returns what the descriptor must carry. Throws (and takes no slot)
+    /// if pinning fails, for example <see cref="MemoryLockException"/> when mlock is refused.
+    /// </summary>
     public (int Slot, long Generation, nint Address) Register(ReadOnlyMemory<byte> data, TaskCompletionSource completion)
     {
-        var index = _free.Count > 0 ? _free.Pop() : _used++;
-        if (index == _slots.Length)
+        var reuse = _free.Count > 0;
+        var index = reuse ? _free.Peek() : _used;
+        var pin = _pinner.Pin(data, this, index);
+        if (reuse)
         {
-            Array.Resize(ref _slots, _slots.Length * 2);
+            _free.Pop();
+        }
+        else
+        {
+            if (index == _slots.Length)
+            {
+                Array.Resize(ref _slots, _slots.Length * 2);
+            }
+
+            _used++;
         }
 
         ref var slot = ref _slots[index];
-        slot.Handle = data.Pin();
-        slot.Address = (nint)slot.Handle.Pointer;
-        slot.Length = data.Length;
+
+        // Generations start at 1 and grow with every use of the slot, so (slot, generation) never repeats
+        // and a zeroed descriptor never names live memory.
+        slot.Generation++;
+        slot.Pin = pin;
         slot.Completion = completion;
         slot.Live = true;
         slot.Acknowledged = false;
-        slot.Leases = 0;
         slot.Error = null;
-        _accounting.AddPinned(data.Length);
-        return (index, slot.Generation, slot.Address);
+        return (index, slot.Generation, pin.Address);
     }
 
-    /// <summary>The bytes of a descriptor range, after checking the descriptor is still valid.</summary>
+    /// <summary>The bytes of a descriptor range, after checking the descriptor is still valid. Reads nothing otherwise.</summary>
     public ReadOnlySpan<byte> Read(SendDescriptor descriptor, int offset, int length)
     {
-        ref var slot = ref Validate(descriptor, offset, length);
+        Validate(descriptor, offset, length);
         return new ReadOnlySpan<byte>((void*)(descriptor.Address + offset), length);
     }
 
-    public nint BeginLease(SendDescriptor descriptor, int offset, int length)
+    /// <summary>Validates the descriptor and leases its range from the pinner; the lease keeps the memory pinned.</summary>
+    public PinLease Lease(SendDescriptor descriptor, int offset, int length)
     {
         ref var slot = ref Validate(descriptor, offset, length);
-        slot.Leases++;
-        _accounting.AddLeased(length);
-        return descriptor.Address + offset;
+        var pin = slot.Pin!;
+        return pin.Lease((int)(descriptor.Address - pin.Address) + offset, length);
     }
 
-    public void EndLease(int index, int length)
-    {
-        ref var slot = ref _slots[index];
-        slot.Leases--;
-        _accounting.AddLeased(-length);
-        if (slot.Leases == 0 && slot.Acknowledged)
-        {
-            Release(index);
-        }
-    }
-
-    /// <summary>Acknowledged (error null) or failed: release once no lease remains.</summary>
+    /// <summary>Acknowledged (error null) or failed: release the pin; it is unpinned once no lease remains.</summary>
     public void Complete(SendDescriptor descriptor, Exception? error)
     {
-        var index = (int)descriptor.HostToken;
-        if ((uint)index >= (uint)_used || !_slots[index].Live || _slots[index].Generation != descriptor.HostTag)
+        var index = descriptor.HostToken;
+        if ((ulong)index >= (ulong)_used)
         {
             return;
         }
 
         ref var slot = ref _slots[index];
+        if (!slot.Live || slot.Acknowledged || slot.Generation != descriptor.HostTag)
+        {
+            return;
+        }
+
         slot.Acknowledged = true;
         slot.Error = error;
-        if (slot.Leases == 0)
-        {
-            Release(index);
-        }
+
+        // Unpins now if no frame holds a lease (OnUnpinned runs synchronously), else when the last lease ends.
+        slot.Pin!.Dispose();
     }
 
-    private ref Slot Validate(SendDescriptor descriptor, int offset, int length)
+    /// <summary>The pinner unpinned a registration's memory: free the slot and complete the caller's task.</summary>
+    public void OnUnpinned(ForeignPin pin)
     {
-        var index = (int)descriptor.HostToken;
-        if ((uint)index >= (uint)_used)
+        var index = (int)pin.Token;
+        if ((uint)index >= (uint)_used || !ReferenceEquals(_slots[index].Pin, pin))
         {
-            throw new StaleDescriptorException($"Send descriptor names slot {index}, which this connection never registered.");
+            return;
         }
 
         ref var slot = ref _slots[index];
-        if (!slot.Live || slot.Generation != descriptor.HostTag || slot.Acknowledged)
-        {
-            throw new StaleDescriptorException($"Send descriptor for slot {index} generation {descriptor.HostTag} is stale: its memory was already released (slot is at generation {slot.Generation}).");
-        }
-
-        if (descriptor.Address < slot.Address || offset < 0 || length < 0 || descriptor.Address + offset + length > slot.Address + slot.Length)
-        {
-            throw new StaleDescriptorException($"Send descriptor range {descriptor.Address + offset:x}+{length} lies outside the pinned memory of slot {index}.");
-        }
-
-        return ref slot;
-    }
-
-    private void Release(int index)
-    {
-        ref var slot = ref _slots[index];
-        slot.Handle.Dispose();
-        _accounting.AddPinned(-slot.Length);
         var completion = slot.Completion;
         var error = slot.Error;
-        slot = new Slot { Generation = slot.Generation + 1 };
+        slot = new Slot { Generation = slot.Generation };
         _free.Push(index);
         if (error is null)
         {
@@ -126,13 +122,46 @@ internal sealed unsafe class SendRegistrations
         }
     }
 
+    private ref Slot Validate(SendDescriptor descriptor, int offset, int length)
+    {
+        var token = descriptor.HostToken;
+        var generation = descriptor.HostTag;
+        if ((ulong)token >= (ulong)_used)
+        {
+            throw Stale(StaleDescriptorReason.UnknownBlock, token, descriptor, offset, length, string.Create(CultureInfo.InvariantCulture, $"Send descriptor refused: it names slot {token}, which this connection never registered. No memory was read."));
+        }
+
+        var index = (int)token;
+        ref var slot = ref _slots[index];
+        if (!slot.Live || slot.Acknowledged || slot.Generation != generation)
+        {
+            var reason = slot.Generation != generation && slot.Live ? StaleDescriptorReason.GenerationMismatch : StaleDescriptorReason.Released;
+            throw Stale(reason, token, descriptor, offset, length, string.Create(CultureInfo.InvariantCulture, $"Send descriptor refused: slot {index} generation {generation} is stale, its memory was already released (the slot is at generation {slot.Generation}, {(slot.Live && !slot.Acknowledged ? "in use by a later send" : "released")}). No memory was read."));
+        }
+
+        // The whole descriptor, and the asked range within it, must lie inside the pinned memory.
+        var pin = slot.Pin!;
+        var start = (long)descriptor.Address - (long)pin.Address;
+        if (descriptor.Address < pin.Address
+            || (ulong)descriptor.Length > (ulong)pin.Length
+            || (ulong)start > (ulong)(pin.Length - descriptor.Length)
+            || offset < 0
+            || length < 0
+            || offset > descriptor.Length - length)
+        {
+            throw Stale(StaleDescriptorReason.OutOfRange, token, descriptor, offset, length, string.Create(CultureInfo.InvariantCulture, $"Send descriptor refused: range 0x{descriptor.Address:x}+{offset}+{length} (descriptor length {descriptor.Length}) lies outside the pinned memory of slot {index} (0x{pin.Address:x}+{pin.Length}). No memory was read."));
+        }
+
+        return ref slot;
+    }
+
+    private static StaleDescriptorException Stale(StaleDescriptorReason reason, long token, SendDescriptor descriptor, int offset, int length, string message)
+        => new(reason, (int)Math.Clamp(token, int.MinValue, int.MaxValue), descriptor.HostTag, descriptor.Address + offset, length, message);
+
     private struct Slot
     {
-        public MemoryHandle Handle;
-        public nint Address;
-        public int Length;
+        public ForeignPin? Pin;
         public long Generation;
-        public int Leases;
         public bool Live;
         public bool Acknowledged;
         public Exception? Error;

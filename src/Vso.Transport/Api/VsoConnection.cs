@@ -12,7 +12,7 @@ namespace Vso.Transport.Api;
 /// descriptor of it: no copy is made, and the task completes once the peer has acknowledged every byte
 /// and no frame still reads it. Operations may come from any thread; the engine thread applies them.
 /// </summary>
-public sealed class VsoConnection : IEngineWork, ITcpConnectionObserver, ISendHost, IPinLeaseOwner
+public sealed class VsoConnection : IEngineWork, ITcpConnectionObserver, ISendHost
 {
     private readonly VsoStack _stack;
     private readonly ConcurrentQueue<Operation> _operations = new();
@@ -28,7 +28,7 @@ public sealed class VsoConnection : IEngineWork, ITcpConnectionObserver, ISendHo
     internal VsoConnection(VsoStack stack, TcpConnection? accepted)
     {
         _stack = stack;
-        _sends = new SendRegistrations(stack.PinAccounting);
+        _sends = new SendRegistrations(stack.PinAccounting.Pinner);
         _connected = stack.NewCompletion<VsoConnection>();
         _closed = stack.NewCompletion();
         if (accepted is not null)
@@ -53,8 +53,10 @@ public sealed class VsoConnection : IEngineWork, ITcpConnectionObserver, ISendHo
     internal TcpConnection? Tcp => _tcp;
 
     /// <summary>
-    /// Sends <paramref name="data"/> without copying it: the memory stays pinned and must not change until
-    /// the task completes, which happens when the peer acknowledged all of it. Fails if the connection cannot deliver.
+    /// Sends <paramref name="data"/> without copying it: the memory stays pinned (and mlocked when
+    /// <see cref="VsoStackOptions.Mlock"/> is set) and must not change until the task completes, which happens
+    /// when the peer acknowledged all of it and no frame still reads it. Fails if the connection cannot deliver,
+    /// or with <see cref="MemoryLockException"/> if the memory could not be locked.
     /// </summary>
     public Task SendAsync(ReadOnlyMemory<byte> data)
     {
@@ -155,7 +157,18 @@ public sealed class VsoConnection : IEngineWork, ITcpConnectionObserver, ISendHo
                     return;
                 }
 
-                var registration = _sends.Register(op.Send, op.SendCompletion!);
+                (int Slot, long Generation, nint Address) registration;
+                try
+                {
+                    registration = _sends.Register(op.Send, op.SendCompletion!);
+                }
+                catch (MemoryLockException ex)
+                {
+                    // mlock refused (RLIMIT_MEMLOCK): this send fails, the connection goes on.
+                    op.SendCompletion!.TrySetException(ex);
+                    return;
+                }
+
                 tcp.Enqueue(registration.Address, op.Send.Length, registration.Slot, registration.Generation);
                 return;
             case OperationKind.Receive:
@@ -248,13 +261,7 @@ public sealed class VsoConnection : IEngineWork, ITcpConnectionObserver, ISendHo
     void ISendHost.CopyTo(SendDescriptor descriptor, int offset, Span<byte> destination) =>
         _sends.Read(descriptor, offset, destination.Length).CopyTo(destination);
 
-    PinLease ISendHost.Lease(SendDescriptor descriptor, int offset, int length)
-    {
-        var address = _sends.BeginLease(descriptor, offset, length);
-        return new PinLease(this, address, length, descriptor.HostToken);
-    }
-
-    void IPinLeaseOwner.EndLease(nint address, int length, long token) => _sends.EndLease((int)token, length);
+    PinLease ISendHost.Lease(SendDescriptor descriptor, int offset, int length) => _sends.Lease(descriptor, offset, length);
 
     void ISendHost.Acknowledged(SendDescriptor descriptor) => _sends.Complete(descriptor, null);
 

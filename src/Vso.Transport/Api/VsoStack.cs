@@ -2,6 +2,7 @@ using System.Diagnostics.Metrics;
 using System.Net;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
+using Vso.MemoryPinning;
 using Vso.Transport.Engine;
 using Vso.Transport.Links;
 using Vso.Transport.Tcp;
@@ -25,6 +26,7 @@ public sealed class VsoStack : IDisposable
         ArgumentNullException.ThrowIfNull(options);
         options.Validate();
         Options = options;
+        PinAccounting = new PinAccounting(options.Mlock);
         _meter = new Meter("Vso.Transport");
         var log = (loggerFactory ?? NullLoggerFactory.Instance).CreateLogger("Vso.Transport");
         Core = new NetworkStack(link, options.Address, options.PrefixLength, options.Gateway, options.Tcp, clock ?? SystemClock.Instance, _meter, log);
@@ -37,13 +39,22 @@ public sealed class VsoStack : IDisposable
 
     internal NetworkStack Core { get; }
 
-    internal PinAccounting PinAccounting { get; } = new();
+    internal PinAccounting PinAccounting { get; }
 
     /// <summary>Application bytes held pinned until acknowledged; 0 once every send completed.</summary>
     public long PinnedBytes => PinAccounting.PinnedBytes;
 
+    /// <summary>Page-rounded bytes of application memory this stack holds mlocked (<see cref="VsoStackOptions.Mlock"/>); 0 once every send completed.</summary>
+    public long LockedBytes => PinAccounting.LockedBytes;
+
     /// <summary>Bytes leased to the link for frames being sent; 0 between turns of the loop.</summary>
     public long LeasedBytes => PinAccounting.LeasedBytes;
+
+    /// <summary>
+    /// This stack's pinning counters (the same numbers as <see cref="PinnedBytes"/>, <see cref="LockedBytes"/> and
+    /// <see cref="LeasedBytes"/>); they also add up into <see cref="PinningMetrics.Global"/> and the "Vso.MemoryPinning" meter.
+    /// </summary>
+    public PinningMetrics PinningMetrics => PinAccounting.Metrics;
 
     /// <summary>Frames dropped as malformed, per layer and reason.</summary>
     internal WireCounters WireCounters => Core.Interface.Counters;

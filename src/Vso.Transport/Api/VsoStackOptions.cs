@@ -26,6 +26,13 @@ public sealed class VsoStackOptions
     /// </summary>
     public bool InlineContinuations { get; set; }
 
+    /// <summary>
+    /// Also mlock(2) the application memory of every send while it is pinned, so it is never swapped out while
+    /// the link may read it. Subject to RLIMIT_MEMLOCK unless the process has CAP_IPC_LOCK; a send whose memory
+    /// cannot be locked fails with <see cref="Vso.MemoryPinning.MemoryLockException"/>. Off by default.
+    /// </summary>
+    public bool Mlock { get; set; }
+
     public void Validate()
     {
         if (Address == Ipv4Address.Any)

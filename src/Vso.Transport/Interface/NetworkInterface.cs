@@ -57,6 +57,9 @@ internal sealed class NetworkInterface : IFrameReceiver
 
     public long FramesReceived { get; private set; }
 
+    /// <summary>Entries in the ARP cache, resolved or being resolved.</summary>
+    public int ArpEntries => _arp.Count;
+
     /// <summary>Exceptions that escaped the processing of one frame and were contained (a healthy stack keeps 0).</summary>
     public long ContainedExceptions { get; private set; }
 

@@ -12,10 +12,13 @@ namespace Vso.Transport.Tests.Allocation;
 /// descriptor walk, identify, build, flush, ACK processing, release; receiver: parse, checksum,
 /// reassembly, ACK generation) and the receiver's reads. The application's own calls (SendAsync's
 /// TaskCompletionSource, 88 B per call) are outside the count: they are per call, not per segment.
+/// The engine registers each send's pin (one ForeignPin per SendAsync, about 100 B): a fixed cost per
+/// call, so the test allows <see cref="PerSendBudget"/> bytes per send and nothing that grows with segments.
 /// </summary>
 public sealed class SteadyStateAllocationTests
 {
     private const int ChunkBytes = 256 * 1024;
+    private const int PerSendBudget = 128;
 
     [Theory]
     [InlineData(IdentifyMode.Pinned)]
@@ -88,8 +91,8 @@ public sealed class SteadyStateAllocationTests
         var segments = after.SegmentsSent - before.SegmentsSent;
         Assert.True(segments >= chunks * (ChunkBytes / 1448), $"only {segments} segments were sent");
         Assert.Equal(0, after.RetransmittedSegments - before.RetransmittedSegments);
-        var perSegment = (double)total / segments;
-        Assert.True(perSegment < 0.5, $"{total} B allocated by engine turns over {segments} data segments ({perSegment:F3} B per segment), {mode} mode");
+        var perSegment = (double)Math.Max(0, total - (chunks * PerSendBudget)) / segments;
+        Assert.True(perSegment < 0.05, $"{total} B allocated by engine turns over {segments} data segments in {chunks} sends ({perSegment:F3} B per segment beyond {PerSendBudget} B per send), {mode} mode");
     }
 
     private static (VsoConnection Sender, VsoConnection Receiver) Connect(VirtualTimeDriver driver, VsoStack client, VsoStack server)

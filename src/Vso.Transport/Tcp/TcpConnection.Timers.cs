@@ -223,9 +223,11 @@ internal sealed partial class TcpConnection
         }
 
         // RFC 9293 §3.8.6.3 / RFC 5681 §4.2: at least every second full-sized segment, and within the delay.
+        // Sent at once, not at the end of the batch: a burst of segments read in one turn still gets its
+        // ACKs, which clock the sender (no stretch ACKs).
         if (_settings.DelayedAck == TimeSpan.Zero || _segmentsSinceAck >= _settings.DelayedAckSegments)
         {
-            _ackNow = true;
+            SendAck();
             return;
         }
 

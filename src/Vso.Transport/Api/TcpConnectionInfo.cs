@@ -53,6 +53,28 @@ public sealed record TcpConnectionInfo
 
     public long ZeroWindowProbes { get; init; }
 
+    /// <summary>Tail loss probes sent (RFC 8985 §7).</summary>
+    public long TailLossProbes { get; init; }
+
+    /// <summary>Retransmissions a D-SACK proved unnecessary (RFC 3708).</summary>
+    public long SpuriousRetransmissions { get; init; }
+
+    /// <summary>Window reductions undone as spurious (D-SACK or Eifel).</summary>
+    public long Undos { get; init; }
+
+    /// <summary>Segments RACK declared lost.</summary>
+    public long RackLosses { get; init; }
+
+    /// <summary>D-SACK blocks we sent (duplicates we received).</summary>
+    public long DsacksSent { get; init; }
+
+    /// <summary>Segments on the SACK scoreboard (in flight).</summary>
+    public int ScoreboardSegments { get; init; }
+
+    public long SackedBytes { get; init; }
+
+    public long LostBytes { get; init; }
+
     internal static TcpConnectionInfo From(TcpConnection c) => new()
     {
         State = c.State,
@@ -78,5 +100,13 @@ public sealed record TcpConnectionInfo
         FirstTransmissionCopiedBytes = c.Statistics.FirstTransmissionCopiedBytes,
         OutOfOrderSegments = c.Statistics.OutOfOrderSegments,
         ZeroWindowProbes = c.Statistics.ZeroWindowProbes,
+        TailLossProbes = c.Statistics.TailLossProbes,
+        SpuriousRetransmissions = c.Statistics.SpuriousRetransmissions,
+        Undos = c.Statistics.Undos,
+        RackLosses = c.Statistics.RackLosses,
+        DsacksSent = c.Statistics.DsacksSent,
+        ScoreboardSegments = c.Scoreboard.Count,
+        SackedBytes = c.Scoreboard.SackedBytes,
+        LostBytes = c.Scoreboard.LostBytes,
     };
 }

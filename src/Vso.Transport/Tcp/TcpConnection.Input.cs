@@ -62,6 +62,12 @@ internal sealed partial class TcpConnection
             Statistics.DroppedSegments++;
             if ((flags & TcpFlags.Rst) == 0)
             {
+                if (payload.Length > 0 && SequenceNumber.Le(seq + (uint)payload.Length, ReceiveNext))
+                {
+                    // An old duplicate: tell the sender with a D-SACK (RFC 2883 §4 (1)), its retransmission was spurious.
+                    NoteDuplicate(seq, seq + (uint)payload.Length);
+                }
+
                 SendAck();
             }
 

@@ -60,8 +60,8 @@ public sealed class TcpSettings
     /// <summary>How the host hands bytes to the sender. Default Pinned (no copy).</summary>
     public IdentifyMode IdentifyMode { get; set; } = IdentifyMode.Pinned;
 
-    /// <summary>Loss detection and recovery. Default NewReno (RFC 6582).</summary>
-    public Func<ILossRecovery> LossRecovery { get; set; } = static () => new NewRenoRecovery();
+    /// <summary>Loss detection and recovery. Default RACK-TLP over SACK (RFC 8985), NewReno (RFC 6582) when the peer has no SACK.</summary>
+    public Func<ILossRecovery> LossRecovery { get; set; } = static () => new RackTlpRecovery();
 
     /// <summary>Congestion control. Default NewReno (RFC 5681).</summary>
     public Func<ICongestionControl> CongestionControl { get; set; } = static () => new NewRenoCongestionControl();

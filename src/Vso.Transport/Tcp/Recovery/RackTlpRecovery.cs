@@ -113,7 +113,7 @@ public sealed class RackTlpRecovery : ILossRecovery
         {
             EndRecovery(now);
         }
-        else if (!_inRecovery && (marked || (ack.IsDuplicate && sender.Scoreboard.SackedSegments >= DupThresh && MarkHeadLostByDupThresh())))
+        else if (!_inRecovery && marked)
         {
             StartRecovery(now);
         }
@@ -447,19 +447,6 @@ public sealed class RackTlpRecovery : ILossRecovery
 
         _reorderDeadline = timeout > 0 ? now + timeout : 0;
         return marked;
-    }
-
-    /// <summary>RFC 6675 §4 IsLost for snd.una: DupThresh SACKed segments above it (before RACK has an RTT).</summary>
-    private bool MarkHeadLostByDupThresh()
-    {
-        var scoreboard = _sender.Scoreboard;
-        if (scoreboard.Count == 0 || !scoreboard.MarkLost(0))
-        {
-            return false;
-        }
-
-        _lostHint = scoreboard[0].Start;
-        return true;
     }
 
     /// <summary>The first segment waiting for retransmission at or after the hint (RFC 6675 NextSeg rule 1).</summary>

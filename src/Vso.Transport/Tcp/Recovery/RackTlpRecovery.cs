@@ -143,8 +143,10 @@ public sealed class RackTlpRecovery : ILossRecovery
                 break;
             }
 
+            // The hint stays at this record: a retransmission shorter than the record (more option bytes
+            // than when it was first sent) splits it, and the rest still waits here.
             var record = sender.Scoreboard[index];
-            _lostHint = record.End;
+            _lostHint = record.Start;
             if (sender.Retransmit(record.Start, record.Length) == 0 && sender.Scoreboard.NeedsRetransmission(index))
             {
                 break;

@@ -28,11 +28,25 @@ internal sealed class ArpCache
 
     public int Count => _entries.Count;
 
-    public bool TryGet(Ipv4Address address, long now, out MacAddress mac)
+    public bool TryGet(Ipv4Address address, long now, out MacAddress mac) => TryGet(address, now, out mac, out _);
+
+    /// <summary>
+    /// A valid mapping, and whether to confirm it now: in the last quarter of its life a mapping in use is
+    /// re-asked (at most once per retry interval) so that it is renewed before it expires and traffic to a
+    /// live neighbour never stalls on an expired entry (Linux's neighbour PROBE state does the same).
+    /// </summary>
+    public bool TryGet(Ipv4Address address, long now, out MacAddress mac, out bool refreshDue)
     {
+        refreshDue = false;
         if (_entries.TryGetValue(address, out var e) && e.Resolved && now < e.ExpiresAt)
         {
             mac = e.Mac;
+            if (e.ExpiresAt - now < _lifetime / 4 && now - e.LastRequestAt >= _retryInterval)
+            {
+                _entries[address] = e with { LastRequestAt = now };
+                refreshDue = true;
+            }
+
             return true;
         }
 

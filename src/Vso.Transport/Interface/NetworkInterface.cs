@@ -226,7 +226,15 @@ internal sealed class NetworkInterface : IFrameReceiver
     {
         var nextHop = destination.InSubnet(Address, PrefixLength) || Gateway == Ipv4Address.Any ? destination : Gateway;
         var now = _clock.NowMicroseconds;
-        if (!_arp.TryGet(nextHop, now, out var mac))
+        if (_arp.TryGet(nextHop, now, out var mac, out var refreshDue))
+        {
+            if (refreshDue)
+            {
+                // Renew the mapping before it expires: ask the neighbour directly, as a unicast request.
+                SendArp(ArpOperation.Request, MacAddress.Zero, nextHop, mac);
+            }
+        }
+        else
         {
             if (_arp.ShouldRequest(nextHop, now))
             {

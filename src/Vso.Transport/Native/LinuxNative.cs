@@ -69,6 +69,14 @@ internal static unsafe partial class LinuxNative
     [LibraryImport(Libc, SetLastError = true)]
     public static partial int unshare(int flags);
 
+    [LibraryImport(Libc, SetLastError = true)]
+    public static partial int kill(int pid, int signal);
+
+    [LibraryImport(Libc)]
+    public static partial uint geteuid();
+
+    public const int SIGINT = 2;
+
     // ---- Constants (x86-64 and arm64 Linux share these values) ----
     public const int AF_INET = 2;
     public const int AF_PACKET = 17;

@@ -77,6 +77,17 @@ internal static unsafe partial class LinuxNative
 
     public const int SIGINT = 2;
 
+    /// <summary>capget(2): <paramref name="header"/> is {u32 version, int pid}, <paramref name="data"/> two {effective, permitted, inheritable} u32 triples.</summary>
+    [LibraryImport(Libc, SetLastError = true)]
+    public static partial int capget(uint* header, uint* data);
+
+    [LibraryImport(Libc, SetLastError = true)]
+    public static partial int capset(uint* header, uint* data);
+
+    public const uint LINUX_CAPABILITY_VERSION_3 = 0x20080522;
+    public const int CAP_NET_ADMIN = 12;
+    public const int CAP_NET_RAW = 13;
+
     // ---- Constants (x86-64 and arm64 Linux share these values) ----
     public const int AF_INET = 2;
     public const int AF_PACKET = 17;

@@ -186,6 +186,39 @@ internal sealed class RealLinkRig : IAsyncDisposable
         throw new InvalidOperationException($"nstat gave no TcpInCsumErrors: {result}");
     }
 
+    /// <summary>
+    /// Runs <paramref name="transfers"/> under a tshark capture on the client's device, then asserts that tshark
+    /// finds no malformed frame and no bad IPv4/TCP checksum, and that the kernel client counted no TCP checksum
+    /// errors (nstat TcpInCsumErrors). Reports the retransmissions tshark saw, per source.
+    /// </summary>
+    public CaptureVerdict Judged(Action transfers, int maxSeconds = 120)
+    {
+        var csumBefore = ClientTcpInCsumErrors();
+        var file = Path.Combine(Directory, "client.pcapng");
+        CaptureVerdict verdict;
+        using (var judge = TsharkJudge.Start(Net.Client, Net.ClientCaptureDevice, file, maxSeconds))
+        {
+            transfers();
+            verdict = judge.Stop();
+        }
+
+        var csumAfter = ClientTcpInCsumErrors();
+        var retrans = string.Join(", ", verdict.RetransmissionsBySource.Select(kv => $"{kv.Value} from {kv.Key}"));
+        Log($"tshark: {verdict.Frames} frames, {verdict.BadFromStack} bad from the stack, {verdict.BadFrames - verdict.BadFromStack} from the kernel, retransmissions {verdict.Retransmissions} ({(retrans.Length == 0 ? "none" : retrans)}); " +
+            $"client TcpInCsumErrors {csumBefore} -> {csumAfter}");
+        File.Delete(file);
+        if (verdict.BadFrames > 0)
+        {
+            Log($"tshark flagged:\n{verdict.BadSample}");
+        }
+
+        // The kernel's own frames are not ours to judge (tshark flags a TCP checksum of 0xFFFF, the other zero, as bad).
+        Assert.True(verdict.BadFromStack == 0, $"tshark found malformed frames or bad checksums from the stack:\n{verdict.BadSample}");
+        Assert.Equal(csumBefore, csumAfter);
+        Assert.Equal(0, csumAfter);
+        return verdict;
+    }
+
     public async ValueTask DisposeAsync()
     {
         if (_disposed)

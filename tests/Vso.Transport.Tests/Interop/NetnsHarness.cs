@@ -31,7 +31,7 @@ internal sealed partial class NetnsHarness : IDisposable
     private readonly List<string> _namespaces = [];
     private bool _disposed;
 
-    public NetnsHarness(RealLinkKind kind)
+    public NetnsHarness(RealLinkKind kind, bool offloadsOff = true)
     {
         Kind = kind;
         CleanupStale();
@@ -49,8 +49,11 @@ internal sealed partial class NetnsHarness : IDisposable
                 Shell.Check("ip", "-n", Client, "addr", "add", $"{KernelAddress}/24", "dev", ClientDevice);
                 Shell.Check("ip", "-n", Client, "link", "set", ClientDevice, "up");
                 Shell.Check("ip", "-n", Server, "link", "set", ServerDevice, "up");
-                OffloadsOff(Client, ClientDevice);
-                OffloadsOff(Server, ServerDevice);
+                if (offloadsOff)
+                {
+                    OffloadsOff(Client, ClientDevice);
+                    OffloadsOff(Server, ServerDevice);
+                }
                 StackDevice = ServerDevice;
                 ClientCaptureDevice = ClientDevice;
             }

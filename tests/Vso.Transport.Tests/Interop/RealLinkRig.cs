@@ -58,9 +58,9 @@ internal sealed class RealLinkRig : IAsyncDisposable
 
     public static string Url(string path) => $"http://{NetnsHarness.StackAddress}:{Port}{path}";
 
-    public static RealLinkRig Start(RealLinkKind kind, ITestOutputHelper output, Action<TcpSettings>? configure = null)
+    public static RealLinkRig Start(RealLinkKind kind, ITestOutputHelper output, Action<TcpSettings>? configure = null, bool offloadsOff = true)
     {
-        var net = new NetnsHarness(kind);
+        var net = new NetnsHarness(kind, offloadsOff);
         ILink? link = null;
         VsoStack? stack = null;
         try

@@ -53,12 +53,16 @@ internal sealed class TsharkJudge : IDisposable
         throw new InvalidOperationException($"tshark did not start capturing on {device} in {ns}: {error}");
     }
 
-    /// <summary>Stops the capture (SIGINT to the tshark we started, by PID) and judges it.</summary>
+    /// <summary>
+    /// Stops the capture (SIGINT to the tshark we started, by PID) and judges it. TCP reassembly is off: the
+    /// capture sees frames that iptables then drops on INPUT, so a retransmission of data tshark already reassembled
+    /// would be reported as a "reassembly error" although the stack resent the same bytes.
+    /// </summary>
     public CaptureVerdict Stop()
     {
         StopCapture();
         var bad = Shell.Run(TimeSpan.FromSeconds(120), "tshark", "-n", "-r", File, "-o", "tcp.check_checksum:TRUE", "-o", "ip.check_checksum:TRUE",
-            "-Y", "tcp.checksum.status==Bad || _ws.malformed || ip.checksum.status==Bad", "-T", "fields", "-e", "frame.number", "-e", "ip.src", "-e", "_ws.col.Info");
+            "-o", "tcp.desegment_tcp_streams:FALSE", "-Y", "tcp.checksum.status==Bad || _ws.malformed || ip.checksum.status==Bad", "-T", "fields", "-e", "frame.number", "-e", "ip.src", "-e", "_ws.col.Info");
         if (bad.ExitCode != 0)
         {
             throw new InvalidOperationException($"tshark -r failed: {bad}");

@@ -2,56 +2,95 @@ namespace Vso.Transport.Engine;
 
 /// <summary>
 /// Runs a stack's loop on a dedicated thread in real time: poll, then sleep until the next timer,
-/// a frame, or work posted by the application, whichever comes first.
+/// a frame, or work posted by the application, whichever comes first. On a link that can block (AF_PACKET,
+/// TAP) the thread sleeps in the link's poll(2), which also watches an eventfd that posted work signals;
+/// the eventfd is written only while the thread sleeps, so a busy engine makes no wake-up system calls.
 /// </summary>
 internal sealed class EngineThread : IDisposable
 {
+    /// <summary>Longest sleep in a blocking link when no timer is due: a safety net, wake-ups are explicit.</summary>
+    private const long MaxBlockingWaitMicros = 100_000;
+
     private readonly NetworkStack _stack;
     private readonly Thread _thread;
     private readonly ManualResetEventSlim _wake = new(false);
+    private readonly bool _linkBlocks;
     private volatile bool _stopping;
+    private int _sleeping;
 
     public EngineThread(NetworkStack stack, string name)
     {
         _stack = stack;
-        stack.Wake = _wake.Set;
+        _linkBlocks = stack.Link.CanBlock;
+        stack.Wake = WakeUp;
         _thread = new Thread(Run) { IsBackground = true, Name = name };
     }
 
     public void Start() => _thread.Start();
+
+    private void WakeUp()
+    {
+        if (_linkBlocks)
+        {
+            if (Interlocked.Exchange(ref _sleeping, 0) == 1)
+            {
+                _stack.Link.Interrupt();
+            }
+        }
+        else
+        {
+            _wake.Set();
+        }
+    }
 
     private void Run()
     {
         _stack.Start();
         while (!_stopping)
         {
-            _wake.Reset();
+            if (!_linkBlocks)
+            {
+                _wake.Reset();
+            }
+
             if (_stack.Poll() || _stack.HasPendingWork)
             {
                 continue;
             }
 
             var now = _stack.Clock.NowMicroseconds;
-            var waitMicros = Math.Clamp(_stack.NextEventMicroseconds - now, 0, 1_000);
-            if (waitMicros == 0)
+            var untilNext = _stack.NextEventMicroseconds - now;
+            if (untilNext <= 0)
             {
                 continue;
             }
 
-            // A link that can block (AF_PACKET, TAP) waits for frames; posted work still wakes us within the slice.
-            if (!_stack.Link.WaitForFrames(TimeSpan.Zero))
+            if (_linkBlocks)
             {
-                _wake.Wait(TimeSpan.FromTicks(waitMicros * 10));
+                // Announce the sleep, then look at the queue once more: a poster either sees the flag and
+                // interrupts the wait, or enqueued before the flag and we see its work here.
+                Interlocked.Exchange(ref _sleeping, 1);
+                if (!_stack.HasPendingWork && !_stopping)
+                {
+                    _stack.Link.WaitForFrames(TimeSpan.FromTicks(Math.Min(untilNext, MaxBlockingWaitMicros) * TimeSpan.TicksPerMicrosecond));
+                }
+
+                Volatile.Write(ref _sleeping, 0);
+            }
+            else if (!_stack.Link.WaitForFrames(TimeSpan.Zero))
+            {
+                _wake.Wait(TimeSpan.FromTicks(Math.Min(untilNext, 1_000) * TimeSpan.TicksPerMicrosecond));
             }
         }
     }
 
-    /// <summary>Runs <paramref name="action"/> on the engine thread after the loop ends.</summary>
+    /// <summary>Ends the loop and waits for the thread (unless called from it).</summary>
     public void Stop()
     {
         _stopping = true;
         _wake.Set();
-        if (Thread.CurrentThread != _thread)
+        _stack.Link.Interrupt();
+        if (Thread.CurrentThread != _thread && _thread.IsAlive)
         {
             _thread.Join();
         }

@@ -78,6 +78,10 @@ public sealed class CapturingLink : ILink
 
     public bool WaitForFrames(TimeSpan timeout) => _inner.WaitForFrames(timeout);
 
+    public bool CanBlock => _inner.CanBlock;
+
+    public void Interrupt() => _inner.Interrupt();
+
     public void Dispose()
     {
         if (_disposed)

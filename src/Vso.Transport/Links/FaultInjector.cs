@@ -193,6 +193,10 @@ public sealed class FaultInjector : ILink
         return _inner.WaitForFrames(timeout);
     }
 
+    public bool CanBlock => _inner.CanBlock;
+
+    public void Interrupt() => _inner.Interrupt();
+
     /// <summary>Drops the held frames (returning their buffers) and disposes the inner link.</summary>
     public void Dispose()
     {

@@ -33,6 +33,20 @@ public interface ILink : IDisposable
     /// </summary>
     long NextEventMicroseconds { get; }
 
-    /// <summary>Blocks up to <paramref name="timeout"/> until a frame may be ready. Simulated links return at once.</summary>
+    /// <summary>
+    /// Blocks up to <paramref name="timeout"/> (negative: no limit) until a frame may be ready or <see cref="Interrupt"/>
+    /// is called. Simulated links return at once.
+    /// </summary>
     bool WaitForFrames(TimeSpan timeout);
+
+    /// <summary>
+    /// Whether <see cref="WaitForFrames"/> really blocks until a frame arrives or <see cref="Interrupt"/> is called
+    /// (real links: poll(2) on the link's descriptor plus an eventfd). The engine thread then sleeps in the link.
+    /// </summary>
+    bool CanBlock => false;
+
+    /// <summary>Thread-safe: makes a <see cref="WaitForFrames"/> in progress, or the next one, return at once.</summary>
+    void Interrupt()
+    {
+    }
 }

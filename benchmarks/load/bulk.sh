@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# Bulk download, 64 MiB per transfer with curl (the kernel's TCP as client), from:
+#   stack/AF_PACKET  the Vso stack at 198.18.0.2 on an AF_PACKET socket bound to a veth end with no kernel address
+#   stack/TAP        the Vso stack at 198.18.2.2 behind a TAP device (kernel side 198.18.2.1) in the client namespace
+#   kernel           the kernel's own TCP at 198.18.1.2 in the same server namespace, over a second veth pair: a
+#                    python3 http.server handler writing the same bytes from memory in 251*4096-byte chunks, as the
+#                    stack's responder does (the transfer is bound by the kernel's TCP, not by Python)
+# Runs ROUNDS rounds, alternating the servers, and prints the median throughput of each and the ratio to the
+# kernel's, all measured in this one run. Needs root. Usage: benchmarks/load/bulk.sh [ROUNDS=5] [MIB=64]
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+root="$(cd "$here/../.." && pwd)"
+. "$here/../netns.sh"
+rounds="${1:-5}"
+mib="${2:-64}"
+bytes=$((mib * 1024 * 1024))
+
+trap vso_cleanup EXIT INT TERM
+vso_cleanup_stale
+
+dotnet build -c Release -v q -nologo "$root/benchmarks/Vso.Transport.RealLinkServer" >/dev/null
+server_dll="$root/benchmarks/Vso.Transport.RealLinkServer/bin/Release/net10.0/Vso.Transport.RealLinkServer.dll"
+
+client="vso-bc-$$-1"; server="vso-bs-$$-1"
+vso_ns_add bc; vso_ns_add bs
+vso_veth "$client" vsoc0 "$server" vsos0      # stack's wire: no kernel address on vsos0
+ip -n "$client" addr add 198.18.0.1/24 dev vsoc0
+vso_veth "$client" vsoc1 "$server" vsos1      # kernel's wire
+ip -n "$client" addr add 198.18.1.1/24 dev vsoc1
+ip -n "$server" addr add 198.18.1.2/24 dev vsos1
+
+# The kernel serves the same bytes (byte i = i % 251) from tmpfs.
+www="$(mktemp -d /dev/shm/vso-bulk-XXXXXX)"
+trap 'vso_cleanup; rm -rf "$www"' EXIT INT TERM
+mkdir -p "$www/bytes"
+python3 -c "import sys; p=bytes(i % 251 for i in range(251*4096)); n=$bytes; f=open(sys.argv[1],'wb')
+while n>0: f.write(p[:min(n,len(p))]); n-=len(p)" "$www/bytes/$bytes"
+
+ip netns exec "$server" python3 -c '
+import http.server, socketserver
+p = bytes(i % 251 for i in range(251 * 4096))
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def log_message(self, *a): pass
+    def do_GET(self):
+        n = int(self.path.rsplit("/", 1)[1])
+        self.send_response(200); self.send_header("Content-Length", str(n)); self.end_headers()
+        mv = memoryview(p)
+        while n > 0:
+            k = min(n, len(p)); self.wfile.write(mv[:k]); n -= k
+class S(socketserver.ThreadingMixIn, http.server.HTTPServer):
+    daemon_threads = True
+S(("198.18.1.2", 8080), H).serve_forever()' >/dev/null 2>&1 &
+VSO_PIDS+=($!)
+ip netns exec "$server" dotnet "$server_dll" afpacket vsos0 198.18.0.2 8080 >/dev/null &
+VSO_PIDS+=($!)
+ip netns exec "$client" dotnet "$server_dll" tap vsotap0 198.18.2.2 198.18.2.1/24 8080 >/dev/null &
+VSO_PIDS+=($!)
+sleep 1
+vso_offloads_off "$client" vsotap0
+
+declare -A url=(
+  [kernel]="http://198.18.1.2:8080/bytes/$bytes"
+  [stack/AF_PACKET]="http://198.18.0.2:8080/bytes/$bytes"
+  [stack/TAP]="http://198.18.2.2:8080/bytes/$bytes"
+)
+for k in "${!url[@]}"; do vso_wait_http "$client" "${url[$k]%/bytes/*}/bytes/1"; done
+
+expected=$(sha256sum "$www/bytes/$bytes" | cut -d' ' -f1)
+declare -A speeds
+for r in $(seq "$rounds"); do
+  for k in kernel stack/AF_PACKET stack/TAP; do
+    out=$(ip netns exec "$client" curl --noproxy '*' -sS --fail --max-time 60 -o "$www/dl" -w '%{speed_download}' "${url[$k]}")
+    got=$(sha256sum "$www/dl" | cut -d' ' -f1)
+    [ "$got" = "$expected" ] || { echo "$k: sha256 mismatch" >&2; exit 1; }
+    speeds[$k]="${speeds[$k]:-} $out"
+  done
+done
+
+median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+kernel_median=$(echo "${speeds[kernel]}" | median)
+printf '%-16s %12s %10s   (%s rounds of %s MiB, curl speed_download, median)\n' server 'MB/s' 'x kernel' "$rounds" "$mib"
+for k in kernel stack/AF_PACKET stack/TAP; do
+  m=$(echo "${speeds[$k]}" | median)
+  printf '%-16s %12.1f %10.2f\n' "$k" "$(echo "$m / 1000000" | bc -l)" "$(echo "$m / $kernel_median" | bc -l)"
+done

@@ -1,0 +1,393 @@
+using System.Buffers.Binary;
+using System.Runtime.InteropServices;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+using Vso.Transport.Native;
+using Vso.Transport.Wire;
+
+namespace Vso.Transport.Links;
+
+/// <summary>
+/// An AF_PACKET SOCK_RAW socket bound to one interface. Receives through a PACKET_MMAP TPACKET_V3 ring (whole
+/// blocks of frames, no copy, no system call per frame); transmits a batch with one sendmmsg(2), each frame a
+/// scatter-gather message: its headers from the batch's own buffer and its payload straight from the host's
+/// pinned memory (Pinned identify mode), or the whole frame linear (Copy mode).
+/// The socket stays bound to the network namespace it was created in, whatever thread uses it later.
+/// Frames that offloads left unfinished (TP_STATUS_CSUMNOTREADY) or merged beyond the MTU are dropped, counted
+/// and logged with the ethtool command that turns the offloads off.
+/// </summary>
+public sealed unsafe class AfPacketLink : ILink
+{
+    private const int TPacket3HeaderSize = 48; // TPACKET_ALIGN(sizeof(struct tpacket3_hdr))
+    private const int MaxIov = TransmitBatch.MaxGather + 1;
+
+    private readonly ILogger _log;
+    private readonly string _name;
+    private readonly int _blockSize;
+    private readonly int _blockCount;
+    private readonly LinkWaker _waker;
+    private int _fd;
+    private byte* _ring;
+    private nuint _ringLength;
+    private int _block;
+    private byte* _packet;
+    private uint _remaining;
+    private bool _inBlock;
+    private MMsgHdr* _messages;
+    private IoVec* _iov;
+    private int _messageCapacity;
+    private bool _disposed;
+
+    public AfPacketLink(AfPacketLinkOptions options, ILogger? logger = null)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        options.Validate();
+        _log = logger ?? NullLogger.Instance;
+        _name = options.InterfaceName;
+        _blockSize = options.BlockSize;
+        _blockCount = options.BlockCount;
+
+        _fd = LinuxNative.socket(LinuxNative.AF_PACKET, LinuxNative.SOCK_RAW | LinuxNative.SOCK_CLOEXEC, BinaryPrimitives.ReverseEndianness(LinuxNative.ETH_P_ALL));
+        if (_fd < 0)
+        {
+            var errno = Marshal.GetLastPInvokeError();
+            throw errno is Errno.EPERM or Errno.EACCES
+                ? new LinkException(
+                    $"Opening an AF_PACKET socket for interface '{_name}' was refused ({Errno.Describe(errno)}): it needs CAP_NET_RAW. {LinkException.GrantHint}",
+                    errno)
+                : LinkException.FromErrno(errno, $"socket(AF_PACKET) for interface '{_name}'", "CAP_NET_RAW");
+        }
+
+        try
+        {
+            var index = NetDevice.IndexOf(_name);
+            NetDevice.EnsureUp(_fd, _name);
+            Mtu = NetDevice.GetMtu(_fd, _name);
+            HardwareAddress = NetDevice.GetHardwareAddress(_fd, _name);
+
+            SetOption(LinuxNative.SOL_PACKET, LinuxNative.PACKET_VERSION, LinuxNative.TPACKET_V3, "PACKET_VERSION TPACKET_V3");
+            SetOption(LinuxNative.SOL_PACKET, LinuxNative.PACKET_IGNORE_OUTGOING, 1, "PACKET_IGNORE_OUTGOING");
+            if (options.QdiscBypass)
+            {
+                SetOption(LinuxNative.SOL_PACKET, LinuxNative.PACKET_QDISC_BYPASS, 1, "PACKET_QDISC_BYPASS");
+            }
+
+            var sendBuffer = options.SendBufferSize;
+            if (LinuxNative.setsockopt(_fd, LinuxNative.SOL_SOCKET, LinuxNative.SO_SNDBUFFORCE, &sendBuffer, 4) < 0)
+            {
+                _ = LinuxNative.setsockopt(_fd, LinuxNative.SOL_SOCKET, LinuxNative.SO_SNDBUF, &sendBuffer, 4);
+            }
+
+            var request = new TPacketReq3
+            {
+                BlockSize = (uint)_blockSize,
+                BlockCount = (uint)_blockCount,
+                FrameSize = 2048,
+                FrameCount = (uint)((long)_blockSize * _blockCount / 2048),
+                RetireBlockTimeoutMs = (uint)options.BlockTimeoutMilliseconds,
+            };
+            if (LinuxNative.setsockopt(_fd, LinuxNative.SOL_PACKET, LinuxNative.PACKET_RX_RING, &request, (uint)sizeof(TPacketReq3)) < 0)
+            {
+                throw LinkException.FromErrno(Marshal.GetLastPInvokeError(), $"PACKET_RX_RING ({_blockCount} blocks of {_blockSize} bytes) on '{_name}'", "CAP_NET_RAW");
+            }
+
+            _ringLength = (nuint)((long)_blockSize * _blockCount);
+            var ring = LinuxNative.mmap(null, _ringLength, LinuxNative.PROT_READ | LinuxNative.PROT_WRITE, LinuxNative.MAP_SHARED, _fd, 0);
+            if (ring == (void*)-1)
+            {
+                throw LinkException.FromErrno(Marshal.GetLastPInvokeError(), $"mmap of the receive ring of '{_name}'");
+            }
+
+            _ring = (byte*)ring;
+
+            var address = new SockAddrLl
+            {
+                Family = LinuxNative.AF_PACKET,
+                Protocol = BinaryPrimitives.ReverseEndianness(LinuxNative.ETH_P_ALL),
+                IfIndex = index,
+            };
+            if (LinuxNative.bind(_fd, &address, (uint)sizeof(SockAddrLl)) < 0)
+            {
+                throw LinkException.FromErrno(Marshal.GetLastPInvokeError(), $"bind to interface '{_name}'", "CAP_NET_RAW");
+            }
+
+            _waker = new LinkWaker();
+        }
+        catch
+        {
+            Release();
+            throw;
+        }
+
+        _log.LinkOpened("AF_PACKET", _name, HardwareAddress.ToString(), Mtu,
+            $"TPACKET_V3 ring {_blockCount}x{_blockSize} B, block timeout {options.BlockTimeoutMilliseconds} ms, qdisc bypass {options.QdiscBypass}");
+    }
+
+    public MacAddress HardwareAddress { get; }
+
+    public int Mtu { get; }
+
+    public long NextEventMicroseconds => long.MaxValue;
+
+    public bool CanBlock => true;
+
+    public string InterfaceName => _name;
+
+    /// <summary>Frames handed to the stack.</summary>
+    public long FramesReceived { get; private set; }
+
+    /// <summary>Frames the kernel handed over with unfinished checksums (offloads on), dropped.</summary>
+    public long ChecksumNotReadyFrames { get; private set; }
+
+    /// <summary>Received frames larger than the MTU allows (GRO/LRO), dropped.</summary>
+    public long OversizeReceivedFrames { get; private set; }
+
+    /// <summary>Frames the stack asked to send that were larger than the MTU allows, not sent.</summary>
+    public long OversizeTransmitFrames { get; private set; }
+
+    public long FramesTransmitted { get; private set; }
+
+    /// <summary>Frames the kernel refused to send (ENOBUFS, interface down, …), dropped: TCP retransmits them.</summary>
+    public long TransmitErrors { get; private set; }
+
+    /// <summary>Times the kernel marked the ring as losing frames (the ring was full).</summary>
+    public long RingLosingEvents { get; private set; }
+
+    public int Receive(IFrameReceiver receiver, int maxFrames)
+    {
+        ArgumentNullException.ThrowIfNull(receiver);
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        var handed = 0;
+        var maxFrame = Mtu + EthernetFrame.HeaderLength;
+        while (handed < maxFrames)
+        {
+            var block = _ring + ((long)_block * _blockSize);
+            if (!_inBlock)
+            {
+                var status = Volatile.Read(ref *(uint*)(block + 8));
+                if ((status & LinuxNative.TP_STATUS_USER) == 0)
+                {
+                    break;
+                }
+
+                _remaining = *(uint*)(block + 12);
+                _packet = block + *(uint*)(block + 16);
+                _inBlock = true;
+            }
+
+            while (_remaining > 0 && handed < maxFrames)
+            {
+                var header = _packet;
+                var next = *(uint*)header;
+                _packet = header + next;
+                _remaining--;
+                var snapLength = *(uint*)(header + 12);
+                var length = *(uint*)(header + 16);
+                var status = *(uint*)(header + 20);
+                var macOffset = *(ushort*)(header + 24);
+                var packetType = *(header + TPacket3HeaderSize + 10);
+                if (packetType == LinuxNative.PACKET_OUTGOING)
+                {
+                    continue;
+                }
+
+                if ((status & LinuxNative.TP_STATUS_LOSING) != 0)
+                {
+                    RingLosingEvents++;
+                }
+
+                if ((status & LinuxNative.TP_STATUS_CSUMNOTREADY) != 0)
+                {
+                    ChecksumNotReadyFrames++;
+                    if (IsPowerOfTwo(ChecksumNotReadyFrames))
+                    {
+                        _log.ChecksumNotReady(_name, ChecksumNotReadyFrames);
+                    }
+
+                    continue;
+                }
+
+                if (length > maxFrame || snapLength < length)
+                {
+                    OversizeReceivedFrames++;
+                    if (IsPowerOfTwo(OversizeReceivedFrames))
+                    {
+                        _log.OversizeReceived(_name, OversizeReceivedFrames, (int)length, Mtu);
+                    }
+
+                    continue;
+                }
+
+                handed++;
+                FramesReceived++;
+                receiver.OnFrame(new ReadOnlySpan<byte>(header + macOffset, (int)snapLength));
+            }
+
+            if (_remaining == 0)
+            {
+                Volatile.Write(ref *(uint*)(block + 8), LinuxNative.TP_STATUS_KERNEL);
+                _inBlock = false;
+                _block = (_block + 1) % _blockCount;
+            }
+        }
+
+        return handed;
+    }
+
+    public void Transmit(TransmitBatch batch)
+    {
+        ArgumentNullException.ThrowIfNull(batch);
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        if (batch.Count == 0)
+        {
+            return;
+        }
+
+        EnsureMessages(batch.Count);
+        var maxFrame = Mtu + EthernetFrame.HeaderLength;
+        var count = 0;
+        for (var i = 0; i < batch.Count; i++)
+        {
+            var length = batch.FrameLength(i);
+            if (length > maxFrame)
+            {
+                OversizeTransmitFrames++;
+                _log.OversizeTransmit(_name, length, Mtu, OversizeTransmitFrames);
+                continue;
+            }
+
+            var iov = _iov + (count * MaxIov);
+            var linear = batch.Linear(i);
+            iov[0] = new IoVec { Base = (void*)batch.LinearAddress(i), Length = (nuint)linear.Length };
+            var n = 1;
+            foreach (var g in batch.Gathers(i))
+            {
+                iov[n++] = new IoVec { Base = (void*)g.Address, Length = (nuint)g.Length };
+            }
+
+            _messages[count] = new MMsgHdr { Header = new MsgHdr { Iov = iov, IovLength = (nuint)n } };
+            count++;
+        }
+
+        var offset = 0;
+        var retries = 0;
+        while (offset < count)
+        {
+            var sent = LinuxNative.sendmmsg(_fd, _messages + offset, (uint)(count - offset), 0);
+            if (sent > 0)
+            {
+                offset += sent;
+                FramesTransmitted += sent;
+                continue;
+            }
+
+            var errno = Marshal.GetLastPInvokeError();
+            if (errno == Errno.EINTR)
+            {
+                continue;
+            }
+
+            if (errno == Errno.EAGAIN && retries++ < 100)
+            {
+                _ = _waker.Wait(_fd, LinuxNative.POLLOUT, TimeSpan.FromMilliseconds(1));
+                continue;
+            }
+
+            // ENOBUFS (a full device queue), ENETDOWN, …: this frame is lost; TCP will send it again.
+            TransmitErrors++;
+            if (IsPowerOfTwo(TransmitErrors))
+            {
+                _log.TransmitFailed(_name, Errno.Describe(errno), TransmitErrors);
+            }
+
+            offset++;
+        }
+    }
+
+    public bool WaitForFrames(TimeSpan timeout)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        if (_inBlock || (Volatile.Read(ref *(uint*)(_ring + ((long)_block * _blockSize) + 8)) & LinuxNative.TP_STATUS_USER) != 0)
+        {
+            return true;
+        }
+
+        _ = _waker.Wait(_fd, LinuxNative.POLLIN, timeout);
+        return (Volatile.Read(ref *(uint*)(_ring + ((long)_block * _blockSize) + 8)) & LinuxNative.TP_STATUS_USER) != 0;
+    }
+
+    public void Interrupt() => _waker?.Interrupt();
+
+    /// <summary>The kernel's count of frames received and dropped because the ring was full (PACKET_STATISTICS; reading it resets it).</summary>
+    public (long Packets, long Drops) ReadKernelStatistics()
+    {
+        var stats = default(TPacketStatsV3);
+        var length = (uint)sizeof(TPacketStatsV3);
+        return LinuxNative.getsockopt(_fd, LinuxNative.SOL_PACKET, LinuxNative.PACKET_STATISTICS, &stats, &length) < 0
+            ? (0, 0)
+            : (stats.Packets, stats.Drops);
+    }
+
+    public void Dispose()
+    {
+        if (_disposed)
+        {
+            return;
+        }
+
+        _disposed = true;
+        Release();
+        _waker?.Dispose();
+    }
+
+    private void Release()
+    {
+        if (_ring != null)
+        {
+            _ = LinuxNative.munmap(_ring, _ringLength);
+            _ring = null;
+        }
+
+        if (_fd >= 0)
+        {
+            _ = LinuxNative.close(_fd);
+            _fd = -1;
+        }
+
+        if (_messages != null)
+        {
+            NativeMemory.Free(_messages);
+            NativeMemory.Free(_iov);
+            _messages = null;
+            _iov = null;
+        }
+    }
+
+    private void EnsureMessages(int count)
+    {
+        if (count <= _messageCapacity)
+        {
+            return;
+        }
+
+        if (_messages != null)
+        {
+            NativeMemory.Free(_messages);
+            NativeMemory.Free(_iov);
+        }
+
+        _messageCapacity = Math.Max(count, 64);
+        _messages = (MMsgHdr*)NativeMemory.AllocZeroed((nuint)(_messageCapacity * sizeof(MMsgHdr)));
+        _iov = (IoVec*)NativeMemory.AllocZeroed((nuint)(_messageCapacity * MaxIov * sizeof(IoVec)));
+    }
+
+    private void SetOption(int level, int name, int value, string what)
+    {
+        if (LinuxNative.setsockopt(_fd, level, name, &value, 4) < 0)
+        {
+            throw LinkException.FromErrno(Marshal.GetLastPInvokeError(), $"setsockopt {what} on '{_name}'", "CAP_NET_RAW");
+        }
+    }
+
+    private static bool IsPowerOfTwo(long n) => (n & (n - 1)) == 0;
+}

@@ -1,0 +1,54 @@
+namespace Vso.Transport.Links;
+
+/// <summary>Options of an <see cref="AfPacketLink"/>. Defaults suit a veth or a 1–10 GbE NIC.</summary>
+public sealed class AfPacketLinkOptions
+{
+    /// <summary>The interface to bind to (required). It must exist, be up, and have no kernel IPv4 address the stack uses.</summary>
+    public string InterfaceName { get; set; } = "";
+
+    /// <summary>Bytes per TPACKET_V3 receive block (a power of two, a multiple of the page size). Default 256 KiB.</summary>
+    public int BlockSize { get; set; } = 1 << 18;
+
+    /// <summary>Blocks in the receive ring. Default 64 (16 MiB of ring with the default block size).</summary>
+    public int BlockCount { get; set; } = 64;
+
+    /// <summary>
+    /// How long the kernel keeps a block that is not full before handing it over, in milliseconds. A block is
+    /// handed over at once when full; this bounds the latency of a lightly loaded link. Default 1 (the minimum).
+    /// </summary>
+    public int BlockTimeoutMilliseconds { get; set; } = 1;
+
+    /// <summary>Send straight to the driver, skipping the interface's queueing discipline (PACKET_QDISC_BYPASS). Default false.</summary>
+    public bool QdiscBypass { get; set; }
+
+    /// <summary>SO_SNDBUF of the socket (forced as root). Default 4 MiB.</summary>
+    public int SendBufferSize { get; set; } = 4 << 20;
+
+    public void Validate()
+    {
+        if (string.IsNullOrWhiteSpace(InterfaceName) || InterfaceName.Length > 15)
+        {
+            throw new ArgumentException($"InterfaceName = '{InterfaceName}' is invalid: give the name of an interface (1 to 15 characters), such as 'veth1'.", nameof(InterfaceName));
+        }
+
+        if (BlockSize < 4096 || (BlockSize & (BlockSize - 1)) != 0)
+        {
+            throw new ArgumentException($"BlockSize = {BlockSize} is invalid: use a power of two of at least 4096, such as 262144.", nameof(BlockSize));
+        }
+
+        if (BlockCount is < 2 or > 65536)
+        {
+            throw new ArgumentException($"BlockCount = {BlockCount} is invalid: use 2 to 65536, such as 64.", nameof(BlockCount));
+        }
+
+        if (BlockTimeoutMilliseconds is < 1 or > 1000)
+        {
+            throw new ArgumentException($"BlockTimeoutMilliseconds = {BlockTimeoutMilliseconds} is invalid: use 1 to 1000.", nameof(BlockTimeoutMilliseconds));
+        }
+
+        if (SendBufferSize < 65536)
+        {
+            throw new ArgumentException($"SendBufferSize = {SendBufferSize} is invalid: use at least 65536.", nameof(SendBufferSize));
+        }
+    }
+}

@@ -1,0 +1,52 @@
+using Vso.Transport.Wire;
+
+namespace Vso.Transport.Links;
+
+/// <summary>Options of a <see cref="TapLink"/>.</summary>
+public sealed class TapLinkOptions
+{
+    /// <summary>The TAP device's name (required), such as "vso0".</summary>
+    public string Name { get; set; } = "";
+
+    /// <summary>
+    /// Create the device if it does not exist (needs CAP_NET_ADMIN). A device the link creates is not persistent:
+    /// the kernel deletes it when the link is disposed. False: attach to an existing TAP device (one made with
+    /// `ip tuntap add dev NAME mode tap`), which must be up.
+    /// </summary>
+    public bool Create { get; set; }
+
+    /// <summary>MTU to set on the device (null: keep the device's). Default null.</summary>
+    public int? Mtu { get; set; }
+
+    /// <summary>An IPv4 address for the kernel's side of the device (null: none), so that the host can reach the stack.</summary>
+    public Ipv4Address? KernelAddress { get; set; }
+
+    /// <summary>Prefix length of <see cref="KernelAddress"/>. Default 24.</summary>
+    public int KernelPrefixLength { get; set; } = 24;
+
+    /// <summary>The stack's MAC on the wire (null: a random locally administered unicast address).</summary>
+    public MacAddress? HardwareAddress { get; set; }
+
+    public void Validate()
+    {
+        if (string.IsNullOrWhiteSpace(Name) || Name.Length > 15)
+        {
+            throw new ArgumentException($"Name = '{Name}' is invalid: give a device name of 1 to 15 characters, such as 'vso0'.", nameof(Name));
+        }
+
+        if (Mtu is < 576 or > 65521)
+        {
+            throw new ArgumentException($"Mtu = {Mtu} is invalid: use 576 to 65521, such as 1500.", nameof(Mtu));
+        }
+
+        if (KernelPrefixLength is < 1 or > 31)
+        {
+            throw new ArgumentException($"KernelPrefixLength = {KernelPrefixLength} is invalid: use 1 to 31, such as 24.", nameof(KernelPrefixLength));
+        }
+
+        if (HardwareAddress is { } mac && (mac.IsMulticast || mac == MacAddress.Zero))
+        {
+            throw new ArgumentException($"HardwareAddress = {mac} is invalid: use a unicast address.", nameof(HardwareAddress));
+        }
+    }
+}

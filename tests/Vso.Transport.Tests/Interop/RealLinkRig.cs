@@ -1,0 +1,287 @@
+using System.Security.Cryptography;
+using Microsoft.Extensions.Logging;
+using Vso.Transport.Api;
+using Vso.Transport.Links;
+using Vso.Transport.Native;
+using Vso.Transport.Tcp;
+using Vso.Transport.Wire;
+using Xunit.Abstractions;
+
+namespace Vso.Transport.Tests.Interop;
+
+/// <summary>A theory that runs only as root (it creates network namespaces); CI runs as root.</summary>
+public sealed class RootTheoryAttribute : TheoryAttribute
+{
+    public RootTheoryAttribute()
+    {
+        if (LinuxNative.geteuid() != 0)
+        {
+            Skip = "Needs root (CAP_NET_ADMIN, CAP_NET_RAW, CAP_SYS_ADMIN) to create network namespaces.";
+        }
+    }
+}
+
+/// <summary>
+/// One interop setup: the namespaces, a real link in them, a stack at 198.18.0.2 with a <see cref="TinyHttpServer"/>
+/// on port 8080, and helpers that run the kernel's tools as the client. Deletes everything on dispose.
+/// </summary>
+internal sealed class RealLinkRig : IAsyncDisposable
+{
+    public const ushort Port = 8080;
+
+    private readonly ITestOutputHelper _output;
+    private bool _disposed;
+
+    private RealLinkRig(RealLinkKind kind, ITestOutputHelper output, NetnsHarness net, ILink link, VsoStack stack, TinyHttpServer http, string directory)
+    {
+        Kind = kind;
+        _output = output;
+        Net = net;
+        Link = link;
+        Stack = stack;
+        Http = http;
+        Directory = directory;
+    }
+
+    public RealLinkKind Kind { get; }
+
+    public NetnsHarness Net { get; }
+
+    public ILink Link { get; }
+
+    public VsoStack Stack { get; }
+
+    public TinyHttpServer Http { get; }
+
+    /// <summary>A private temporary directory, deleted on dispose.</summary>
+    public string Directory { get; }
+
+    public static string Url(string path) => $"http://{NetnsHarness.StackAddress}:{Port}{path}";
+
+    public static RealLinkRig Start(RealLinkKind kind, ITestOutputHelper output, Action<TcpSettings>? configure = null, bool offloadsOff = true)
+    {
+        var net = new NetnsHarness(kind, offloadsOff);
+        ILink? link = null;
+        VsoStack? stack = null;
+        try
+        {
+            var logger = new TestOutputLogger(output);
+            link = kind == RealLinkKind.AfPacket
+                ? NetnsHarness.RunIn<ILink>(net.Server, () => new AfPacketLink(new AfPacketLinkOptions { InterfaceName = net.StackDevice }, logger))
+                : NetnsHarness.RunIn<ILink>(net.Server, () => new TapLink(
+                    new TapLinkOptions
+                    {
+                        Name = net.StackDevice,
+                        Create = true,
+                        Mtu = 1500,
+                        KernelAddress = Ipv4Address.Parse(NetnsHarness.KernelAddress),
+                        KernelPrefixLength = 24,
+                    },
+                    logger));
+            if (kind == RealLinkKind.Tap)
+            {
+                net.PrepareTapDevice();
+            }
+
+            var tcp = new TcpSettings { Nagle = false };
+            configure?.Invoke(tcp);
+            stack = new VsoStack(link, new VsoStackOptions { Address = Ipv4Address.Parse(NetnsHarness.StackAddress), PrefixLength = 24, Tcp = tcp }, loggerFactory: new TestOutputLoggerFactory(logger));
+            stack.Start();
+            var http = new TinyHttpServer(stack, Port);
+            var directory = System.IO.Directory.CreateTempSubdirectory("vso-interop-").FullName;
+            return new RealLinkRig(kind, output, net, link, stack, http, directory);
+        }
+        catch
+        {
+            stack?.Dispose();
+            link?.Dispose();
+            net.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>Runs a command in the client namespace.</summary>
+    public CommandResult Client(TimeSpan timeout, string file, params string[] arguments)
+    {
+        var result = NetnsHarness.Exec(Net.Client, timeout, file, arguments);
+        return result;
+    }
+
+    public Task<CommandResult> ClientAsync(TimeSpan timeout, string file, params string[] arguments) =>
+        Task.Run(() => Client(timeout, file, arguments));
+
+    /// <summary>curl in the client namespace (no proxy, fail on HTTP errors, bounded).</summary>
+    public CommandResult Curl(int maxSeconds, params string[] arguments) =>
+        Client(TimeSpan.FromSeconds(maxSeconds + 10), "curl", ["--noproxy", "*", "-sS", "--fail", "--max-time", maxSeconds.ToString(System.Globalization.CultureInfo.InvariantCulture), .. arguments]);
+
+    /// <summary>Downloads /bytes/N into a file and returns (seconds, sha256).</summary>
+    public (double Seconds, string Sha256, long Length) Download(long length, int maxSeconds = 60)
+    {
+        var file = Path.Combine(Directory, $"download-{length}-{Guid.NewGuid():N}");
+        var started = System.Diagnostics.Stopwatch.StartNew();
+        var result = Curl(maxSeconds, "-o", file, Url($"/bytes/{length}"));
+        var seconds = started.Elapsed.TotalSeconds;
+        Assert.True(result.ExitCode == 0, $"curl download of {length} bytes: {result}");
+        var sha = Sha256OfFile(file);
+        var size = new FileInfo(file).Length;
+        File.Delete(file);
+        return (seconds, sha, size);
+    }
+
+    /// <summary>Uploads <paramref name="length"/> random bytes with PUT; returns (seconds, expected sha256, the server's answer).</summary>
+    public (double Seconds, string Expected, string Answer) Upload(long length, int maxSeconds = 60)
+    {
+        var file = Path.Combine(Directory, $"upload-{length}");
+        using (var stream = File.Create(file))
+        {
+            var chunk = new byte[1 << 20];
+            for (long written = 0; written < length;)
+            {
+                RandomNumberGenerator.Fill(chunk);
+                var n = (int)Math.Min(chunk.Length, length - written);
+                stream.Write(chunk, 0, n);
+                written += n;
+            }
+        }
+
+        var expected = Sha256OfFile(file);
+        var started = System.Diagnostics.Stopwatch.StartNew();
+        var result = Curl(maxSeconds, "-T", file, Url("/upload"));
+        var seconds = started.Elapsed.TotalSeconds;
+        File.Delete(file);
+        Assert.True(result.ExitCode == 0, $"curl upload of {length} bytes: {result}");
+        return (seconds, expected, result.Output.Trim());
+    }
+
+    public static string Sha256OfFile(string path)
+    {
+        using var stream = File.OpenRead(path);
+        return Convert.ToHexStringLower(SHA256.HashData(stream));
+    }
+
+    public void Log(string message)
+    {
+        try
+        {
+            _output.WriteLine(message);
+        }
+        catch (InvalidOperationException)
+        {
+        }
+    }
+
+    /// <summary>The kernel client's count of TCP segments received with bad checksums (nstat -a).</summary>
+    public long ClientTcpInCsumErrors()
+    {
+        var result = Client(TimeSpan.FromSeconds(10), "nstat", "-asz", "TcpInCsumErrors");
+        foreach (var line in result.Output.Split('\n'))
+        {
+            var fields = line.Split(' ', StringSplitOptions.RemoveEmptyEntries);
+            if (fields.Length >= 2 && fields[0] == "TcpInCsumErrors")
+            {
+                return long.Parse(fields[1], System.Globalization.CultureInfo.InvariantCulture);
+            }
+        }
+
+        throw new InvalidOperationException($"nstat gave no TcpInCsumErrors: {result}");
+    }
+
+    /// <summary>
+    /// Runs <paramref name="transfers"/> under a tshark capture on the client's device, then asserts that tshark
+    /// finds no malformed frame and no bad IPv4/TCP checksum, and that the kernel client counted no TCP checksum
+    /// errors (nstat TcpInCsumErrors). Reports the retransmissions tshark saw, per source.
+    /// </summary>
+    public CaptureVerdict Judged(Action transfers, int maxSeconds = 120)
+    {
+        var csumBefore = ClientTcpInCsumErrors();
+        var file = Path.Combine(Directory, "client.pcapng");
+        CaptureVerdict verdict;
+        using (var judge = TsharkJudge.Start(Net.Client, Net.ClientCaptureDevice, file, maxSeconds))
+        {
+            transfers();
+            verdict = judge.Stop();
+        }
+
+        var csumAfter = ClientTcpInCsumErrors();
+        var retrans = string.Join(", ", verdict.RetransmissionsBySource.Select(kv => $"{kv.Value} from {kv.Key}"));
+        Log($"tshark: {verdict.Frames} frames, {verdict.BadFromStack} bad from the stack, {verdict.BadFrames - verdict.BadFromStack} from the kernel, retransmissions {verdict.Retransmissions} ({(retrans.Length == 0 ? "none" : retrans)}); " +
+            $"client TcpInCsumErrors {csumBefore} -> {csumAfter}");
+        File.Delete(file);
+        if (verdict.BadFrames > 0)
+        {
+            Log($"tshark flagged:\n{verdict.BadSample}");
+        }
+
+        // The kernel's own frames are not ours to judge (tshark flags a TCP checksum of 0xFFFF, the other zero, as bad).
+        Assert.True(verdict.BadFromStack == 0, $"tshark found malformed frames or bad checksums from the stack:\n{verdict.BadSample}");
+        Assert.Equal(csumBefore, csumAfter);
+        Assert.Equal(0, csumAfter);
+        return verdict;
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        if (_disposed)
+        {
+            return;
+        }
+
+        _disposed = true;
+        try
+        {
+            await Http.DisposeAsync().ConfigureAwait(false);
+        }
+        finally
+        {
+            Log($"stack: contained exceptions {Stack.ContainedExceptions}, connections left {Stack.ConnectionCount}");
+            Stack.Dispose();
+            Link.Dispose();
+            Net.Dispose();
+            try
+            {
+                System.IO.Directory.Delete(Directory, recursive: true);
+            }
+            catch (IOException)
+            {
+            }
+        }
+    }
+}
+
+internal sealed class TestOutputLogger(ITestOutputHelper output) : ILogger
+{
+    public IDisposable? BeginScope<TState>(TState state)
+        where TState : notnull => null;
+
+    public bool IsEnabled(LogLevel logLevel) => logLevel >= LogLevel.Information;
+
+    public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter)
+    {
+        if (!IsEnabled(logLevel))
+        {
+            return;
+        }
+
+        try
+        {
+            output.WriteLine($"[{logLevel} {eventId.Id}] {formatter(state, exception)}{(exception is null ? "" : " " + exception)}");
+        }
+        catch (InvalidOperationException)
+        {
+            // the test already finished
+        }
+    }
+}
+
+internal sealed class TestOutputLoggerFactory(ILogger logger) : ILoggerFactory
+{
+    public void AddProvider(ILoggerProvider provider)
+    {
+    }
+
+    public ILogger CreateLogger(string categoryName) => logger;
+
+    public void Dispose()
+    {
+    }
+}

@@ -1,0 +1,116 @@
+using System.Diagnostics;
+using System.Text;
+using Vso.Transport.Native;
+
+namespace Vso.Transport.Tests.Interop;
+
+/// <summary>What tshark saw in a capture.</summary>
+internal sealed record CaptureVerdict(int BadFrames, int BadFromStack, string BadSample, int Retransmissions, Dictionary<string, int> RetransmissionsBySource, int Frames);
+
+/// <summary>
+/// A tshark capture on the client's device for the length of a transfer (bounded: it stops itself after
+/// <c>maxSeconds</c>), then judged: no malformed frame, no bad IPv4 or TCP checksum; retransmissions counted.
+/// </summary>
+internal sealed class TsharkJudge : IDisposable
+{
+    private readonly Process _process;
+    private readonly StringBuilder _error;
+    private bool _stopped;
+
+    private TsharkJudge(Process process, StringBuilder error, string file)
+    {
+        _process = process;
+        _error = error;
+        File = file;
+    }
+
+    public string File { get; }
+
+    public static TsharkJudge Start(string ns, string device, string file, int maxSeconds = 120)
+    {
+        var process = Shell.Start("ip", ["netns", "exec", ns, "tshark", "-q", "-i", device, "-w", file, "-a", $"duration:{maxSeconds}"], out _, out var error);
+        var judge = new TsharkJudge(process, error, file);
+        var deadline = Stopwatch.StartNew();
+        while (deadline.Elapsed < TimeSpan.FromSeconds(15))
+        {
+            lock (error)
+            {
+                if (error.ToString().Contains("Capturing on", StringComparison.Ordinal))
+                {
+                    return judge;
+                }
+            }
+
+            if (process.HasExited)
+            {
+                break;
+            }
+
+            Thread.Sleep(20);
+        }
+
+        judge.Dispose();
+        throw new InvalidOperationException($"tshark did not start capturing on {device} in {ns}: {error}");
+    }
+
+    /// <summary>
+    /// Stops the capture (SIGINT to the tshark we started, by PID) and judges it. TCP reassembly is off: the
+    /// capture sees frames that iptables then drops on INPUT, so a retransmission of data tshark already reassembled
+    /// would be reported as a "reassembly error" although the stack resent the same bytes.
+    /// </summary>
+    public CaptureVerdict Stop()
+    {
+        StopCapture();
+        var bad = Shell.Run(TimeSpan.FromSeconds(120), "tshark", "-n", "-r", File, "-o", "tcp.check_checksum:TRUE", "-o", "ip.check_checksum:TRUE",
+            "-o", "tcp.desegment_tcp_streams:FALSE", "-Y", "tcp.checksum.status==Bad || _ws.malformed || ip.checksum.status==Bad", "-T", "fields", "-e", "frame.number", "-e", "ip.src", "-e", "_ws.col.Info");
+        if (bad.ExitCode != 0)
+        {
+            throw new InvalidOperationException($"tshark -r failed: {bad}");
+        }
+
+        var badLines = bad.Output.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        var retransmissions = Shell.Run(TimeSpan.FromSeconds(120), "tshark", "-n", "-r", File, "-Y", "tcp.analysis.retransmission", "-T", "fields", "-e", "ip.src");
+        var bySource = retransmissions.Output.Split('\n', StringSplitOptions.RemoveEmptyEntries)
+            .GroupBy(s => s.Trim())
+            .ToDictionary(g => g.Key, g => g.Count());
+        var frames = Shell.Run(TimeSpan.FromSeconds(60), "capinfos", "-c", "-M", File);
+        var frameCount = 0;
+        foreach (var line in frames.Output.Split('\n'))
+        {
+            if (line.StartsWith("Number of packets", StringComparison.Ordinal))
+            {
+                _ = int.TryParse(line.Split(':')[1].Trim(), out frameCount);
+            }
+        }
+
+        var fromStack = badLines.Count(l => l.Split('\t') is [_, var source, ..] && source == NetnsHarness.StackAddress);
+        return new CaptureVerdict(badLines.Length, fromStack, string.Join("\n", badLines.Take(5)), bySource.Values.Sum(), bySource, frameCount);
+    }
+
+    private void StopCapture()
+    {
+        if (_stopped)
+        {
+            return;
+        }
+
+        _stopped = true;
+        if (!_process.HasExited)
+        {
+            _ = LinuxNative.kill(_process.Id, LinuxNative.SIGINT);
+            if (!_process.WaitForExit(TimeSpan.FromSeconds(15)))
+            {
+                Shell.Kill(_process);
+            }
+        }
+
+        _process.WaitForExit();
+        _ = _error;
+    }
+
+    public void Dispose()
+    {
+        StopCapture();
+        _process.Dispose();
+    }
+}

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Builds and runs every test project of the solution in Release, writing one TRX file per project
+# The README's test command: installs what is missing, then builds and runs every test project of the solution in Release, writing one TRX file per project
 # into TestResults/ (read by .ci/run for the totals). Extra arguments go to `dotnet test`,
 # e.g. ./test.sh --filter "FullyQualifiedName~Wire".
 set -euo pipefail
 cd "$(dirname "$0")"
+# System packages the tests use (tshark, iproute2, iptables, ethtool, curl, ping, wrk, h2load): installed if missing.
+./scripts/prerequisites.sh
 results="${VSO_TEST_RESULTS:-TestResults}"
 rm -rf "$results"
 mkdir -p "$results"

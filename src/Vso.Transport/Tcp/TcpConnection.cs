@@ -173,35 +173,35 @@ internal sealed partial class TcpConnection : ILossRecoverySender
     /// <summary>Active open (RFC 9293 §3.10.1): send SYN.</summary>
     public void Open()
     {
-        var now = NowMicroseconds;
-        InitialSendSequence = _layer.Isn.Next(now, Id.LocalAddress, Id.LocalPort, Id.RemoteAddress, Id.RemotePort);
-        _tsOffset = _layer.Isn.TimestampOffset(Id.LocalAddress, Id.LocalPort, Id.RemoteAddress, Id.RemotePort);
-        InitSendSequence();
+        ChooseInitialSequence();
         State = TcpState.SynSent;
-        _timestamps = _settings.Timestamps;
-        _windowScaling = _settings.WindowScaling;
-        _sackPermitted = _settings.Sack;
         SendSyn();
     }
 
-    /// <summary>Passive open: a SYN reached a listener (RFC 9293 §3.10.7.2). Returns false if the SYN was unusable.</summary>
+    /// <summary>Passive open: a SYN reached a listener (RFC 9293 §3.10.7.2).</summary>
     public void AcceptSyn(uint sequence, ushort window, in TcpOptions options)
     {
-        var now = NowMicroseconds;
-        InitialSendSequence = _layer.Isn.Next(now, Id.LocalAddress, Id.LocalPort, Id.RemoteAddress, Id.RemotePort);
-        _tsOffset = _layer.Isn.TimestampOffset(Id.LocalAddress, Id.LocalPort, Id.RemoteAddress, Id.RemotePort);
-        InitSendSequence();
+        ChooseInitialSequence();
         InitialReceiveSequence = sequence;
         ReceiveNext = sequence + 1;
-        _timestamps = _settings.Timestamps;
-        _windowScaling = _settings.WindowScaling;
-        _sackPermitted = _settings.Sack;
         ApplySynOptions(options);
 
         // §3.10.7.2: the SYN's (never scaled) window is the first send window; WL1/WL2 start from it.
         UpdateSendWindow(sequence, InitialSendSequence, window, isSyn: true);
         State = TcpState.SynReceived;
         SendSyn();
+    }
+
+    /// <summary>ISS by RFC 6528, the timestamp offset, and the options we offer in our SYN.</summary>
+    private void ChooseInitialSequence()
+    {
+        var now = NowMicroseconds;
+        InitialSendSequence = _layer.Isn.Next(now, Id.LocalAddress, Id.LocalPort, Id.RemoteAddress, Id.RemotePort);
+        _tsOffset = _layer.Isn.TimestampOffset(Id.LocalAddress, Id.LocalPort, Id.RemoteAddress, Id.RemotePort);
+        InitSendSequence();
+        _timestamps = _settings.Timestamps;
+        _windowScaling = _settings.WindowScaling;
+        _sackPermitted = _settings.Sack;
     }
 
     /// <summary>Queues a descriptor of the host's memory. The host learns its fate through Acknowledged or Failed.</summary>

@@ -1,6 +1,8 @@
 using System.Security.Cryptography;
 using Vso.Transport.Tcp;
 
+using Vso.Transport.Tests.Tcp;
+
 namespace Vso.Transport.Tests.Robustness;
 
 /// <summary>DESIGN.md §1–2: the sender never copies up front; Pinned copies nothing, Copy copies each first transmission exactly once.</summary>
@@ -35,9 +37,9 @@ public sealed class CopyCounterTests
     {
         using var net = new RobustNet(o => o.Tcp.IdentifyMode = mode);
         var (client, server) = net.Connect();
-        var data = RobustNet.Pattern(Size, 21);
-        var send = RobustNet.SendAllAsync(client, data, 100_000);
-        var receive = RobustNet.ReceiveAllAsync(server);
+        var data = SimulatedNetwork.Pattern(Size, 21);
+        var send = SimulatedNetwork.SendAllAsync(client, data, 100_000);
+        var receive = SimulatedNetwork.ReceiveAllAsync(server);
         net.Await(send);
         var (length, hash) = net.Await(receive);
         Assert.Equal(Size, length);

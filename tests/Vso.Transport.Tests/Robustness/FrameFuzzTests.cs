@@ -5,6 +5,8 @@ using Vso.Transport.Interface;
 using Vso.Transport.Wire;
 using Xunit.Abstractions;
 
+using Vso.Transport.Tests.Tcp;
+
 namespace Vso.Transport.Tests.Robustness;
 
 /// <summary>
@@ -28,12 +30,12 @@ public sealed class FrameFuzzTests(ITestOutputHelper output)
         using var fuzzListener = net.Server.Listen(FuzzPort, backlog: 64);
         var (client, server) = net.Connect(LivePort);
 
-        var up = RobustNet.Pattern(TransferSize, 31);
-        var down = RobustNet.Pattern(TransferSize, 32);
-        var sendUp = RobustNet.SendAllAsync(client, up, 128 * 1024);
-        var sendDown = RobustNet.SendAllAsync(server, down, 128 * 1024);
-        var receiveUp = RobustNet.ReceiveAllAsync(server);
-        var receiveDown = RobustNet.ReceiveAllAsync(client);
+        var up = SimulatedNetwork.Pattern(TransferSize, 31);
+        var down = SimulatedNetwork.Pattern(TransferSize, 32);
+        var sendUp = SimulatedNetwork.SendAllAsync(client, up, 128 * 1024);
+        var sendDown = SimulatedNetwork.SendAllAsync(server, down, 128 * 1024);
+        var receiveUp = SimulatedNetwork.ReceiveAllAsync(server);
+        var receiveDown = SimulatedNetwork.ReceiveAllAsync(client);
 
         var generator = new FrameGenerator(seed: 0x5EED_F022, serverMac: net.ServerWire.HardwareAddress, clientMac: net.ClientWire.HardwareAddress);
         var expected = new long[WireLayerInfo.Count, WireStatusInfo.Count];
@@ -137,9 +139,9 @@ public sealed class FrameFuzzTests(ITestOutputHelper output)
 
         // The stack still serves: a new connection on the live port works, and the pins are all released.
         var (client2, server2) = net.Connect(LivePort);
-        var hello = RobustNet.Pattern(10_000, 33);
-        var sendHello = RobustNet.SendAllAsync(client2, hello, 10_000);
-        var (helloLength, helloHash) = net.Await(RobustNet.ReceiveAllAsync(server2));
+        var hello = SimulatedNetwork.Pattern(10_000, 33);
+        var sendHello = SimulatedNetwork.SendAllAsync(client2, hello, 10_000);
+        var (helloLength, helloHash) = net.Await(SimulatedNetwork.ReceiveAllAsync(server2));
         Assert.Equal(hello.Length, helloLength);
         Assert.Equal(SHA256.HashData(hello), helloHash);
         net.Await(sendHello);
@@ -180,8 +182,8 @@ public sealed class FrameFuzzTests(ITestOutputHelper output)
         var payload = ethernet.Payload;
         return ethernet.EtherType switch
         {
-            EtherType.Ipv4 => payload.Length >= 16 && Ipv4Address.Read(payload[12..]) == RobustNet.ClientAddress,
-            EtherType.Arp => payload.Length >= 18 && Ipv4Address.Read(payload[14..]) == RobustNet.ClientAddress,
+            EtherType.Ipv4 => payload.Length >= 16 && Ipv4Address.Read(payload[12..]) == SimulatedNetwork.ClientAddress,
+            EtherType.Arp => payload.Length >= 18 && Ipv4Address.Read(payload[14..]) == SimulatedNetwork.ClientAddress,
             _ => false,
         };
     }
@@ -211,7 +213,7 @@ public sealed class FrameFuzzTests(ITestOutputHelper output)
                     return;
                 }
 
-                if (ip.Destination != RobustNet.ServerAddress)
+                if (ip.Destination != SimulatedNetwork.ServerAddress)
                 {
                     return;
                 }
@@ -335,10 +337,10 @@ public sealed class FrameFuzzTests(ITestOutputHelper output)
         private Ipv4Address RandomSource() => _random.Next(4) switch
         {
             0 => new Ipv4Address((uint)_random.NextInt64(0, 1L << 32)),
-            _ => new Ipv4Address(RobustNet.ServerAddress.Value & 0xFFFF_FF00 | (uint)_random.Next(3, 255)),
+            _ => new Ipv4Address(SimulatedNetwork.ServerAddress.Value & 0xFFFF_FF00 | (uint)_random.Next(3, 255)),
         };
 
-        private Ipv4Address Destination() => _random.Next(25) == 0 ? new Ipv4Address((uint)_random.NextInt64(0, 1L << 32)) : RobustNet.ServerAddress;
+        private Ipv4Address Destination() => _random.Next(25) == 0 ? new Ipv4Address((uint)_random.NextInt64(0, 1L << 32)) : SimulatedNetwork.ServerAddress;
 
         private int BuildTcp(Span<byte> frame)
         {
@@ -407,7 +409,7 @@ public sealed class FrameFuzzTests(ITestOutputHelper output)
         {
             WriteEthernet(frame, EtherType.Arp);
             var op = _random.Next(10) switch { < 5 => ArpOperation.Request, < 9 => ArpOperation.Reply, _ => (ArpOperation)_random.Next(0, 65536) };
-            var target = _random.Next(4) == 0 ? new Ipv4Address((uint)_random.NextInt64(0, 1L << 32)) : RobustNet.ServerAddress;
+            var target = _random.Next(4) == 0 ? new Ipv4Address((uint)_random.NextInt64(0, 1L << 32)) : SimulatedNetwork.ServerAddress;
             var length = EthernetFrame.HeaderLength + ArpPacket.Write(frame[EthernetFrame.HeaderLength..], op, RandomMac(), RandomSource(), RandomMac(), target);
             var padded = Math.Max(length, 60);
             frame[length..padded].Clear();

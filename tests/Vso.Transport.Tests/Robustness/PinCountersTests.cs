@@ -3,6 +3,8 @@ using Vso.MemoryPinning;
 using Vso.Transport.Api;
 using Vso.Transport.Tcp;
 
+using Vso.Transport.Tests.Tcp;
+
 namespace Vso.Transport.Tests.Robustness;
 
 /// <summary>
@@ -100,20 +102,20 @@ public sealed class PinCountersTests
         using var net = new RobustNet(o => o.Mlock = mlock);
         using var listener = net.Server.Listen(80);
 
-        var data = RobustNet.Pattern(2 << 20, 9);
+        var data = SimulatedNetwork.Pattern(2 << 20, 9);
         var results = new List<(Task Send, Task<(long Length, byte[] Hash)> Receive, VsoConnection Client, VsoConnection Server)>();
         foreach (var mode in new[] { IdentifyMode.Pinned, IdentifyMode.Copy })
         {
             var (client, server) = net.Connect(listener);
             client.Tcp!.IdentifyMode = mode;
             server.Tcp!.IdentifyMode = mode;
-            results.Add((SendFromPoolAsync(client, pool, data), RobustNet.ReceiveAllAsync(server), client, server));
+            results.Add((SendFromPoolAsync(client, pool, data), SimulatedNetwork.ReceiveAllAsync(server), client, server));
         }
 
         // A third connection is aborted while its blocks are in flight.
         var (abortClient, abortServer) = net.Connect(listener);
         var abortedSend = SendFromPoolAsync(abortClient, pool, data);
-        var abortedReceive = RobustNet.ReceiveAllAsync(abortServer);
+        var abortedReceive = SimulatedNetwork.ReceiveAllAsync(abortServer);
         Assert.True(net.Run(() => net.Client.PinnedBytes >= 32 * 1024));
         abortClient.Abort();
 
@@ -208,18 +210,18 @@ public sealed class PinCountersTests
         var (client, server) = net.Connect(listener);
         client.Tcp!.IdentifyMode = mode;
         server.Tcp!.IdentifyMode = mode;
-        var up = RobustNet.Pattern(Size, seed * 2);
-        var down = RobustNet.Pattern(Size, (seed * 2) + 1);
+        var up = SimulatedNetwork.Pattern(Size, seed * 2);
+        var down = SimulatedNetwork.Pattern(Size, (seed * 2) + 1);
         var serverProgress = new StrongBox<long>();
         return new Run(
             client,
             server,
             up,
             down,
-            RobustNet.SendAllAsync(client, up, 64 * 1024),
-            RobustNet.SendAllAsync(server, down, 64 * 1024),
-            RobustNet.ReceiveAllAsync(server, serverProgress),
-            RobustNet.ReceiveAllAsync(client),
+            SimulatedNetwork.SendAllAsync(client, up, 64 * 1024),
+            SimulatedNetwork.SendAllAsync(server, down, 64 * 1024),
+            SimulatedNetwork.ReceiveAllAsync(server, serverProgress),
+            SimulatedNetwork.ReceiveAllAsync(client),
             serverProgress);
     }
 

@@ -1,166 +1,74 @@
-using System.Security.Cryptography;
 using Vso.MemoryPinning;
 using Vso.Transport.Api;
 using Vso.Transport.Engine;
 using Vso.Transport.Links;
 using Vso.Transport.Tcp;
+using Vso.Transport.Tests.Tcp;
 using Vso.Transport.Wire;
 
 namespace Vso.Transport.Tests.Robustness;
 
 /// <summary>
-/// Two stacks on a simulated wire in virtual time, each behind a <see cref="ProbeLink"/> (which can cut the
-/// wire and checks that leased bytes are exactly the bytes gathered into frames), the server's link optionally
-/// behind a <see cref="FrameInjectingLink"/>. Application code runs inline in the driver's loop: deterministic.
+/// Two stacks on a simulated wire in virtual time (<see cref="SimulatedNetwork"/>), each behind a
+/// <see cref="ProbeLink"/> (which can cut the wire and checks that leased bytes are exactly the bytes gathered
+/// into frames), the server's link optionally behind a <see cref="FrameInjectingLink"/>.
 /// </summary>
 internal sealed class RobustNet : IDisposable
 {
-    public static readonly Ipv4Address ClientAddress = Ipv4Address.Parse("198.18.0.1");
-    public static readonly Ipv4Address ServerAddress = Ipv4Address.Parse("198.18.0.2");
+    private readonly SimulatedNetwork _net;
 
     public RobustNet(Action<VsoStackOptions>? configure = null, bool injector = false, TimeSpan? delay = null)
     {
-        SynchronizationContext.SetSynchronizationContext(null);
-        Clock = new VirtualClock();
-        var (a, b) = SimulatedLink.CreatePair(Clock, new SimulatedLinkOptions { PropagationDelay = delay ?? TimeSpan.FromMilliseconds(2) });
-        ClientWire = a;
-        ServerWire = b;
-        ClientProbe = new ProbeLink(a);
-        ServerProbe = new ProbeLink(b);
-        ILink serverLink = ServerProbe;
-        if (injector)
-        {
-            Injector = new FrameInjectingLink(ServerProbe);
-            serverLink = Injector;
-        }
-
-        Client = new VsoStack(ClientProbe, Options(ClientAddress, configure), Clock);
-        Server = new VsoStack(serverLink, Options(ServerAddress, configure), Clock);
+        ProbeLink? clientProbe = null;
+        ProbeLink? serverProbe = null;
+        _net = new SimulatedNetwork(
+            delay: delay ?? TimeSpan.FromMilliseconds(2),
+            wrapClientLink: link => clientProbe = new ProbeLink(link),
+            wrapServerLink: link =>
+            {
+                serverProbe = new ProbeLink(link);
+                return injector ? Injector = new FrameInjectingLink(serverProbe) : serverProbe;
+            },
+            configureStack: options =>
+            {
+                options.Tcp.IsnKey = [5, 6, 7, 8];
+                configure?.Invoke(options);
+            });
+        ClientProbe = clientProbe!;
+        ServerProbe = serverProbe!;
         ClientProbe.Stack = Client;
         ServerProbe.Stack = Server;
-        Driver = new VirtualTimeDriver(Clock, Client, Server);
     }
 
-    public VirtualClock Clock { get; }
+    public VirtualClock Clock => _net.Clock;
 
-    public SimulatedLink ClientWire { get; }
+    public SimulatedLink ClientWire => _net.ClientWire;
 
-    public SimulatedLink ServerWire { get; }
+    public SimulatedLink ServerWire => _net.ServerWire;
 
     public ProbeLink ClientProbe { get; }
 
     public ProbeLink ServerProbe { get; }
 
-    public FrameInjectingLink? Injector { get; }
+    public FrameInjectingLink? Injector { get; private set; }
 
-    public VsoStack Client { get; }
+    public VsoStack Client => _net.Client;
 
-    public VsoStack Server { get; }
+    public VsoStack Server => _net.Server;
 
-    public VirtualTimeDriver Driver { get; }
+    public VirtualTimeDriver Driver => _net.Driver;
 
-    public bool Run(Func<bool> done, TimeSpan? limit = null) => Driver.RunUntil(done, limit ?? TimeSpan.FromMinutes(10));
+    public bool Run(Func<bool> done, TimeSpan? limit = null) => _net.Run(done, limit);
 
-    public T Await<T>(Task<T> task, TimeSpan? limit = null)
-    {
-        Assert.True(Run(() => task.IsCompleted, limit), "The task did not complete in virtual time.");
-        return task.GetAwaiter().GetResult();
-    }
+    public T Await<T>(Task<T> task, TimeSpan? limit = null) => _net.Await(task, limit);
 
-    public void Await(Task task, TimeSpan? limit = null)
-    {
-        Assert.True(Run(() => task.IsCompleted, limit), "The task did not complete in virtual time.");
-        task.GetAwaiter().GetResult();
-    }
+    public void Await(Task task, TimeSpan? limit = null) => _net.Await(task, limit);
 
-    /// <summary>The server listens on <paramref name="port"/> (listener kept open) and the client connects.</summary>
-    public (VsoConnection Client, VsoConnection Server) Connect(VsoListener listener)
-    {
-        var accepted = listener.AcceptAsync().AsTask();
-        var connected = Client.ConnectAsync(ServerAddress, listener.Port);
-        var client = Await(connected);
-        var server = Await(accepted);
-        return (client, server);
-    }
+    public (VsoConnection Client, VsoConnection Server) Connect(VsoListener listener) => _net.Connect(listener);
 
-    public (VsoConnection Client, VsoConnection Server) Connect(ushort port = 80)
-    {
-        using var listener = Server.Listen(port);
-        return Connect(listener);
-    }
+    public (VsoConnection Client, VsoConnection Server) Connect(ushort port = 80) => _net.Connect(port);
 
-    public static byte[] Pattern(int length, int seed)
-    {
-        var data = new byte[length];
-        new Random(seed).NextBytes(data);
-        return data;
-    }
-
-    /// <summary>Sends <paramref name="data"/> in chunks, at most 16 outstanding; then shuts down sending unless told not to.</summary>
-    public static async Task SendAllAsync(VsoConnection connection, ReadOnlyMemory<byte> data, int chunk, bool shutdown = true)
-    {
-        var pending = new Queue<Task>();
-        for (var offset = 0; offset < data.Length; offset += chunk)
-        {
-            pending.Enqueue(connection.SendAsync(data.Slice(offset, Math.Min(chunk, data.Length - offset))));
-            if (pending.Count >= 16)
-            {
-                await pending.Dequeue().ConfigureAwait(false);
-            }
-        }
-
-        while (pending.Count > 0)
-        {
-            await pending.Dequeue().ConfigureAwait(false);
-        }
-
-        if (shutdown)
-        {
-            connection.ShutdownSend();
-        }
-    }
-
-    /// <summary>Reads until end of stream, hashing; returns (bytes, sha256).</summary>
-    public static async Task<(long Length, byte[] Hash)> ReceiveAllAsync(VsoConnection connection, StrongBox<long>? progress = null)
-    {
-        using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
-        var buffer = new byte[64 * 1024];
-        long total = 0;
-        while (true)
-        {
-            var n = await connection.ReceiveAsync(buffer).ConfigureAwait(false);
-            if (n == 0)
-            {
-                return (total, hash.GetHashAndReset());
-            }
-
-            hash.AppendData(buffer, 0, n);
-            total += n;
-            if (progress is not null)
-            {
-                progress.Value = total;
-            }
-        }
-    }
-
-    private static VsoStackOptions Options(Ipv4Address address, Action<VsoStackOptions>? configure)
-    {
-        var options = new VsoStackOptions { Address = address, PrefixLength = 24, Tcp = new TcpSettings { IsnKey = [5, 6, 7, 8] }, InlineContinuations = true };
-        configure?.Invoke(options);
-        return options;
-    }
-
-    public void Dispose()
-    {
-        Client.Dispose();
-        Server.Dispose();
-    }
-}
-
-/// <summary>A mutable box for progress shared with an async method.</summary>
-internal sealed class StrongBox<T>
-{
-    public T Value { get; set; } = default!;
+    public void Dispose() => _net.Dispose();
 }
 
 /// <summary>

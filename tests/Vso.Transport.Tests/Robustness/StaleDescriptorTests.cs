@@ -2,6 +2,8 @@ using Vso.MemoryPinning;
 using Vso.Transport.Api;
 using Vso.Transport.Tcp;
 
+using Vso.Transport.Tests.Tcp;
+
 namespace Vso.Transport.Tests.Robustness;
 
 /// <summary>
@@ -115,14 +117,14 @@ public sealed class StaleDescriptorTests
         var refusing = new RefusingHost(client, refuseAfter);
         client.Tcp!.SetHost(refusing);
 
-        var data = RobustNet.Pattern(1 << 20, 3);
+        var data = SimulatedNetwork.Pattern(1 << 20, 3);
         var sends = new List<Task>();
         for (var offset = 0; offset < data.Length; offset += 64 * 1024)
         {
             sends.Add(client.SendAsync(data.AsMemory(offset, 64 * 1024)));
         }
 
-        var receive = RobustNet.ReceiveAllAsync(server);
+        var receive = SimulatedNetwork.ReceiveAllAsync(server);
         Assert.True(net.Run(() => sends.TrueForAll(t => t.IsCompleted) && receive.IsCompleted && client.Closed.IsCompleted && server.Closed.IsCompleted, TimeSpan.FromMinutes(1)));
 
         Assert.True(refusing.Refusals > 0);

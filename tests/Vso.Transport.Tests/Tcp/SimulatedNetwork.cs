@@ -9,14 +9,23 @@ namespace Vso.Transport.Tests.Tcp;
 
 /// <summary>
 /// Two stacks joined by a simulated link in virtual time, each side's transmissions optionally through a
-/// seeded fault injector. Application code runs inline in the driver's loop, so runs are deterministic.
+/// seeded fault injector and any further link decorator a test adds. Application code runs inline in the
+/// driver's loop, so runs are deterministic.
 /// </summary>
 internal sealed class SimulatedNetwork : IDisposable
 {
     public static readonly Ipv4Address ClientAddress = Ipv4Address.Parse("198.18.0.1");
     public static readonly Ipv4Address ServerAddress = Ipv4Address.Parse("198.18.0.2");
 
-    public SimulatedNetwork(FaultOptions? clientFaults = null, FaultOptions? serverFaults = null, Action<TcpSettings>? configure = null, TimeSpan? delay = null, Action<TcpSettings>? configureServer = null)
+    public SimulatedNetwork(
+        FaultOptions? clientFaults = null,
+        FaultOptions? serverFaults = null,
+        Action<TcpSettings>? configure = null,
+        TimeSpan? delay = null,
+        Action<TcpSettings>? configureServer = null,
+        Func<ILink, ILink>? wrapClientLink = null,
+        Func<ILink, ILink>? wrapServerLink = null,
+        Action<VsoStackOptions>? configureStack = null)
     {
         // Continuations must run inline in the loop, not on a captured context.
         SynchronizationContext.SetSynchronizationContext(null);
@@ -26,10 +35,10 @@ internal sealed class SimulatedNetwork : IDisposable
         ServerWire = b;
         ILink clientLink = clientFaults is null ? a : ClientFaults = new FaultInjector(a, Clock, clientFaults);
         ILink serverLink = serverFaults is null ? b : ServerFaults = new FaultInjector(b, Clock, serverFaults);
-        ClientLink = clientLink;
-        ServerLink = serverLink;
-        Client = new VsoStack(clientLink, Options(ClientAddress, configure), Clock);
-        Server = new VsoStack(serverLink, Options(ServerAddress, configureServer ?? configure), Clock);
+        ClientLink = wrapClientLink?.Invoke(clientLink) ?? clientLink;
+        ServerLink = wrapServerLink?.Invoke(serverLink) ?? serverLink;
+        Client = new VsoStack(ClientLink, Options(ClientAddress, configure, configureStack), Clock);
+        Server = new VsoStack(ServerLink, Options(ServerAddress, configureServer ?? configure, configureStack), Clock);
         Driver = new VirtualTimeDriver(Clock, Client, Server);
     }
 
@@ -71,8 +80,14 @@ internal sealed class SimulatedNetwork : IDisposable
     public (VsoConnection Client, VsoConnection Server) Connect(ushort port = 80)
     {
         using var listener = Server.Listen(port);
+        return Connect(listener);
+    }
+
+    /// <summary>The client connects to a listener the test keeps open.</summary>
+    public (VsoConnection Client, VsoConnection Server) Connect(VsoListener listener)
+    {
         var accepted = listener.AcceptAsync().AsTask();
-        var connected = Client.ConnectAsync(ServerAddress, port);
+        var connected = Client.ConnectAsync(ServerAddress, listener.Port);
         var client = Await(connected);
         var server = Await(accepted);
         return (client, server);
@@ -85,32 +100,33 @@ internal sealed class SimulatedNetwork : IDisposable
         return data;
     }
 
-    /// <summary>Sends all of <paramref name="data"/> in chunks, then shuts down sending.</summary>
-    public static async Task SendAllAsync(VsoConnection connection, byte[] data, int chunk)
+    /// <summary>Sends all of <paramref name="data"/> in chunks, at most 16 outstanding; then shuts down sending unless told not to.</summary>
+    public static async Task SendAllAsync(VsoConnection connection, ReadOnlyMemory<byte> data, int chunk, bool shutdown = true)
     {
-        var pending = new List<Task>();
+        // Keep at most a few MiB outstanding, like an application with bounded buffers.
+        var pending = new Queue<Task>();
         for (var offset = 0; offset < data.Length; offset += chunk)
         {
-            pending.Add(connection.SendAsync(data.AsMemory(offset, Math.Min(chunk, data.Length - offset))));
-
-            // Keep at most a few MiB outstanding, like an application with bounded buffers.
+            pending.Enqueue(connection.SendAsync(data.Slice(offset, Math.Min(chunk, data.Length - offset))));
             if (pending.Count >= 16)
             {
-                await pending[0].ConfigureAwait(false);
-                pending.RemoveAt(0);
+                await pending.Dequeue().ConfigureAwait(false);
             }
         }
 
-        foreach (var task in pending)
+        while (pending.Count > 0)
         {
-            await task.ConfigureAwait(false);
+            await pending.Dequeue().ConfigureAwait(false);
         }
 
-        connection.ShutdownSend();
+        if (shutdown)
+        {
+            connection.ShutdownSend();
+        }
     }
 
     /// <summary>Reads until end of stream, hashing as it goes; returns (bytes, sha256).</summary>
-    public static async Task<(long Length, byte[] Hash)> ReceiveAllAsync(VsoConnection connection)
+    public static async Task<(long Length, byte[] Hash)> ReceiveAllAsync(VsoConnection connection, StrongBox<long>? progress = null)
     {
         using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
         var buffer = new byte[64 * 1024];
@@ -125,14 +141,20 @@ internal sealed class SimulatedNetwork : IDisposable
 
             hash.AppendData(buffer, 0, n);
             total += n;
+            if (progress is not null)
+            {
+                progress.Value = total;
+            }
         }
     }
 
-    private static VsoStackOptions Options(Ipv4Address address, Action<TcpSettings>? configure)
+    private static VsoStackOptions Options(Ipv4Address address, Action<TcpSettings>? configure, Action<VsoStackOptions>? configureStack)
     {
         var tcp = new TcpSettings { IsnKey = [1, 2, 3, 4] };
         configure?.Invoke(tcp);
-        return new VsoStackOptions { Address = address, PrefixLength = 24, Tcp = tcp, InlineContinuations = true };
+        var options = new VsoStackOptions { Address = address, PrefixLength = 24, Tcp = tcp, InlineContinuations = true };
+        configureStack?.Invoke(options);
+        return options;
     }
 
     public void Dispose()
@@ -140,4 +162,10 @@ internal sealed class SimulatedNetwork : IDisposable
         Client.Dispose();
         Server.Dispose();
     }
+}
+
+/// <summary>A mutable box for progress shared with an async method.</summary>
+internal sealed class StrongBox<T>
+{
+    public T Value { get; set; } = default!;
 }

@@ -294,7 +294,7 @@ internal sealed partial class TcpConnection
 
         if (newlyAcked > 0)
         {
-            OnNewDataAcknowledged(ack, previousUna, newlyAcked, options);
+            OnNewDataAcknowledged(ack, previousUna, newlyAcked, options, delivery);
         }
 
         if (SequenceNumber.Ge(ack, SendUnacknowledged))
@@ -370,7 +370,7 @@ internal sealed partial class TcpConnection
         public DeliveryInfo() => NewestSentAt = -1;
     }
 
-    private void OnNewDataAcknowledged(uint ack, uint previousUna, long newlyAcked, in TcpOptions options)
+    private void OnNewDataAcknowledged(uint ack, uint previousUna, long newlyAcked, in TcpOptions options, in DeliveryInfo delivery)
     {
         var now = NowMicroseconds;
         var rttSample = -1L;
@@ -387,8 +387,15 @@ internal sealed partial class TcpConnection
             }
         }
 
-        // RTT: the timestamp echo (RFC 7323 §4.1) when there is one, else the one timed segment (Karn's rule).
-        if (_timestamps && options.HasTimestamp && options.TsEcr != 0)
+        // RTT, in microseconds, from the most recently sent segment this ACK delivered when it was sent only
+        // once (Karn's rule; the scoreboard knows each send time, as Linux's skb timestamps do); else the
+        // timestamp echo (RFC 7323 §4.1, millisecond ticks: too coarse for a LAN); else the one timed segment.
+        if (delivery.NewestSentAt >= 0 && !delivery.NewestWasRetransmitted)
+        {
+            rttSample = now - delivery.NewestSentAt;
+            _rttTiming = false;
+        }
+        else if (_timestamps && options.HasTimestamp && options.TsEcr != 0)
         {
             rttSample = Math.Max(0, ((long)(uint)(TimestampNow(now) - options.TsEcr)) * 1000);
         }

@@ -107,6 +107,8 @@ internal sealed partial class TcpConnection : ILossRecoverySender
 
     public long RttVarianceMicroseconds => _rtt.RttVariance;
 
+    public bool HasRttSample => _rtt.HasSample;
+
     public long RtoMicroseconds => _rtt.Rto;
 
     public ICongestionControl CongestionControl => _congestion;

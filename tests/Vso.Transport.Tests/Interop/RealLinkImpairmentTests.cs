@@ -50,6 +50,12 @@ public sealed class RealLinkImpairmentTests(ITestOutputHelper output)
         var down = rig.Download(size, maxSeconds: 90);
         Assert.Equal(size, down.Length);
         Assert.Equal(TinyHttpServer.ExpectedSha256(size), down.Sha256);
+        if (rig.Http.LastDownloadInfo is { } info)
+        {
+            output.WriteLine($"stack sender: retransmitted {info.RetransmittedSegments}, timeouts {info.Timeouts}, fast recoveries {info.FastRetransmits}, " +
+                $"tail loss probes {info.TailLossProbes}, RACK losses {info.RackLosses}, undos {info.Undos}, srtt {info.SmoothedRtt.TotalMilliseconds} ms, recovery {info.LossRecovery}");
+        }
+
         var up = rig.Upload(size, maxSeconds: 90);
         Assert.Equal(up.Expected, up.Answer);
         var mib = size / (double)MiB;

@@ -30,6 +30,9 @@ public sealed class TinyHttpServer : IAsyncDisposable
 
     public int ConnectionsAccepted => Volatile.Read(ref _accepted);
 
+    /// <summary>The stack's TCP info for the connection that served the last /bytes/N download, once it was acknowledged.</summary>
+    public Vso.Transport.Api.TcpConnectionInfo? LastDownloadInfo { get; private set; }
+
     public int ConnectionsFailed => Volatile.Read(ref _failed);
 
     /// <summary>Pipelined sends in flight per response (each pins one chunk of the pattern until acknowledged).</summary>
@@ -193,6 +196,7 @@ public sealed class TinyHttpServer : IAsyncDisposable
                     {
                         await SendTextAsync(connection, $"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: {length}\r\n{(close ? "Connection: close\r\n" : "")}\r\n").ConfigureAwait(false);
                         await SendPatternAsync(connection, length).ConfigureAwait(false);
+                        LastDownloadInfo = connection.GetInfo();
                     }
                     else
                     {

@@ -60,6 +60,9 @@ public interface ILossRecoverySender
 
     long SmoothedRttMicroseconds { get; }
 
+    /// <summary>At least one RTT sample was taken (SRTT may legitimately be 0 on a zero-delay simulated wire).</summary>
+    bool HasRttSample { get; }
+
     long MinRttMicroseconds { get; }
 
     long RtoMicroseconds { get; }

@@ -482,8 +482,8 @@ public sealed class RackTlpRecovery : ILossRecovery
             return;
         }
 
-        var srtt = sender.SmoothedRttMicroseconds;
-        var timeout = srtt > 0 ? 2 * srtt : 1_000_000;
+        // §7.2: PTO = 2 SRTT, 1 s before the first RTT sample; never below the engine's 1 ms timer tick.
+        var timeout = sender.HasRttSample ? Math.Max(2 * sender.SmoothedRttMicroseconds, 1_000) : 1_000_000;
         if (sender.Scoreboard.Pipe(sender.SendUnacknowledged, sender.SendMax) <= sender.MaxSegmentSize)
         {
             timeout += WorstCaseDelayedAck;

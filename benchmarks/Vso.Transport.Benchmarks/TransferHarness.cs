@@ -21,7 +21,7 @@ internal sealed class TransferHarness : IDisposable
     private readonly byte[] _sink = new byte[1 << 20];
     private bool _draining = true;
 
-    public TransferHarness(IdentifyMode mode, int chunkBytes, int ackEverySegments = 2, int receiverFramesPerTurn = 0, TimeSpan? delay = null)
+    public TransferHarness(IdentifyMode mode, int chunkBytes, int ackEverySegments = 2, int receiverFramesPerTurn = 0, TimeSpan? delay = null, bool drain = true)
     {
         SynchronizationContext.SetSynchronizationContext(null);
         Clock = new VirtualClock();
@@ -42,7 +42,10 @@ internal sealed class TransferHarness : IDisposable
             ServerConnection = accepted.Result;
         }
 
-        _ = DrainAsync();
+        if (drain)
+        {
+            _ = DrainAsync();
+        }
         _payload = new byte[chunkBytes];
         new Random(7).NextBytes(_payload);
     }

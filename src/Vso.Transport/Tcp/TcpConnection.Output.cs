@@ -34,6 +34,9 @@ internal sealed partial class TcpConnection
                 && (!_finSent || SequenceNumber.Le(SendNext, _finSequence));
             if (available == 0 && !finDue)
             {
+                // No new data, but loss recovery may still have lost segments to resend (RFC 6675 §5 NextSeg rule 1,
+                // RFC 8985 §6.3): it retransmits inside SendAllowance, which must run even at the tail of a stream.
+                _recovery.SendAllowance();
                 break;
             }
 

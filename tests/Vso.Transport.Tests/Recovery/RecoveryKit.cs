@@ -241,15 +241,16 @@ internal sealed class SackPeer : IDisposable
     /// <paramref name="drop"/> says so; its arguments are the segment and how many times this sequence number was
     /// seen before) one RTT later and acknowledged at once, segment by segment; segments the ACKs release go in the
     /// next round. When the stack is silent the peer waits for its timers (probe, RTO) up to <paramref name="idleLimit"/>.
-    /// Stops when <paramref name="done"/> holds. Returns every segment seen, in order.
+    /// Stops when <paramref name="done"/> holds. <paramref name="pending"/> are segments the test already took from
+    /// the wire that the first round must still deliver. Returns every segment seen, in order.
     /// </summary>
-    public List<TraceSegment> Play(TimeSpan rtt, Func<TraceSegment, int, bool> drop, Func<bool> done, TimeSpan? idleLimit = null, int maxRounds = 1000)
+    public List<TraceSegment> Play(TimeSpan rtt, Func<TraceSegment, int, bool> drop, Func<bool> done, TimeSpan? idleLimit = null, int maxRounds = 1000, IReadOnlyList<TraceSegment>? pending = null)
     {
         var seen = new List<TraceSegment>();
         var times = new Dictionary<uint, int>();
         for (var round = 0; round < maxRounds && !done(); round++)
         {
-            var flight = Drain();
+            var flight = round == 0 && pending is not null ? [.. pending, .. Drain()] : Drain();
             if (flight.Count == 0)
             {
                 flight.Add(Peer.Next(idleLimit ?? TimeSpan.FromMinutes(2)));

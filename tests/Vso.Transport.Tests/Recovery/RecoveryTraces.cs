@@ -54,7 +54,7 @@ public sealed class RecoveryTraces(ITestOutputHelper output)
 
         // The rest arrives, then the retransmission fills the hole: the send completes with no timeout.
         p.Peer.Advance(Rtt);
-        foreach (var s in flight[5..].Concat(more))
+        foreach (var s in flight[5..].Concat(more).Append(again))
         {
             p.ReceiveAndAck(s);
         }
@@ -89,7 +89,7 @@ public sealed class RecoveryTraces(ITestOutputHelper output)
         // The first hole goes at once: three segments SACKed above it and no reordering seen (RFC 8985 §6.2 step 4).
         Assert.NotEmpty(trace);
         Assert.Equal(p.Seg(1), trace[0].Seq);
-        trace.AddRange(p.Play(Rtt, static (_, _) => false, () => sending.IsCompleted));
+        trace = p.Play(Rtt, static (_, _) => false, () => sending.IsCompleted, pending: trace);
         output.WriteLine(string.Join("\n", trace));
 
         Assert.Equal(holes.Select(p.Seg), trace.Where(s => s.Length > 0).Select(s => s.Seq));
@@ -186,9 +186,8 @@ public sealed class RecoveryTraces(ITestOutputHelper output)
         // The probe's SACK one RTT later shows segment 8 lost (RACK): it is resent at once, and all is done.
         p.Peer.Advance(Rtt);
         p.ReceiveAndAck(probe);
-        p.Peer.Expect(TcpFlags.Ack, seq: p.Seg(8), within: TimeSpan.Zero);
-        p.Peer.Advance(Rtt);
-        p.Play(Rtt, static (_, _) => false, () => sending.IsCompleted);
+        var repair = p.Peer.Expect(TcpFlags.Ack, seq: p.Seg(8), within: TimeSpan.Zero);
+        p.Play(Rtt, static (_, _) => false, () => sending.IsCompleted, pending: [repair]);
         Assert.Equal(0, p.Info.Timeouts);
         Assert.Equal(2, p.Info.RetransmittedSegments);
     }

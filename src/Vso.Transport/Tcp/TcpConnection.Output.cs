@@ -239,7 +239,10 @@ internal sealed partial class TcpConnection
         if (isRetransmission)
         {
             _scoreboard.OnRetransmit(sequence, sequence + (uint)sequenceLength, now);
-            _lastRetransmissionEnd = SequenceNumber.Max(_lastRetransmissionEnd, sequence + (uint)sequenceLength);
+            // 0 means "none yet"; a serial-number Max against 0 (RFC 1982) keeps 0 whenever the sequence lies in the upper
+            // half of the space, and then no D-SACK was ever credited to a retransmission (RFC 3708 undo never ran).
+            var end = sequence + (uint)sequenceLength;
+            _lastRetransmissionEnd = _lastRetransmissionEnd == 0 ? end : SequenceNumber.Max(_lastRetransmissionEnd, end);
         }
         else
         {

@@ -308,6 +308,14 @@ internal sealed partial class TcpConnection
         if (!_layer.TryBeginSegment(Id.RemoteAddress, out var tcp))
         {
             _emitBlocked = true;
+
+            // The path waits for ARP. If the request or its reply is lost, only a retry asks again; with nothing in
+            // flight no timer would ever run, and the connection stalled for good. The retransmission timer retries.
+            if (_retransmitDeadline == 0 && State is not (TcpState.Closed or TcpState.TimeWait))
+            {
+                ArmRetransmitTimer(NowMicroseconds);
+            }
+
             return false;
         }
 

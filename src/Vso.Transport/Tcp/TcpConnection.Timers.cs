@@ -134,6 +134,13 @@ internal sealed partial class TcpConnection
             return;
         }
 
+        if (_emitBlocked && SendUnacknowledged == SendMax && State is not (TcpState.SynSent or TcpState.SynReceived))
+        {
+            // Armed only to retry a segment the path (ARP) refused (see Emit): try again, nothing timed out.
+            _layer.MarkForOutput(this);
+            return;
+        }
+
         _retransmissionsOfHead++;
         Statistics.Timeouts++;
         _layer.Metrics.Timeouts.Add(1);

@@ -102,6 +102,32 @@ public sealed class RecoveryTraces(ITestOutputHelper output)
         Assert.Equal(3, info.RackLosses);
     }
 
+    [Theory]
+    [InlineData("newreno")]
+    [InlineData("cubic")]
+    public void Isolated_losses_in_windows_of_four_or_more_segments_are_repaired_without_a_timeout(string congestion)
+    {
+        // The netsim's acceptance, made deterministic: 200 segments, the first transmission of every eighth one lost
+        // (25 isolated losses, each with at least four segments of the same window after it). SACK+RACK must repair each
+        // with exactly one retransmission and never wait for the RTO.
+        using var p = new SackPeer(Algorithms.Configure("rack-tlp", congestion));
+        p.Open(Rtt);
+        var sending = p.SendData(200);
+        var lost = Enumerable.Range(0, 200).Where(i => i % 8 == 3).Select(p.Seg).ToHashSet();
+        var trace = p.Play(Rtt, (s, before) => before == 0 && lost.Contains(s.Seq), () => sending.IsCompleted);
+        var info = p.Info;
+        output.WriteLine($"{congestion}: {trace.Count} segments, {info.RetransmittedSegments} retransmitted, {info.FastRetransmits} recoveries, cwnd {info.CongestionWindow}, done at {p.Peer.Now}");
+        foreach (var g in trace.Where(s => s.Length > 0).GroupBy(s => s.Seq).Where(g => g.Count() > 2 || (g.Count() > 1 && !lost.Contains(g.Key))))
+        {
+            output.WriteLine($"unneeded: segment {(g.Key - p.S) / p.Mss}: {string.Join(", ", g)}");
+        }
+
+        Assert.Equal(0, info.Timeouts);
+        Assert.Equal(0, info.TailLossProbes);
+        Assert.Equal(lost.Count, info.RetransmittedSegments);
+        Assert.Equal(lost.Order(), trace.GroupBy(s => s.Seq).Where(g => g.Count() > 1).Select(g => g.Key).Order());
+    }
+
     [Fact]
     public void RACK_reordering_window_absorbs_reordering_without_a_retransmission()
     {

@@ -34,6 +34,9 @@ internal sealed partial class TcpConnection
                 && (!_finSent || SequenceNumber.Le(SendNext, _finSequence));
             if (available == 0 && !finDue)
             {
+                // No new data, but loss recovery may still have lost segments to resend (RFC 6675 §5 NextSeg rule 1,
+                // RFC 8985 §6.3): it retransmits inside SendAllowance, which must run even at the tail of a stream.
+                _recovery.SendAllowance();
                 break;
             }
 
@@ -236,7 +239,10 @@ internal sealed partial class TcpConnection
         if (isRetransmission)
         {
             _scoreboard.OnRetransmit(sequence, sequence + (uint)sequenceLength, now);
-            _lastRetransmissionEnd = SequenceNumber.Max(_lastRetransmissionEnd, sequence + (uint)sequenceLength);
+            // 0 means "none yet"; a serial-number Max against 0 (RFC 1982) keeps 0 whenever the sequence lies in the upper
+            // half of the space, and then no D-SACK was ever credited to a retransmission (RFC 3708 undo never ran).
+            var end = sequence + (uint)sequenceLength;
+            _lastRetransmissionEnd = _lastRetransmissionEnd == 0 ? end : SequenceNumber.Max(_lastRetransmissionEnd, end);
         }
         else
         {
@@ -302,6 +308,14 @@ internal sealed partial class TcpConnection
         if (!_layer.TryBeginSegment(Id.RemoteAddress, out var tcp))
         {
             _emitBlocked = true;
+
+            // The path waits for ARP. If the request or its reply is lost, only a retry asks again; with nothing in
+            // flight no timer would ever run, and the connection stalled for good. The retransmission timer retries.
+            if (_retransmitDeadline == 0 && State is not (TcpState.Closed or TcpState.TimeWait))
+            {
+                ArmRetransmitTimer(NowMicroseconds);
+            }
+
             return false;
         }
 

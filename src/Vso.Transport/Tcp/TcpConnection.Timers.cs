@@ -64,6 +64,15 @@ internal sealed partial class TcpConnection
             return;
         }
 
+        // RFC 8985 §7.2: the probe timeout is capped at the RTO's expiration, so a probe due at the same time (or
+        // before) goes first; sending it re-arms the RTO (§7.3, see Report), which then does not fire now.
+        var probeFirst = _recovery.TimerDeadline;
+        if (probeFirst != 0 && now >= probeFirst && (_retransmitDeadline == 0 || probeFirst <= _retransmitDeadline) && State is not (TcpState.TimeWait or TcpState.Closed))
+        {
+            _recovery.OnTimer(now);
+            _layer.MarkForOutput(this);
+        }
+
         if (_retransmitDeadline != 0 && now >= _retransmitDeadline)
         {
             _retransmitDeadline = 0;
@@ -122,6 +131,13 @@ internal sealed partial class TcpConnection
         {
             var what = State == TcpState.SynSent ? "connect" : "data";
             Terminate(new TcpConnectionException(TcpError.TimedOut, $"Connection {Id} timed out: {what} unacknowledged after {_retransmissionsOfHead} retransmissions."));
+            return;
+        }
+
+        if (_emitBlocked && SendUnacknowledged == SendMax && State is not (TcpState.SynSent or TcpState.SynReceived))
+        {
+            // Armed only to retry a segment the path (ARP) refused (see Emit): try again, nothing timed out.
+            _layer.MarkForOutput(this);
             return;
         }
 

@@ -131,6 +131,13 @@ internal sealed partial class TcpConnection : ILossRecoverySender
             case RecoveryEvent.TailLossProbe:
                 Statistics.TailLossProbes += count;
                 _layer.Metrics.TailLossProbes.Add(count);
+
+                // RFC 8985 §7.3: after a loss probe the sender re-arms the RTO, not the PTO.
+                if (SendUnacknowledged != SendMax)
+                {
+                    ArmRetransmitTimer(NowMicroseconds);
+                }
+
                 break;
             case RecoveryEvent.SpuriousRetransmission:
                 Statistics.SpuriousRetransmissions += count;

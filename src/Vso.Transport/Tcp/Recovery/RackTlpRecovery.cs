@@ -259,7 +259,6 @@ public sealed class RackTlpRecovery : ILossRecovery
     private void StartRecovery(long now)
     {
         var sender = _sender;
-        var pipe = sender.Scoreboard.Pipe(sender.SendUnacknowledged, sender.SendMax);
         _inRecovery = true;
         _afterTimeout = false;
         _recoveryPoint = sender.SendMax;
@@ -270,7 +269,10 @@ public sealed class RackTlpRecovery : ILossRecovery
         _prrOut = 0;
         _sendQuota = 0;
         _undoRetransmissions = 0;
-        sender.CongestionControl.OnCongestionEvent(pipe, now);
+
+        // RFC 6675 §5 step (4.2) / RFC 5681 eqn. (4): ssthresh from FlightSize (SND.MAX - SND.UNA), not from pipe:
+        // pipe leaves out what is SACKed or marked lost, so halving it cut the window far below half.
+        sender.CongestionControl.OnCongestionEvent(_recoverFs, now);
         sender.Report(RecoveryEvent.FastRecovery);
     }
 

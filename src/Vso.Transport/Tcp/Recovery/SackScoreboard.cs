@@ -34,6 +34,16 @@ public sealed class SackScoreboard
 
     public ref readonly Record this[int index] => ref _ring[Slot(index)];
 
+    private long _lastStamp = long.MinValue;
+
+    /// <summary>
+    /// Send times are made strictly increasing (at most 1 µs apart within one clock tick): RACK orders transmissions
+    /// by time and breaks ties by sequence number (RFC 8985 §6.2, RACK_sent_after), which is wrong for a
+    /// retransmission that leaves in the same tick as new data after it: a SACK of that new data then marked the
+    /// retransmission lost at once, and it was sent a second time for nothing.
+    /// </summary>
+    private long Stamp(long now) => _lastStamp = Math.Max(now, _lastStamp + 1);
+
     /// <summary>A segment on its first transmission: appended after the last one.</summary>
     public void OnTransmit(uint start, uint end, long now)
     {
@@ -42,7 +52,7 @@ public sealed class SackScoreboard
             Grow();
         }
 
-        _ring[Slot(Count)] = new Record { Start = start, End = end, SentAt = now, Transmissions = 1 };
+        _ring[Slot(Count)] = new Record { Start = start, End = end, SentAt = Stamp(now), Transmissions = 1 };
         Count++;
     }
 
@@ -60,6 +70,7 @@ public sealed class SackScoreboard
 
         SplitAt(i, start);
         i = IndexOf(start);
+        now = Stamp(now);
         for (; i < Count; i++)
         {
             ref var r = ref _ring[Slot(i)];

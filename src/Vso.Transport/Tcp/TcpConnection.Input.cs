@@ -29,8 +29,11 @@ internal sealed partial class TcpConnection
         var options = segment.Options;
         var segLen = payload.Length + ((flags & TcpFlags.Syn) != 0 ? 1 : 0) + ((flags & TcpFlags.Fin) != 0 ? 1 : 0);
 
-        // RFC 7323 §5.3 R1: PAWS drops segments whose timestamp is older than TS.Recent.
-        if (_timestamps && options.HasTimestamp && (flags & TcpFlags.Rst) == 0 && SequenceNumber.Lt(options.TsVal, _tsRecent))
+        // RFC 7323 §5.3 R1: PAWS drops segments whose timestamp is older than TS.Recent, except a reordered
+        // pure duplicate ACK (Linux's tcp_disordered_ack): it cannot be an old duplicate from an earlier
+        // incarnation that does harm, and its SACK blocks are news loss recovery needs.
+        if (_timestamps && options.HasTimestamp && (flags & TcpFlags.Rst) == 0 && SequenceNumber.Lt(options.TsVal, _tsRecent)
+            && !IsDisorderedAck(flags, seq, payload.Length, segment.AcknowledgmentNumber, segment.Window))
         {
             Statistics.DroppedSegments++;
             SendAck();
@@ -143,6 +146,14 @@ internal sealed partial class TcpConnection
             ProcessFin();
         }
     }
+
+    /// <summary>A pure ACK at RCV.NXT that acknowledges nothing new and does not change the window.</summary>
+    private bool IsDisorderedAck(TcpFlags flags, uint seq, int payloadLength, uint ack, ushort rawWindow) =>
+        (flags & (TcpFlags.Syn | TcpFlags.Fin | TcpFlags.Rst | TcpFlags.Ack)) == TcpFlags.Ack
+        && payloadLength == 0
+        && seq == ReceiveNext
+        && ack == SendUnacknowledged
+        && ((uint)rawWindow << _sendWindowShift) == _sendWindow;
 
     private void OnSegmentInSynSent(in TcpSegment segment)
     {

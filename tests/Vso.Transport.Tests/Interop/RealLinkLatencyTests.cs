@@ -31,8 +31,9 @@ public sealed partial class RealLinkLatencyTests(ITestOutputHelper output)
         Assert.True(median < maxMedianMilliseconds, $"{ring}: median ping RTT {median:F3} ms, expected under {maxMedianMilliseconds} ms");
     }
 
-    // V3's block retire timer runs in jiffies: 1 ms is one jiffy, 4 ms at HZ=250. The bound only checks that V3
-    // still delivers promptly enough to be usable; V2's is the latency claim.
+    // V3 with its 1 ms block timeout measured a median of 2.4 ms (max 16 ms) on kernel 6.18 with HZ=250, where the
+    // retire timer ticks in jiffies (4 ms); V2 measured 0.09 ms. This bound only checks that V3 still delivers
+    // promptly; V2's bound is the latency claim.
     private const double MaxV3Milliseconds = 20;
 
     private static List<double> RoundTrips(string pingOutput) =>

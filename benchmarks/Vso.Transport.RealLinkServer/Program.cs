@@ -9,6 +9,7 @@ using Vso.Transport.Wire;
 //   Vso.Transport.RealLinkServer afpacket <device> <stack address> [port]
 //   Vso.Transport.RealLinkServer tap <device> <stack address> <kernel address/prefix> [port]
 // Runs until SIGINT or SIGTERM. Prints "ready" on stdout once listening.
+// VSO_AFPACKET_RING=V3 selects the TPACKET_V3 receive ring instead of the default V2, to compare the two.
 if (args.Length < 3)
 {
     Console.Error.WriteLine("usage: afpacket DEV ADDRESS [PORT] | tap DEV ADDRESS KERNEL_ADDRESS/PREFIX [PORT]");
@@ -24,7 +25,8 @@ try
 {
     if (kind == "afpacket")
     {
-        link = new AfPacketLink(new AfPacketLinkOptions { InterfaceName = device });
+        var ring = Enum.Parse<AfPacketReceiveRing>(Environment.GetEnvironmentVariable("VSO_AFPACKET_RING") ?? "V2", ignoreCase: true);
+        link = new AfPacketLink(new AfPacketLinkOptions { InterfaceName = device, ReceiveRing = ring });
         portIndex = 3;
     }
     else

@@ -7,6 +7,7 @@
 #                    stack's responder does (the transfer is bound by the kernel's TCP, not by Python)
 # Runs ROUNDS rounds, alternating the servers, and prints the median throughput of each and the ratio to the
 # kernel's, all measured in this one run. Needs root. Usage: benchmarks/load/bulk.sh [ROUNDS=5] [MIB=64]
+# VSO_AFPACKET_RING=V3 puts the AF_PACKET server on the TPACKET_V3 receive ring (default V2).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"

@@ -8,8 +8,9 @@ using Vso.Transport.Wire;
 namespace Vso.Transport.Links;
 
 /// <summary>
-/// An AF_PACKET SOCK_RAW socket bound to one interface. Receives through a PACKET_MMAP TPACKET_V3 ring (whole
-/// blocks of frames, no copy, no system call per frame); transmits a batch with one sendmmsg(2), each frame a
+/// An AF_PACKET SOCK_RAW socket bound to one interface. Receives through a PACKET_MMAP ring (<see cref="PacketRing"/>:
+/// no copy, no system call per frame), TPACKET_V2 by default (each frame handed over at once) or TPACKET_V3 (whole
+/// blocks, see <see cref="AfPacketLinkOptions.ReceiveRing"/>); transmits a batch with one sendmmsg(2), each frame a
 /// scatter-gather message: its headers from the batch's own buffer and its payload straight from the host's
 /// pinned memory (Pinned identify mode), or the whole frame linear (Copy mode).
 /// The socket stays bound to the network namespace it was created in, whatever thread uses it later.
@@ -18,21 +19,13 @@ namespace Vso.Transport.Links;
 /// </summary>
 public sealed unsafe class AfPacketLink : ILink
 {
-    private const int TPacket3HeaderSize = 48; // TPACKET_ALIGN(sizeof(struct tpacket3_hdr))
     private const int MaxIov = TransmitBatch.MaxGather + 1;
 
     private readonly ILogger _log;
     private readonly string _name;
-    private readonly int _blockSize;
-    private readonly int _blockCount;
     private readonly LinkWaker _waker;
     private int _fd;
-    private byte* _ring;
-    private nuint _ringLength;
-    private int _block;
-    private byte* _packet;
-    private uint _remaining;
-    private bool _inBlock;
+    private PacketRing? _ring;
     private MMsgHdr* _messages;
     private IoVec* _iov;
     private int _messageCapacity;
@@ -44,8 +37,6 @@ public sealed unsafe class AfPacketLink : ILink
         options.Validate();
         _log = logger ?? NullLogger.Instance;
         _name = options.InterfaceName;
-        _blockSize = options.BlockSize;
-        _blockCount = options.BlockCount;
 
         _fd = LinuxNative.socket(LinuxNative.AF_PACKET, LinuxNative.SOCK_RAW | LinuxNative.SOCK_CLOEXEC, BinaryPrimitives.ReverseEndianness(LinuxNative.ETH_P_ALL));
         if (_fd < 0)
@@ -65,7 +56,6 @@ public sealed unsafe class AfPacketLink : ILink
             Mtu = NetDevice.GetMtu(_fd, _name);
             HardwareAddress = NetDevice.GetHardwareAddress(_fd, _name);
 
-            SetOption(LinuxNative.SOL_PACKET, LinuxNative.PACKET_VERSION, LinuxNative.TPACKET_V3, "PACKET_VERSION TPACKET_V3");
             SetOption(LinuxNative.SOL_PACKET, LinuxNative.PACKET_IGNORE_OUTGOING, 1, "PACKET_IGNORE_OUTGOING");
             if (options.QdiscBypass)
             {
@@ -78,27 +68,7 @@ public sealed unsafe class AfPacketLink : ILink
                 _ = LinuxNative.setsockopt(_fd, LinuxNative.SOL_SOCKET, LinuxNative.SO_SNDBUF, &sendBuffer, 4);
             }
 
-            var request = new TPacketReq3
-            {
-                BlockSize = (uint)_blockSize,
-                BlockCount = (uint)_blockCount,
-                FrameSize = 2048,
-                FrameCount = (uint)((long)_blockSize * _blockCount / 2048),
-                RetireBlockTimeoutMs = (uint)options.BlockTimeoutMilliseconds,
-            };
-            if (LinuxNative.setsockopt(_fd, LinuxNative.SOL_PACKET, LinuxNative.PACKET_RX_RING, &request, (uint)sizeof(TPacketReq3)) < 0)
-            {
-                throw LinkException.FromErrno(Marshal.GetLastPInvokeError(), $"PACKET_RX_RING ({_blockCount} blocks of {_blockSize} bytes) on '{_name}'", "CAP_NET_RAW");
-            }
-
-            _ringLength = (nuint)((long)_blockSize * _blockCount);
-            var ring = LinuxNative.mmap(null, _ringLength, LinuxNative.PROT_READ | LinuxNative.PROT_WRITE, LinuxNative.MAP_SHARED, _fd, 0);
-            if (ring == (void*)-1)
-            {
-                throw LinkException.FromErrno(Marshal.GetLastPInvokeError(), $"mmap of the receive ring of '{_name}'");
-            }
-
-            _ring = (byte*)ring;
+            _ring = PacketRing.Open(_fd, options, Mtu, _name);
 
             var address = new SockAddrLl
             {
@@ -120,7 +90,7 @@ public sealed unsafe class AfPacketLink : ILink
         }
 
         _log.LinkOpened("AF_PACKET", _name, HardwareAddress.ToString(), Mtu,
-            $"TPACKET_V3 ring {_blockCount}x{_blockSize} B, block timeout {options.BlockTimeoutMilliseconds} ms, qdisc bypass {options.QdiscBypass}");
+            $"{_ring.Description}, qdisc bypass {options.QdiscBypass}");
     }
 
     public MacAddress HardwareAddress { get; }
@@ -158,76 +128,22 @@ public sealed unsafe class AfPacketLink : ILink
         ArgumentNullException.ThrowIfNull(receiver);
         ObjectDisposedException.ThrowIf(_disposed, this);
         var handed = 0;
-        var maxFrame = Mtu + EthernetFrame.HeaderLength;
-        while (handed < maxFrames)
+        while (handed < maxFrames && _ring!.TryPeek(out var frame))
         {
-            var block = _ring + ((long)_block * _blockSize);
-            if (!_inBlock)
+            try
             {
-                var status = Volatile.Read(ref *(uint*)(block + 8));
-                if ((status & LinuxNative.TP_STATUS_USER) == 0)
+                if (Accept(frame))
                 {
-                    break;
+                    handed++;
+                    FramesReceived++;
+                    receiver.OnFrame(new ReadOnlySpan<byte>(frame.Data, (int)frame.SnapLength));
                 }
-
-                _remaining = *(uint*)(block + 12);
-                _packet = block + *(uint*)(block + 16);
-                _inBlock = true;
             }
-
-            while (_remaining > 0 && handed < maxFrames)
+            finally
             {
-                var header = _packet;
-                var next = *(uint*)header;
-                _packet = header + next;
-                _remaining--;
-                var snapLength = *(uint*)(header + 12);
-                var length = *(uint*)(header + 16);
-                var status = *(uint*)(header + 20);
-                var macOffset = *(ushort*)(header + 24);
-                var packetType = *(header + TPacket3HeaderSize + 10);
-                if (packetType == LinuxNative.PACKET_OUTGOING)
-                {
-                    continue;
-                }
-
-                if ((status & LinuxNative.TP_STATUS_LOSING) != 0)
-                {
-                    RingLosingEvents++;
-                }
-
-                if ((status & LinuxNative.TP_STATUS_CSUMNOTREADY) != 0)
-                {
-                    ChecksumNotReadyFrames++;
-                    if (IsPowerOfTwo(ChecksumNotReadyFrames))
-                    {
-                        _log.ChecksumNotReady(_name, ChecksumNotReadyFrames);
-                    }
-
-                    continue;
-                }
-
-                if (length > maxFrame || snapLength < length)
-                {
-                    OversizeReceivedFrames++;
-                    if (IsPowerOfTwo(OversizeReceivedFrames))
-                    {
-                        _log.OversizeReceived(_name, OversizeReceivedFrames, (int)length, Mtu);
-                    }
-
-                    continue;
-                }
-
-                handed++;
-                FramesReceived++;
-                receiver.OnFrame(new ReadOnlySpan<byte>(header + macOffset, (int)snapLength));
-            }
-
-            if (_remaining == 0)
-            {
-                Volatile.Write(ref *(uint*)(block + 8), LinuxNative.TP_STATUS_KERNEL);
-                _inBlock = false;
-                _block = (_block + 1) % _blockCount;
+                // The frame is read in place: give its memory back only once the stack is done with it, and even
+                // if the stack threw, so that a bad frame is not delivered again.
+                _ring.Release();
             }
         }
 
@@ -307,13 +223,13 @@ public sealed unsafe class AfPacketLink : ILink
     public bool WaitForFrames(TimeSpan timeout)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
-        if (_inBlock || (Volatile.Read(ref *(uint*)(_ring + ((long)_block * _blockSize) + 8)) & LinuxNative.TP_STATUS_USER) != 0)
+        if (_ring!.HasFrame)
         {
             return true;
         }
 
         _ = _waker.Wait(_fd, LinuxNative.POLLIN, timeout);
-        return (Volatile.Read(ref *(uint*)(_ring + ((long)_block * _blockSize) + 8)) & LinuxNative.TP_STATUS_USER) != 0;
+        return _ring.HasFrame;
     }
 
     public void Interrupt() => _waker?.Interrupt();
@@ -342,11 +258,8 @@ public sealed unsafe class AfPacketLink : ILink
 
     private void Release()
     {
-        if (_ring != null)
-        {
-            _ = LinuxNative.munmap(_ring, _ringLength);
-            _ring = null;
-        }
+        _ring?.Dispose();
+        _ring = null;
 
         if (_fd >= 0)
         {
@@ -379,6 +292,46 @@ public sealed unsafe class AfPacketLink : ILink
         _messageCapacity = Math.Max(count, 64);
         _messages = (MMsgHdr*)NativeMemory.AllocZeroed((nuint)(_messageCapacity * sizeof(MMsgHdr)));
         _iov = (IoVec*)NativeMemory.AllocZeroed((nuint)(_messageCapacity * MaxIov * sizeof(IoVec)));
+    }
+
+    /// <summary>The checks both rings share: whether <paramref name="frame"/> goes to the stack; counts and logs the ones that do not.</summary>
+    private bool Accept(in RingFrame frame)
+    {
+        // Our own transmissions, as the kernel shows them to packet sockets; PACKET_IGNORE_OUTGOING should keep them out already.
+        if (frame.PacketType == LinuxNative.PACKET_OUTGOING)
+        {
+            return false;
+        }
+
+        // The kernel found the ring full before this frame and dropped some (packet(7): TP_STATUS_LOSING).
+        if ((frame.Status & LinuxNative.TP_STATUS_LOSING) != 0)
+        {
+            RingLosingEvents++;
+        }
+
+        if ((frame.Status & LinuxNative.TP_STATUS_CSUMNOTREADY) != 0)
+        {
+            ChecksumNotReadyFrames++;
+            if (IsPowerOfTwo(ChecksumNotReadyFrames))
+            {
+                _log.ChecksumNotReady(_name, ChecksumNotReadyFrames);
+            }
+
+            return false;
+        }
+
+        if (frame.Length > Mtu + EthernetFrame.HeaderLength || frame.SnapLength < frame.Length)
+        {
+            OversizeReceivedFrames++;
+            if (IsPowerOfTwo(OversizeReceivedFrames))
+            {
+                _log.OversizeReceived(_name, OversizeReceivedFrames, (int)frame.Length, Mtu);
+            }
+
+            return false;
+        }
+
+        return true;
     }
 
     private void SetOption(int level, int name, int value, string what)

@@ -1,20 +1,48 @@
 namespace Vso.Transport.Links;
 
+/// <summary>
+/// The PACKET_MMAP receive ring of an <see cref="AfPacketLink"/> (packet(7), the kernel's Documentation/networking/packet_mmap.rst).
+/// </summary>
+public enum AfPacketReceiveRing
+{
+    /// <summary>
+    /// TPACKET_V2: fixed-size slots, one frame each; the kernel hands each frame over and wakes the link as soon as it
+    /// is written. For latency: round trips over a veth stay in the tens of microseconds.
+    /// </summary>
+    V2,
+
+    /// <summary>
+    /// TPACKET_V3: frames packed into blocks; the kernel hands a block over when it is full or after
+    /// <see cref="AfPacketLinkOptions.BlockTimeoutMilliseconds"/>. Batches more frames per wake-up, but on a link that
+    /// does not fill blocks quickly every frame waits up to that timeout, which TCP measures as round-trip time.
+    /// </summary>
+    V3,
+}
+
 /// <summary>Options of an <see cref="AfPacketLink"/>. Defaults suit a veth or a 1–10 GbE NIC.</summary>
 public sealed class AfPacketLinkOptions
 {
     /// <summary>The interface to bind to (required). It must exist, be up, and have no kernel IPv4 address the stack uses.</summary>
     public string InterfaceName { get; set; } = "";
 
-    /// <summary>Bytes per TPACKET_V3 receive block (a power of two, a multiple of the page size). Default 256 KiB.</summary>
+    /// <summary>
+    /// The receive ring. Default <see cref="AfPacketReceiveRing.V2"/>, for latency; <see cref="AfPacketReceiveRing.V3"/>
+    /// batches more frames per wake-up at up to <see cref="BlockTimeoutMilliseconds"/> of delay per frame.
+    /// </summary>
+    public AfPacketReceiveRing ReceiveRing { get; set; } = AfPacketReceiveRing.V2;
+
+    /// <summary>
+    /// Bytes per receive block (a power of two, a multiple of the page size). Default 256 KiB. With V2 a block holds
+    /// whole fixed-size frame slots (2048 bytes for MTU 1500: a power of two that holds the MTU and the ring's headers).
+    /// </summary>
     public int BlockSize { get; set; } = 1 << 18;
 
-    /// <summary>Blocks in the receive ring. Default 64 (16 MiB of ring with the default block size).</summary>
+    /// <summary>Blocks in the receive ring. Default 64 (16 MiB of ring with the default block size: 8192 frames with V2 at MTU 1500).</summary>
     public int BlockCount { get; set; } = 64;
 
     /// <summary>
-    /// How long the kernel keeps a block that is not full before handing it over, in milliseconds. A block is
-    /// handed over at once when full; this bounds the latency of a lightly loaded link. Default 1 (the minimum).
+    /// V3 only: how long the kernel keeps a block that is not full before handing it over, in milliseconds. A block
+    /// is handed over at once when full; this bounds the latency of a lightly loaded link. Default 1 (the minimum).
     /// </summary>
     public int BlockTimeoutMilliseconds { get; set; } = 1;
 
@@ -29,6 +57,11 @@ public sealed class AfPacketLinkOptions
         if (string.IsNullOrWhiteSpace(InterfaceName) || InterfaceName.Length > 15)
         {
             throw new ArgumentException($"InterfaceName = '{InterfaceName}' is invalid: give the name of an interface (1 to 15 characters), such as 'veth1'.", nameof(InterfaceName));
+        }
+
+        if (!Enum.IsDefined(ReceiveRing))
+        {
+            throw new ArgumentException($"ReceiveRing = {ReceiveRing} is invalid: use V2 (latency) or V3 (batching).", nameof(ReceiveRing));
         }
 
         if (BlockSize < 4096 || (BlockSize & (BlockSize - 1)) != 0)

@@ -115,6 +115,7 @@ internal static unsafe partial class LinuxNative
     public const int PACKET_VERSION = 10;
     public const int PACKET_QDISC_BYPASS = 20;
     public const int PACKET_IGNORE_OUTGOING = 23;
+    public const int TPACKET_V2 = 1;
     public const int TPACKET_V3 = 2;
     public const byte PACKET_OUTGOING = 4;
 
@@ -222,6 +223,16 @@ internal unsafe struct SockAddrLl
     public fixed byte Address[8];
 }
 
+/// <summary>struct tpacket_req (linux/if_packet.h): the PACKET_RX_RING request of TPACKET_V1 and V2.</summary>
+[StructLayout(LayoutKind.Sequential)]
+internal struct TPacketReq
+{
+    public uint BlockSize;
+    public uint BlockCount;
+    public uint FrameSize;
+    public uint FrameCount;
+}
+
 /// <summary>struct tpacket_req3 (linux/if_packet.h).</summary>
 [StructLayout(LayoutKind.Sequential)]
 internal struct TPacketReq3
@@ -235,7 +246,7 @@ internal struct TPacketReq3
     public uint FeatureRequestWord;
 }
 
-/// <summary>struct tpacket_stats_v3.</summary>
+/// <summary>struct tpacket_stats_v3; a TPACKET_V2 socket fills only the first two fields (struct tpacket_stats).</summary>
 [StructLayout(LayoutKind.Sequential)]
 internal struct TPacketStatsV3
 {

@@ -5,7 +5,10 @@ namespace Vso.Transport.Tests.Interop;
 /// <summary>
 /// Transfers between the kernel's TCP and the stack on real links, judged by tshark and nstat: clean, under random
 /// loss each way (iptables statistic on the client's INPUT and OUTPUT), and under a 100 Mbit/s token bucket.
-/// Sizes keep the suite within a few minutes: loss recovery is NewReno without SACK-based recovery for now.
+/// Sizes keep the suite within a few minutes. The lossy downloads (the stack sending) stay small: at 1 % loss they run
+/// at 6–7 MiB/s, at 5 % about 1 MiB/s, with either AF_PACKET ring and over TAP alike, so the link's latency is not
+/// the bound: after each recovery the stack's window is a few segments, a lone segment in flight waits for the
+/// kernel receiver's 40 ms delayed ACK, and a lost retransmission waits for a 200 ms RTO (client captures, 2025).
 /// </summary>
 [Collection("RealLinks")]
 public sealed class RealLinkImpairmentTests(ITestOutputHelper output)

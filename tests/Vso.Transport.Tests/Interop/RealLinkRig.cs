@@ -58,7 +58,12 @@ internal sealed class RealLinkRig : IAsyncDisposable
 
     public static string Url(string path) => $"http://{NetnsHarness.StackAddress}:{Port}{path}";
 
-    public static RealLinkRig Start(RealLinkKind kind, ITestOutputHelper output, Action<TcpSettings>? configure = null, bool offloadsOff = true)
+    public static RealLinkRig Start(
+        RealLinkKind kind,
+        ITestOutputHelper output,
+        Action<TcpSettings>? configure = null,
+        bool offloadsOff = true,
+        AfPacketReceiveRing ring = AfPacketReceiveRing.V2)
     {
         var net = new NetnsHarness(kind, offloadsOff);
         ILink? link = null;
@@ -67,7 +72,7 @@ internal sealed class RealLinkRig : IAsyncDisposable
         {
             var logger = new TestOutputLogger(output);
             link = kind == RealLinkKind.AfPacket
-                ? NetnsHarness.RunIn<ILink>(net.Server, () => new AfPacketLink(new AfPacketLinkOptions { InterfaceName = net.StackDevice }, logger))
+                ? NetnsHarness.RunIn<ILink>(net.Server, () => new AfPacketLink(new AfPacketLinkOptions { InterfaceName = net.StackDevice, ReceiveRing = ring }, logger))
                 : NetnsHarness.RunIn<ILink>(net.Server, () => new TapLink(
                     new TapLinkOptions
                     {

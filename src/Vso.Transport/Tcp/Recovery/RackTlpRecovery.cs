@@ -281,7 +281,11 @@ public sealed class RackTlpRecovery : ILossRecovery
         var sender = _sender;
         if (!_afterTimeout)
         {
-            sender.CongestionControl.OnRecoveryEnd(sender.Scoreboard.Pipe(sender.SendUnacknowledged, sender.SendMax), now);
+            // RFC 6937 §3: on leaving recovery cwnd = ssthresh. PRR has already paced the flight down to it, so
+            // the controller is not asked to deflate to what happens to be in flight at this ACK (NewReno's
+            // FlightSize + SMSS rule would leave a window of two or three segments on a short path).
+            var pipe = sender.Scoreboard.Pipe(sender.SendUnacknowledged, sender.SendMax);
+            sender.CongestionControl.OnRecoveryEnd(Math.Max(pipe, sender.CongestionControl.SlowStartThreshold), now);
         }
 
         _inRecovery = false;

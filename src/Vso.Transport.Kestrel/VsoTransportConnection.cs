@@ -113,7 +113,8 @@ internal sealed class VsoTransportConnection : ConnectionContext,
     /// <summary>Resets the connection (RFC 9293 §3.10.5: RST, pending data discarded); ConnectionClosed fires.</summary>
     public override void Abort(ConnectionAbortedException abortReason)
     {
-        _log.Aborted(ConnectionId, abortReason.Message);
+        // Kestrel passes null at times (HTTP/2 frame writer on connection close).
+        _log.Aborted(ConnectionId, abortReason?.Message ?? "no reason given");
         Enqueue(new Operation(OperationKind.Abort, null, 0, 0, abortReason));
     }
 
@@ -175,16 +176,18 @@ internal sealed class VsoTransportConnection : ConnectionContext,
         }
 
         // Never run the application's callbacks on the engine thread.
-        ThreadPool.UnsafeQueueUserWorkItem(static source =>
+        ThreadPool.UnsafeQueueUserWorkItem(static state =>
         {
             try
             {
-                source.Cancel();
+                state._closedSource.Cancel();
             }
-            catch (ObjectDisposedException)
+            catch (Exception ex)
             {
+                // An application callback threw: log it, never let it take the process down.
+                state._log.ClosedCallbackFailed(state.ConnectionId, ex);
             }
-        }, _closedSource, preferLocal: false);
+        }, this, preferLocal: false);
     }
 
     // ---- Engine thread ----

@@ -19,35 +19,35 @@ namespace Vso.Transport.Kestrel;
 /// </summary>
 internal sealed class VsoTransportFactory : IConnectionListenerFactory, IConnectionListenerFactorySelector, IDisposable
 {
-    private readonly VsoTransportOptions _options;
+    private readonly Lazy<VsoTransportOptions> _options;
     private readonly Func<VsoStack> _createStack;
     private readonly ILogger _log;
     private readonly Lock _gate = new();
     private readonly List<VsoConnectionListener> _listeners = [];
-    private readonly IPAddress _address;
+    private readonly Lazy<IPAddress> _address;
     private VsoStack? _stack;
     private ILink? _link;
     private PinnedBlockPool? _pool;
     private bool _disposed;
 
+    // Kestrel builds its factories with the server, before options are validated at start: read them lazily.
     public VsoTransportFactory(IOptions<VsoTransportOptions> options, ILoggerFactory loggerFactory)
-        : this(options.Value, null, loggerFactory)
+        : this(new Lazy<VsoTransportOptions>(() => options.Value), null, loggerFactory)
     {
     }
 
     /// <summary>For tests: <paramref name="createStack"/> builds the stack (over a simulated link, for example).</summary>
     internal VsoTransportFactory(VsoTransportOptions options, Func<VsoStack>? createStack, ILoggerFactory? loggerFactory)
+        : this(new Lazy<VsoTransportOptions>(options), createStack, loggerFactory)
+    {
+    }
+
+    private VsoTransportFactory(Lazy<VsoTransportOptions> options, Func<VsoStack>? createStack, ILoggerFactory? loggerFactory)
     {
         _options = options;
         loggerFactory ??= NullLoggerFactory.Instance;
         _log = loggerFactory.CreateLogger("Vso.Transport.Kestrel");
-        var failures = VsoTransportOptionsValidator.Check(options);
-        if (failures.Count > 0 && createStack is null)
-        {
-            throw new OptionsValidationException(VsoTransportOptions.SectionName, typeof(VsoTransportOptions), failures);
-        }
-
-        _address = VsoTransportOptionsValidator.TryParseCidr(options.Address, out var address, out _) ? address.ToIPAddress() : IPAddress.None;
+        _address = new Lazy<IPAddress>(() => VsoTransportOptionsValidator.TryParseCidr(_options.Value.Address, out var address, out _) ? address.ToIPAddress() : IPAddress.None);
         _createStack = createStack ?? (() => CreateStack(loggerFactory));
     }
 
@@ -59,13 +59,13 @@ internal sealed class VsoTransportFactory : IConnectionListenerFactory, IConnect
     internal long PinnedBytes => _pool?.Metrics.PinnedBytes ?? 0;
 
     public bool CanBind(EndPoint endpoint) =>
-        endpoint is IPEndPoint ip && ip.Address.Equals(_address);
+        endpoint is IPEndPoint ip && ip.Address.Equals(_address.Value);
 
     public ValueTask<IConnectionListener> BindAsync(EndPoint endpoint, CancellationToken cancellationToken = default)
     {
-        if (endpoint is not IPEndPoint ip || !ip.Address.Equals(_address))
+        if (endpoint is not IPEndPoint ip || !ip.Address.Equals(_address.Value))
         {
-            throw new NotSupportedException($"The Vso transport binds only endpoints on its address {_address} (Vso:Address), not {endpoint}.");
+            throw new NotSupportedException($"The Vso transport binds only endpoints on its address {_address.Value} (Vso:Address), not {endpoint}.");
         }
 
         if (ip.Port == 0)
@@ -77,8 +77,15 @@ internal sealed class VsoTransportFactory : IConnectionListenerFactory, IConnect
         lock (_gate)
         {
             ObjectDisposedException.ThrowIf(_disposed, this);
+            var failures = VsoTransportOptionsValidator.Check(_options.Value);
+            if (failures.Count > 0)
+            {
+                // Normally caught at start (ValidateOnStart); a factory made by hand is checked here.
+                throw new OptionsValidationException(VsoTransportOptions.SectionName, typeof(VsoTransportOptions), failures);
+            }
+
             EnsureStarted();
-            listener = new VsoConnectionListener(_stack!, _pool!, _options, ip, _log, Forget);
+            listener = new VsoConnectionListener(_stack!, _pool!, _options.Value, ip, _log, Forget);
             listener.Bind();
             _listeners.Add(listener);
         }
@@ -96,12 +103,13 @@ internal sealed class VsoTransportFactory : IConnectionListenerFactory, IConnect
 
     private void EnsureStarted()
     {
+        var options = _options.Value;
         if (_stack is not null)
         {
             return;
         }
 
-        _pool = new PinnedBlockPool(new PinnedBlockPoolOptions { BlockSize = _options.Pinning.BlockSize, SlabSize = Math.Max(256 * 1024, _options.Pinning.BlockSize), Mlock = _options.Pinning.Mlock });
+        _pool = new PinnedBlockPool(new PinnedBlockPoolOptions { BlockSize = options.Pinning.BlockSize, SlabSize = Math.Max(256 * 1024, options.Pinning.BlockSize), Mlock = options.Pinning.Mlock });
         try
         {
             _stack = _createStack();
@@ -121,10 +129,11 @@ internal sealed class VsoTransportFactory : IConnectionListenerFactory, IConnect
 
     private VsoStack CreateStack(ILoggerFactory loggerFactory)
     {
-        _link = StackFactory.CreateLink(_options, SystemClock.Instance, loggerFactory);
-        var stackOptions = StackFactory.ToStackOptions(_options);
+        var options = _options.Value;
+        _link = StackFactory.CreateLink(options, SystemClock.Instance, loggerFactory);
+        var stackOptions = StackFactory.ToStackOptions(options);
         var stack = new VsoStack(_link, stackOptions, SystemClock.Instance, loggerFactory);
-        _log.StackUp($"{stackOptions.Address}", stackOptions.PrefixLength, _options.Backend.ToString(), _options.Interface, _link.HardwareAddress.ToString(), _link.Mtu);
+        _log.StackUp($"{stackOptions.Address}", stackOptions.PrefixLength, options.Backend.ToString(), options.Interface, _link.HardwareAddress.ToString(), _link.Mtu);
         return stack;
     }
 

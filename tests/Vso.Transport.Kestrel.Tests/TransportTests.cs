@@ -98,9 +98,10 @@ public sealed class TransportTests
         // 8 MiB against a 1 MiB input pipe plus a 1 MiB receive buffer: the send cannot complete while nobody reads.
         var data = RandomNumberGenerator.GetBytes(8 << 20);
         var send = client.SendAsync(data);
-        await Task.Delay(1000);
-        Assert.False(send.IsCompleted, "the peer acknowledged everything although the application read nothing");
+        await WaitUntil(() => client.Tcp!.PeerWindow == 0, "the server's window to close (zero window advertised)");
+        await Task.Delay(300);
         Assert.Equal(0u, client.Tcp!.PeerWindow);
+        Assert.False(send.IsCompleted, "the peer acknowledged everything although the application read nothing");
 
         // The application reads: the window opens, everything arrives in order.
         var received = new MemoryStream();

@@ -20,10 +20,14 @@ public sealed class TransportTests
     private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(30);
     private static readonly IPEndPoint Endpoint = new(IPAddress.Parse(SimulatedPair.ServerAddress), 8080);
 
-    [Fact]
-    public async Task Echo_round_trips_4_MiB_and_releases_every_block()
+    [Theory]
+    [InlineData(IdentifyMode.Pinned)]
+    [InlineData(IdentifyMode.Copy)]
+    public async Task Echo_round_trips_4_MiB_and_releases_every_block(IdentifyMode mode)
     {
-        using var pair = SimulatedPair.Create();
+        var options = SimulatedPair.DefaultOptions();
+        options.IdentifyMode = mode;
+        using var pair = SimulatedPair.Create(options);
         var listener = await pair.Factory.BindAsync(Endpoint);
         var acceptTask = listener.AcceptAsync().AsTask();
         var client = await pair.Client.ConnectAsync(Endpoint).WaitAsync(Timeout);
@@ -39,6 +43,8 @@ public sealed class TransportTests
         client.ShutdownSend();
         await echo.WaitAsync(Timeout);
         Assert.Equal(0, await client.ReceiveAsync(new byte[16]).AsTask().WaitAsync(Timeout));
+        var info = ((VsoTransportConnection)server).GetInfo();
+        Assert.Equal(mode == IdentifyMode.Copy ? info.FirstTransmissionBytes : 0, info.FirstTransmissionCopiedBytes);
         await server.DisposeAsync();
         await listener.UnbindAsync();
         await WaitUntil(() => pair.Factory.PinnedBytes == 0, "every pinned block back in the pool");

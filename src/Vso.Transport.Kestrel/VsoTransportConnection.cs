@@ -195,9 +195,43 @@ internal sealed class VsoTransportConnection : ConnectionContext,
     void IEngineWork.Execute()
     {
         Volatile.Write(ref _posted, 0);
+
+        // Flushes that queued up since the last turn and continue each other in one block (Kestrel answering
+        // pipelined requests one flush each) become one descriptor: fewer, fuller segments.
+        var pending = default(Operation);
         while (_operations.TryDequeue(out var op))
         {
+            if (op.Kind == OperationKind.Send)
+            {
+                if (pending.Block == op.Block && pending.Start + pending.Length == op.Start)
+                {
+                    // The merged descriptor holds one reference; drop the one this range brought.
+                    op.Block!.Release();
+                    pending = pending with { Length = pending.Length + op.Length };
+                    continue;
+                }
+
+                if (pending.Block is not null)
+                {
+                    Apply(pending);
+                }
+
+                pending = op;
+                continue;
+            }
+
+            if (pending.Block is not null)
+            {
+                Apply(pending);
+                pending = default;
+            }
+
             Apply(op);
+        }
+
+        if (pending.Block is not null)
+        {
+            Apply(pending);
         }
 
         _engine.Tcp.AfterEvent(_tcp);

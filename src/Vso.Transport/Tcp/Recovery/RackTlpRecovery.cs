@@ -95,15 +95,30 @@ public sealed class RackTlpRecovery : ILossRecovery
         OnDsack(ack);
         UpdateRack(ack, now);
 
-        // §7.4: the ACK of a tail loss probe. If it retransmitted and no D-SACK says the original arrived,
-        // the original was lost and the probe repaired it: respond to that loss once.
+        // §7.4.2 (TLP_process_ack): the episode of a tail loss probe ends when an ACK reaches TLP.end_seq and
+        //  - the probe was new data, or a D-SACK says the retransmitted probe was a duplicate: no loss;
+        //  - the ACK goes beyond TLP.end_seq with no D-SACK: the probe repaired a loss, respond once;
+        //  - a pure duplicate ACK without SACK: both arrived, no loss.
+        // An ACK of exactly TLP.end_seq proves nothing yet: the receiver acknowledges the original first and its
+        // D-SACK for the probe follows (a receiver slower than the probe timeout does exactly this), so wait.
         if (_probeOutstanding && SequenceNumber.Ge(ack.Acknowledgment, _probeEndSeq))
         {
-            _probeOutstanding = false;
-            if (_probeWasRetransmission && ack.DsackBytes == 0 && !_inRecovery)
+            if (!_probeWasRetransmission || ack.DsackBytes > 0)
             {
-                sender.CongestionControl.OnCongestionEvent(sender.BytesInFlight, now);
-                sender.CongestionControl.OnRecoveryEnd(sender.BytesInFlight, now);
+                _probeOutstanding = false;
+            }
+            else if (SequenceNumber.Gt(ack.Acknowledgment, _probeEndSeq))
+            {
+                _probeOutstanding = false;
+                if (!_inRecovery)
+                {
+                    sender.CongestionControl.OnCongestionEvent(sender.BytesInFlight, now);
+                    sender.CongestionControl.OnRecoveryEnd(sender.BytesInFlight, now);
+                }
+            }
+            else if (ack.BytesAcknowledged == 0 && ack.BytesSacked == 0 && ack.DsackBytes == 0)
+            {
+                _probeOutstanding = false;
             }
         }
 
@@ -490,7 +505,13 @@ public sealed class RackTlpRecovery : ILossRecovery
 
         // §7.2: PTO = 2 SRTT, 1 s before the first RTT sample; never below the engine's 1 ms timer tick.
         var timeout = sender.HasRttSample ? Math.Max(2 * sender.SmoothedRttMicroseconds, 1_000) : 1_000_000;
-        if (sender.Scoreboard.Pipe(sender.SendUnacknowledged, sender.SendMax) <= sender.MaxSegmentSize)
+
+        // §7.2: WCDelAckT only when a single segment is in flight. Called from OnTransmitted before snd.max covers
+        // the segment just sent, so count up to the scoreboard's last record, or every first flight of two
+        // segments would wait the extra 200 ms and lose the race against the RTO.
+        var last = sender.Scoreboard[sender.Scoreboard.Count - 1];
+        var high = SequenceNumber.Max(sender.SendMax, last.Start + (uint)last.Length);
+        if (sender.Scoreboard.Pipe(sender.SendUnacknowledged, high) <= sender.MaxSegmentSize)
         {
             timeout += WorstCaseDelayedAck;
         }

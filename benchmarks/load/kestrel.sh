@@ -1,0 +1,124 @@
+#!/usr/bin/env bash
+# Kestrel on the Vso transport (AF_PACKET) against Kestrel's Sockets transport: the HelloServer sample, the same app
+# at the same address 198.18.0.2 in the same namespaces, alternately within one run:
+#   Vso      the sample with Transport=Vso, Vso__Backend=AfPacket on veth end vsos0 (no kernel address)
+#   Sockets  the sample with Transport=Sockets; 198.18.0.2/24 is put on vsos0 for the kernel while it runs
+# Workloads (wrk -t2 unless said; --latency): plaintext GET / at -c64 and -c256; plaintext pipelined 16 deep
+# (pipeline.lua) at -c64; 1 MiB responses (/bytes/1048576) at -c8; h2load h2c prior knowledge (-c16 -m10); the
+# 1 MiB case under 1% random loss each way (iptables statistic in the client namespace, INPUT and OUTPUT).
+# Prints the median over ROUNDS of requests/s, MB/s, p50, p99, and the Vso/Sockets ratio of requests/s.
+# Needs root, wrk, h2load (nghttp2-client), iptables, ethtool. Usage: benchmarks/load/kestrel.sh [ROUNDS=3] [SECONDS=10]
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+root="$(cd "$here/../.." && pwd)"
+. "$here/../netns.sh"
+rounds="${1:-3}"
+secs="${2:-10}"
+
+for tool in wrk h2load iptables ethtool curl; do
+  command -v "$tool" >/dev/null || { echo "missing $tool (apt-get install wrk nghttp2-client iptables ethtool curl)" >&2; exit 1; }
+done
+
+results="$(mktemp /tmp/vso-kestrel-bench-XXXXXX)"
+trap 'vso_cleanup; rm -f "$results"' EXIT INT TERM
+vso_cleanup_stale
+
+dotnet build -c Release -v q -nologo "$root/samples/Vso.Samples.HelloServer" >/dev/null
+sample_dir="$root/samples/Vso.Samples.HelloServer/bin/Release/net10.0"
+
+client="vso-kc-$$-1"; server="vso-ks-$$-1"
+vso_ns_add kc; vso_ns_add ks
+vso_veth "$client" vsoc0 "$server" vsos0
+ip -n "$client" addr add 198.18.0.1/24 dev vsoc0
+base="http://198.18.0.2:8080"
+
+pid=""
+start_server() { # TRANSPORT
+  local t="$1"
+  if [[ "$t" == Sockets ]]; then ip -n "$server" addr add 198.18.0.2/24 dev vsos0; fi
+  (cd "$sample_dir" && exec ip netns exec "$server" env Transport="$t" Vso__Backend=AfPacket Vso__Interface=vsos0 \
+     Vso__Address=198.18.0.2/24 H2cUrl=http://198.18.0.2:8081 Logging__LogLevel__Default=Warning \
+     Logging__LogLevel__Microsoft.Hosting.Lifetime=Warning dotnet Vso.Samples.HelloServer.dll --urls "$base" \
+     >"/tmp/vso-kestrel-bench-$t.log" 2>&1) &
+  pid=$!
+  VSO_PIDS+=("$pid")
+  vso_wait_http "$client" "$base/"
+}
+
+stop_server() { # TRANSPORT
+  kill -TERM "$pid" 2>/dev/null || true
+  for _ in $(seq 300); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  kill -KILL "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+  if [[ "$1" == Sockets ]]; then ip -n "$server" addr del 198.18.0.2/24 dev vsos0; fi
+}
+
+# record TRANSPORT WORKLOAD TOOL-OUTPUT: appends "transport workload rps mbps p50_ms p99_ms" to $results.
+record() {
+  python3 - "$1" "$2" "$3" >>"$results" <<'PY'
+import re, sys
+t, w, out = sys.argv[1], sys.argv[2], sys.argv[3]
+def ms(v, u): return float(v) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[u]
+def mb(v, u): return float(v) * {"B": 1e-6, "KB": 1.024e-3, "MB": 1.048576, "GB": 1073.741824}[u]
+rps = mbps = p50 = p99 = float("nan")
+m = re.search(r"Requests/sec:\s+([\d.]+)", out)
+if m:  # wrk
+    rps = float(m.group(1))
+    m = re.search(r"Transfer/sec:\s+([\d.]+)([KMG]?B)", out); mbps = mb(*m.groups()) if m else mbps
+    m = re.search(r"\s50%\s+([\d.]+)(us|ms|s)\b", out); p50 = ms(*m.groups()) if m else p50
+    m = re.search(r"\s99%\s+([\d.]+)(us|ms|s)\b", out); p99 = ms(*m.groups()) if m else p99
+    if "Socket errors" in out or "Non-2xx" in out:
+        print(f"# {t} {w}: " + " ".join(l.strip() for l in out.splitlines() if "errors" in l or "Non-2xx" in l), file=sys.stderr)
+else:  # h2load
+    m = re.search(r"finished in [\d.]+m?s, ([\d.]+) req/s, ([\d.]+)([KMG]?B)/s", out)
+    if m: rps = float(m.group(1)); mbps = mb(m.group(2), m.group(3))
+    m = re.search(r"time for request:\s+([\d.]+)(us|ms|s)\s+([\d.]+)(us|ms|s)\s+([\d.]+)(us|ms|s)", out)
+    if m: p50 = ms(m.group(5), m.group(6))  # h2load prints no percentiles: mean
+print(t, w, rps, mbps, p50, p99)
+PY
+}
+
+run_workloads() { # TRANSPORT
+  local t="$1" out
+  out=$(ip netns exec "$client" wrk -t2 -c64 -d"${secs}s" --latency "$base/" 2>&1); record "$t" "plaintext-c64" "$out"
+  out=$(ip netns exec "$client" wrk -t2 -c256 -d"${secs}s" --latency "$base/" 2>&1); record "$t" "plaintext-c256" "$out"
+  out=$(ip netns exec "$client" wrk -t2 -c64 -d"${secs}s" --latency -s "$here/pipeline.lua" "$base/" 2>&1); record "$t" "pipelined16-c64" "$out"
+  out=$(ip netns exec "$client" wrk -t2 -c8 -d"${secs}s" --latency "$base/bytes/1048576" 2>&1); record "$t" "1MiB-c8" "$out"
+  out=$(ip netns exec "$client" h2load -D "$secs" -c16 -m10 -t2 http://198.18.0.2:8081/ 2>&1); record "$t" "h2c-c16-m10" "$out"
+  for chain in INPUT OUTPUT; do
+    ip netns exec "$client" iptables -A "$chain" -p tcp -m statistic --mode random --probability 0.01 -j DROP
+  done
+  out=$(ip netns exec "$client" wrk -t2 -c8 -d"${secs}s" --latency "$base/bytes/1048576" 2>&1); record "$t" "1MiB-c8-loss1%" "$out"
+  for chain in INPUT OUTPUT; do
+    ip netns exec "$client" iptables -D "$chain" -p tcp -m statistic --mode random --probability 0.01 -j DROP
+  done
+}
+
+for r in $(seq "$rounds"); do
+  for t in Vso Sockets; do
+    echo "round $r/$rounds: $t" >&2
+    start_server "$t"
+    run_workloads "$t"
+    stop_server "$t"
+  done
+done
+
+python3 - "$results" "$rounds" "$secs" <<'PY'
+import statistics, sys, collections
+rows = collections.defaultdict(list)
+for line in open(sys.argv[1]):
+    t, w, *v = line.split()
+    rows[(t, w)].append([float(x) for x in v])
+def med(t, w, i):
+    vals = [r[i] for r in rows.get((t, w), []) if r[i] == r[i]]
+    return statistics.median(vals) if vals else float("nan")
+order = ["plaintext-c64", "plaintext-c256", "pipelined16-c64", "1MiB-c8", "h2c-c16-m10", "1MiB-c8-loss1%"]
+print(f"median of {sys.argv[2]} rounds, {sys.argv[3]} s each, alternating Vso and Sockets")
+print("| workload | Vso req/s | Sockets req/s | Vso/Sockets | Vso MB/s | Sockets MB/s | Vso p50 / p99 ms | Sockets p50 / p99 ms |")
+print("|---|---:|---:|---:|---:|---:|---:|---:|")
+for w in order:
+    v = [med("Vso", w, i) for i in range(4)]; s = [med("Sockets", w, i) for i in range(4)]
+    ratio = v[0] / s[0] if s[0] else float("nan")
+    print(f"| {w} | {v[0]:,.0f} | {s[0]:,.0f} | {ratio:.2f} | {v[1]:,.1f} | {s[1]:,.1f} | {v[2]:.2f} / {v[3]:.2f} | {s[2]:.2f} / {s[3]:.2f} |")
+print("(h2load prints no percentiles: its p50 column is the mean time per request; p99 n/a)")
+PY

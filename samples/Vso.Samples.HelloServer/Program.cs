@@ -1,0 +1,170 @@
+// Hello server: the same ASP.NET Core app on the Vso transport (Transport=Vso, default) or on Kestrel's Sockets
+// transport (Transport=Sockets). See the README's "Kestrel transport" section.
+using System.Net;
+using System.Security.Cryptography;
+using System.Security.Cryptography.X509Certificates;
+using System.Text.Json;
+using Microsoft.AspNetCore.Server.Kestrel.Core;
+using Vso.MemoryPinning;
+using Vso.Transport.Kestrel;
+
+var builder = WebApplication.CreateBuilder(args);
+var transport = builder.Configuration["Transport"] ?? "Vso";
+var useVso = transport.Equals("Vso", StringComparison.OrdinalIgnoreCase);
+if (!useVso && !transport.Equals("Sockets", StringComparison.OrdinalIgnoreCase))
+{
+    Console.Error.WriteLine($"Transport = '{transport}' is invalid: use Vso or Sockets.");
+    return 2;
+}
+
+if (useVso)
+{
+    builder.WebHost.UseVsoTransport();
+}
+
+// Optional extra endpoints: HTTPS with a self-signed certificate made at start (HttpsUrl=https://198.18.0.2:8443)
+// and HTTP/2 over cleartext with prior knowledge (H2cUrl=http://198.18.0.2:8081; Kestrel serves h2c only on an
+// endpoint limited to HTTP/2). When either is set, the Urls are listened to explicitly next to them.
+var httpsUrl = builder.Configuration["HttpsUrl"];
+var h2cUrl = builder.Configuration["H2cUrl"];
+if (!string.IsNullOrWhiteSpace(httpsUrl) || !string.IsNullOrWhiteSpace(h2cUrl))
+{
+    var urls = (builder.Configuration["Urls"] ?? "").Split(';', StringSplitOptions.RemoveEmptyEntries);
+    X509Certificate2? pfx = null;
+    if (!string.IsNullOrWhiteSpace(httpsUrl))
+    {
+        using var cert = SelfSigned();
+        pfx = X509CertificateLoader.LoadPkcs12(cert.Export(X509ContentType.Pfx), null);
+    }
+
+    builder.WebHost.ConfigureKestrel(kestrel =>
+    {
+        foreach (var url in urls)
+        {
+            var uri = new Uri(url);
+            kestrel.Listen(IPAddress.Parse(uri.Host), uri.Port);
+        }
+
+        if (pfx is not null)
+        {
+            var https = new Uri(httpsUrl!);
+            kestrel.Listen(IPAddress.Parse(https.Host), https.Port, listen =>
+            {
+                listen.Protocols = HttpProtocols.Http1AndHttp2;
+                listen.UseHttps(pfx);
+            });
+        }
+
+        if (!string.IsNullOrWhiteSpace(h2cUrl))
+        {
+            var h2c = new Uri(h2cUrl);
+            kestrel.Listen(IPAddress.Parse(h2c.Host), h2c.Port, listen => listen.Protocols = HttpProtocols.Http2);
+        }
+    });
+}
+
+var app = builder.Build();
+
+app.MapGet("/", () => Results.Text("Hello, World!", "text/plain"));
+
+app.MapGet("/bytes/{n:long}", async (long n, HttpContext context) =>
+{
+    if (n < 0)
+    {
+        return Results.BadRequest("n must be non-negative");
+    }
+
+    context.Response.ContentType = "application/octet-stream";
+    context.Response.ContentLength = n;
+    var writer = context.Response.BodyWriter;
+    long i = 0;
+    while (i < n)
+    {
+        var span = writer.GetSpan(4096);
+        var count = (int)Math.Min(span.Length, n - i);
+        for (var k = 0; k < count; k++)
+        {
+            span[k] = (byte)((i + k) % 251);
+        }
+
+        writer.Advance(count);
+        i += count;
+        if (writer.UnflushedBytes >= 64 * 1024 || i == n)
+        {
+            var result = await writer.FlushAsync(context.RequestAborted);
+            if (result.IsCompleted || result.IsCanceled)
+            {
+                break;
+            }
+        }
+    }
+
+    return Results.Empty;
+});
+
+app.MapPost("/echo", async (HttpContext context) =>
+{
+    context.Response.ContentType = context.Request.ContentType ?? "application/octet-stream";
+    if (context.Request.ContentLength is { } length)
+    {
+        context.Response.ContentLength = length;
+    }
+
+    await context.Request.BodyReader.CopyToAsync(context.Response.BodyWriter, context.RequestAborted);
+});
+
+app.MapGet("/tcpinfo", (HttpContext context) =>
+{
+    var feature = context.Features.Get<IVsoTcpInfoFeature>();
+    if (feature is null)
+    {
+        return Results.Text("{\"transport\":\"Sockets\",\"tcpinfo\":null}", "application/json");
+    }
+
+    var info = feature.GetInfo();
+    return Results.Text(JsonSerializer.Serialize(new
+    {
+        transport = "Vso",
+        state = info.State.ToString(),
+        srttMicroseconds = (long)info.SmoothedRtt.TotalMicroseconds,
+        rttvarMicroseconds = (long)info.RttVariance.TotalMicroseconds,
+        rtoMicroseconds = (long)info.Rto.TotalMicroseconds,
+        cwnd = info.CongestionWindow,
+        ssthresh = info.SlowStartThreshold,
+        mss = info.MaxSegmentSize,
+        bytesInFlight = info.BytesInFlight,
+        segmentsSent = info.SegmentsSent,
+        segmentsReceived = info.SegmentsReceived,
+        retransmittedSegments = info.RetransmittedSegments,
+        timeouts = info.Timeouts,
+        fastRetransmits = info.FastRetransmits,
+        lossRecovery = info.LossRecovery,
+        congestionControl = info.CongestionControl,
+    }), "application/json");
+});
+
+app.Lifetime.ApplicationStarted.Register(() =>
+{
+    foreach (var address in app.Urls)
+    {
+        Console.WriteLine($"HelloServer ({transport}) listening on {address}");
+        Console.WriteLine($"  try: curl {(address.StartsWith("https", StringComparison.Ordinal) ? "-k " : "")}{address.TrimEnd('/')}/");
+    }
+});
+
+await app.RunAsync();
+
+// RunAsync disposed the host and with it the transport: every pinned block is back.
+Console.WriteLine($"HelloServer stopped; pinned bytes: {PinningMetrics.Global.PinnedBytes}");
+return 0;
+
+static X509Certificate2 SelfSigned()
+{
+    using var key = RSA.Create(2048);
+    var request = new CertificateRequest("CN=vso-hello", key, HashAlgorithmName.SHA256, RSASignaturePadding.Pkcs1);
+    var san = new SubjectAlternativeNameBuilder();
+    san.AddIpAddress(IPAddress.Parse("198.18.0.2"));
+    san.AddDnsName("localhost");
+    request.CertificateExtensions.Add(san.Build());
+    return request.CreateSelfSigned(DateTimeOffset.UtcNow.AddDays(-1), DateTimeOffset.UtcNow.AddDays(30));
+}

@@ -1,0 +1,112 @@
+using System.Globalization;
+using Microsoft.Extensions.Logging;
+using Vso.Transport.Api;
+using Vso.Transport.Engine;
+using Vso.Transport.Links;
+using Vso.Transport.Tcp;
+using Vso.Transport.Tcp.Congestion;
+using Vso.Transport.Tcp.Recovery;
+using Vso.Transport.Wire;
+
+namespace Vso.Transport.Kestrel;
+
+/// <summary>Turns validated <see cref="VsoTransportOptions"/> into a link and a started <see cref="VsoStack"/>.</summary>
+internal static class StackFactory
+{
+    public static TcpSettings ToTcpSettings(VsoTransportOptions o)
+    {
+        var t = o.Tcp;
+        return new TcpSettings
+        {
+            Sack = t.Sack,
+            Timestamps = t.Timestamps,
+            WindowScaling = t.WindowScaling,
+            InitialRto = t.InitialRto,
+            MinRto = t.MinRto,
+            MaxRto = t.MaxRto,
+            DelayedAck = t.DelayedAck,
+            Nagle = t.Nagle,
+            ReceiveBufferSize = t.ReceiveBufferSize,
+            IdentifyMode = o.IdentifyMode,
+            CongestionControl = t.CongestionControl switch
+            {
+                VsoCongestionControl.Cubic => static () => new CubicCongestionControl(),
+                _ => static () => new NewRenoCongestionControl(),
+            },
+            LossRecovery = t.LossRecovery switch
+            {
+                VsoLossRecovery.Rto => static () => new RtoRecovery(),
+                VsoLossRecovery.NewReno => static () => new NewRenoRecovery(),
+                _ => static () => new RackTlpRecovery(),
+            },
+        };
+    }
+
+    public static VsoStackOptions ToStackOptions(VsoTransportOptions o)
+    {
+        if (!VsoTransportOptionsValidator.TryParseCidr(o.Address, out var address, out var prefix))
+        {
+            throw new ArgumentException($"Vso:Address = '{o.Address}' is invalid: give the stack's IPv4 address with its prefix length, such as 198.18.0.2/24.");
+        }
+
+        var gateway = Ipv4Address.Any;
+        if (!string.IsNullOrWhiteSpace(o.Gateway))
+        {
+            gateway = Ipv4Address.Parse(o.Gateway.Trim());
+        }
+
+        return new VsoStackOptions
+        {
+            Address = address,
+            PrefixLength = prefix,
+            Gateway = gateway,
+            ListenBacklog = o.Tcp.Backlog,
+            Tcp = ToTcpSettings(o),
+            Mlock = o.Pinning.Mlock,
+        };
+    }
+
+    /// <summary>Opens the configured link; a failure names the configuration keys to change.</summary>
+    public static ILink CreateLink(VsoTransportOptions o, IClock clock, ILoggerFactory loggerFactory)
+    {
+        ILink link;
+        var log = loggerFactory.CreateLogger("Vso.Transport.Links");
+        try
+        {
+            if (o.Backend == VsoBackend.Tap)
+            {
+                var tap = new TapLinkOptions
+                {
+                    Name = o.Interface,
+                    Create = o.Tap.Create,
+                    Mtu = o.Mtu,
+                    HardwareAddress = string.IsNullOrWhiteSpace(o.MacAddress) ? null : MacAddress.Parse(o.MacAddress.Trim()),
+                };
+                if (VsoTransportOptionsValidator.TryParseCidr(o.Tap.HostAddress, out var host, out var hostPrefix))
+                {
+                    tap.KernelAddress = host;
+                    tap.KernelPrefixLength = hostPrefix;
+                }
+
+                link = new TapLink(tap, log);
+            }
+            else
+            {
+                link = new AfPacketLink(new AfPacketLinkOptions { InterfaceName = o.Interface }, log);
+            }
+        }
+        catch (LinkException ex)
+        {
+            throw new LinkException(
+                string.Create(CultureInfo.InvariantCulture, $"The Vso transport could not open its link (Vso:Backend = '{o.Backend}', Vso:Interface = '{o.Interface}'): {ex.Message}"),
+                ex);
+        }
+
+        if (!string.IsNullOrWhiteSpace(o.Capture.PcapPath))
+        {
+            link = new CapturingLink(link, new PcapWriter(o.Capture.PcapPath, clock));
+        }
+
+        return link;
+    }
+}

@@ -1,0 +1,112 @@
+using System.Net;
+using System.Threading.Channels;
+using Microsoft.AspNetCore.Connections;
+using Microsoft.Extensions.Logging;
+using Vso.MemoryPinning;
+using Vso.Transport.Api;
+using Vso.Transport.Engine;
+using Vso.Transport.Tcp;
+
+namespace Vso.Transport.Kestrel;
+
+/// <summary>
+/// A port bound on the stack's address (RFC 9293 §3.10.1 LISTEN). Established connections are wrapped on the engine
+/// thread and queued for Kestrel's accept loop. Unbinding stops accepting at once (new SYNs are answered with RST by
+/// the stack) and resets connections not yet accepted; accepted connections live on until Kestrel ends them.
+/// </summary>
+internal sealed class VsoConnectionListener : IConnectionListener, ITcpListenerObserver, IEngineWork
+{
+    private readonly VsoStack _stack;
+    private readonly PinnedBlockPool _pool;
+    private readonly VsoTransportOptions _options;
+    private readonly ILogger _log;
+    private readonly Channel<VsoTransportConnection> _accepted = Channel.CreateUnbounded<VsoTransportConnection>(new UnboundedChannelOptions { SingleWriter = true });
+    private readonly Action<VsoConnectionListener> _onUnbound;
+    private TcpListenerCore? _core;
+    private int _unbound;
+
+    public VsoConnectionListener(VsoStack stack, PinnedBlockPool pool, VsoTransportOptions options, IPEndPoint endPoint, ILogger log, Action<VsoConnectionListener> onUnbound)
+    {
+        _stack = stack;
+        _pool = pool;
+        _options = options;
+        _log = log;
+        _onUnbound = onUnbound;
+        EndPoint = endPoint;
+    }
+
+    public EndPoint EndPoint { get; }
+
+    internal void Bind()
+    {
+        var endPoint = (IPEndPoint)EndPoint;
+        try
+        {
+            _core = _stack.Core.Tcp.Listen((ushort)endPoint.Port, _options.Tcp.Backlog, this);
+        }
+        catch (InvalidOperationException ex)
+        {
+            throw new AddressInUseException($"Vso transport: {endPoint} is already bound on the stack ({ex.Message}).", ex);
+        }
+
+        _log.Bound(endPoint.ToString());
+    }
+
+    public async ValueTask<ConnectionContext?> AcceptAsync(CancellationToken cancellationToken = default)
+    {
+        try
+        {
+            var connection = await _accepted.Reader.ReadAsync(cancellationToken).ConfigureAwait(false);
+            _core!.TakeAccepted();
+            _log.Accepted(connection.ConnectionId, connection.RemoteEndPoint?.ToString() ?? "?");
+            return connection;
+        }
+        catch (ChannelClosedException)
+        {
+            // Unbound: Kestrel's accept loop ends on null.
+            return null;
+        }
+    }
+
+    public ValueTask UnbindAsync(CancellationToken cancellationToken = default)
+    {
+        if (Interlocked.Exchange(ref _unbound, 1) == 0 && _core is not null)
+        {
+            _stack.Core.Tcp.Unlisten(_core);
+            _accepted.Writer.TryComplete();
+            _stack.Core.Post(this);
+            _log.Unbound(EndPoint.ToString()!);
+            _onUnbound(this);
+        }
+
+        return ValueTask.CompletedTask;
+    }
+
+    public ValueTask DisposeAsync() => UnbindAsync();
+
+    // ---- Engine thread ----
+
+    void ITcpListenerObserver.OnConnectionReady(TcpListenerCore listener)
+    {
+        while (listener.TryDequeue(out var tcp))
+        {
+            var connection = new VsoTransportConnection(_stack.Core, tcp, _pool, _options, _log);
+            Interlocked.Increment(ref listener.AwaitingAccept);
+            if (!_accepted.Writer.TryWrite(connection))
+            {
+                listener.TakeAccepted();
+                tcp.Abort();
+            }
+        }
+    }
+
+    void IEngineWork.Execute()
+    {
+        // Established but never accepted: reset them (their peers must not wait for an answer that never comes).
+        while (_accepted.Reader.TryRead(out var pending))
+        {
+            pending.Abort(new ConnectionAbortedException("The listener was unbound before the connection was accepted."));
+            _core?.TakeAccepted();
+        }
+    }
+}

@@ -1,0 +1,166 @@
+using System.Net;
+using Microsoft.AspNetCore.Connections;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+using Microsoft.Extensions.Options;
+using Vso.MemoryPinning;
+using Vso.Transport.Api;
+using Vso.Transport.Engine;
+using Vso.Transport.Links;
+using Vso.Transport.Wire;
+
+namespace Vso.Transport.Kestrel;
+
+/// <summary>
+/// Kestrel's transport factory for endpoints on the stack's address. As an <see cref="IConnectionListenerFactorySelector"/>
+/// it claims only IPv4 endpoints whose address is the stack's (Vso:Address); Kestrel gives every other endpoint to the
+/// next factory, normally its Sockets transport, so one server listens on both. The stack (link, engine thread, pinned
+/// pool) starts at the first bind and stops when the host disposes the factory.
+/// </summary>
+internal sealed class VsoTransportFactory : IConnectionListenerFactory, IConnectionListenerFactorySelector, IDisposable
+{
+    private readonly Lazy<VsoTransportOptions> _options;
+    private readonly Func<VsoStack> _createStack;
+    private readonly ILogger _log;
+    private readonly Lock _gate = new();
+    private readonly List<VsoConnectionListener> _listeners = [];
+    private readonly Lazy<IPAddress> _address;
+    private VsoStack? _stack;
+    private ILink? _link;
+    private PinnedBlockPool? _pool;
+    private bool _disposed;
+
+    // Kestrel builds its factories with the server, before options are validated at start: read them lazily.
+    public VsoTransportFactory(IOptions<VsoTransportOptions> options, ILoggerFactory loggerFactory)
+        : this(new Lazy<VsoTransportOptions>(() => options.Value), null, loggerFactory)
+    {
+    }
+
+    /// <summary>For tests: <paramref name="createStack"/> builds the stack (over a simulated link, for example).</summary>
+    internal VsoTransportFactory(VsoTransportOptions options, Func<VsoStack>? createStack, ILoggerFactory? loggerFactory)
+        : this(new Lazy<VsoTransportOptions>(options), createStack, loggerFactory)
+    {
+    }
+
+    private VsoTransportFactory(Lazy<VsoTransportOptions> options, Func<VsoStack>? createStack, ILoggerFactory? loggerFactory)
+    {
+        _options = options;
+        loggerFactory ??= NullLoggerFactory.Instance;
+        _log = loggerFactory.CreateLogger("Vso.Transport.Kestrel");
+        _address = new Lazy<IPAddress>(() => VsoTransportOptionsValidator.TryParseCidr(_options.Value.Address, out var address, out _) ? address.ToIPAddress() : IPAddress.None);
+        _createStack = createStack ?? (() => CreateStack(loggerFactory));
+    }
+
+    internal VsoStack? Stack => _stack;
+
+    internal PinnedBlockPool? Pool => _pool;
+
+    /// <summary>Bytes of pinned blocks rented from the transport's pool (Kestrel's and the writers'); 0 after a clean stop.</summary>
+    internal long PinnedBytes => _pool?.Metrics.PinnedBytes ?? 0;
+
+    public bool CanBind(EndPoint endpoint) =>
+        endpoint is IPEndPoint ip && ip.Address.Equals(_address.Value);
+
+    public ValueTask<IConnectionListener> BindAsync(EndPoint endpoint, CancellationToken cancellationToken = default)
+    {
+        if (endpoint is not IPEndPoint ip || !ip.Address.Equals(_address.Value))
+        {
+            throw new NotSupportedException($"The Vso transport binds only endpoints on its address {_address.Value} (Vso:Address), not {endpoint}.");
+        }
+
+        if (ip.Port == 0)
+        {
+            throw new NotSupportedException($"The Vso transport needs an explicit port for {endpoint}: dynamic ports (port 0) are not supported.");
+        }
+
+        VsoConnectionListener listener;
+        lock (_gate)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            var failures = VsoTransportOptionsValidator.Check(_options.Value);
+            if (failures.Count > 0)
+            {
+                // Normally caught at start (ValidateOnStart); a factory made by hand is checked here.
+                throw new OptionsValidationException(VsoTransportOptions.SectionName, typeof(VsoTransportOptions), failures);
+            }
+
+            EnsureStarted();
+            listener = new VsoConnectionListener(_stack!, _pool!, _options.Value, ip, _log, Forget);
+            listener.Bind();
+            _listeners.Add(listener);
+        }
+
+        return ValueTask.FromResult<IConnectionListener>(listener);
+    }
+
+    private void Forget(VsoConnectionListener listener)
+    {
+        lock (_gate)
+        {
+            _listeners.Remove(listener);
+        }
+    }
+
+    private void EnsureStarted()
+    {
+        var options = _options.Value;
+        if (_stack is not null)
+        {
+            return;
+        }
+
+        _pool = new PinnedBlockPool(new PinnedBlockPoolOptions { BlockSize = options.Pinning.BlockSize, SlabSize = Math.Max(256 * 1024, options.Pinning.BlockSize), Mlock = options.Pinning.Mlock });
+        try
+        {
+            _stack = _createStack();
+            _stack.Start();
+        }
+        catch
+        {
+            _stack?.Dispose();
+            _stack = null;
+            _link?.Dispose();
+            _link = null;
+            _pool.Dispose();
+            _pool = null;
+            throw;
+        }
+    }
+
+    private VsoStack CreateStack(ILoggerFactory loggerFactory)
+    {
+        var options = _options.Value;
+        _link = StackFactory.CreateLink(options, SystemClock.Instance, loggerFactory);
+        var stackOptions = StackFactory.ToStackOptions(options);
+        var stack = new VsoStack(_link, stackOptions, SystemClock.Instance, loggerFactory);
+        _log.StackUp($"{stackOptions.Address}", stackOptions.PrefixLength, options.Backend.ToString(), options.Interface, _link.HardwareAddress.ToString(), _link.Mtu);
+        return stack;
+    }
+
+    /// <summary>Stops the stack (connections still open fail, their blocks return to the pool), closes the link, frees the pool.</summary>
+    public void Dispose()
+    {
+        lock (_gate)
+        {
+            if (_disposed)
+            {
+                return;
+            }
+
+            _disposed = true;
+            foreach (var listener in _listeners.ToArray())
+            {
+                listener.UnbindAsync().AsTask().GetAwaiter().GetResult();
+            }
+
+            if (_stack is not null)
+            {
+                _stack.Dispose();
+                _link?.Dispose();
+                _log.StackDown(_stack.Address.ToString(), PinnedBytes);
+            }
+
+            _pool?.Dispose();
+        }
+    }
+}

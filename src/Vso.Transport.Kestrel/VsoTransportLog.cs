@@ -1,0 +1,34 @@
+using Microsoft.Extensions.Logging;
+
+namespace Vso.Transport.Kestrel;
+
+/// <summary>The transport's log messages, with stable event ids (3xx).</summary>
+internal static partial class VsoTransportLog
+{
+    [LoggerMessage(EventId = 300, Level = LogLevel.Information, Message = "Vso stack {Address}/{PrefixLength} up on {Backend} interface '{Interface}' (MAC {Mac}, MTU {Mtu}).")]
+    public static partial void StackUp(this ILogger logger, string address, int prefixLength, string backend, string @interface, string mac, int mtu);
+
+    [LoggerMessage(EventId = 301, Level = LogLevel.Debug, Message = "Vso listener bound to {EndPoint}.")]
+    public static partial void Bound(this ILogger logger, string endPoint);
+
+    [LoggerMessage(EventId = 302, Level = LogLevel.Debug, Message = "Vso listener on {EndPoint} unbound.")]
+    public static partial void Unbound(this ILogger logger, string endPoint);
+
+    [LoggerMessage(EventId = 303, Level = LogLevel.Debug, Message = "Connection id \"{ConnectionId}\" accepted from {Remote}.")]
+    public static partial void Accepted(this ILogger logger, string connectionId, string remote);
+
+    [LoggerMessage(EventId = 304, Level = LogLevel.Debug, Message = "Connection id \"{ConnectionId}\" closed: {Reason}.")]
+    public static partial void Closed(this ILogger logger, string connectionId, string reason);
+
+    [LoggerMessage(EventId = 305, Level = LogLevel.Debug, Message = "Connection id \"{ConnectionId}\" aborted by the application (RST): {Reason}.")]
+    public static partial void Aborted(this ILogger logger, string connectionId, string reason);
+
+    [LoggerMessage(EventId = 306, Level = LogLevel.Information, Message = "Vso stack {Address} stopped; {PinnedBytes} pinned bytes still rented.")]
+    public static partial void StackDown(this ILogger logger, string address, long pinnedBytes);
+
+    [LoggerMessage(EventId = 307, Level = LogLevel.Warning, Message = "Connection id \"{ConnectionId}\" still had {Bytes} unacknowledged bytes when disposed after {Milliseconds} ms.")]
+    public static partial void DrainTimedOut(this ILogger logger, string connectionId, long bytes, long milliseconds);
+
+    [LoggerMessage(EventId = 308, Level = LogLevel.Error, Message = "Connection id \"{ConnectionId}\": a ConnectionClosed callback threw.")]
+    public static partial void ClosedCallbackFailed(this ILogger logger, string connectionId, Exception exception);
+}

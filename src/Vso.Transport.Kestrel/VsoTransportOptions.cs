@@ -1,0 +1,147 @@
+using Vso.Transport.Tcp;
+
+namespace Vso.Transport.Kestrel;
+
+/// <summary>Which link carries the stack's frames.</summary>
+public enum VsoBackend
+{
+    /// <summary>An AF_PACKET socket on an interface that has no kernel IPv4 address (a NIC or a veth end).</summary>
+    AfPacket,
+
+    /// <summary>A TAP device: the stack is the far end of a virtual wire whose near end is a kernel interface.</summary>
+    Tap,
+}
+
+/// <summary>Congestion control algorithms (Tcp:CongestionControl).</summary>
+public enum VsoCongestionControl
+{
+    /// <summary>RFC 5681 with appropriate byte counting (RFC 3465).</summary>
+    NewReno,
+
+    /// <summary>RFC 9438 with HyStart++ (RFC 9406).</summary>
+    Cubic,
+}
+
+/// <summary>Loss recovery algorithms (Tcp:LossRecovery).</summary>
+public enum VsoLossRecovery
+{
+    /// <summary>Retransmission timeouts only (RFC 6298 §5).</summary>
+    Rto,
+
+    /// <summary>Fast retransmit and NewReno recovery (RFC 5681 §3.2, RFC 6582).</summary>
+    NewReno,
+
+    /// <summary>RACK-TLP (RFC 8985) over the SACK scoreboard.</summary>
+    RackTlp,
+}
+
+/// <summary>
+/// Options of the Vso Kestrel transport, bound from the "Vso" configuration section (appsettings.json,
+/// environment variables such as <c>Vso__Backend</c>). Validated when the host starts; every message names
+/// the key, the bad value and the fix. Defaults are listed in the README ("Kestrel transport").
+/// </summary>
+public sealed class VsoTransportOptions
+{
+    /// <summary>The configuration section bound by <c>UseVsoTransport()</c>.</summary>
+    public const string SectionName = "Vso";
+
+    /// <summary>AfPacket (default) or Tap.</summary>
+    public VsoBackend Backend { get; set; } = VsoBackend.AfPacket;
+
+    /// <summary>The interface (AfPacket) or TAP device name (Tap). Required.</summary>
+    public string Interface { get; set; } = "";
+
+    /// <summary>The stack's address in CIDR form, such as 198.18.0.2/24. Required.</summary>
+    public string Address { get; set; } = "";
+
+    /// <summary>Next hop for destinations outside the subnet; empty for none (default).</summary>
+    public string Gateway { get; set; } = "";
+
+    /// <summary>The stack's MAC (Tap only; AfPacket uses the interface's). Empty: random locally administered.</summary>
+    public string MacAddress { get; set; } = "";
+
+    /// <summary>MTU to set on the TAP device (Tap only; AfPacket uses the interface's). Null: keep the device's.</summary>
+    public int? Mtu { get; set; }
+
+    /// <summary>Hand bytes to the link by pinned address (Pinned, default) or by one copy at send time (Copy).</summary>
+    public IdentifyMode IdentifyMode { get; set; } = IdentifyMode.Pinned;
+
+    public VsoTapOptions Tap { get; set; } = new();
+
+    public VsoTcpOptions Tcp { get; set; } = new();
+
+    public VsoPinningOptions Pinning { get; set; } = new();
+
+    public VsoCaptureOptions Capture { get; set; } = new();
+
+    /// <summary>Output backpressure: FlushAsync waits while at least this many flushed bytes are unsent or unacknowledged. Default 2 MiB.</summary>
+    public long MaxWriteBufferSize { get; set; } = 2 << 20;
+
+    /// <summary>Input backpressure: the stack stops reading (the TCP window closes) while the input pipe holds this many bytes. Default 1 MiB.</summary>
+    public long MaxReadBufferSize { get; set; } = 1 << 20;
+}
+
+/// <summary>Tap backend options (section Vso:Tap).</summary>
+public sealed class VsoTapOptions
+{
+    /// <summary>Create the device if it does not exist (needs CAP_NET_ADMIN); it disappears when the server stops. Default true.</summary>
+    public bool Create { get; set; } = true;
+
+    /// <summary>An address in CIDR form for the kernel's side of the device, such as 198.18.0.1/24; empty for none (default).</summary>
+    public string HostAddress { get; set; } = "";
+}
+
+/// <summary>TCP options (section Vso:Tcp). Defaults are those of <see cref="TcpSettings"/>.</summary>
+public sealed class VsoTcpOptions
+{
+    public VsoCongestionControl CongestionControl { get; set; } = VsoCongestionControl.NewReno;
+
+    public VsoLossRecovery LossRecovery { get; set; } = VsoLossRecovery.RackTlp;
+
+    /// <summary>Selective acknowledgments (RFC 2018). Default true.</summary>
+    public bool Sack { get; set; } = true;
+
+    /// <summary>Timestamps (RFC 7323 §3). Default true.</summary>
+    public bool Timestamps { get; set; } = true;
+
+    /// <summary>Window scaling (RFC 7323 §2). Default true.</summary>
+    public bool WindowScaling { get; set; } = true;
+
+    /// <summary>Initial retransmission timeout (RFC 6298 §2.1). Default 1 s.</summary>
+    public TimeSpan InitialRto { get; set; } = TimeSpan.FromSeconds(1);
+
+    /// <summary>Lower bound of the RTO. Default 200 ms.</summary>
+    public TimeSpan MinRto { get; set; } = TimeSpan.FromMilliseconds(200);
+
+    /// <summary>Upper bound of the RTO. Default 60 s.</summary>
+    public TimeSpan MaxRto { get; set; } = TimeSpan.FromSeconds(60);
+
+    /// <summary>Delayed ACK timer (RFC 5681 §4.2; 0 disables). Default 40 ms.</summary>
+    public TimeSpan DelayedAck { get; set; } = TimeSpan.FromMilliseconds(40);
+
+    /// <summary>Nagle's algorithm (RFC 896). Default false: Kestrel flushes whole responses, as its Sockets transport sets NoDelay.</summary>
+    public bool Nagle { get; set; }
+
+    /// <summary>Receive buffer (the advertised window's ceiling) per connection. Default 1 MiB.</summary>
+    public int ReceiveBufferSize { get; set; } = 1 << 20;
+
+    /// <summary>Listen backlog: half-open plus not yet accepted connections per port. Default 512.</summary>
+    public int Backlog { get; set; } = 512;
+}
+
+/// <summary>Pinning options (section Vso:Pinning).</summary>
+public sealed class VsoPinningOptions
+{
+    /// <summary>mlock(2) the pinned block slabs so they are never swapped (RLIMIT_MEMLOCK applies). Default false.</summary>
+    public bool Mlock { get; set; }
+
+    /// <summary>Size of a pinned block (a power of two). Default 4096, Kestrel's own block size.</summary>
+    public int BlockSize { get; set; } = 4096;
+}
+
+/// <summary>Capture options (section Vso:Capture).</summary>
+public sealed class VsoCaptureOptions
+{
+    /// <summary>Write every frame the link sends and receives to this libpcap file; empty for none (default).</summary>
+    public string PcapPath { get; set; } = "";
+}

@@ -1,0 +1,202 @@
+using System.Globalization;
+using Microsoft.Extensions.Options;
+using Vso.Transport.Api;
+using Vso.Transport.Wire;
+
+namespace Vso.Transport.Kestrel;
+
+/// <summary>
+/// Validates <see cref="VsoTransportOptions"/> when the host starts (ValidateOnStart). Each failure names the
+/// configuration key, the bad value and the fix, so that a wrong environment variable is found at once.
+/// </summary>
+internal sealed class VsoTransportOptionsValidator : IValidateOptions<VsoTransportOptions>
+{
+    public ValidateOptionsResult Validate(string? name, VsoTransportOptions options)
+    {
+        var failures = Check(options);
+        return failures.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(failures);
+    }
+
+    public static List<string> Check(VsoTransportOptions o)
+    {
+        var failures = new List<string>();
+        void Fail(string key, object? value, string fix) =>
+            failures.Add(string.Create(CultureInfo.InvariantCulture, $"Vso:{key} = '{value}' is invalid: {fix}."));
+
+        if (!Enum.IsDefined(o.Backend))
+        {
+            Fail("Backend", o.Backend, "use AfPacket or Tap (AfXdp is not available yet)");
+        }
+
+        if (string.IsNullOrWhiteSpace(o.Interface) || o.Interface.Length > 15)
+        {
+            Fail("Interface", o.Interface, o.Backend == VsoBackend.Tap
+                ? "give the TAP device's name (1 to 15 characters), such as vso0 (Vso__Interface=vso0)"
+                : "give the name (1 to 15 characters) of an interface without a kernel IPv4 address, such as a veth end (Vso__Interface=veth1)");
+        }
+
+        if (!TryParseCidr(o.Address, out _, out _))
+        {
+            Fail("Address", o.Address, "give the stack's IPv4 address with its prefix length, such as 198.18.0.2/24 (Vso__Address=198.18.0.2/24)");
+        }
+
+        if (!string.IsNullOrWhiteSpace(o.Gateway) && !TryParseAddress(o.Gateway, out _))
+        {
+            Fail("Gateway", o.Gateway, "give an IPv4 address such as 198.18.0.1, or leave it empty for none");
+        }
+
+        if (!string.IsNullOrWhiteSpace(o.MacAddress))
+        {
+            if (o.Backend != VsoBackend.Tap)
+            {
+                Fail("MacAddress", o.MacAddress, "only the Tap backend sets its own MAC; AfPacket uses the interface's (`ip link set DEV address ...`), so leave it empty");
+            }
+            else if (!TryParseMac(o.MacAddress, out var mac) || mac.IsMulticast || mac == Wire.MacAddress.Zero)
+            {
+                Fail("MacAddress", o.MacAddress, "give a unicast MAC such as 02:00:00:00:00:02, or leave it empty for a random one");
+            }
+        }
+
+        if (o.Mtu is { } mtu)
+        {
+            if (o.Backend != VsoBackend.Tap)
+            {
+                Fail("Mtu", mtu, "only the Tap backend sets the MTU; for AfPacket set the interface's (`ip link set DEV mtu N`) and leave Mtu empty");
+            }
+            else if (mtu is < 576 or > 65521)
+            {
+                Fail("Mtu", mtu, "use 576 to 65521, such as 1500");
+            }
+        }
+
+        if (!Enum.IsDefined(o.IdentifyMode))
+        {
+            Fail("IdentifyMode", o.IdentifyMode, "use Pinned or Copy");
+        }
+
+        if (!string.IsNullOrWhiteSpace(o.Tap.HostAddress))
+        {
+            if (!TryParseCidr(o.Tap.HostAddress, out var host, out var hostPrefix) || hostPrefix is < 1 or > 31)
+            {
+                Fail("Tap:HostAddress", o.Tap.HostAddress, "give the kernel side's address with a prefix length of 1 to 31, such as 198.18.0.1/24, or leave it empty for none");
+            }
+            else if (TryParseCidr(o.Address, out var stack, out _) && host == stack)
+            {
+                Fail("Tap:HostAddress", o.Tap.HostAddress, "the kernel side needs an address other than the stack's (Vso:Address), such as 198.18.0.1/24");
+            }
+        }
+
+        var t = o.Tcp;
+        if (!Enum.IsDefined(t.CongestionControl))
+        {
+            Fail("Tcp:CongestionControl", t.CongestionControl, "use NewReno or Cubic");
+        }
+
+        if (!Enum.IsDefined(t.LossRecovery))
+        {
+            Fail("Tcp:LossRecovery", t.LossRecovery, "use Rto, NewReno or RackTlp");
+        }
+
+        if (t.LossRecovery == VsoLossRecovery.RackTlp && !t.Sack)
+        {
+            Fail("Tcp:LossRecovery", t.LossRecovery, "RackTlp needs SACK (RFC 8985 §2): set Tcp:Sack = true or choose NewReno");
+        }
+
+        if (t.Backlog is < 1 or > 65535)
+        {
+            Fail("Tcp:Backlog", t.Backlog, "use 1 to 65535");
+        }
+
+        if (o.Pinning.BlockSize is < 1024 or > (1 << 20) || (o.Pinning.BlockSize & (o.Pinning.BlockSize - 1)) != 0)
+        {
+            Fail("Pinning:BlockSize", o.Pinning.BlockSize, "use a power of two from 1024 to 1048576, such as 4096");
+        }
+
+        if (o.MaxWriteBufferSize < 64 * 1024)
+        {
+            Fail("MaxWriteBufferSize", o.MaxWriteBufferSize, "use at least 65536 bytes, well above a typical flush (2097152 by default)");
+        }
+
+        if (o.MaxReadBufferSize < 16 * 1024)
+        {
+            Fail("MaxReadBufferSize", o.MaxReadBufferSize, "use at least 16384 bytes (1048576 by default)");
+        }
+
+        if (!string.IsNullOrWhiteSpace(o.Capture.PcapPath))
+        {
+            var dir = Path.GetDirectoryName(Path.GetFullPath(o.Capture.PcapPath));
+            if (dir is not null && !Directory.Exists(dir))
+            {
+                Fail("Capture:PcapPath", o.Capture.PcapPath, $"the directory '{dir}' does not exist: create it or choose another path");
+            }
+        }
+
+        // The stack's own checks (RTO bounds, delayed ACK, buffer sizes) name the Tcp:* key already.
+        try
+        {
+            StackFactory.ToTcpSettings(o).Validate();
+        }
+        catch (ArgumentException ex)
+        {
+            failures.Add("Vso:" + ex.Message.Split(" (Parameter", 2)[0]);
+        }
+
+        return failures;
+    }
+
+    public static bool TryParseCidr(string? text, out Ipv4Address address, out int prefix)
+    {
+        address = default;
+        prefix = 0;
+        if (string.IsNullOrWhiteSpace(text))
+        {
+            return false;
+        }
+
+        var parts = text.Trim().Split('/');
+        if (parts.Length != 2 || !TryParseAddress(parts[0], out address) || address == Ipv4Address.Any)
+        {
+            return false;
+        }
+
+        return int.TryParse(parts[1], NumberStyles.None, CultureInfo.InvariantCulture, out prefix) && prefix is >= 1 and <= 32;
+    }
+
+    public static bool TryParseAddress(string text, out Ipv4Address address)
+    {
+        try
+        {
+            address = Ipv4Address.Parse(text.Trim());
+            return true;
+        }
+        catch (FormatException)
+        {
+            address = default;
+            return false;
+        }
+        catch (ArgumentException)
+        {
+            address = default;
+            return false;
+        }
+    }
+
+    private static bool TryParseMac(string text, out Wire.MacAddress mac)
+    {
+        try
+        {
+            mac = Wire.MacAddress.Parse(text.Trim());
+            return true;
+        }
+        catch (FormatException)
+        {
+            mac = default;
+            return false;
+        }
+        catch (Exception ex) when (ex is ArgumentException or OverflowException)
+        {
+            mac = default;
+            return false;
+        }
+    }
+}

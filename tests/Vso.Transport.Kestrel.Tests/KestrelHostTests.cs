@@ -1,0 +1,134 @@
+using System.Net;
+using System.Text;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Connections;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Vso.Transport.Api;
+using Vso.Transport.Tcp;
+
+namespace Vso.Transport.Kestrel.Tests;
+
+/// <summary>Kestrel itself over the transport on a simulated wire: HTTP/1.1 keep-alive, graceful stop, pinned bytes back to zero.</summary>
+public sealed class KestrelHostTests
+{
+    private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(30);
+
+    [Fact]
+    public async Task Kestrel_serves_keep_alive_requests_and_StopAsync_returns_every_pinned_byte()
+    {
+        using var pair = SimulatedPair.Create();
+        var builder = WebApplication.CreateBuilder();
+        builder.Services.AddSingleton<IConnectionListenerFactory>(pair.Factory);
+        builder.WebHost.UseUrls($"http://{SimulatedPair.ServerAddress}:8080");
+        var app = builder.Build();
+        app.MapGet("/", () => Results.Text("Hello, World!", "text/plain"));
+        app.MapGet("/tcpinfo", (HttpContext c) => c.Features.Get<IVsoTcpInfoFeature>()!.GetInfo().State.ToString());
+        app.MapGet("/big", (HttpContext c) => c.Response.Body.WriteAsync(new byte[3 << 20]).AsTask());
+        await app.StartAsync();
+
+        var client = await pair.Client.ConnectAsync(new IPEndPoint(IPAddress.Parse(SimulatedPair.ServerAddress), 8080)).WaitAsync(Timeout);
+        var reader = new ResponseReader(client);
+        for (var i = 0; i < 3; i++)
+        {
+            await client.SendAsync(Encoding.ASCII.GetBytes("GET / HTTP/1.1\r\nHost: x\r\n\r\n")).WaitAsync(Timeout);
+            var (status, body) = await reader.ReadAsync().WaitAsync(Timeout);
+            Assert.Equal(200, status);
+            Assert.Equal("Hello, World!", Encoding.ASCII.GetString(body));
+        }
+
+        await client.SendAsync(Encoding.ASCII.GetBytes("GET /tcpinfo HTTP/1.1\r\nHost: x\r\n\r\n")).WaitAsync(Timeout);
+        Assert.Equal("Established", Encoding.ASCII.GetString((await reader.ReadAsync().WaitAsync(Timeout)).Body));
+
+        await client.SendAsync(Encoding.ASCII.GetBytes("GET /big HTTP/1.1\r\nHost: x\r\n\r\n")).WaitAsync(Timeout);
+        Assert.Equal(3 << 20, (await reader.ReadAsync().WaitAsync(Timeout)).Body.Length);
+
+        // Graceful stop with the keep-alive connection still open: Kestrel closes it, the listener unbinds.
+        await app.StopAsync().WaitAsync(Timeout);
+        await TransportTests.WaitUntil(() => pair.Factory.PinnedBytes == 0, "pinned bytes back to zero after StopAsync");
+        var refused = await Assert.ThrowsAsync<TcpConnectionException>(() => pair.Client.ConnectAsync(new IPEndPoint(IPAddress.Parse(SimulatedPair.ServerAddress), 8080)).WaitAsync(Timeout));
+        Assert.Equal(TcpError.Refused, refused.Error);
+        await app.DisposeAsync();
+    }
+
+    /// <summary>Reads HTTP/1.1 responses with Content-Length or chunked bodies from a VsoConnection.</summary>
+    private sealed class ResponseReader(VsoConnection connection)
+    {
+        private readonly List<byte> _buffer = [];
+
+        public async Task<(int Status, byte[] Body)> ReadAsync()
+        {
+            var headerEnd = await FillUntilAsync(b => IndexOf(b, "\r\n\r\n"u8));
+            var head = Encoding.ASCII.GetString(_buffer.GetRange(0, headerEnd).ToArray());
+            _buffer.RemoveRange(0, headerEnd + 4);
+            var status = int.Parse(head.Split(' ')[1], System.Globalization.CultureInfo.InvariantCulture);
+            var lines = head.Split("\r\n");
+            var lengthLine = lines.FirstOrDefault(l => l.StartsWith("Content-Length:", StringComparison.OrdinalIgnoreCase));
+            if (lengthLine is not null)
+            {
+                var length = int.Parse(lengthLine.Split(':')[1].Trim(), System.Globalization.CultureInfo.InvariantCulture);
+                await FillUntilAsync(b => b.Count >= length ? length : -1);
+                var body = _buffer.GetRange(0, length).ToArray();
+                _buffer.RemoveRange(0, length);
+                return (status, body);
+            }
+
+            var result = new List<byte>();
+            while (true)
+            {
+                var lineEnd = await FillUntilAsync(b => IndexOf(b, "\r\n"u8));
+                var size = Convert.ToInt32(Encoding.ASCII.GetString(_buffer.GetRange(0, lineEnd).ToArray()), 16);
+                _buffer.RemoveRange(0, lineEnd + 2);
+                await FillUntilAsync(b => b.Count >= size + 2 ? size : -1);
+                result.AddRange(_buffer.GetRange(0, size));
+                _buffer.RemoveRange(0, size + 2);
+                if (size == 0)
+                {
+                    return (status, result.ToArray());
+                }
+            }
+        }
+
+        private async Task<int> FillUntilAsync(Func<List<byte>, int> find)
+        {
+            var chunk = new byte[64 * 1024];
+            while (true)
+            {
+                var at = find(_buffer);
+                if (at >= 0)
+                {
+                    return at;
+                }
+
+                var n = await connection.ReceiveAsync(chunk);
+                if (n == 0)
+                {
+                    throw new EndOfStreamException();
+                }
+
+                _buffer.AddRange(chunk.AsSpan(0, n).ToArray());
+            }
+        }
+
+        private static int IndexOf(List<byte> buffer, ReadOnlySpan<byte> pattern)
+        {
+            for (var i = 0; i + pattern.Length <= buffer.Count; i++)
+            {
+                var match = true;
+                for (var k = 0; k < pattern.Length && match; k++)
+                {
+                    match = buffer[i + k] == pattern[k];
+                }
+
+                if (match)
+                {
+                    return i;
+                }
+            }
+
+            return -1;
+        }
+    }
+}

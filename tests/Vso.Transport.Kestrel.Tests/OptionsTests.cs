@@ -1,0 +1,90 @@
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Options;
+using Vso.Transport.Links;
+
+namespace Vso.Transport.Kestrel.Tests;
+
+/// <summary>Options bound from configuration, validated at start with messages naming the key, the value and the fix.</summary>
+public sealed class OptionsTests
+{
+    [Fact]
+    public void Defaults_of_the_sample_shape_are_valid()
+    {
+        var o = new VsoTransportOptions { Backend = VsoBackend.Tap, Interface = "vso0", Address = "198.18.0.2/24" };
+        o.Tap.HostAddress = "198.18.0.1/24";
+        Assert.Empty(VsoTransportOptionsValidator.Check(o));
+    }
+
+    [Theory]
+    [InlineData("Address", "198.18.0.2", "Vso:Address = '198.18.0.2' is invalid: give the stack's IPv4 address with its prefix length, such as 198.18.0.2/24")]
+    [InlineData("Interface", "", "Vso:Interface = '' is invalid")]
+    [InlineData("Gateway", "nope", "Vso:Gateway = 'nope' is invalid: give an IPv4 address")]
+    [InlineData("Tap:HostAddress", "198.18.0.1", "Vso:Tap:HostAddress = '198.18.0.1' is invalid")]
+    [InlineData("MacAddress", "01:00:00:00:00:01", "Vso:MacAddress = '01:00:00:00:00:01' is invalid: give a unicast MAC")]
+    [InlineData("Tcp:MinRto", "00:00:00", "Vso:Tcp:MinRto = '00:00:00' is invalid")]
+    [InlineData("Tcp:Backlog", "0", "Vso:Tcp:Backlog = '0' is invalid: use 1 to 65535")]
+    [InlineData("Pinning:BlockSize", "3000", "Vso:Pinning:BlockSize = '3000' is invalid: use a power of two")]
+    public async Task Bad_values_fail_at_start_naming_key_value_and_fix(string key, string value, string expected)
+    {
+        var builder = WebApplication.CreateBuilder();
+        builder.Configuration.AddInMemoryCollection(new Dictionary<string, string?>
+        {
+            ["Vso:Backend"] = "Tap",
+            ["Vso:Interface"] = "vso0",
+            ["Vso:Address"] = "198.18.0.2/24",
+            ["Vso:" + key] = value,
+        });
+        builder.WebHost.UseVsoTransport();
+        builder.WebHost.UseUrls("http://198.18.0.2:8080");
+        await using var app = builder.Build();
+        var error = await Assert.ThrowsAsync<OptionsValidationException>(() => app.StartAsync());
+        Assert.Contains(expected, error.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Unknown_backend_fails_at_binding_with_the_key()
+    {
+        var builder = WebApplication.CreateBuilder();
+        builder.Configuration.AddInMemoryCollection(new Dictionary<string, string?>
+        {
+            ["Vso:Backend"] = "AfXdp",
+            ["Vso:Interface"] = "vso0",
+            ["Vso:Address"] = "198.18.0.2/24",
+        });
+        builder.WebHost.UseVsoTransport();
+        await using var app = builder.Build();
+        var error = await Assert.ThrowsAsync<InvalidOperationException>(() => app.StartAsync());
+        Assert.Contains("Vso:Backend", error.Message + error.InnerException?.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Delegate_overload_configures_after_binding()
+    {
+        var builder = WebApplication.CreateBuilder();
+        builder.Configuration.AddInMemoryCollection(new Dictionary<string, string?> { ["Vso:Address"] = "10.0.0.2/8" });
+        builder.WebHost.UseVsoTransport(o =>
+        {
+            o.Backend = VsoBackend.Tap;
+            o.Interface = "vso9";
+        });
+        await using var app = builder.Build();
+        var o = app.Services.GetRequiredService<IOptions<VsoTransportOptions>>().Value;
+        Assert.Equal("10.0.0.2/8", o.Address);
+        Assert.Equal("vso9", o.Interface);
+        Assert.Equal(VsoBackend.Tap, o.Backend);
+        await Task.CompletedTask;
+    }
+
+    [RootFact]
+    public async Task A_missing_interface_fails_the_bind_naming_backend_and_interface()
+    {
+        var options = new VsoTransportOptions { Backend = VsoBackend.AfPacket, Interface = "vsonone0", Address = "198.18.0.2/24" };
+        using var factory = new VsoTransportFactory(Options.Create(options), Microsoft.Extensions.Logging.Abstractions.NullLoggerFactory.Instance);
+        var error = await Assert.ThrowsAsync<LinkException>(async () => await factory.BindAsync(new System.Net.IPEndPoint(System.Net.IPAddress.Parse("198.18.0.2"), 8080)));
+        Assert.Contains("Vso:Backend = 'AfPacket', Vso:Interface = 'vsonone0'", error.Message, StringComparison.Ordinal);
+        Assert.Equal(0, factory.PinnedBytes);
+    }
+}

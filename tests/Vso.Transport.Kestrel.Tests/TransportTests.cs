@@ -1,0 +1,335 @@
+using System.Buffers;
+using System.IO.Pipelines;
+using System.Net;
+using System.Security.Cryptography;
+using Microsoft.AspNetCore.Connections;
+using Microsoft.AspNetCore.Connections.Features;
+using Vso.MemoryPinning;
+using Vso.Transport.Api;
+using Vso.Transport.Tcp;
+using Vso.Transport.Wire;
+
+namespace Vso.Transport.Kestrel.Tests;
+
+/// <summary>
+/// The behaviours Kestrel's own transport tests check, against the Vso transport over a simulated wire in real time:
+/// echo, backpressure both ways, completing output, abort, unbind, failed bind, stale descriptors, pinned bytes.
+/// </summary>
+public sealed class TransportTests
+{
+    private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(30);
+    private static readonly IPEndPoint Endpoint = new(IPAddress.Parse(SimulatedPair.ServerAddress), 8080);
+
+    [Theory]
+    [InlineData(IdentifyMode.Pinned)]
+    [InlineData(IdentifyMode.Copy)]
+    public async Task Echo_round_trips_4_MiB_and_releases_every_block(IdentifyMode mode)
+    {
+        var options = SimulatedPair.DefaultOptions();
+        options.IdentifyMode = mode;
+        using var pair = SimulatedPair.Create(options);
+        var listener = await pair.Factory.BindAsync(Endpoint);
+        var acceptTask = listener.AcceptAsync().AsTask();
+        var client = await pair.Client.ConnectAsync(Endpoint).WaitAsync(Timeout);
+        await using var server = (await acceptTask.WaitAsync(Timeout))!;
+        var echo = EchoAsync(server);
+
+        var data = RandomNumberGenerator.GetBytes(4 << 20);
+        var send = client.SendAsync(data);
+        var received = await ReceiveExactlyAsync(client, data.Length).WaitAsync(Timeout);
+        await send.WaitAsync(Timeout);
+        Assert.Equal(SHA256.HashData(data), SHA256.HashData(received));
+
+        client.ShutdownSend();
+        await echo.WaitAsync(Timeout);
+        Assert.Equal(0, await client.ReceiveAsync(new byte[16]).AsTask().WaitAsync(Timeout));
+        var info = ((VsoTransportConnection)server).GetInfo();
+        Assert.Equal(mode == IdentifyMode.Copy ? info.FirstTransmissionBytes : 0, info.FirstTransmissionCopiedBytes);
+        await server.DisposeAsync();
+        await listener.UnbindAsync();
+        await WaitUntil(() => pair.Factory.PinnedBytes == 0, "every pinned block back in the pool");
+    }
+
+    [Fact]
+    public async Task Output_backpressure_holds_flush_until_the_peer_reads()
+    {
+        using var pair = SimulatedPair.Create();
+        var listener = await pair.Factory.BindAsync(Endpoint);
+        var acceptTask = listener.AcceptAsync().AsTask();
+        var client = await pair.Client.ConnectAsync(Endpoint).WaitAsync(Timeout);
+        var server = (VsoTransportConnection)(await acceptTask.WaitAsync(Timeout))!;
+
+        // The client does not read: its 1 MiB window fills, the server's unacknowledged bytes pile up.
+        var output = server.Transport.Output;
+        var chunk = new byte[64 * 1024];
+        ValueTask<FlushResult> flush = default;
+        var written = 0L;
+        var deadline = DateTime.UtcNow + Timeout;
+        while (DateTime.UtcNow < deadline)
+        {
+            output.Write(chunk);
+            written += chunk.Length;
+            flush = output.FlushAsync();
+            if (!flush.IsCompleted)
+            {
+                break;
+            }
+        }
+
+        Assert.False(flush.IsCompleted, "FlushAsync never waited: no output backpressure");
+        Assert.True(server.Output.InFlightBytes >= server.Output.PauseThreshold, $"in flight {server.Output.InFlightBytes} < pause {server.Output.PauseThreshold}");
+        await Task.Delay(300);
+        Assert.False(flush.IsCompleted, "FlushAsync completed although the peer reads nothing");
+
+        // The client reads: ACKs release blocks, the flush completes.
+        var reader = ReceiveExactlyAsync(pair.Client, client, written);
+        var result = await flush.AsTask().WaitAsync(Timeout);
+        Assert.False(result.IsCompleted);
+        await output.CompleteAsync();
+        await reader.WaitAsync(Timeout);
+        await server.DisposeAsync();
+        await listener.UnbindAsync();
+        await WaitUntil(() => pair.Factory.PinnedBytes == 0, "every pinned block back in the pool");
+    }
+
+    [Fact]
+    public async Task Input_backpressure_closes_the_window_until_the_application_reads()
+    {
+        using var pair = SimulatedPair.Create();
+        var listener = await pair.Factory.BindAsync(Endpoint);
+        var acceptTask = listener.AcceptAsync().AsTask();
+        var client = await pair.Client.ConnectAsync(Endpoint).WaitAsync(Timeout);
+        var server = (await acceptTask.WaitAsync(Timeout))!;
+
+        // 8 MiB against a 1 MiB input pipe plus a 1 MiB receive buffer: the send cannot complete while nobody reads.
+        var data = RandomNumberGenerator.GetBytes(8 << 20);
+        var send = client.SendAsync(data);
+        await WaitUntil(() => client.Tcp!.PeerWindow == 0, "the server's window to close (zero window advertised)");
+        await Task.Delay(300);
+        Assert.Equal(0u, client.Tcp!.PeerWindow);
+        Assert.False(send.IsCompleted, "the peer acknowledged everything although the application read nothing");
+
+        // The application reads: the window opens, everything arrives in order.
+        var received = new MemoryStream();
+        while (received.Length < data.Length)
+        {
+            var result = await server.Transport.Input.ReadAsync().AsTask().WaitAsync(Timeout);
+            foreach (var segment in result.Buffer)
+            {
+                received.Write(segment.Span);
+            }
+
+            server.Transport.Input.AdvanceTo(result.Buffer.End);
+        }
+
+        await send.WaitAsync(Timeout);
+        Assert.Equal(SHA256.HashData(data), SHA256.HashData(received.ToArray()));
+        await server.DisposeAsync();
+        await listener.UnbindAsync();
+    }
+
+    [Fact]
+    public async Task Completing_output_sends_the_data_then_FIN()
+    {
+        using var pair = SimulatedPair.Create();
+        var listener = await pair.Factory.BindAsync(Endpoint);
+        var acceptTask = listener.AcceptAsync().AsTask();
+        var client = await pair.Client.ConnectAsync(Endpoint).WaitAsync(Timeout);
+        var server = (await acceptTask.WaitAsync(Timeout))!;
+
+        var payload = "goodbye"u8.ToArray();
+        server.Transport.Output.Write(payload);
+        Assert.Equal(payload.Length, server.Transport.Output.UnflushedBytes);
+        await server.Transport.Output.CompleteAsync();
+
+        var received = await ReceiveExactlyAsync(client, payload.Length).WaitAsync(Timeout);
+        Assert.Equal(payload, received);
+        Assert.Equal(0, await client.ReceiveAsync(new byte[16]).AsTask().WaitAsync(Timeout));
+        await server.DisposeAsync();
+        await listener.UnbindAsync();
+    }
+
+    [Fact]
+    public async Task Abort_resets_the_peer_and_fires_ConnectionClosed()
+    {
+        using var pair = SimulatedPair.Create();
+        var listener = await pair.Factory.BindAsync(Endpoint);
+        var acceptTask = listener.AcceptAsync().AsTask();
+        var client = await pair.Client.ConnectAsync(Endpoint).WaitAsync(Timeout);
+        var server = (await acceptTask.WaitAsync(Timeout))!;
+        var closed = new TaskCompletionSource();
+        server.ConnectionClosed.Register(() => closed.TrySetResult());
+
+        server.Abort(new ConnectionAbortedException("test abort"));
+        await closed.Task.WaitAsync(Timeout);
+        var error = await Assert.ThrowsAsync<TcpConnectionException>(() => client.ReceiveAsync(new byte[16]).AsTask().WaitAsync(Timeout));
+        Assert.Equal(TcpError.Reset, error.Error);
+        await server.DisposeAsync();
+        await listener.UnbindAsync();
+        await WaitUntil(() => pair.Factory.PinnedBytes == 0, "every pinned block back in the pool");
+    }
+
+    [Fact]
+    public async Task Unbind_stops_accepting_and_new_connections_are_refused()
+    {
+        using var pair = SimulatedPair.Create();
+        var listener = await pair.Factory.BindAsync(Endpoint);
+        var acceptTask = listener.AcceptAsync().AsTask();
+        var client = await pair.Client.ConnectAsync(Endpoint).WaitAsync(Timeout);
+        var server = (await acceptTask.WaitAsync(Timeout))!;
+
+        await listener.UnbindAsync();
+        Assert.Null(await listener.AcceptAsync().AsTask().WaitAsync(Timeout));
+        var refused = await Assert.ThrowsAsync<TcpConnectionException>(() => pair.Client.ConnectAsync(Endpoint).WaitAsync(Timeout));
+        Assert.Equal(TcpError.Refused, refused.Error);
+
+        // The accepted connection lives on after unbind.
+        await client.SendAsync("ping"u8.ToArray()).WaitAsync(Timeout);
+        var read = await server.Transport.Input.ReadAsync().AsTask().WaitAsync(Timeout);
+        Assert.Equal("ping"u8.ToArray(), read.Buffer.ToArray());
+        server.Transport.Input.AdvanceTo(read.Buffer.End);
+        await server.DisposeAsync();
+    }
+
+    [Fact]
+    public async Task Binding_a_bound_port_fails_with_a_clear_error()
+    {
+        using var pair = SimulatedPair.Create();
+        var listener = await pair.Factory.BindAsync(Endpoint);
+        var error = await Assert.ThrowsAsync<AddressInUseException>(async () => await pair.Factory.BindAsync(Endpoint));
+        Assert.Contains("198.18.0.2:8080 is already bound", error.Message, StringComparison.Ordinal);
+        await listener.UnbindAsync();
+
+        // Free again after unbind.
+        var again = await pair.Factory.BindAsync(Endpoint);
+        await again.UnbindAsync();
+    }
+
+    [Fact]
+    public void Selector_claims_only_the_stack_address()
+    {
+        using var pair = SimulatedPair.Create();
+        Assert.True(pair.Factory.CanBind(Endpoint));
+        Assert.False(pair.Factory.CanBind(new IPEndPoint(IPAddress.Loopback, 8080)));
+        Assert.False(pair.Factory.CanBind(new IPEndPoint(IPAddress.Any, 8080)));
+        Assert.False(pair.Factory.CanBind(new System.Net.Sockets.UnixDomainSocketEndPoint("/tmp/x.sock")));
+    }
+
+    [Fact]
+    public async Task Features_expose_ids_endpoints_pool_and_tcp_info()
+    {
+        using var pair = SimulatedPair.Create();
+        var listener = await pair.Factory.BindAsync(Endpoint);
+        var acceptTask = listener.AcceptAsync().AsTask();
+        var client = await pair.Client.ConnectAsync(Endpoint).WaitAsync(Timeout);
+        var server = (await acceptTask.WaitAsync(Timeout))!;
+
+        Assert.StartsWith("vso-", server.ConnectionId, StringComparison.Ordinal);
+        Assert.Equal(Endpoint, server.LocalEndPoint);
+        Assert.Equal(client.LocalEndPoint, server.RemoteEndPoint);
+        Assert.IsType<PinnedBlockPool>(server.Features.Get<IMemoryPoolFeature>()!.MemoryPool);
+        server.Items["k"] = "v";
+        Assert.Equal("v", server.Features.Get<IConnectionItemsFeature>()!.Items["k"]);
+        var info = server.Features.Get<IVsoTcpInfoFeature>()!.GetInfo();
+        Assert.Equal(TcpState.Established, info.State);
+        Assert.True(info.MaxSegmentSize > 0);
+        await server.DisposeAsync();
+        await listener.UnbindAsync();
+    }
+
+    [Fact]
+    public async Task Host_refuses_a_stale_descriptor_without_reading()
+    {
+        using var pair = SimulatedPair.Create();
+        var listener = await pair.Factory.BindAsync(Endpoint);
+        var acceptTask = listener.AcceptAsync().AsTask();
+        _ = await pair.Client.ConnectAsync(Endpoint).WaitAsync(Timeout);
+        var server = (VsoTransportConnection)(await acceptTask.WaitAsync(Timeout))!;
+
+        var pool = pair.Factory.Pool!;
+        var block = pool.Rent();
+        var descriptor = new SendDescriptor { Address = block.Address, Length = 100, HostToken = block.Id, HostTag = block.Generation };
+        var host = (ISendHost)server;
+        var copy = new byte[100];
+        host.CopyTo(descriptor, 0, copy); // live: fine
+        block.Dispose();
+        var stale = Assert.Throws<StaleDescriptorException>(() => host.CopyTo(descriptor, 0, copy));
+        Assert.Contains("No memory was read", stale.Message, StringComparison.Ordinal);
+        Assert.Throws<StaleDescriptorException>(() => host.Lease(descriptor, 0, 10));
+        await server.DisposeAsync();
+        await listener.UnbindAsync();
+    }
+
+    private static async Task EchoAsync(ConnectionContext connection)
+    {
+        var input = connection.Transport.Input;
+        var output = connection.Transport.Output;
+        while (true)
+        {
+            var result = await input.ReadAsync();
+            foreach (var segment in result.Buffer)
+            {
+                await output.WriteAsync(segment);
+            }
+
+            input.AdvanceTo(result.Buffer.End);
+            if (result.IsCompleted)
+            {
+                break;
+            }
+        }
+
+        await output.CompleteAsync();
+    }
+
+    private static async Task<byte[]> ReceiveExactlyAsync(VsoConnection connection, int length)
+    {
+        var buffer = new byte[length];
+        var offset = 0;
+        while (offset < length)
+        {
+            var n = await connection.ReceiveAsync(buffer.AsMemory(offset, Math.Min(length - offset, 256 * 1024)));
+            if (n == 0)
+            {
+                throw new EndOfStreamException($"end of stream after {offset} of {length} bytes");
+            }
+
+            offset += n;
+        }
+
+        return buffer;
+    }
+
+    private static async Task ReceiveExactlyAsync(VsoStack stack, VsoConnection connection, long length)
+    {
+        _ = stack;
+        var buffer = new byte[256 * 1024];
+        long total = 0;
+        while (total < length)
+        {
+            var n = await connection.ReceiveAsync(buffer);
+            if (n == 0)
+            {
+                break;
+            }
+
+            total += n;
+        }
+
+        Assert.Equal(length, total);
+    }
+
+    internal static async Task WaitUntil(Func<bool> condition, string what)
+    {
+        var deadline = DateTime.UtcNow + Timeout;
+        while (!condition())
+        {
+            if (DateTime.UtcNow > deadline)
+            {
+                Assert.Fail($"timed out waiting for: {what}");
+            }
+
+            await Task.Delay(20);
+        }
+    }
+}

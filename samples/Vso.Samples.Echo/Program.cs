@@ -1,6 +1,5 @@
 using System.Diagnostics;
 using System.Security.Cryptography;
-using Vso.Samples.Echo;
 using Vso.Transport.Api;
 using Vso.Transport.Engine;
 using Vso.Transport.Links;
@@ -49,9 +48,8 @@ static async Task<int> RunRealTimeAsync(EchoOptions o)
 {
     var clock = SystemClock.Instance;
     var (a, b) = SimulatedLink.CreatePair(clock, new SimulatedLinkOptions { PropagationDelay = TimeSpan.FromMicroseconds(o.DelayMicroseconds) });
-    var gate = new Lock();
-    using var client = new VsoStack(new LockedLink(Faulty(a, clock, o), gate), Echo.StackOptions(Echo.ClientAddress, o, inline: false), clock);
-    using var server = new VsoStack(new LockedLink(Faulty(b, clock, o), gate), Echo.StackOptions(Echo.ServerAddress, o, inline: false), clock);
+    using var client = new VsoStack(Faulty(a, clock, o), Echo.StackOptions(Echo.ClientAddress, o, inline: false), clock);
+    using var server = new VsoStack(Faulty(b, clock, o), Echo.StackOptions(Echo.ServerAddress, o, inline: false), clock);
     client.Start();
     server.Start();
 

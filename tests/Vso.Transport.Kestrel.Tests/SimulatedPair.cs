@@ -35,14 +35,13 @@ internal sealed class SimulatedPair : IDisposable
     public static SimulatedPair Create(VsoTransportOptions? options = null)
     {
         options ??= DefaultOptions();
-        var gate = new Lock();
         var clock = SystemClock.Instance;
         var (a, b) = SimulatedLink.CreatePair(clock, new SimulatedLinkOptions { PropagationDelay = TimeSpan.FromMicroseconds(50) });
-        var client = new VsoStack(new LockedLink(a, gate), new VsoStackOptions { Address = Ipv4Address.Parse(ClientAddress), PrefixLength = 24, Tcp = new Tcp.TcpSettings { Nagle = false } }, clock);
+        var client = new VsoStack(a, new VsoStackOptions { Address = Ipv4Address.Parse(ClientAddress), PrefixLength = 24, Tcp = new Tcp.TcpSettings { Nagle = false } }, clock);
         client.Start();
         var factory = new VsoTransportFactory(
             options,
-            () => new VsoStack(new LockedLink(b, gate), StackFactory.ToStackOptions(options), clock),
+            () => new VsoStack(b, StackFactory.ToStackOptions(options), clock),
             NullLoggerFactory.Instance);
         return new SimulatedPair(factory, client);
     }
@@ -51,56 +50,5 @@ internal sealed class SimulatedPair : IDisposable
     {
         Client.Dispose();
         Factory.Dispose();
-    }
-
-    /// <summary>SimulatedLink is single-threaded: both ends share one (reentrant) lock.</summary>
-    private sealed class LockedLink(ILink inner, Lock gate) : ILink
-    {
-        public MacAddress HardwareAddress => inner.HardwareAddress;
-
-        public int Mtu => inner.Mtu;
-
-        public long NextEventMicroseconds
-        {
-            get
-            {
-                lock (gate)
-                {
-                    return inner.NextEventMicroseconds;
-                }
-            }
-        }
-
-        public int Receive(IFrameReceiver receiver, int maxFrames)
-        {
-            lock (gate)
-            {
-                return inner.Receive(receiver, maxFrames);
-            }
-        }
-
-        public void Transmit(TransmitBatch batch)
-        {
-            lock (gate)
-            {
-                inner.Transmit(batch);
-            }
-        }
-
-        public bool WaitForFrames(TimeSpan timeout)
-        {
-            lock (gate)
-            {
-                return inner.WaitForFrames(timeout);
-            }
-        }
-
-        public void Dispose()
-        {
-            lock (gate)
-            {
-                inner.Dispose();
-            }
-        }
     }
 }

@@ -9,8 +9,9 @@ namespace Vso.Transport.Links;
 /// it in the peer's inbox, due after the propagation delay; <see cref="Receive"/> hands over the frames
 /// whose due time has come, in due order (FIFO among equal times). The wire itself never loses,
 /// reorders or corrupts: wrap an end in a <see cref="FaultInjector"/> for that.
-/// Like every link it is driven by one thread and is not thread-safe; both ends of a pair belong to
-/// the same thread.
+/// Each end is driven by one thread (its stack's engine, or one virtual-time driver for both); the two
+/// ends may run on different threads: the only state they share, an end's inbox and its buffer pool, is
+/// guarded by that end's lock, which is never held while a frame is handed to the receiver.
 /// </summary>
 public sealed class SimulatedLink : ILink
 {
@@ -19,6 +20,7 @@ public sealed class SimulatedLink : ILink
     private readonly int _maxFrameLength;
     private readonly FrameHeap _inbox = new();
     private readonly FrameBufferPool _pool;
+    private readonly Lock _gate = new();
     private SimulatedLink _peer = null!;
     private bool _disposed;
 
@@ -68,13 +70,31 @@ public sealed class SimulatedLink : ILink
     public long FramesDroppedDisposed { get; private set; }
 
     /// <summary>Frames on the wire towards this end, due or not yet due.</summary>
-    public int PendingFrames => _inbox.Count;
+    public int PendingFrames
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return _inbox.Count;
+            }
+        }
+    }
 
     /// <summary>Frame buffers this link has allocated: its peak of frames in flight.</summary>
     internal int BuffersAllocated => _pool.Allocated;
 
     /// <inheritdoc />
-    public long NextEventMicroseconds => _inbox.EarliestDue;
+    public long NextEventMicroseconds
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return _inbox.EarliestDue;
+            }
+        }
+    }
 
     /// <inheritdoc />
     public void Transmit(TransmitBatch batch)
@@ -104,10 +124,20 @@ public sealed class SimulatedLink : ILink
         ObjectDisposedException.ThrowIf(_disposed, this);
         var now = _clock.NowMicroseconds;
         var delivered = 0;
-        while (delivered < maxFrames && _inbox.EarliestDue <= now)
+        while (delivered < maxFrames)
         {
-            // Pop before the call: the receiver may transmit (and so touch a heap) re-entrantly.
-            var frame = _inbox.Pop();
+            // Pop under the lock, hand over outside it: the receiver may transmit, which takes the peer's lock.
+            HeldFrame frame;
+            lock (_gate)
+            {
+                if (_inbox.EarliestDue > now)
+                {
+                    break;
+                }
+
+                frame = _inbox.Pop();
+            }
+
             delivered++;
             FramesReceived++;
             BytesReceived += frame.Length;
@@ -117,7 +147,10 @@ public sealed class SimulatedLink : ILink
             }
             finally
             {
-                _pool.Return(frame.Buffer);
+                lock (_gate)
+                {
+                    _pool.Return(frame.Buffer);
+                }
             }
         }
 
@@ -125,30 +158,36 @@ public sealed class SimulatedLink : ILink
     }
 
     /// <summary>Never blocks: returns whether a frame is due now.</summary>
-    public bool WaitForFrames(TimeSpan timeout) => !_disposed && _inbox.EarliestDue <= _clock.NowMicroseconds;
+    public bool WaitForFrames(TimeSpan timeout) => !_disposed && NextEventMicroseconds <= _clock.NowMicroseconds;
 
     /// <summary>Returns the buffers of undelivered frames to the pool. Frames sent here afterwards are dropped.</summary>
     public void Dispose()
     {
-        if (_disposed)
+        lock (_gate)
         {
-            return;
-        }
+            if (_disposed)
+            {
+                return;
+            }
 
-        _disposed = true;
-        _inbox.Clear(_pool);
+            _disposed = true;
+            _inbox.Clear(_pool);
+        }
     }
 
     private void Accept(TransmitBatch batch, int index, int length, long dueMicroseconds)
     {
-        if (_disposed)
+        lock (_gate)
         {
-            FramesDroppedDisposed++;
-            return;
-        }
+            if (_disposed)
+            {
+                FramesDroppedDisposed++;
+                return;
+            }
 
-        var buffer = _pool.Rent();
-        batch.CopyFrame(index, buffer);
-        _inbox.Push(buffer, length, dueMicroseconds);
+            var buffer = _pool.Rent();
+            batch.CopyFrame(index, buffer);
+            _inbox.Push(buffer, length, dueMicroseconds);
+        }
     }
 }

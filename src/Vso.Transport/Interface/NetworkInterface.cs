@@ -165,7 +165,7 @@ internal sealed class NetworkInterface : IFrameReceiver
             return;
         }
 
-        if (8 + echo.Data.Length > Mtu - 20 || !TryBeginIpv4(source, IpProtocol.Icmp, out var icmp))
+        if (8 + echo.Data.Length > Mtu - 20 || !TryBeginIpv4(source, out var icmp))
         {
             return;
         }
@@ -222,7 +222,7 @@ internal sealed class NetworkInterface : IFrameReceiver
     /// Starts a frame to <paramref name="destination"/>: Ethernet header written, IPv4 header reserved.
     /// Returns false (and asks ARP) when the next hop's hardware address is not known yet.
     /// </summary>
-    public bool TryBeginIpv4(Ipv4Address destination, IpProtocol protocol, out Span<byte> payload)
+    public bool TryBeginIpv4(Ipv4Address destination, out Span<byte> payload)
     {
         var nextHop = destination.InSubnet(Address, PrefixLength) || Gateway == Ipv4Address.Any ? destination : Gateway;
         var now = _clock.NowMicroseconds;
@@ -249,7 +249,6 @@ internal sealed class NetworkInterface : IFrameReceiver
         var frame = Batch.Begin();
         _buildingDestination = mac;
         payload = frame[(EthernetFrame.HeaderLength + Ipv4Packet.MinHeaderLength)..];
-        _ = protocol;
         return true;
     }
 

@@ -282,7 +282,6 @@ internal sealed partial class TcpConnection
             return false;
         }
 
-        var previousUna = SendUnacknowledged;
         var newlyAcked = SequenceNumber.Gt(ack, SendUnacknowledged) ? (long)(uint)(ack - SendUnacknowledged) : 0;
         var windowBefore = _sendWindow;
         var window = (uint)rawWindow << _sendWindowShift;
@@ -305,7 +304,7 @@ internal sealed partial class TcpConnection
 
         if (newlyAcked > 0)
         {
-            OnNewDataAcknowledged(ack, previousUna, newlyAcked, options, delivery);
+            OnNewDataAcknowledged(ack, newlyAcked, options, delivery);
         }
 
         if (SequenceNumber.Ge(ack, SendUnacknowledged))
@@ -381,7 +380,7 @@ internal sealed partial class TcpConnection
         public DeliveryInfo() => NewestSentAt = -1;
     }
 
-    private void OnNewDataAcknowledged(uint ack, uint previousUna, long newlyAcked, in TcpOptions options, in DeliveryInfo delivery)
+    private void OnNewDataAcknowledged(uint ack, long newlyAcked, in TcpOptions options, in DeliveryInfo delivery)
     {
         var now = NowMicroseconds;
         var rttSample = -1L;
@@ -449,8 +448,6 @@ internal sealed partial class TcpConnection
             _retransmissionsOfHead = 0;
             ArmRetransmitTimer(now);
         }
-
-        _ = previousUna;
     }
 
     /// <summary>§3.10.7.4: update the send window only from segments newer than the last update.</summary>

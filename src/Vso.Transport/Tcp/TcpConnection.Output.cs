@@ -25,7 +25,6 @@ internal sealed partial class TcpConnection
 
     private void OutputData()
     {
-        var sentAny = false;
         while (true)
         {
             var dataEnd = _send.EndSequence;
@@ -110,7 +109,6 @@ internal sealed partial class TcpConnection
             }
 
             SendMax = SequenceNumber.Max(SendMax, SendNext);
-            sentAny = true;
             if (_retransmitDeadline == 0)
             {
                 ArmRetransmitTimer(NowMicroseconds);
@@ -122,7 +120,6 @@ internal sealed partial class TcpConnection
             }
         }
 
-        _ = sentAny;
     }
 
     private void OnFinSent(uint finSequence)

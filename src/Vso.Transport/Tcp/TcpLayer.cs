@@ -209,7 +209,7 @@ internal sealed class TcpLayer
 
     // ---- Output and timers ----
 
-    public bool TryBeginSegment(Ipv4Address remote, out Span<byte> tcp) => _interface.TryBeginIpv4(remote, IpProtocol.Tcp, out tcp);
+    public bool TryBeginSegment(Ipv4Address remote, out Span<byte> tcp) => _interface.TryBeginIpv4(remote, out tcp);
 
     public void CommitSegment(Ipv4Address remote, int tcpLength, int linearLength) => _interface.CommitIpv4(remote, IpProtocol.Tcp, tcpLength, linearLength);
 

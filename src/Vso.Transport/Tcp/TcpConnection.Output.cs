@@ -9,6 +9,13 @@ internal sealed partial class TcpConnection
 {
     private bool _ackNow;
 
+    /// <summary>End of the last sub-MSS segment sent (Minshall's snd_sml); starts at the ISS, so none is outstanding.</summary>
+    private uint _smallSegmentEnd;
+
+    /// <summary>A small segment is sent and not yet acknowledged (bounded by SND.MAX, so an old mark cannot wrap).</summary>
+    private bool SmallSegmentOutstanding =>
+        SequenceNumber.Gt(_smallSegmentEnd, SendUnacknowledged) && SequenceNumber.Le(_smallSegmentEnd, SendMax);
+
     /// <summary>Sends what the windows, Nagle and the state allow, then an ACK if one is still owed.</summary>
     public void Output()
     {
@@ -66,9 +73,12 @@ internal sealed partial class TcpConnection
 
             if (length > 0 && length < MaxSegmentSize && BytesInFlight > 0)
             {
-                // Nagle (RFC 9293 §3.7.4): hold a small segment while data is unacknowledged, unless it ends the stream.
+                // Nagle (RFC 9293 §3.7.4) with Minshall's modification (draft-minshall-nagle-01, as Linux does): hold a
+                // small segment only while an earlier small segment is unacknowledged, unless it ends the stream. The
+                // classic rule also holds the short tail of every write behind the full segments before it, which
+                // costs a round trip (or the peer's delayed ACK) per response and per bulk transfer.
                 var isLast = length == available;
-                if ((_settings.Nagle && !(isLast && _finQueued)) || (!isLast && length < _maxSendWindow / 2))
+                if ((_settings.Nagle && SmallSegmentOutstanding && !(isLast && _finQueued)) || (!isLast && length < _maxSendWindow / 2))
                 {
                     // The second test is sender-side SWS avoidance (§3.8.6.2.1): do not dribble into a small window.
                     break;
@@ -99,6 +109,11 @@ internal sealed partial class TcpConnection
                 _rttTiming = true;
                 _rttSequence = SendNext;
                 _rttSentAt = NowMicroseconds;
+            }
+
+            if (length < MaxSegmentSize && length > 0)
+            {
+                _smallSegmentEnd = SendNext + (uint)length;
             }
 
             SendNext += (uint)length;

@@ -297,6 +297,7 @@ internal sealed partial class TcpConnection : ILossRecoverySender
         SendUnacknowledged = InitialSendSequence;
         SendNext = InitialSendSequence;
         SendMax = InitialSendSequence;
+        _smallSegmentEnd = InitialSendSequence;
         _send.Reset(InitialSendSequence + 1);
     }
 

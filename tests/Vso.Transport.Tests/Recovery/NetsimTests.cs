@@ -18,6 +18,13 @@ public sealed class NetsimTests(ITestOutputHelper output)
     public const int TransferSize = 64 << 20;
 
     /// <summary>
+    /// The no-loss row moves 256 MiB: a transfer pays a fixed ~80 ms (slow start from IW10 to the 384 KiB window over
+    /// 20 ms round trips, the last byte's one-way delay), 1.4% of a 64 MiB transfer but 0.4% of this one, so the row
+    /// shows the steady state the acceptance asks about. It costs ~2 s of real time per cell.
+    /// </summary>
+    public const int NoLossTransferSize = 256 << 20;
+
+    /// <summary>
     /// The receive window caps the flight at 384 KiB: above the path's BDP (100 Mbit/s × 20 ms = 250 kB, so the link
     /// stays busy) and below BDP + queue (512 KiB), so the queue never overflows on its own. With the default 1 MiB
     /// buffer, slow start and congestion avoidance overshoot the 256 KiB queue and the "no loss" row loses
@@ -52,7 +59,7 @@ public sealed class NetsimTests(ITestOutputHelper output)
                     LossRate = loss,
                     Seed = 4242,
                 };
-                var result = RecoveryTransfer.OneWay(link, link with { Seed = 2424 }, TransferSize,
+                var result = RecoveryTransfer.OneWay(link, link with { Seed = 2424 }, loss == 0 ? NoLossTransferSize : TransferSize,
                     Algorithms.Configure(recovery, congestion, s => s.ReceiveBufferSize = ReceiveBufferSize), TimeSpan.Zero);
                 Assert.True(result.Intact, $"loss {loss:P1} {recovery}/{congestion}: {result.Describe()}");
                 mss = result.Sender.MaxSegmentSize;
@@ -63,18 +70,31 @@ public sealed class NetsimTests(ITestOutputHelper output)
         var table = Render(columns, cells);
         output.WriteLine(table);
 
-        // Acceptance 1: with no loss the link is full. Goodput counts application bytes only: each 1514-byte frame
-        // (the rate limiter serializes the Ethernet header too) carries mss = 1448 bytes of payload behind 66 bytes of
-        // Ethernet, IPv4, TCP and timestamp headers, so 100 Mbit/s of frames is at most 95.6 Mbit/s of goodput, and the
-        // handshake and slow start cost some more. The assertion is on that ceiling: ≥ 95% of what the link can carry.
+        // Acceptance 1: with no loss the link is full: goodput (application bytes only) is at least 95% of the raw
+        // link rate. The rate limiter serializes whole Ethernet frames, so each 1514-byte frame carries mss = 1448
+        // bytes of payload behind 66 bytes of Ethernet, IPv4, TCP and timestamp headers: 95.6 Mbit/s is the ceiling,
+        // and the assertion leaves the transfer 0.6% of it for the handshake's aftermath, slow start and the tail.
         var payloadCeiling = RateBitsPerSecond / 1e6 * mss / (mss + 66.0);
+        var linkRate = RateBitsPerSecond / 1e6;
         foreach (var (recovery, congestion) in columns)
         {
             var goodput = cells[(0, recovery, congestion)].GoodputMbps;
-            Assert.True(goodput >= 0.95 * payloadCeiling, $"no loss, {recovery}/{congestion}: {goodput:F2} Mbit/s < 95% of the {payloadCeiling:F2} Mbit/s payload ceiling");
+            Assert.True(goodput >= 0.95 * linkRate, $"no loss, {recovery}/{congestion}: {goodput:F2} Mbit/s < 95% of the {linkRate:F0} Mbit/s link (payload ceiling {payloadCeiling:F2})");
         }
 
-        // Acceptance 2: SACK+RACK beats NewReno recovery on every lossy row, under either congestion control.
+        // Acceptance 2: with SACK+RACK, isolated losses are recovered without a timeout. Up to 2% loss each way
+        // (a loss every 50 segments or more, windows of ~180 segments), losses are isolated in windows far larger
+        // than four segments, so RACK detects them and a lost retransmission is caught by RACK or a probe: no RTO.
+        foreach (var loss in LossRates.Where(l => l is > 0 and <= 0.02))
+        {
+            foreach (var congestion in Algorithms.CongestionControls)
+            {
+                var timeouts = cells[(loss, "rack-tlp", congestion)].Timeouts;
+                Assert.True(timeouts == 0, $"loss {loss:P1}/{congestion}: SACK+RACK needed {timeouts} retransmission timeouts for isolated losses");
+            }
+        }
+
+        // Acceptance 3: SACK+RACK beats NewReno recovery on every lossy row, under either congestion control.
         foreach (var loss in LossRates.Where(l => l > 0))
         {
             foreach (var congestion in Algorithms.CongestionControls)
@@ -122,7 +142,7 @@ public sealed class NetsimTests(ITestOutputHelper output)
     {
         var b = new StringBuilder();
         b.AppendLine("# Vso.Transport netsim: goodput in Mbit/s (timeouts in parentheses), one cell = one bulk transfer.");
-        b.AppendLine(CultureInfo.InvariantCulture, $"# {TransferSize >> 20} MiB one way, client to server; link {RateBitsPerSecond / 1_000_000} Mbit/s each way, {OneWayDelay.TotalMilliseconds} ms one-way delay,");
+        b.AppendLine(CultureInfo.InvariantCulture, $"# {TransferSize >> 20} MiB one way ({NoLossTransferSize >> 20} MiB in the 0% row), client to server; link {RateBitsPerSecond / 1_000_000} Mbit/s each way, {OneWayDelay.TotalMilliseconds} ms one-way delay,");
         b.AppendLine(CultureInfo.InvariantCulture, $"# {QueueLimitBytes / 1024} KiB tail-drop queue, random loss on both directions (seeded); receive buffer {ReceiveBufferSize / 1024} KiB.");
         b.AppendLine("# Columns: loss recovery/congestion control. Regenerate: VSO_UPDATE_SNAPSHOT=1 dotnet test ... --filter FullyQualifiedName~Netsim");
         b.AppendLine();

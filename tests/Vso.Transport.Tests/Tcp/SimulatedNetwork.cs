@@ -114,14 +114,16 @@ internal sealed class SimulatedNetwork : IDisposable
             }
         }
 
-        while (pending.Count > 0)
-        {
-            await pending.Dequeue().ConfigureAwait(false);
-        }
-
+        // Shut down as soon as the last byte is handed over, as an application that has nothing more to say does:
+        // the FIN queues behind the data and can ride on its last segment instead of waiting for every ACK.
         if (shutdown)
         {
             connection.ShutdownSend();
+        }
+
+        while (pending.Count > 0)
+        {
+            await pending.Dequeue().ConfigureAwait(false);
         }
     }
 

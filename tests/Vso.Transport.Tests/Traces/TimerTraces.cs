@@ -80,6 +80,25 @@ public sealed class TimerTraces
     }
 
     [Fact]
+    public void Nagle_with_Minshall_sends_a_short_tail_behind_full_segments_but_holds_a_second_small_one()
+    {
+        // draft-minshall-nagle-01: unacknowledged full-size segments do not hold a small one; an unacknowledged
+        // small segment does.
+        using var peer = new RawPeer(s => s.Nagle = true);
+        var (connection, iss) = peer.OpenPassive(1000, RawPeer.SynOptions(mss: 536));
+        var s = iss + 1;
+        _ = connection.SendAsync(TraceAssert.Bytes(536 + 100));
+        Assert.Equal(536, peer.Expect(Ack, seq: s, within: TimeSpan.Zero).Length);
+        Assert.Equal(100, peer.Expect(PshAck, seq: s + 536, within: TimeSpan.Zero).Length);
+        _ = connection.SendAsync(TraceAssert.Bytes(10));
+        peer.ExpectNothing(TimeSpan.FromMilliseconds(100));
+        peer.Send(Ack, seq: 1001, ack: s + 536);
+        peer.ExpectNothing(TimeSpan.FromMilliseconds(100));
+        peer.Send(Ack, seq: 1001, ack: s + 636);
+        Assert.Equal(10, peer.Expect(PshAck, seq: s + 636, within: TimeSpan.Zero).Length);
+    }
+
+    [Fact]
     public void Without_Nagle_small_segments_go_at_once()
     {
         using var peer = new RawPeer(s => s.Nagle = false);

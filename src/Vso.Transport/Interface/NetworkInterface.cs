@@ -218,13 +218,17 @@ internal sealed class NetworkInterface : IFrameReceiver
         Batch.Commit(total);
     }
 
+    /// <summary>The neighbour a packet to <paramref name="destination"/> goes to: itself on the subnet, else the gateway.</summary>
+    public Ipv4Address NextHop(Ipv4Address destination) =>
+        destination.InSubnet(Address, PrefixLength) || Gateway == Ipv4Address.Any ? destination : Gateway;
+
     /// <summary>
     /// Starts a frame to <paramref name="destination"/>: Ethernet header written, IPv4 header reserved.
     /// Returns false (and asks ARP) when the next hop's hardware address is not known yet.
     /// </summary>
     public bool TryBeginIpv4(Ipv4Address destination, out Span<byte> payload)
     {
-        var nextHop = destination.InSubnet(Address, PrefixLength) || Gateway == Ipv4Address.Any ? destination : Gateway;
+        var nextHop = NextHop(destination);
         var now = _clock.NowMicroseconds;
         if (_arp.TryGet(nextHop, now, out var mac, out var refreshDue))
         {

@@ -268,12 +268,12 @@ internal sealed class TcpLayer
         _timers.Sync(connection);
     }
 
-    /// <summary>A neighbour became reachable: connections to it that could not send try again.</summary>
+    /// <summary>A neighbour became reachable: connections through it (to it, or behind it when it is the gateway) that could not send try again.</summary>
     public void OnNeighborResolved(Ipv4Address address)
     {
         foreach (var connection in _connections.Values)
         {
-            if (connection.Id.RemoteAddress == address)
+            if (_interface.NextHop(connection.Id.RemoteAddress) == address)
             {
                 connection.OnPathAvailable();
                 _timers.Sync(connection);

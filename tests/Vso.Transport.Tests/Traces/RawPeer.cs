@@ -56,7 +56,15 @@ internal sealed class RawPeer : IFrameReceiver, IDisposable
     private long _lastArpRefresh;
     private ushort _ipId;
 
-    public RawPeer(Action<TcpSettings>? configure = null)
+    /// <summary>The remote TCP's address when the peer plays the stack's gateway: off the stack's subnet.</summary>
+    public static readonly Ipv4Address OffLinkAddress = Ipv4Address.Parse("198.18.1.1");
+
+    /// <param name="configure">Adjusts the stack's TCP settings.</param>
+    /// <param name="asGateway">
+    /// The peer is the stack's gateway (at <see cref="PeerAddress"/>) and the remote TCP sits behind it at
+    /// <see cref="OffLinkAddress"/>; the peer does not announce itself, so the stack must resolve the gateway first.
+    /// </param>
+    public RawPeer(Action<TcpSettings>? configure = null, bool asGateway = false)
     {
         SynchronizationContext.SetSynchronizationContext(null);
         Clock = new VirtualClock();
@@ -65,13 +73,21 @@ internal sealed class RawPeer : IFrameReceiver, IDisposable
         _batch = new TransmitBatch(4, EthernetFrame.HeaderLength + a.Mtu);
         Settings = new TcpSettings { IsnKey = [1, 2, 3, 4] };
         configure?.Invoke(Settings);
-        Stack = new VsoStack(b, new VsoStackOptions { Address = StackAddress, PrefixLength = 24, Tcp = Settings, InlineContinuations = true }, Clock);
-        SendArp(ArpOperation.Request, MacAddress.Zero, StackAddress, MacAddress.Broadcast);
+        Remote = asGateway ? OffLinkAddress : PeerAddress;
+        Stack = new VsoStack(b, new VsoStackOptions { Address = StackAddress, PrefixLength = 24, Gateway = asGateway ? PeerAddress : default, Tcp = Settings, InlineContinuations = true }, Clock);
+        if (!asGateway)
+        {
+            SendArp(ArpOperation.Request, MacAddress.Zero, StackAddress, MacAddress.Broadcast);
+        }
+
         Pump();
         _received.Clear();
     }
 
     public VirtualClock Clock { get; }
+
+    /// <summary>The remote TCP's IPv4 address: <see cref="PeerAddress"/>, or <see cref="OffLinkAddress"/> behind a gateway.</summary>
+    public Ipv4Address Remote { get; }
 
     public VsoStack Stack { get; }
 
@@ -108,8 +124,8 @@ internal sealed class RawPeer : IFrameReceiver, IDisposable
         payload.CopyTo(tcp[headerLength..]);
         var sum = default(ChecksumAccumulator);
         sum.Add(payload);
-        TcpHeaderWriter.FinishChecksum(tcp, headerLength, PeerAddress, StackAddress, payload.Length, sum);
-        Ipv4Packet.WriteHeader(ip, PeerAddress, StackAddress, IpProtocol.Tcp, headerLength + payload.Length, _ipId++);
+        TcpHeaderWriter.FinishChecksum(tcp, headerLength, Remote, StackAddress, payload.Length, sum);
+        Ipv4Packet.WriteHeader(ip, Remote, StackAddress, IpProtocol.Tcp, headerLength + payload.Length, _ipId++);
         _batch.Commit(EthernetFrame.HeaderLength + Ipv4Packet.MinHeaderLength + headerLength + payload.Length);
         _link.Transmit(_batch);
         _batch.Clear();
@@ -239,10 +255,11 @@ internal sealed class RawPeer : IFrameReceiver, IDisposable
         }
 
         Assert.Equal(EtherType.Ipv4, ethernet.EtherType);
+        Assert.Equal(_link.HardwareAddress, ethernet.Destination); // the peer's (or the gateway's) resolved address
         Assert.Equal(WireStatus.Ok, Ipv4Packet.TryParse(ethernet.Payload, out var ip));
         Assert.Equal(IpProtocol.Tcp, ip.Protocol);
         Assert.Equal(StackAddress, ip.Source);
-        Assert.Equal(PeerAddress, ip.Destination);
+        Assert.Equal(Remote, ip.Destination);
         Assert.Equal(WireStatus.Ok, TcpSegment.TryParse(ip.Payload, ip.Source, ip.Destination, out var tcp));
         _received.Enqueue(new TraceSegment(tcp.Flags, tcp.SequenceNumber, tcp.AcknowledgmentNumber, tcp.Window, tcp.Options, tcp.Payload.ToArray(), tcp.SourcePort, tcp.DestinationPort, Clock.NowMicroseconds));
     }
@@ -297,7 +314,7 @@ internal sealed class RawPeer : IFrameReceiver, IDisposable
     /// <summary>Active open to the peer's <see cref="Port"/>: SYN → SYN-ACK(seq=<paramref name="isn"/>) → ACK. Sets <see cref="StackPort"/>.</summary>
     public (VsoConnection Connection, uint StackIss) OpenActive(uint isn = 5000, TcpOptions? synAckOptions = null, ushort window = 65535)
     {
-        var connecting = Stack.ConnectAsync(PeerAddress, Port);
+        var connecting = Stack.ConnectAsync(Remote, Port);
         var syn = Expect(TraceFlags.Syn, ack: 0);
         StackPort = syn.SourcePort;
         Send(TraceFlags.SynAck, seq: isn, ack: syn.Seq + 1, window: window, options: synAckOptions ?? SynOptions());

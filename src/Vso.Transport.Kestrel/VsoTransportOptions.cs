@@ -79,6 +79,13 @@ public sealed class VsoTransportOptions
 
     /// <summary>Input backpressure: the stack stops reading (the TCP window closes) while the input pipe holds this many bytes. Default 1 MiB.</summary>
     public long MaxReadBufferSize { get; set; } = 1 << 20;
+
+    /// <summary>
+    /// How a connection ends when the application fails it: completing <c>Transport.Output</c> with an exception or
+    /// calling <c>Abort()</c>. False (default, as Kestrel's Sockets transport): RST (RFC 9293 §3.10.5), data not yet
+    /// acknowledged is discarded. True (as <c>SocketTransportOptions.FinOnError</c>): FIN after the data already flushed.
+    /// </summary>
+    public bool FinOnError { get; set; }
 }
 
 /// <summary>Tap backend options (section Vso:Tap).</summary>

@@ -255,23 +255,26 @@ internal sealed partial class TcpConnection
     /// <summary>The segments of a super-segment of new data, one by one, as the link cut it (FIN on the last).</summary>
     private void NoteSegments(uint sequence, int length, int segmentSize, bool fin)
     {
+        var now = NowMicroseconds; // one clock read for the whole super-segment: its segments leave together
         for (var offset = 0; offset < length; offset += segmentSize)
         {
             var n = Math.Min(segmentSize, length - offset);
             var last = offset + n == length;
-            NoteTransmitted(sequence + (uint)offset, n + (last && fin ? 1 : 0), isRetransmission: false);
+            NoteTransmitted(sequence + (uint)offset, n + (last && fin ? 1 : 0), isRetransmission: false, now);
         }
     }
 
     /// <summary>Every data segment (and FIN) that left: the scoreboard and loss recovery learn of it.</summary>
-    private void NoteTransmitted(uint sequence, int sequenceLength, bool isRetransmission)
+    private void NoteTransmitted(uint sequence, int sequenceLength, bool isRetransmission) =>
+        NoteTransmitted(sequence, sequenceLength, isRetransmission, NowMicroseconds);
+
+    private void NoteTransmitted(uint sequence, int sequenceLength, bool isRetransmission, long now)
     {
         if (sequenceLength == 0)
         {
             return;
         }
 
-        var now = NowMicroseconds;
         if (isRetransmission)
         {
             _scoreboard.OnRetransmit(sequence, sequence + (uint)sequenceLength, now);

@@ -74,6 +74,8 @@ public sealed class VsoTransportOptions
 
     public VsoCaptureOptions Capture { get; set; } = new();
 
+    public VsoAfPacketOptions AfPacket { get; set; } = new();
+
     /// <summary>Output backpressure: FlushAsync waits while at least this many flushed bytes are unsent or unacknowledged. Default 2 MiB.</summary>
     public long MaxWriteBufferSize { get; set; } = 2 << 20;
 
@@ -86,6 +88,16 @@ public sealed class VsoTransportOptions
     /// acknowledged is discarded. True (as <c>SocketTransportOptions.FinOnError</c>): FIN after the data already flushed.
     /// </summary>
     public bool FinOnError { get; set; }
+}
+
+/// <summary>AfPacket backend options (section Vso:AfPacket).</summary>
+public sealed class VsoAfPacketOptions
+{
+    /// <summary>
+    /// Hand the socket TCP super-segments of up to 64 KiB that the kernel cuts into MSS-sized frames (PACKET_VNET_HDR,
+    /// generic segmentation offload). Default true.
+    /// </summary>
+    public bool SegmentationOffload { get; set; } = true;
 }
 
 /// <summary>Tap backend options (section Vso:Tap).</summary>

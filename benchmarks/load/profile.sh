@@ -44,7 +44,7 @@ case "$workload" in
 esac
 
 # Warm up (JIT tiering), then measure CPU time and sample.
-ip netns exec "$client" wrk -d3s "${args[@]}" >/dev/null 2>&1
+ip netns exec "$client" wrk -d6s "${args[@]}" >/dev/null 2>&1
 ticks=$(getconf CLK_TCK)
 read -r u0 s0 < <(awk '{print $14, $15}' "/proc/$pid/stat")
 perf record -q -e cpu-clock -F 999 -g -p "$pid" -o "$out.perf.data" -- sleep "$secs" >/dev/null 2>&1 &

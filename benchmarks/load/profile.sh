@@ -26,10 +26,10 @@ vso_veth "$client" vsoc0 "$server" vsos0
 ip -n "$client" addr add 198.18.0.1/24 dev vsoc0
 if [[ "$transport" == Sockets ]]; then ip -n "$server" addr add 198.18.0.2/24 dev vsos0; fi
 base="http://198.18.0.2:8080"
-# Extra environment for the server (A/B runs): VSO_ENV="Vso__AfPacket__SegmentationOffload=false" benchmarks/load/profile.sh ...
-(cd "$sample_dir" && exec ip netns exec "$server" env ${VSO_ENV:-} DOTNET_PerfMapEnabled=1 DOTNET_EnableWriteXorExecute=0 Transport="$transport" Vso__Backend=AfPacket \
+# Extra environment for the server (A/B runs; set last, so it overrides): VSO_ENV="Vso__AfPacket__SegmentationOffload=false"
+(cd "$sample_dir" && exec ip netns exec "$server" env DOTNET_PerfMapEnabled=1 DOTNET_EnableWriteXorExecute=0 Transport="$transport" Vso__Backend=AfPacket \
    Vso__Interface=vsos0 Vso__Address=198.18.0.2/24 Logging__LogLevel__Default=Warning \
-   Logging__LogLevel__Microsoft.Hosting.Lifetime=Warning dotnet Vso.Samples.HelloServer.dll --urls "$base" \
+   Logging__LogLevel__Microsoft.Hosting.Lifetime=Warning ${VSO_ENV:-} dotnet Vso.Samples.HelloServer.dll --urls "$base" \
    >"$out.server.log" 2>&1) &
 VSO_PIDS+=("$!")
 vso_wait_http "$client" "$base/"

@@ -6,6 +6,7 @@
 # Workloads (wrk -t2 unless said; --latency): plaintext GET / at -c64 and -c256; plaintext pipelined 16 deep
 # (pipeline.lua) at -c64; 1 MiB responses (/bytes/1048576) at -c8; h2load h2c prior knowledge (-c16 -m10); the
 # 1 MiB case under 1% random loss each way (iptables statistic in the client namespace, INPUT and OUTPUT).
+# Each server start is followed by 8 s of unrecorded warm-up (the four workload kinds, 2 s each) so that both run JIT-tiered code.
 # Prints the median over ROUNDS of requests/s, MB/s, p50, p99, and the Vso/Sockets ratio of requests/s.
 # Needs root, wrk, h2load (nghttp2-client), iptables, ethtool. Usage: benchmarks/load/kestrel.sh [ROUNDS=3] [SECONDS=10]
 set -euo pipefail
@@ -43,6 +44,11 @@ start_server() { # TRANSPORT
   pid=$!
   VSO_PIDS+=("$pid")
   vso_wait_http "$client" "$base/"
+  # Warm-up, not recorded: the JIT tiers both transports' code (the stack's own too) before anything is measured.
+  ip netns exec "$client" wrk -t2 -c64 -d2s "$base/" >/dev/null 2>&1 || true
+  ip netns exec "$client" wrk -t2 -c64 -d2s -s "$here/pipeline.lua" "$base/" >/dev/null 2>&1 || true
+  ip netns exec "$client" wrk -t2 -c8 -d2s "$base/bytes/1048576" >/dev/null 2>&1 || true
+  ip netns exec "$client" h2load -D 2 -c16 -m10 -t2 http://198.18.0.2:8081/ >/dev/null 2>&1 || true
 }
 
 stop_server() { # TRANSPORT

@@ -8,14 +8,17 @@ namespace Vso.MemoryPinning;
 /// stays pinned (and locked, if asked) until its <see cref="ForeignPin"/> is released AND every lease on it
 /// has ended.
 /// </summary>
-/// <remarks>Thread-safe (one lock).</remarks>
+/// <remarks>
+/// Thread-safe without a lock: a pin's lease count and its released flag share one word changed by compare-and-swap
+/// (whoever brings it to "released, no lease" unpins, exactly once), and the active leases live in a
+/// <see cref="LeaseTable{T}"/>, so taking and ending a lease (once per pinned segment on the packet path) costs a few
+/// atomic operations, no lock and no dictionary entry.
+/// </remarks>
 public sealed class ForeignMemoryPinner : IPinLeaseOwner
 {
-    private readonly Lock _gate = new();
-    private readonly Dictionary<long, (ForeignPin Pin, int Length)> _leases = [];
+    private readonly LeaseTable<ForeignPin> _leases = new();
     private readonly PageLocker _locker;
     private long _nextPinId;
-    private long _nextLeaseId;
     private int _activePins;
 
     /// <param name="mlock">Also mlock(2) the pages of every pinned range, with page reference counts shared process-wide.</param>
@@ -37,16 +40,7 @@ public sealed class ForeignMemoryPinner : IPinLeaseOwner
     public PinningMetrics Metrics { get; }
 
     /// <summary>Pins not yet unpinned (released ones with active leases included).</summary>
-    public int ActivePins
-    {
-        get
-        {
-            lock (_gate)
-            {
-                return _activePins;
-            }
-        }
-    }
+    public int ActivePins => Volatile.Read(ref _activePins);
 
     /// <summary>
     /// Pins <paramref name="memory"/> with <see cref="ReadOnlyMemory{T}.Pin"/> (a pinned GCHandle for an array,
@@ -84,12 +78,8 @@ public sealed class ForeignMemoryPinner : IPinLeaseOwner
             throw;
         }
 
-        lock (_gate)
-        {
-            pin.Id = ++_nextPinId;
-            _activePins++;
-        }
-
+        pin.Id = Interlocked.Increment(ref _nextPinId);
+        Interlocked.Increment(ref _activePins);
         Metrics.AddPinned(pin.Length);
         Metrics.AddLocked(pin.LockedBytes);
         return pin;
@@ -98,26 +88,17 @@ public sealed class ForeignMemoryPinner : IPinLeaseOwner
     /// <summary>Ends a lease. Each lease has its own token, so ending one twice does nothing.</summary>
     void IPinLeaseOwner.EndLease(nint address, int length, long token)
     {
-        ForeignPin? unpin = null;
-        lock (_gate)
+        if (!_leases.TryRemove(token, out var pin, out var leased))
         {
-            if (!_leases.Remove(token, out var lease))
-            {
-                return;
-            }
-
-            Metrics.AddLeased(-lease.Length);
-            var pin = lease.Pin;
-            if (--pin.LeaseCount == 0 && pin.IsReleased)
-            {
-                unpin = pin;
-                _activePins--;
-            }
+            return;
         }
 
-        if (unpin is not null)
+        Metrics.AddLeased(-leased);
+        if (pin!.EndLease())
         {
-            Unpin(unpin);
+            // This lease was the last one on a released pin.
+            Interlocked.Decrement(ref _activePins);
+            Unpin(pin);
         }
     }
 
@@ -128,48 +109,25 @@ public sealed class ForeignMemoryPinner : IPinLeaseOwner
             throw new ArgumentOutOfRangeException(nameof(length), $"Range {offset}+{length} is outside the pinned memory of {pin.Length} bytes.");
         }
 
-        lock (_gate)
+        if (!pin.TryAddLease())
         {
-            if (pin.IsReleased)
-            {
-                throw new ObjectDisposedException(nameof(ForeignPin), $"Foreign pin {pin.Id} was already released; no new lease can be taken on it.");
-            }
-
-            pin.LeaseCount++;
-            var leaseId = ++_nextLeaseId;
-            _leases.Add(leaseId, (pin, length));
-            Metrics.AddLeased(length);
-            return new PinLease(this, pin.Address + offset, length, leaseId);
+            throw new ObjectDisposedException(nameof(ForeignPin), $"Foreign pin {pin.Id} was already released; no new lease can be taken on it.");
         }
+
+        var token = _leases.Add(pin, length);
+        Metrics.AddLeased(length);
+        return new PinLease(this, pin.Address + offset, length, token);
     }
 
     internal void Release(ForeignPin pin)
     {
-        lock (_gate)
+        if (!pin.MarkReleased())
         {
-            if (pin.IsReleased)
-            {
-                return;
-            }
-
-            pin.IsReleased = true;
-            if (pin.LeaseCount > 0)
-            {
-                return; // the last EndLease unpins
-            }
-
-            _activePins--;
+            return; // already released, or leases remain: the last EndLease unpins
         }
 
+        Interlocked.Decrement(ref _activePins);
         Unpin(pin);
-    }
-
-    internal int GetLeaseCount(ForeignPin pin)
-    {
-        lock (_gate)
-        {
-            return pin.LeaseCount;
-        }
     }
 
     private void Unpin(ForeignPin pin)
@@ -220,19 +178,60 @@ public sealed class ForeignPin : IDisposable
     public int Length { get; }
 
     /// <summary>True once <see cref="Dispose"/> was called (the memory may still be pinned for active leases).</summary>
-    public bool IsReleased { get; internal set; }
+    public bool IsReleased => (Volatile.Read(ref _state) & ReleasedBit) != 0;
 
     /// <summary>True until the memory is actually unpinned.</summary>
     public bool IsPinned { get; private set; } = true;
 
-    public int ActiveLeases => _owner.GetLeaseCount(this);
+    public int ActiveLeases => Volatile.Read(ref _state) >> 1;
 
     /// <summary>The owner's own word for this registration, given to <see cref="ForeignMemoryPinner.Pin(ReadOnlyMemory{byte}, IForeignPinObserver?, long)"/>.</summary>
     public long Token { get; internal set; }
 
     internal IForeignPinObserver? Observer { get; set; }
 
-    internal int LeaseCount { get; set; }
+    // Leases << 1 | released: one word, so that "released with no lease left" is reached exactly once.
+    private const int ReleasedBit = 1;
+    private int _state;
+
+    /// <summary>One more lease, unless released (then false).</summary>
+    internal bool TryAddLease()
+    {
+        while (true)
+        {
+            var state = Volatile.Read(ref _state);
+            if ((state & ReleasedBit) != 0)
+            {
+                return false;
+            }
+
+            if (Interlocked.CompareExchange(ref _state, state + 2, state) == state)
+            {
+                return true;
+            }
+        }
+    }
+
+    /// <summary>One lease fewer; true if that left the pin released with no lease (the caller unpins).</summary>
+    internal bool EndLease() => Interlocked.Add(ref _state, -2) == ReleasedBit;
+
+    /// <summary>Marks the pin released; true if it was not already and has no lease (the caller unpins).</summary>
+    internal bool MarkReleased()
+    {
+        while (true)
+        {
+            var state = Volatile.Read(ref _state);
+            if ((state & ReleasedBit) != 0)
+            {
+                return false;
+            }
+
+            if (Interlocked.CompareExchange(ref _state, state | ReleasedBit, state) == state)
+            {
+                return state == 0;
+            }
+        }
+    }
 
     internal long LockedBytes { get; set; }
 

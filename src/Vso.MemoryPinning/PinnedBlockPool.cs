@@ -11,7 +11,10 @@ namespace Vso.MemoryPinning;
 /// byte is read, so a descriptor that outlived its block is refused instead of read.
 /// </summary>
 /// <remarks>
-/// Thread-safe: rent, return, validate and lease may be called from any thread (one lock; all are short).
+/// Thread-safe: rent, return, validate and lease may be called from any thread. Rent, return and validate take one short
+/// lock; taking and ending a lease (once per gathered piece of a frame, on the engine thread) take none: a slot's
+/// generation, state and lease count share one word changed by compare-and-swap, and the leases themselves live in a
+/// <see cref="LeaseTable{T}"/>.
 /// <para>
 /// Dispose: new rentals fail at once. Slabs are freed when no block is rented or leased any more: at
 /// Dispose if none is, otherwise when the last block is returned and its last lease ends (deferred, not
@@ -25,7 +28,8 @@ public sealed class PinnedBlockPool : MemoryPool<byte>, IPinLeaseOwner
     private readonly List<Slab> _slabs = [];
     private readonly List<Slot> _slots = [];
     private readonly Stack<Slot> _free = new();
-    private readonly Dictionary<long, (Slot Slot, int Length)> _leases = [];
+    private readonly LeaseTable<Slot> _leases = new();
+    private Slot[] _slotTable = []; // _slots as an array, republished (never changed in place) when a slab is added
     private readonly PageLocker _locker;
     private readonly int _blockSize;
     private readonly int _slabSize;
@@ -34,7 +38,6 @@ public sealed class PinnedBlockPool : MemoryPool<byte>, IPinLeaseOwner
     private readonly bool _mlock;
     private long _allocatedBytes;
     private long _lastGeneration;
-    private long _nextLeaseId;
     private int _outstanding; // rented or return-pending blocks
     private bool _disposed;
 
@@ -135,7 +138,7 @@ public sealed class PinnedBlockPool : MemoryPool<byte>, IPinLeaseOwner
 
             var slot = _free.Pop();
             slot.Generation = ++_lastGeneration;
-            slot.State = SlotState.Rented;
+            Volatile.Write(ref slot.Word, Slot.Pack(slot.Generation, 0, SlotState.Rented));
             var block = new PinnedBlock(this, slot.Id, slot.Address, _blockSize, slot.Generation);
             slot.Current = block;
             _outstanding++;
@@ -167,15 +170,40 @@ public sealed class PinnedBlockPool : MemoryPool<byte>, IPinLeaseOwner
     /// </summary>
     public PinLease Lease(int blockId, long generation, nint address, int length)
     {
+        var table = Volatile.Read(ref _slotTable);
+        if ((uint)blockId < (uint)table.Length && generation != 0)
+        {
+            var slot = table[blockId];
+            var expected = Slot.Pack(generation, 0, SlotState.Rented);
+            var offset = (long)address - slot.Address;
+            var inRange = length >= 0 && offset >= 0 && offset <= _blockSize - length;
+            while (inRange)
+            {
+                // Rented under this generation (the word holds its low 40 bits; the full one is checked too), below the
+                // lease limit: one more lease, in one compare-and-swap with the state, so a return cannot slip between.
+                var word = Volatile.Read(ref slot.Word);
+                if ((word & ~Slot.LeaseMask) != expected || (word & Slot.LeaseMask) == Slot.LeaseMask
+                    || Volatile.Read(ref slot.Generation) != generation)
+                {
+                    break;
+                }
+
+                if (Interlocked.CompareExchange(ref slot.Word, word + Slot.OneLease, word) == word)
+                {
+                    var token = _leases.Add(slot, length);
+                    Metrics.AddLeased(length);
+                    return new PinLease(this, address, length, token);
+                }
+            }
+        }
+
+        // Refused: say why, precisely, under the lock (never read).
         lock (_gate)
         {
-            var slot = CheckDescriptor(blockId, generation, address, length);
-            slot.LeaseCount++;
-            var leaseId = ++_nextLeaseId;
-            _leases.Add(leaseId, (slot, length));
-            Metrics.AddLeased(length);
-            return new PinLease(this, address, length, leaseId);
+            _ = CheckDescriptor(blockId, generation, address, length);
         }
+
+        throw new InvalidOperationException($"Block {blockId} generation {generation} has {Slot.LeaseMask >> 2} leases already; leases are not being ended.");
     }
 
     public PinLease Lease(BlockToken token, nint address, int length) => Lease(token.BlockId, token.Generation, address, length);
@@ -183,18 +211,35 @@ public sealed class PinnedBlockPool : MemoryPool<byte>, IPinLeaseOwner
     /// <summary>Ends a lease. Each lease has its own token, so ending one twice does nothing.</summary>
     void IPinLeaseOwner.EndLease(nint address, int length, long token)
     {
-        lock (_gate)
+        if (!_leases.TryRemove(token, out var slot, out var leased))
         {
-            if (!_leases.Remove(token, out var lease))
+            return;
+        }
+
+        Metrics.AddLeased(-leased);
+        while (true)
+        {
+            var word = Volatile.Read(ref slot!.Word);
+            var next = word - Slot.OneLease;
+            if ((next & Slot.LeaseMask) == 0 && (SlotState)(word & Slot.StateMask) == SlotState.ReturnPending)
             {
-                return;
+                // The last lease on a block already given back: this thread alone takes it to Free and finishes the return.
+                if (Interlocked.CompareExchange(ref slot.Word, (next & ~Slot.StateMask) | (long)SlotState.Free, word) == word)
+                {
+                    lock (_gate)
+                    {
+                        CompleteReturn(slot);
+                    }
+
+                    return;
+                }
+
+                continue;
             }
 
-            Metrics.AddLeased(-lease.Length);
-            var slot = lease.Slot;
-            if (--slot.LeaseCount == 0 && slot.State == SlotState.ReturnPending)
+            if (Interlocked.CompareExchange(ref slot.Word, next, word) == word)
             {
-                CompleteReturn(slot);
+                return;
             }
         }
     }
@@ -210,14 +255,26 @@ public sealed class PinnedBlockPool : MemoryPool<byte>, IPinLeaseOwner
 
             var slot = _slots[block.Id];
             slot.Current = null;
-            if (slot.LeaseCount > 0)
+            while (true)
             {
-                // Validate refuses it from now on, but a link may still be reading the leased range.
-                slot.State = SlotState.ReturnPending;
-            }
-            else
-            {
-                CompleteReturn(slot);
+                var word = Volatile.Read(ref slot.Word);
+                if ((word & Slot.LeaseMask) != 0)
+                {
+                    // Validate and Lease refuse it from now on, but a link may still be reading the leased range:
+                    // the last EndLease finishes the return.
+                    if (Interlocked.CompareExchange(ref slot.Word, (word & ~Slot.StateMask) | (long)SlotState.ReturnPending, word) == word)
+                    {
+                        break;
+                    }
+
+                    continue;
+                }
+
+                if (Interlocked.CompareExchange(ref slot.Word, (word & ~Slot.StateMask) | (long)SlotState.Free, word) == word)
+                {
+                    CompleteReturn(slot);
+                    break;
+                }
             }
         }
     }
@@ -272,9 +329,9 @@ public sealed class PinnedBlockPool : MemoryPool<byte>, IPinLeaseOwner
     private static StaleDescriptorException Stale(StaleDescriptorReason reason, int blockId, long generation, nint address, int length, string message)
         => new(reason, blockId, generation, address, length, message);
 
+    /// <summary>Under the lock, the slot's word already Free with no lease: back to the free list (or the slabs go).</summary>
     private void CompleteReturn(Slot slot)
     {
-        slot.State = SlotState.Free;
         _outstanding--;
         Metrics.AddPinned(-_blockSize);
         if (!_disposed)
@@ -328,6 +385,8 @@ public sealed class PinnedBlockPool : MemoryPool<byte>, IPinLeaseOwner
             _slots.Add(new Slot(firstId + i, slab.Address + (nint)((long)i * _blockSize)));
         }
 
+        Volatile.Write(ref _slotTable, [.. _slots]);
+
         // Lowest address on top, so blocks are handed out in address order.
         for (var i = count - 1; i >= 0; i--)
         {
@@ -365,16 +424,26 @@ public sealed class PinnedBlockPool : MemoryPool<byte>, IPinLeaseOwner
 
     private sealed class Slot(int id, nint address)
     {
+        public const long StateMask = 3;
+        public const long OneLease = 4;
+        public const long LeaseMask = 0x3FFFFFL << 2; // 22 bits of lease count
+
+        /// <summary>Generation (low 40 bits) &lt;&lt; 24 | leases &lt;&lt; 2 | state: changed only by compare-and-swap or under the lock.</summary>
+        public long Word;
+
+        /// <summary>The full generation, written under the lock at rent, before <see cref="Word"/>.</summary>
+        public long Generation;
+
         public int Id { get; } = id;
 
         public nint Address { get; } = address;
 
-        public long Generation { get; set; }
+        public SlotState State => (SlotState)(Volatile.Read(ref Word) & StateMask);
 
-        public SlotState State { get; set; }
-
-        public int LeaseCount { get; set; }
+        public int LeaseCount => (int)((Volatile.Read(ref Word) & LeaseMask) >> 2);
 
         public PinnedBlock? Current { get; set; }
+
+        public static long Pack(long generation, int leases, SlotState state) => (generation << 24) | ((long)leases << 2) | (long)state;
     }
 }

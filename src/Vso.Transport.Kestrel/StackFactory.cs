@@ -92,7 +92,13 @@ internal static class StackFactory
             }
             else
             {
-                link = new AfPacketLink(new AfPacketLinkOptions { InterfaceName = o.Interface }, log);
+                link = new AfPacketLink(
+                    new AfPacketLinkOptions
+                    {
+                        InterfaceName = o.Interface,
+                        SegmentationOffload = o.AfPacket.SegmentationOffload,
+                    },
+                    log);
             }
         }
         catch (LinkException ex)

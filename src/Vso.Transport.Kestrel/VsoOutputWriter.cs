@@ -130,7 +130,11 @@ internal sealed class VsoOutputWriter : PipeWriter
         pending?.TrySetResult(new FlushResult(isCanceled: true, isCompleted: _closed));
     }
 
-    /// <summary>Hands the written bytes over, then FIN after them (RFC 9293 §3.10.4).</summary>
+    /// <summary>
+    /// Without an exception: hands the written bytes over, then FIN after them (RFC 9293 §3.10.4). With one, as Kestrel's
+    /// Sockets transport does: the connection is reset (RST, RFC 9293 §3.10.5) and unflushed bytes are dropped, unless
+    /// <see cref="VsoTransportOptions.FinOnError"/> asks for FIN after the flushed data instead.
+    /// </summary>
     public override void Complete(Exception? exception = null)
     {
         if (_completed)
@@ -138,7 +142,8 @@ internal sealed class VsoOutputWriter : PipeWriter
             return;
         }
 
-        if (!_closed)
+        var reset = exception is not null && !_connection.FinOnError;
+        if (!_closed && !reset)
         {
             HandOver();
         }
@@ -146,7 +151,14 @@ internal sealed class VsoOutputWriter : PipeWriter
         _completed = true;
         ReleaseCurrent();
         DropUnflushed();
-        _connection.PostShutdownSend();
+        if (reset)
+        {
+            _connection.PostAbort(exception!);
+        }
+        else
+        {
+            _connection.PostShutdownSend();
+        }
     }
 
     private void CancelFlush(TaskCompletionSource<FlushResult> pending, CancellationToken token)

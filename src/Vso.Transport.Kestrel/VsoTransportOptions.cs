@@ -74,11 +74,30 @@ public sealed class VsoTransportOptions
 
     public VsoCaptureOptions Capture { get; set; } = new();
 
+    public VsoAfPacketOptions AfPacket { get; set; } = new();
+
     /// <summary>Output backpressure: FlushAsync waits while at least this many flushed bytes are unsent or unacknowledged. Default 2 MiB.</summary>
     public long MaxWriteBufferSize { get; set; } = 2 << 20;
 
     /// <summary>Input backpressure: the stack stops reading (the TCP window closes) while the input pipe holds this many bytes. Default 1 MiB.</summary>
     public long MaxReadBufferSize { get; set; } = 1 << 20;
+
+    /// <summary>
+    /// How a connection ends when the application fails it: completing <c>Transport.Output</c> with an exception or
+    /// calling <c>Abort()</c>. False (default, as Kestrel's Sockets transport): RST (RFC 9293 §3.10.5), data not yet
+    /// acknowledged is discarded. True (as <c>SocketTransportOptions.FinOnError</c>): FIN after the data already flushed.
+    /// </summary>
+    public bool FinOnError { get; set; }
+}
+
+/// <summary>AfPacket backend options (section Vso:AfPacket).</summary>
+public sealed class VsoAfPacketOptions
+{
+    /// <summary>
+    /// Hand the socket TCP super-segments of up to 64 KiB that the kernel cuts into MSS-sized frames (PACKET_VNET_HDR,
+    /// generic segmentation offload). Default true.
+    /// </summary>
+    public bool SegmentationOffload { get; set; } = true;
 }
 
 /// <summary>Tap backend options (section Vso:Tap).</summary>

@@ -169,6 +169,66 @@ public sealed class TransportTests
         await WaitUntil(() => pair.Factory.PinnedBytes == 0, "every pinned block back in the pool");
     }
 
+    /// <summary>
+    /// Kestrel's Sockets transport (SocketConnection.Shutdown) closes with linger 0, i.e. RST, when its send loop ends with
+    /// an error, which is what an application completing Transport.Output with an exception causes; unflushed bytes are
+    /// dropped. The peer sees a reset, not an orderly end of stream that would pass a truncated response as complete.
+    /// </summary>
+    [Fact]
+    public async Task Completing_output_with_an_exception_resets_the_peer()
+    {
+        using var pair = SimulatedPair.Create();
+        var listener = await pair.Factory.BindAsync(Endpoint);
+        var acceptTask = listener.AcceptAsync().AsTask();
+        var client = await pair.Client.ConnectAsync(Endpoint).WaitAsync(Timeout);
+        var server = (await acceptTask.WaitAsync(Timeout))!;
+        var closed = new TaskCompletionSource();
+        server.ConnectionClosed.Register(() => closed.TrySetResult());
+
+        server.Transport.Output.Write("never sent"u8);
+        await server.Transport.Output.CompleteAsync(new InvalidOperationException("application failed mid-response"));
+
+        var error = await Assert.ThrowsAsync<TcpConnectionException>(() => client.ReceiveAsync(new byte[16]).AsTask().WaitAsync(Timeout));
+        Assert.Equal(TcpError.Reset, error.Error);
+        await closed.Task.WaitAsync(Timeout);
+        await server.DisposeAsync();
+        await listener.UnbindAsync();
+        await WaitUntil(() => pair.Factory.PinnedBytes == 0, "every pinned block back in the pool");
+    }
+
+    /// <summary>FinOnError (SocketTransportOptions.FinOnError's counterpart): an error or an abort ends with FIN after the flushed data.</summary>
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task With_FinOnError_errors_and_aborts_end_with_FIN_after_the_flushed_data(bool abort)
+    {
+        var options = SimulatedPair.DefaultOptions();
+        options.FinOnError = true;
+        using var pair = SimulatedPair.Create(options);
+        var listener = await pair.Factory.BindAsync(Endpoint);
+        var acceptTask = listener.AcceptAsync().AsTask();
+        var client = await pair.Client.ConnectAsync(Endpoint).WaitAsync(Timeout);
+        var server = (await acceptTask.WaitAsync(Timeout))!;
+
+        var payload = "flushed before the error"u8.ToArray();
+        await server.Transport.Output.WriteAsync(payload);
+        if (abort)
+        {
+            server.Abort(new ConnectionAbortedException("test abort"));
+        }
+        else
+        {
+            await server.Transport.Output.CompleteAsync(new InvalidOperationException("application failed"));
+        }
+
+        var received = await ReceiveExactlyAsync(client, payload.Length).WaitAsync(Timeout);
+        Assert.Equal(payload, received);
+        Assert.Equal(0, await client.ReceiveAsync(new byte[16]).AsTask().WaitAsync(Timeout));
+        await server.DisposeAsync();
+        await listener.UnbindAsync();
+        await WaitUntil(() => pair.Factory.PinnedBytes == 0, "every pinned block back in the pool");
+    }
+
     [Fact]
     public async Task Unbind_stops_accepting_and_new_connections_are_refused()
     {

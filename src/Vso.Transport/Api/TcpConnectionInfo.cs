@@ -49,6 +49,9 @@ public sealed record TcpConnectionInfo
     /// <summary>Bytes copied in user space to build those first transmissions: 0 in Pinned mode, all of them in Copy mode.</summary>
     public long FirstTransmissionCopiedBytes { get; init; }
 
+    /// <summary>Super-segments of several segments handed to a link with segmentation offload (AF_PACKET GSO).</summary>
+    public long OffloadedSuperSegments { get; init; }
+
     public long OutOfOrderSegments { get; init; }
 
     public long ZeroWindowProbes { get; init; }
@@ -98,6 +101,7 @@ public sealed record TcpConnectionInfo
         CongestionControl = c.CongestionControl.Name,
         FirstTransmissionBytes = c.Statistics.FirstTransmissionBytes,
         FirstTransmissionCopiedBytes = c.Statistics.FirstTransmissionCopiedBytes,
+        OffloadedSuperSegments = c.Statistics.OffloadedSuperSegments,
         OutOfOrderSegments = c.Statistics.OutOfOrderSegments,
         ZeroWindowProbes = c.Statistics.ZeroWindowProbes,
         TailLossProbes = c.Statistics.TailLossProbes,

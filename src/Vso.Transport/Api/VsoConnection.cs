@@ -1,5 +1,6 @@
 using System.Collections.Concurrent;
 using System.Net;
+using System.Threading.Tasks.Sources;
 using Vso.MemoryPinning;
 using Vso.Transport.Engine;
 using Vso.Transport.Tcp;
@@ -12,7 +13,7 @@ namespace Vso.Transport.Api;
 /// descriptor of it: no copy is made, and the task completes once the peer has acknowledged every byte
 /// and no frame still reads it. Operations may come from any thread; the engine thread applies them.
 /// </summary>
-public sealed class VsoConnection : IEngineWork, ITcpConnectionObserver, ISendHost
+public sealed class VsoConnection : IEngineWork, ITcpConnectionObserver, ISendHost, IValueTaskSource<int>
 {
     private readonly VsoStack _stack;
     private readonly ConcurrentQueue<Operation> _operations = new();
@@ -22,7 +23,9 @@ public sealed class VsoConnection : IEngineWork, ITcpConnectionObserver, ISendHo
     private TcpConnection? _tcp;
     private int _posted;
     private Memory<byte> _pendingReceive;
-    private TaskCompletionSource<int>? _pendingReceiveCompletion;
+    private bool _receivePending;           // engine thread: a receive waits for bytes, the end of stream or an error
+    private int _receiveBusy;               // 1 from ReceiveAsync until its result is taken (GetResult)
+    private ManualResetValueTaskSourceCore<int> _receive; // the one reusable completion of ReceiveAsync
     private TcpConnectionException? _error;
 
     internal VsoConnection(VsoStack stack, TcpConnection? accepted)
@@ -31,6 +34,7 @@ public sealed class VsoConnection : IEngineWork, ITcpConnectionObserver, ISendHo
         _sends = new SendRegistrations(stack.PinAccounting.Pinner);
         _connected = stack.NewCompletion<VsoConnection>();
         _closed = stack.NewCompletion();
+        _receive.RunContinuationsAsynchronously = !stack.Options.InlineContinuations;
         if (accepted is not null)
         {
             Attach(accepted);
@@ -67,20 +71,52 @@ public sealed class VsoConnection : IEngineWork, ITcpConnectionObserver, ISendHo
             return completion.Task;
         }
 
-        Enqueue(new Operation(OperationKind.Send, data, default, completion, null));
+        Enqueue(new Operation(OperationKind.Send, data, default, completion));
         return completion.Task;
     }
 
-    /// <summary>Receives into <paramref name="buffer"/>; 0 means the peer closed its side.</summary>
+    /// <summary>
+    /// Receives into <paramref name="buffer"/>; 0 means the peer closed its side. One receive at a time: await it (once)
+    /// before the next. Allocates nothing: the ValueTask is backed by one reusable completion of the connection.
+    /// </summary>
     public ValueTask<int> ReceiveAsync(Memory<byte> buffer)
     {
-        var completion = _stack.NewCompletion<int>();
-        Enqueue(new Operation(OperationKind.Receive, default, buffer, null, completion));
-        return new ValueTask<int>(completion.Task);
+        if (Interlocked.CompareExchange(ref _receiveBusy, 1, 0) != 0)
+        {
+            if (_receive.GetStatus(_receive.Version) == ValueTaskSourceStatus.Pending)
+            {
+                return ValueTask.FromException<int>(new InvalidOperationException("A receive is already pending on this connection; await it before the next."));
+            }
+
+            // The previous receive completed but its result was never taken: its bytes are in its buffer; start afresh.
+            _receive.Reset();
+        }
+
+        var version = _receive.Version;
+        Enqueue(new Operation(OperationKind.Receive, default, buffer, null));
+        return new ValueTask<int>(this, version);
     }
 
+    int IValueTaskSource<int>.GetResult(short token)
+    {
+        try
+        {
+            return _receive.GetResult(token);
+        }
+        finally
+        {
+            _receive.Reset();
+            Volatile.Write(ref _receiveBusy, 0);
+        }
+    }
+
+    ValueTaskSourceStatus IValueTaskSource<int>.GetStatus(short token) => _receive.GetStatus(token);
+
+    void IValueTaskSource<int>.OnCompleted(Action<object?> continuation, object? state, short token, ValueTaskSourceOnCompletedFlags flags) =>
+        _receive.OnCompleted(continuation, state, token, flags);
+
     /// <summary>Sends FIN after everything queued (half-close); receiving goes on.</summary>
-    public void ShutdownSend() => Enqueue(new Operation(OperationKind.Shutdown, default, default, null, null));
+    public void ShutdownSend() => Enqueue(new Operation(OperationKind.Shutdown, default, default, null));
 
     /// <summary>
     /// Closes: FIN after queued data, or RST if received data was left unread (RFC 2525 §2.17).
@@ -88,15 +124,15 @@ public sealed class VsoConnection : IEngineWork, ITcpConnectionObserver, ISendHo
     /// </summary>
     public Task CloseAsync()
     {
-        Enqueue(new Operation(OperationKind.Close, default, default, null, null));
+        Enqueue(new Operation(OperationKind.Close, default, default, null));
         return Closed;
     }
 
     /// <summary>Resets the connection (RST); pending operations fail.</summary>
-    public void Abort() => Enqueue(new Operation(OperationKind.Abort, default, default, null, null));
+    public void Abort() => Enqueue(new Operation(OperationKind.Abort, default, default, null));
 
     internal void PostConnect(Ipv4Address remote, ushort port) =>
-        Enqueue(new Operation(OperationKind.Connect, default, default, null, null) { Remote = remote, Port = port });
+        Enqueue(new Operation(OperationKind.Connect, default, default, null) { Remote = remote, Port = port });
 
     private void Enqueue(in Operation operation)
     {
@@ -172,14 +208,9 @@ public sealed class VsoConnection : IEngineWork, ITcpConnectionObserver, ISendHo
                 tcp.Enqueue(registration.Address, op.Send.Length, registration.Slot, registration.Generation);
                 return;
             case OperationKind.Receive:
-                if (_pendingReceiveCompletion is not null)
-                {
-                    op.ReceiveCompletion!.TrySetException(new InvalidOperationException("A receive is already pending on this connection; await it before the next."));
-                    return;
-                }
-
+                // ReceiveAsync let only one through (_receiveBusy), so none is pending here.
                 _pendingReceive = op.Receive;
-                _pendingReceiveCompletion = op.ReceiveCompletion;
+                _receivePending = true;
                 TryCompleteReceive();
                 return;
             case OperationKind.Shutdown:
@@ -208,7 +239,7 @@ public sealed class VsoConnection : IEngineWork, ITcpConnectionObserver, ISendHo
 
     private void TryCompleteReceive()
     {
-        if (_pendingReceiveCompletion is not { } completion || _tcp is not { } tcp)
+        if (!_receivePending || _tcp is not { } tcp)
         {
             return;
         }
@@ -216,24 +247,26 @@ public sealed class VsoConnection : IEngineWork, ITcpConnectionObserver, ISendHo
         if (tcp.ReadableBytes > 0)
         {
             var n = tcp.Read(_pendingReceive.Span);
-            _pendingReceiveCompletion = null;
+            _receivePending = false;
             _pendingReceive = default;
-            completion.TrySetResult(n);
+            _receive.SetResult(n);
             return;
         }
 
         var error = _error ?? tcp.Error;
         if (error is not null)
         {
-            _pendingReceiveCompletion = null;
-            completion.TrySetException(error);
+            _receivePending = false;
+            _pendingReceive = default;
+            _receive.SetException(error);
             return;
         }
 
         if (tcp.IsEndOfStream || (tcp.State == TcpState.Closed && _closedInOrder))
         {
-            _pendingReceiveCompletion = null;
-            completion.TrySetResult(0);
+            _receivePending = false;
+            _pendingReceive = default;
+            _receive.SetResult(0);
         }
     }
 
@@ -277,7 +310,7 @@ public sealed class VsoConnection : IEngineWork, ITcpConnectionObserver, ISendHo
         Abort,
     }
 
-    private readonly record struct Operation(OperationKind Kind, ReadOnlyMemory<byte> Send, Memory<byte> Receive, TaskCompletionSource? SendCompletion, TaskCompletionSource<int>? ReceiveCompletion)
+    private readonly record struct Operation(OperationKind Kind, ReadOnlyMemory<byte> Send, Memory<byte> Receive, TaskCompletionSource? SendCompletion)
     {
         public Ipv4Address Remote { get; init; }
 

@@ -257,13 +257,20 @@ internal sealed class NetworkInterface : IFrameReceiver
     }
 
     /// <summary>Completes the frame begun by <see cref="TryBeginIpv4"/>: IPv4 and Ethernet headers, then into the batch.</summary>
-    public void CommitIpv4(Ipv4Address destination, IpProtocol protocol, int payloadLength, int linearPayloadLength)
+    /// <remarks>
+    /// <paramref name="gsoSize"/> &gt; 0: a TCP super-segment for the link to cut (<see cref="ILink.MaxOffloadPayload"/>); the
+    /// kernel gives each segment its own IPv4 identification (this one, then +1 each), length and checksum.
+    /// </remarks>
+    public void CommitIpv4(Ipv4Address destination, IpProtocol protocol, int payloadLength, int linearPayloadLength, int gsoSize = 0)
     {
         var frame = Batch.Building;
         EthernetFrame.WriteHeader(frame, _buildingDestination, HardwareAddress, EtherType.Ipv4);
         Ipv4Packet.WriteHeader(frame[EthernetFrame.HeaderLength..], Address, destination, protocol, payloadLength, _nextIdentification++);
-        Batch.Commit(EthernetFrame.HeaderLength + Ipv4Packet.MinHeaderLength + linearPayloadLength);
+        Batch.Commit(EthernetFrame.HeaderLength + Ipv4Packet.MinHeaderLength + linearPayloadLength, gsoSize);
     }
+
+    /// <summary>The link's segmentation offload limit (TCP payload bytes per super-segment), 0 without.</summary>
+    public int MaxOffloadPayload => _link.MaxOffloadPayload;
 
     public void CancelFrame() => Batch.Cancel();
 

@@ -19,7 +19,10 @@ namespace Vso.Transport.Links;
 /// </summary>
 public sealed unsafe class AfPacketLink : ILink
 {
-    private const int MaxIov = TransmitBatch.MaxGather + 1;
+    private const int MaxIov = TransmitBatch.MaxGather + 2;
+
+    /// <summary>Largest IPv4 packet: 65,535 bytes, less the IPv4 header and the largest TCP header.</summary>
+    private const int MaxGsoPayload = 65_535 - 20 - 60;
 
     private readonly ILogger _log;
     private readonly string _name;
@@ -28,6 +31,8 @@ public sealed unsafe class AfPacketLink : ILink
     private PacketRing? _ring;
     private MMsgHdr* _messages;
     private IoVec* _iov;
+    private VirtioNetHeader* _vnet;
+    private readonly bool _offload;
     private int _messageCapacity;
     private bool _disposed;
 
@@ -57,6 +62,14 @@ public sealed unsafe class AfPacketLink : ILink
             HardwareAddress = NetDevice.GetHardwareAddress(_fd, _name);
 
             SetOption(LinuxNative.SOL_PACKET, LinuxNative.PACKET_IGNORE_OUTGOING, 1, "PACKET_IGNORE_OUTGOING");
+            if (options.SegmentationOffload)
+            {
+                // Before the ring: the kernel refuses PACKET_VNET_HDR once a ring exists (EBUSY). Every frame sent from now
+                // on starts with a virtio_net_hdr; received frames get one too, before tp_mac, which the ring skips.
+                SetOption(LinuxNative.SOL_PACKET, LinuxNative.PACKET_VNET_HDR, 1, "PACKET_VNET_HDR");
+                _offload = true;
+            }
+
             if (options.QdiscBypass)
             {
                 SetOption(LinuxNative.SOL_PACKET, LinuxNative.PACKET_QDISC_BYPASS, 1, "PACKET_QDISC_BYPASS");
@@ -90,8 +103,11 @@ public sealed unsafe class AfPacketLink : ILink
         }
 
         _log.LinkOpened("AF_PACKET", _name, HardwareAddress.ToString(), Mtu,
-            $"{_ring.Description}, qdisc bypass {options.QdiscBypass}");
+            $"{_ring.Description}, qdisc bypass {options.QdiscBypass}, segmentation offload {_offload}");
     }
+
+    /// <summary>Up to 64 KiB of TCP payload per super-segment with <see cref="AfPacketLinkOptions.SegmentationOffload"/>, else 0.</summary>
+    public int MaxOffloadPayload => _offload ? MaxGsoPayload : 0;
 
     public MacAddress HardwareAddress { get; }
 
@@ -165,7 +181,7 @@ public sealed unsafe class AfPacketLink : ILink
         for (var i = 0; i < batch.Count; i++)
         {
             var length = batch.FrameLength(i);
-            if (length > maxFrame)
+            if (length > maxFrame && (batch.GsoSize(i) == 0 || length > MaxGsoPayload + 60 + 20 + EthernetFrame.HeaderLength))
             {
                 OversizeTransmitFrames++;
                 _log.OversizeTransmit(_name, length, Mtu, OversizeTransmitFrames);
@@ -174,8 +190,20 @@ public sealed unsafe class AfPacketLink : ILink
 
             var iov = _iov + (count * MaxIov);
             var linear = batch.Linear(i);
-            iov[0] = new IoVec { Base = (void*)batch.LinearAddress(i), Length = (nuint)linear.Length };
-            var n = 1;
+            var n = 0;
+            if (_offload)
+            {
+                // virtio_net_hdr (little-endian on this host): none for an ordinary frame, whose checksums are complete;
+                // TCPv4 GSO for a super-segment, whose TCP checksum field holds the pseudo-header sum (NEEDS_CSUM).
+                var vnet = _vnet + count;
+                var gso = batch.GsoSize(i);
+                *vnet = gso == 0
+                    ? default
+                    : VirtioNetHeader.TcpV4(linear.Length, gso);
+                iov[n++] = new IoVec { Base = vnet, Length = (nuint)sizeof(VirtioNetHeader) };
+            }
+
+            iov[n++] = new IoVec { Base = (void*)batch.LinearAddress(i), Length = (nuint)linear.Length };
             foreach (var g in batch.Gathers(i))
             {
                 iov[n++] = new IoVec { Base = (void*)g.Address, Length = (nuint)g.Length };
@@ -271,8 +299,10 @@ public sealed unsafe class AfPacketLink : ILink
         {
             NativeMemory.Free(_messages);
             NativeMemory.Free(_iov);
+            NativeMemory.Free(_vnet);
             _messages = null;
             _iov = null;
+            _vnet = null;
         }
     }
 
@@ -287,9 +317,11 @@ public sealed unsafe class AfPacketLink : ILink
         {
             NativeMemory.Free(_messages);
             NativeMemory.Free(_iov);
+            NativeMemory.Free(_vnet);
         }
 
         _messageCapacity = Math.Max(count, 64);
+        _vnet = (VirtioNetHeader*)NativeMemory.AllocZeroed((nuint)(_messageCapacity * sizeof(VirtioNetHeader)));
         _messages = (MMsgHdr*)NativeMemory.AllocZeroed((nuint)(_messageCapacity * sizeof(MMsgHdr)));
         _iov = (IoVec*)NativeMemory.AllocZeroed((nuint)(_messageCapacity * MaxIov * sizeof(IoVec)));
     }
@@ -343,4 +375,33 @@ public sealed unsafe class AfPacketLink : ILink
     }
 
     private static bool IsPowerOfTwo(long n) => (n & (n - 1)) == 0;
+}
+
+/// <summary>
+/// struct virtio_net_hdr (include/uapi/linux/virtio_net.h), the header PACKET_VNET_HDR puts before each frame:
+/// flags, gso_type, hdr_len, gso_size, csum_start, csum_offset; little-endian for packet sockets on this host.
+/// </summary>
+[StructLayout(LayoutKind.Sequential, Pack = 1)]
+internal struct VirtioNetHeader
+{
+    private const byte NeedsChecksum = 1;   // VIRTIO_NET_HDR_F_NEEDS_CSUM
+    private const byte GsoTcpV4 = 1;        // VIRTIO_NET_HDR_GSO_TCPV4
+
+    public byte Flags;
+    public byte GsoType;
+    public ushort HeaderLength;
+    public ushort GsoSize;
+    public ushort ChecksumStart;
+    public ushort ChecksumOffset;
+
+    /// <summary>A TCPv4 super-segment whose Ethernet, IPv4 and TCP headers take <paramref name="headerLength"/> bytes.</summary>
+    public static VirtioNetHeader TcpV4(int headerLength, int segmentSize) => new()
+    {
+        Flags = NeedsChecksum,
+        GsoType = GsoTcpV4,
+        HeaderLength = (ushort)headerLength,
+        GsoSize = (ushort)segmentSize,
+        ChecksumStart = EthernetFrame.HeaderLength + Ipv4Packet.MinHeaderLength,
+        ChecksumOffset = 16,
+    };
 }

@@ -49,6 +49,14 @@ public sealed class AfPacketLinkOptions
     /// <summary>Send straight to the driver, skipping the interface's queueing discipline (PACKET_QDISC_BYPASS). Default false.</summary>
     public bool QdiscBypass { get; set; }
 
+    /// <summary>
+    /// Generic segmentation offload (PACKET_VNET_HDR): the stack hands the socket TCP super-segments of up to 64 KiB with a
+    /// virtio_net_hdr, and the kernel cuts them into MSS-sized frames (in software when the device has no TSO, as for its
+    /// own TCP), so one message and one pass through the device layer carry up to 45 segments instead of one.
+    /// Default true. Turn it off for a device whose driver refuses GSO frames from packet sockets.
+    /// </summary>
+    public bool SegmentationOffload { get; set; } = true;
+
     /// <summary>SO_SNDBUF of the socket (forced as root). Default 4 MiB.</summary>
     public int SendBufferSize { get; set; } = 4 << 20;
 

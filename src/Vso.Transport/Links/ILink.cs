@@ -45,6 +45,14 @@ public interface ILink : IDisposable
     /// </summary>
     bool CanBlock => false;
 
+    /// <summary>
+    /// Generic segmentation offload: the largest TCP payload one frame of a <see cref="TransmitBatch"/> may carry as a
+    /// super-segment (<see cref="TransmitBatch.GsoSize"/>), which the link has cut into MSS-sized segments on the way out
+    /// (AF_PACKET: a virtio_net_hdr with VIRTIO_NET_HDR_GSO_TCPV4, segmented by the kernel as for its own TCP).
+    /// 0 (default): every frame fits the MTU.
+    /// </summary>
+    int MaxOffloadPayload => 0;
+
     /// <summary>Thread-safe: makes a <see cref="WaitForFrames"/> in progress, or the next one, return at once.</summary>
     void Interrupt()
     {

@@ -8,14 +8,18 @@ namespace Vso.Transport.Links;
 /// (Ethernet, IP and TCP headers, plus the payload in Copy mode) and up to <see cref="MaxGather"/>
 /// gather segments read straight from the host's pinned memory (Pinned mode). Leases taken while a
 /// frame was built are ended by <see cref="Clear"/>, after the link has sent the batch.
+/// A frame committed with a segment size (<see cref="GsoSize"/>) is a TCP super-segment that the link has the
+/// kernel cut into segments of that many payload bytes (generic segmentation offload, <see cref="ILink.MaxOffloadPayload"/>).
 /// </summary>
 public sealed unsafe class TransmitBatch
 {
-    public const int MaxGather = 8;
+    /// <summary>Gather segments per frame: enough for a 64 KiB super-segment over 4 KiB blocks.</summary>
+    public const int MaxGather = 24;
 
     private readonly byte[] _buffer;
     private readonly int[] _linearLength;
     private readonly int[] _gatherCount;
+    private readonly int[] _gsoSize;
     private readonly GatherSegment[] _gathers;
     private readonly PinLease[] _leases;
     private int _leaseCount;
@@ -29,6 +33,7 @@ public sealed unsafe class TransmitBatch
         _buffer = GC.AllocateArray<byte>(capacity * frameCapacity, pinned: true);
         _linearLength = new int[capacity];
         _gatherCount = new int[capacity];
+        _gsoSize = new int[capacity];
         _gathers = new GatherSegment[capacity * MaxGather];
         _leases = new PinLease[capacity * MaxGather];
     }
@@ -76,11 +81,20 @@ public sealed unsafe class TransmitBatch
 
     public int FreeGatherSlots => MaxGather - _gatherCount[Count];
 
-    public void Commit(int linearLength)
+    /// <summary>
+    /// Ends the frame being built. <paramref name="gsoSize"/> &gt; 0 marks a TCP super-segment (only for a link whose
+    /// <see cref="ILink.MaxOffloadPayload"/> is not 0): its TCP checksum field holds the pseudo-header sum only, and the
+    /// link cuts it into segments of <paramref name="gsoSize"/> payload bytes with their checksums.
+    /// </summary>
+    public void Commit(int linearLength, int gsoSize = 0)
     {
         _linearLength[Count] = linearLength;
+        _gsoSize[Count] = gsoSize;
         Count++;
     }
+
+    /// <summary>Payload bytes per segment of a super-segment, or 0 for an ordinary frame.</summary>
+    public int GsoSize(int index) => _gsoSize[index];
 
     /// <summary>Abandons the frame being built (its leases, if any, are still ended by <see cref="Clear"/>).</summary>
     public void Cancel() => _gatherCount[Count] = 0;
@@ -107,6 +121,11 @@ public sealed unsafe class TransmitBatch
     /// <summary>Copies a whole frame (linear part, then gathers) into <paramref name="destination"/>; returns its length.</summary>
     public int CopyFrame(int index, Span<byte> destination)
     {
+        if (_gsoSize[index] != 0)
+        {
+            throw new InvalidOperationException("A super-segment reached a link without segmentation offload.");
+        }
+
         var linear = Linear(index);
         linear.CopyTo(destination);
         var offset = linear.Length;

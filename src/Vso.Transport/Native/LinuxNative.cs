@@ -113,6 +113,7 @@ internal static unsafe partial class LinuxNative
     public const int PACKET_RX_RING = 5;
     public const int PACKET_STATISTICS = 6;
     public const int PACKET_VERSION = 10;
+    public const int PACKET_VNET_HDR = 15;
     public const int PACKET_QDISC_BYPASS = 20;
     public const int PACKET_IGNORE_OUTGOING = 23;
     public const int TPACKET_V2 = 1;

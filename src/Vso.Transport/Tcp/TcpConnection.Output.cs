@@ -65,10 +65,31 @@ internal sealed partial class TcpConnection
                 break;
             }
 
-            var length = (int)Math.Min(Math.Min(available, PayloadLimit()), Math.Max(0, usable));
+            var segmentSize = PayloadLimit();
+            var length = (int)Math.Min(Math.Min(available, segmentSize), Math.Max(0, usable));
             if (length > 0 && IdentifyMode == IdentifyMode.Pinned)
             {
                 length = _send.ClampToPieces(SendNext, length, Links.TransmitBatch.MaxGather);
+            }
+
+            var gsoSize = 0;
+            if (length == segmentSize && IdentifyMode == IdentifyMode.Pinned && _layer.MaxOffloadPayload > 0
+                && SequenceNumber.Ge(SendNext, SendMax))
+            {
+                // Segmentation offload: several full segments of new data as one super-segment that the link has cut
+                // (the same segments, headers and options as one by one, for one message and one pass through the
+                // kernel's device layer). The scoreboard and loss recovery still see each segment (NoteSegments).
+                var room = Math.Min(Math.Min(available, usable), _layer.MaxOffloadPayload);
+                var total = (int)(room / segmentSize * segmentSize);
+                if (total >= 2 * segmentSize)
+                {
+                    total = _send.ClampToPieces(SendNext, total, Links.TransmitBatch.MaxGather) / segmentSize * segmentSize;
+                    if (total >= 2 * segmentSize)
+                    {
+                        length = total;
+                        gsoSize = segmentSize;
+                    }
+                }
             }
 
             if (length > 0 && length < MaxSegmentSize && BytesInFlight > 0)
@@ -97,12 +118,19 @@ internal sealed partial class TcpConnection
             }
 
             var isRetransmission = SequenceNumber.Lt(SendNext, SendMax);
-            if (!Emit(SendNext, flags, length, isRetransmission))
+            if (!Emit(SendNext, flags, length, isRetransmission, gsoSize))
             {
                 break;
             }
 
-            NoteTransmitted(SendNext, length + ((flags & TcpFlags.Fin) != 0 ? 1 : 0), isRetransmission);
+            if (gsoSize > 0)
+            {
+                NoteSegments(SendNext, length, gsoSize, (flags & TcpFlags.Fin) != 0);
+            }
+            else
+            {
+                NoteTransmitted(SendNext, length + ((flags & TcpFlags.Fin) != 0 ? 1 : 0), isRetransmission);
+            }
 
             if (!isRetransmission && length > 0 && !_rttTiming)
             {
@@ -239,15 +267,29 @@ internal sealed partial class TcpConnection
         return length;
     }
 
+    /// <summary>The segments of a super-segment of new data, one by one, as the link cut it (FIN on the last).</summary>
+    private void NoteSegments(uint sequence, int length, int segmentSize, bool fin)
+    {
+        var now = NowMicroseconds; // one clock read for the whole super-segment: its segments leave together
+        for (var offset = 0; offset < length; offset += segmentSize)
+        {
+            var n = Math.Min(segmentSize, length - offset);
+            var last = offset + n == length;
+            NoteTransmitted(sequence + (uint)offset, n + (last && fin ? 1 : 0), isRetransmission: false, now);
+        }
+    }
+
     /// <summary>Every data segment (and FIN) that left: the scoreboard and loss recovery learn of it.</summary>
-    private void NoteTransmitted(uint sequence, int sequenceLength, bool isRetransmission)
+    private void NoteTransmitted(uint sequence, int sequenceLength, bool isRetransmission) =>
+        NoteTransmitted(sequence, sequenceLength, isRetransmission, NowMicroseconds);
+
+    private void NoteTransmitted(uint sequence, int sequenceLength, bool isRetransmission, long now)
     {
         if (sequenceLength == 0)
         {
             return;
         }
 
-        var now = NowMicroseconds;
         if (isRetransmission)
         {
             _scoreboard.OnRetransmit(sequence, sequence + (uint)sequenceLength, now);
@@ -314,8 +356,10 @@ internal sealed partial class TcpConnection
     /// <summary>
     /// Builds one segment into the link's transmit batch. The payload comes from the host by descriptor:
     /// copied into the frame (Copy) or leased and gathered (Pinned). Returns false if it could not be sent.
+    /// <paramref name="gsoSize"/> &gt; 0 (Pinned only): a super-segment of <paramref name="payloadLength"/> bytes that the
+    /// link cuts into segments of that size; its checksum field holds the pseudo-header sum, the kernel finishes each.
     /// </summary>
-    private bool Emit(uint sequence, TcpFlags flags, int payloadLength, bool isRetransmission)
+    private bool Emit(uint sequence, TcpFlags flags, int payloadLength, bool isRetransmission, int gsoSize = 0)
     {
         if (!_layer.TryBeginSegment(Id.RemoteAddress, out var tcp))
         {
@@ -334,7 +378,9 @@ internal sealed partial class TcpConnection
         var now = NowMicroseconds;
         var options = BuildOptions(flags, now);
         var isSyn = (flags & TcpFlags.Syn) != 0;
-        System.Diagnostics.Debug.Assert(payloadLength <= _layer.MaxSegmentSize - options.EncodedLength, "segment exceeds the MTU");
+        System.Diagnostics.Debug.Assert(
+            gsoSize == 0 ? payloadLength <= _layer.MaxSegmentSize - options.EncodedLength : gsoSize <= _layer.MaxSegmentSize - options.EncodedLength,
+            "segment exceeds the MTU");
 
         var windowBytes = (uint)_receive.Window;
         var window = isSyn ? (ushort)Math.Min(windowBytes, ushort.MaxValue) : (ushort)Math.Min(windowBytes >> EffectiveReceiveShift, ushort.MaxValue);
@@ -345,14 +391,19 @@ internal sealed partial class TcpConnection
         var linear = headerLength;
         if (payloadLength > 0)
         {
-            if (!TryIdentifyPayload(sequence, payloadLength, tcp[headerLength..], ref sum, out var copied))
+            if (!TryIdentifyPayload(sequence, payloadLength, tcp[headerLength..], ref sum, out var copied, sumPayload: gsoSize == 0))
             {
                 _layer.CancelSegment();
                 return false;
             }
 
             linear += copied;
-            if (!isRetransmission)
+            if (gsoSize > 0)
+            {
+                Statistics.FirstTransmissionBytes += payloadLength;
+                Statistics.OffloadedSuperSegments++;
+            }
+            else if (!isRetransmission)
             {
                 Statistics.FirstTransmissionBytes += payloadLength;
                 Statistics.FirstTransmissionCopiedBytes += copied;
@@ -370,9 +421,18 @@ internal sealed partial class TcpConnection
             _layer.Metrics.RetransmittedSegments.Add(1);
         }
 
-        TcpHeaderWriter.FinishChecksum(tcp, headerLength, Id.LocalAddress, Id.RemoteAddress, payloadLength, sum);
-        _layer.CommitSegment(Id.RemoteAddress, headerLength + payloadLength, linear);
-        Statistics.SegmentsSent++;
+        if (gsoSize > 0)
+        {
+            TcpHeaderWriter.WritePseudoHeaderChecksum(tcp, Id.LocalAddress, Id.RemoteAddress, headerLength + payloadLength);
+            _layer.CommitSegment(Id.RemoteAddress, headerLength + payloadLength, linear, gsoSize);
+            Statistics.SegmentsSent += (payloadLength + gsoSize - 1) / gsoSize;
+        }
+        else
+        {
+            TcpHeaderWriter.FinishChecksum(tcp, headerLength, Id.LocalAddress, Id.RemoteAddress, payloadLength, sum);
+            _layer.CommitSegment(Id.RemoteAddress, headerLength + payloadLength, linear);
+            Statistics.SegmentsSent++;
+        }
 
         if ((flags & TcpFlags.Ack) != 0)
         {
@@ -387,7 +447,7 @@ internal sealed partial class TcpConnection
     }
 
     /// <summary>Asks the host for the payload bytes, descriptor by descriptor. A refused (stale) descriptor fails the connection.</summary>
-    private bool TryIdentifyPayload(uint sequence, int length, Span<byte> linearDestination, ref ChecksumAccumulator sum, out int copied)
+    private bool TryIdentifyPayload(uint sequence, int length, Span<byte> linearDestination, ref ChecksumAccumulator sum, out int copied, bool sumPayload = true)
     {
         copied = 0;
         var descriptor = _send.Locate(sequence, out var offset);
@@ -418,7 +478,10 @@ internal sealed partial class TcpConnection
                         throw new InvalidOperationException("Gather list overflow: the segment was not clamped to the gather limit.");
                     }
 
-                    sum.Add(lease.AsSpan());
+                    if (sumPayload)
+                    {
+                        sum.Add(lease.AsSpan());
+                    }
                 }
 
                 remaining -= n;

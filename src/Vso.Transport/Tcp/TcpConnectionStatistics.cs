@@ -17,6 +17,9 @@ internal sealed class TcpConnectionStatistics
     /// <summary>Bytes the host copied in user space while building first transmissions (0 in Pinned mode, equal to the above in Copy mode).</summary>
     public long FirstTransmissionCopiedBytes;
 
+    /// <summary>Super-segments handed to a link with segmentation offload (each counted in SegmentsSent by its segments).</summary>
+    public long OffloadedSuperSegments;
+
     public long BytesReceived;
     public long OutOfOrderSegments;
     public long ZeroWindowProbes;

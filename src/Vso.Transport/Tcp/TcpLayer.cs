@@ -211,7 +211,11 @@ internal sealed class TcpLayer
 
     public bool TryBeginSegment(Ipv4Address remote, out Span<byte> tcp) => _interface.TryBeginIpv4(remote, out tcp);
 
-    public void CommitSegment(Ipv4Address remote, int tcpLength, int linearLength) => _interface.CommitIpv4(remote, IpProtocol.Tcp, tcpLength, linearLength);
+    public void CommitSegment(Ipv4Address remote, int tcpLength, int linearLength, int gsoSize = 0) =>
+        _interface.CommitIpv4(remote, IpProtocol.Tcp, tcpLength, linearLength, gsoSize);
+
+    /// <summary>TCP payload the link can take as one super-segment (generic segmentation offload); 0 when it cannot.</summary>
+    public int MaxOffloadPayload => _interface.MaxOffloadPayload;
 
     public void CancelSegment() => _interface.CancelFrame();
 

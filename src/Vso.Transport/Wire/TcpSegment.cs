@@ -136,6 +136,17 @@ internal static class TcpHeaderWriter
         BinaryPrimitives.WriteUInt16BigEndian(header[16..], sum.Finish());
     }
 
+    /// <summary>
+    /// For a super-segment that the kernel segments (CHECKSUM_PARTIAL): the checksum field holds the folded pseudo-header
+    /// sum, not complemented, for the whole TCP length; the kernel adjusts it per segment and adds header and payload.
+    /// </summary>
+    public static void WritePseudoHeaderChecksum(Span<byte> tcpHeader, Ipv4Address source, Ipv4Address destination, int tcpLength)
+    {
+        var sum = default(ChecksumAccumulator);
+        AddPseudoHeader(ref sum, source, destination, tcpLength);
+        BinaryPrimitives.WriteUInt16BigEndian(tcpHeader[16..], (ushort)~sum.Finish());
+    }
+
     /// <summary>RFC 9293 §3.1 pseudo-header: source, destination, zero, PTCL = 6, TCP length (header + data).</summary>
     internal static void AddPseudoHeader(ref ChecksumAccumulator sum, Ipv4Address source, Ipv4Address destination, int tcpLength)
     {

@@ -135,7 +135,9 @@ public sealed class RackTlpRecovery : ILossRecovery
 
         if (_inRecovery && !_afterTimeout)
         {
-            UpdateProportionalRateReduction(ack.BytesAcknowledged + ack.BytesSacked);
+            // RFC 9937 §5: a SafeACK advances SND.UNA and indicates no further loss.
+            var safeAck = ack.BytesAcknowledged > 0 && !marked;
+            UpdateProportionalRateReduction(ack.BytesAcknowledged + ack.BytesSacked, safeAck);
         }
 
         ScheduleProbe(now);
@@ -233,7 +235,7 @@ public sealed class RackTlpRecovery : ILossRecovery
             if (DetectLosses(nowMicroseconds) && !_inRecovery)
             {
                 StartRecovery(nowMicroseconds);
-                UpdateProportionalRateReduction(0);
+                UpdateProportionalRateReduction(0, safeAck: false);
             }
         }
 
@@ -311,30 +313,48 @@ public sealed class RackTlpRecovery : ILossRecovery
         }
     }
 
-    /// <summary>RFC 6937 §3: how much may be sent on this ACK during recovery.</summary>
-    private void UpdateProportionalRateReduction(long delivered)
+    /// <summary>
+    /// RFC 9937 §5 (PRR, which obsoletes RFC 6937): how much may be sent on this ACK during recovery. Bytes, as the
+    /// RFC writes it; Linux (tcp_cwnd_reduction) counts the same in segments.
+    /// </summary>
+    private void UpdateProportionalRateReduction(long delivered, bool safeAck)
     {
         var sender = _sender;
+        var mss = sender.MaxSegmentSize;
         _prrDelivered += delivered;
         var pipe = sender.Scoreboard.Pipe(sender.SendUnacknowledged, sender.SendMax);
-        var ssthresh = sender.CongestionControl.SlowStartThreshold;
+
+        // The target flight in whole segments, rounded up. ssthresh in bytes (FlightSize / 2) is rarely a multiple of
+        // the MSS, and the byte-exact bound ssthresh - pipe then leaves a fraction of a segment that no ACK ever
+        // completes: Nagle and sender-side SWS avoidance hold a sub-MSS segment back, so the flight stays one segment
+        // below ssthresh for the whole episode. With the windows of a lossy short path (two or three segments) that
+        // fraction is the one segment that would have been sent after a retransmission and let RACK see the
+        // retransmission lost (RFC 8985 §6.2) instead of waiting for the RTO.
+        var ssthresh = (sender.CongestionControl.SlowStartThreshold + mss - 1) / mss * mss;
         long sendCount;
         if (pipe > ssthresh)
         {
-            // Proportional part: send in proportion to what the receiver got, down to ssthresh over one RTT.
+            // Proportional part: send in proportion to what the receiver got, down to ssthresh over one RTT. The
+            // ceiling and the running prr_out keep any fraction for the next ACK (nothing is lost to rounding).
             sendCount = ((_prrDelivered * ssthresh) + _recoverFs - 1) / _recoverFs - _prrOut;
         }
         else
         {
-            // PRR-SSRB: slow start back up to ssthresh, at most one MSS more than was delivered.
-            var limit = Math.Max(_prrDelivered - _prrOut, delivered) + sender.MaxSegmentSize;
-            sendCount = Math.Min(ssthresh - pipe, limit);
+            // PRR-CRB by default (packet conservation: no more than was delivered); PRR-SSRB, one MSS more, on a
+            // SafeACK, when recovery is making progress. Never beyond ssthresh.
+            sendCount = Math.Max(_prrDelivered - _prrOut, delivered);
+            if (safeAck)
+            {
+                sendCount += mss;
+            }
+
+            sendCount = Math.Min(ssthresh - pipe, sendCount);
         }
 
-        // The fast retransmit itself always goes out (RFC 6937 §3, as Linux does).
+        // §5: the fast retransmit itself always goes out.
         if (_prrOut == 0)
         {
-            sendCount = Math.Max(sendCount, sender.MaxSegmentSize);
+            sendCount = Math.Max(sendCount, mss);
         }
 
         _sendQuota = Math.Max(0, sendCount);

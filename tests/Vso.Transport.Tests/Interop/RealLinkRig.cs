@@ -231,6 +231,13 @@ internal sealed class RealLinkRig : IAsyncDisposable
         var retrans = string.Join(", ", verdict.RetransmissionsBySource.Select(kv => $"{kv.Value} from {kv.Key}"));
         Log($"tshark: {verdict.Frames} frames, {verdict.BadFromStack} bad from the stack, {verdict.BadFrames - verdict.BadFromStack} from the kernel, retransmissions {verdict.Retransmissions} ({(retrans.Length == 0 ? "none" : retrans)}); " +
             $"client TcpInCsumErrors {csumBefore} -> {csumAfter}");
+        if (Environment.GetEnvironmentVariable("VSO_KEEP_CAPTURE") is { Length: > 0 } keep)
+        {
+            // Debugging: keep the client capture (e.g. VSO_KEEP_CAPTURE=/tmp/captures) to read it with tshark/wireshark.
+            System.IO.Directory.CreateDirectory(keep);
+            File.Copy(file, Path.Combine(keep, $"{Net.Client}.pcapng"), overwrite: true);
+        }
+
         File.Delete(file);
         if (verdict.BadFrames > 0)
         {

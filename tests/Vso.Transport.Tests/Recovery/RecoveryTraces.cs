@@ -1,3 +1,4 @@
+using Vso.Transport.Tcp.Recovery;
 using Vso.Transport.Tests.Traces;
 using Vso.Transport.Wire;
 using Xunit.Abstractions;
@@ -286,7 +287,8 @@ public sealed class RecoveryTraces(ITestOutputHelper output)
     [Fact]
     public void Lost_retransmission_with_nothing_sent_after_it_falls_back_to_the_RTO()
     {
-        using var p = new SackPeer(Algorithms.Configure("rack-tlp", "newreno"));
+        // RFC 8985 to the letter: no probe in recovery (the default probes; see the next trace).
+        using var p = new SackPeer(Algorithms.Configure("rack-tlp", "newreno", s => s.LossRecovery = static () => new RackTlpRecovery { ProbeInRecovery = false }));
         p.Open(Rtt);
         var sending = p.SendData(10);
 
@@ -297,6 +299,23 @@ public sealed class RecoveryTraces(ITestOutputHelper output)
         Assert.Equal(3, trace.Count(s => s.Seq == p.Seg(1) && s.Length > 0));
         Assert.Equal(1, p.Info.Timeouts);
         Assert.Equal(0, p.Info.TailLossProbes); // no probe while in recovery (RFC 8985 §7.2)
+    }
+
+    [Fact]
+    public void Lost_retransmission_with_nothing_sent_after_it_is_found_by_a_probe_in_recovery()
+    {
+        using var p = new SackPeer(Algorithms.Configure("rack-tlp", "newreno"));
+        p.Open(Rtt);
+        var sending = p.SendData(10);
+
+        // The same loss as above, with the default probe in recovery: no ACK for a PTO after the lost retransmission,
+        // so a probe goes out; its SACK shows a segment sent after the retransmission delivered, RACK marks the
+        // retransmission lost (RFC 8985 §6.2) and it is sent a third time, long before any RTO.
+        var trace = p.Play(Rtt, (s, before) => s.Seq == p.Seg(1) && before < 2, () => sending.IsCompleted);
+        output.WriteLine(string.Join("\n", trace));
+        Assert.Equal(3, trace.Count(s => s.Seq == p.Seg(1) && s.Length > 0));
+        Assert.Equal(0, p.Info.Timeouts);
+        Assert.True(p.Info.TailLossProbes >= 1, $"{p.Info.TailLossProbes} probes");
     }
 
     [Theory]

@@ -13,7 +13,7 @@ public sealed class ShortPathLossTests(ITestOutputHelper output)
 {
     [Theory]
     [InlineData(0.01, 0)]
-    [InlineData(0.05, 4)]
+    [InlineData(0.05, 2)]
     public void Random_loss_each_way_costs_few_timeouts(double loss, int maxTimeouts)
     {
         var link = new FaultOptions { RateBitsPerSecond = 2_000_000_000, QueueLimitBytes = 1 << 20, LossRate = loss, Seed = 77 };

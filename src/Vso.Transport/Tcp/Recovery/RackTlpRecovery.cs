@@ -568,6 +568,9 @@ public sealed class RackTlpRecovery : ILossRecovery
             return;
         }
 
+        // Outstanding before it is sent: sending calls back into OnTransmitted, which must not arm a second probe
+        // (§7.3: one probe per TLP episode; a client capture showed two, a PTO apart).
+        _probeOutstanding = true;
         _probeWasRetransmission = false;
         if (sender.SendNewSegment() == 0)
         {
@@ -576,7 +579,6 @@ public sealed class RackTlpRecovery : ILossRecovery
             _probeWasRetransmission = true;
         }
 
-        _probeOutstanding = true;
         _probeEndSeq = sender.SendMax;
         sender.Report(RecoveryEvent.TailLossProbe);
     }

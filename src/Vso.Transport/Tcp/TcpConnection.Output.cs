@@ -64,7 +64,9 @@ internal sealed partial class TcpConnection
                 length = _send.ClampToPieces(SendNext, length, Links.TransmitBatch.MaxGather);
             }
 
-            if (length > 0 && length < MaxSegmentSize && BytesInFlight > 0)
+            // A full-sized segment is never held: full means what fits now (PayloadLimit: the MSS less the SACK blocks
+            // this segment must carry while we hold out-of-order data), not the bare MSS.
+            if (length > 0 && length < PayloadLimit() && BytesInFlight > 0)
             {
                 // Nagle (RFC 9293 §3.7.4): hold a small segment while data is unacknowledged, unless it ends the stream.
                 var isLast = length == available;

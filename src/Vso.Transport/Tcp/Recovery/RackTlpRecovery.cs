@@ -322,8 +322,8 @@ public sealed class RackTlpRecovery : ILossRecovery
     }
 
     /// <summary>
-    /// RFC 9937 §5 (PRR, which obsoletes RFC 6937): how much may be sent on this ACK during recovery. Bytes, as the
-    /// RFC writes it; Linux (tcp_cwnd_reduction) counts the same in segments.
+    /// RFC 6937 §3 PRR (obsoleted by RFC 9937, see the SSRB note below): how much may be sent on this ACK during
+    /// recovery. Bytes, as the RFC writes it; Linux (tcp_cwnd_reduction) counts the same in segments.
     /// </summary>
     private void UpdateProportionalRateReduction(long delivered)
     {
@@ -349,18 +349,17 @@ public sealed class RackTlpRecovery : ILossRecovery
         else
         {
             // PRR-SSRB (RFC 6937 §3, its recommended bound): slow start back up to ssthresh, at most one MSS more than
-            // was delivered. RFC 9937 §5 makes the packet-conserving PRR-CRB (no "+ MSS") the default and keeps SSRB
-            // for SafeACKs, as Linux does; on a short lossy path that is measurably worse: with two or three segments
-            // in flight, conservation alone lets the retransmission be the last segment sent (one delivered, one
-            // resent), and when it is lost nothing later can be SACKed for RACK to notice (RFC 8985 §6.2), so it waits
-            // for the RTO. SSRB fills the flight up to ssthresh, which RFC 6675 §5 (NextSeg rule 2, new data while
-            // pipe < cwnd) also allows. Measured on veth at 5% loss each way: 19 RTOs per 16 MiB with CRB, see the
-            // commit for SSRB.
+            // was delivered. RFC 9937 makes the packet-conserving PRR-CRB (no "+ MSS") the default and keeps SSRB for
+            // SafeACKs (SND.UNA advances, no new loss), as Linux does; on a short lossy path that was measurably worse
+            // (more RTOs on veth at 5% loss each way): with two or three segments in flight, conservation alone lets
+            // the retransmission be the last segment sent (one delivered, one resent), and when it is lost nothing
+            // later can be SACKed for RACK to notice (RFC 8985 §6.2). SSRB fills the flight up to ssthresh, which
+            // RFC 6675 §5 (NextSeg rule 2, new data while pipe < cwnd) also allows.
             var limit = Math.Max(_prrDelivered - _prrOut, delivered) + mss;
             sendCount = Math.Min(ssthresh - pipe, limit);
         }
 
-        // §5: the fast retransmit itself always goes out.
+        // The fast retransmit itself always goes out (RFC 6937 §3, as Linux does).
         if (_prrOut == 0)
         {
             sendCount = Math.Max(sendCount, mss);
@@ -609,8 +608,8 @@ public sealed class RackTlpRecovery : ILossRecovery
     /// episode is often the retransmission plus one segment, answered by a single ACK, and losing that ACK (or both
     /// segments) left the sender silent for a 200 ms RTO, about one episode in twenty at 5% loss each way (veth,
     /// kernel receiver). QUIC arms its probe timeout in recovery as well (RFC 9002 §6.2), and so does this: one probe
-    /// per PTO of silence (backed off, see ScheduleProbe), new data if the peer's window allows, else the highest segment not yet
-    /// SACKed. Its ACK either acknowledges everything (only the ACK was lost) or SACKs the probe, sent after the
+    /// per PTO of silence (backed off, see <see cref="ScheduleProbe"/>), new data if the peer's window allows, else
+    /// the highest segment not yet SACKed. Its ACK either acknowledges everything (only the ACK was lost) or SACKs the probe, sent after the
     /// retransmission, so that RACK marks the retransmission lost (§6.2) and PRR resends it.
     /// </summary>
     private void SendRecoveryProbe()

@@ -47,6 +47,7 @@ public sealed class RackTlpRecovery : ILossRecovery
     private uint _probeEndSeq;
     private bool _probeWasRetransmission;
     private int _probesSinceAck;
+    private long _probeRtoDeadline;
 
     // Undo (RFC 3708 accounting): retransmissions of the last episode not yet proven spurious by D-SACK.
     private int _undoRetransmissions = -1;
@@ -558,11 +559,21 @@ public sealed class RackTlpRecovery : ILossRecovery
             timeout += WorstCaseDelayedAck;
         }
 
-        // Backoff for a probe that met silence (RFC 9002 §6.2.1: the PTO doubles with each probe).
-        timeout <<= _probesSinceAck;
-
         // The probe must come before the retransmission timeout, or it is pointless.
         timeout = Math.Min(timeout, sender.RtoMicroseconds);
+        if (_probesSinceAck > 0)
+        {
+            // Backoff for a probe that met silence (RFC 9002 §6.2.1: the PTO doubles with each probe). These further
+            // probes leave the RTO where the first probe put it (§7.3), so they only fill the time before it: on a dead
+            // path the RTO comes no later than with one probe.
+            timeout <<= _probesSinceAck;
+            if (now + timeout >= _probeRtoDeadline)
+            {
+                _probeDeadline = 0;
+                return;
+            }
+        }
+
         _probeDeadline = now + timeout;
     }
 
@@ -588,7 +599,7 @@ public sealed class RackTlpRecovery : ILossRecovery
         }
 
         _probeOutstanding = true;
-        _probesSinceAck++;
+        NoteProbe();
         if (sender.SendNewSegment() == 0)
         {
             var last = sender.Scoreboard[sender.Scoreboard.Count - 1];
@@ -598,7 +609,7 @@ public sealed class RackTlpRecovery : ILossRecovery
         }
 
         _probeEndSeq = sender.SendMax;
-        sender.Report(RecoveryEvent.TailLossProbe);
+        sender.Report(_probesSinceAck == 1 ? RecoveryEvent.TailLossProbe : RecoveryEvent.RepeatedTailLossProbe);
     }
 
     /// <summary>
@@ -615,7 +626,7 @@ public sealed class RackTlpRecovery : ILossRecovery
     private void SendRecoveryProbe()
     {
         var sender = _sender;
-        _probesSinceAck++;
+        NoteProbe();
         if (sender.SendNewSegment() == 0)
         {
             var scoreboard = sender.Scoreboard;
@@ -632,6 +643,15 @@ public sealed class RackTlpRecovery : ILossRecovery
             ScheduleProbe(sender.NowMicroseconds);
         }
 
-        sender.Report(RecoveryEvent.TailLossProbe);
+        sender.Report(_probesSinceAck == 1 ? RecoveryEvent.TailLossProbe : RecoveryEvent.RepeatedTailLossProbe);
+    }
+
+    /// <summary>Counts a probe before it is sent (sending arms the next one); the first of a silence fixes the RTO deadline (§7.3).</summary>
+    private void NoteProbe()
+    {
+        if (++_probesSinceAck == 1)
+        {
+            _probeRtoDeadline = _sender.NowMicroseconds + _sender.RtoMicroseconds;
+        }
     }
 }

@@ -92,7 +92,9 @@ internal sealed partial class TcpConnection
                 }
             }
 
-            if (length > 0 && length < MaxSegmentSize && BytesInFlight > 0)
+            // A full-sized segment is never held: full means what fits now (PayloadLimit: the MSS less the SACK blocks
+            // this segment must carry while we hold out-of-order data), not the bare MSS.
+            if (length > 0 && length < segmentSize && BytesInFlight > 0)
             {
                 // Nagle (RFC 9293 §3.7.4) with Minshall's modification (draft-minshall-nagle-01, as Linux does): hold a
                 // small segment only while an earlier small segment is unacknowledged, unless it ends the stream. The
@@ -139,7 +141,7 @@ internal sealed partial class TcpConnection
                 _rttSentAt = NowMicroseconds;
             }
 
-            if (length < MaxSegmentSize && length > 0)
+            if (length < segmentSize && length > 0)
             {
                 _smallSegmentEnd = SendNext + (uint)length;
             }

@@ -139,6 +139,11 @@ internal sealed partial class TcpConnection : ILossRecoverySender
                 }
 
                 break;
+            case RecoveryEvent.RepeatedTailLossProbe:
+                // Counted as a probe; the RTO armed after the first probe of the silence stays where it is.
+                Statistics.TailLossProbes += count;
+                _layer.Metrics.TailLossProbes.Add(count);
+                break;
             case RecoveryEvent.SpuriousRetransmission:
                 Statistics.SpuriousRetransmissions += count;
                 _layer.Metrics.SpuriousRetransmissions.Add(count);

@@ -85,6 +85,23 @@ internal sealed partial class NetnsHarness : IDisposable
     /// <summary>The kernel client's device, for tshark and tc.</summary>
     public string ClientCaptureDevice { get; }
 
+    /// <summary>
+    /// TAP only: makes a persistent TAP device in the namespace (`ip tuntap add dev vsotap0 mode tap`), with the kernel
+    /// side at <see cref="KernelAddress"/>/24, up and offloads off, for a link that attaches to it (Create = false).
+    /// It goes with the namespace on <see cref="Dispose"/>.
+    /// </summary>
+    public void CreatePersistentTap()
+    {
+        if (Kind != RealLinkKind.Tap)
+        {
+            throw new InvalidOperationException("A persistent TAP device belongs to the TAP rig.");
+        }
+
+        CheckIn(Client, "ip", "tuntap", "add", "dev", TapDevice, "mode", "tap");
+        CheckIn(Client, "ip", "addr", "add", $"{KernelAddress}/24", "dev", TapDevice);
+        CheckIn(Client, "ip", "link", "set", TapDevice, "up");
+    }
+
     /// <summary>Call after a TAP link created its device: turns its offloads off.</summary>
     public void PrepareTapDevice() => OffloadsOff(Client, TapDevice);
 

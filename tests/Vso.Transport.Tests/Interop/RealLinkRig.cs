@@ -21,6 +21,18 @@ public sealed class RootTheoryAttribute : TheoryAttribute
     }
 }
 
+/// <summary>A fact that runs only as root (it creates network namespaces); CI runs as root.</summary>
+public sealed class RootFactAttribute : FactAttribute
+{
+    public RootFactAttribute()
+    {
+        if (LinuxNative.geteuid() != 0)
+        {
+            Skip = "Needs root (CAP_NET_ADMIN, CAP_NET_RAW, CAP_SYS_ADMIN) to create network namespaces.";
+        }
+    }
+}
+
 /// <summary>
 /// One interop setup: the namespaces, a real link in them, a stack at 198.18.0.2 with a <see cref="TinyHttpServer"/>
 /// on port 8080, and helpers that run the kernel's tools as the client. Deletes everything on dispose.
@@ -63,7 +75,8 @@ internal sealed class RealLinkRig : IAsyncDisposable
         ITestOutputHelper output,
         Action<TcpSettings>? configure = null,
         bool offloadsOff = true,
-        AfPacketReceiveRing ring = AfPacketReceiveRing.V2)
+        AfPacketReceiveRing ring = AfPacketReceiveRing.V2,
+        bool attachToExistingTap = false)
     {
         var net = new NetnsHarness(kind, offloadsOff);
         ILink? link = null;
@@ -71,15 +84,22 @@ internal sealed class RealLinkRig : IAsyncDisposable
         try
         {
             var logger = new TestOutputLogger(output);
+            if (attachToExistingTap)
+            {
+                // The device exists before the link, with its kernel address: the link attaches (Create = false)
+                // and configures nothing.
+                net.CreatePersistentTap();
+            }
+
             link = kind == RealLinkKind.AfPacket
                 ? NetnsHarness.RunIn<ILink>(net.Server, () => new AfPacketLink(new AfPacketLinkOptions { InterfaceName = net.StackDevice, ReceiveRing = ring }, logger))
                 : NetnsHarness.RunIn<ILink>(net.Server, () => new TapLink(
                     new TapLinkOptions
                     {
                         Name = net.StackDevice,
-                        Create = true,
-                        Mtu = 1500,
-                        KernelAddress = Ipv4Address.Parse(NetnsHarness.KernelAddress),
+                        Create = !attachToExistingTap,
+                        Mtu = attachToExistingTap ? null : 1500,
+                        KernelAddress = attachToExistingTap ? null : Ipv4Address.Parse(NetnsHarness.KernelAddress),
                         KernelPrefixLength = 24,
                     },
                     logger));
@@ -211,6 +231,13 @@ internal sealed class RealLinkRig : IAsyncDisposable
         var retrans = string.Join(", ", verdict.RetransmissionsBySource.Select(kv => $"{kv.Value} from {kv.Key}"));
         Log($"tshark: {verdict.Frames} frames, {verdict.BadFromStack} bad from the stack, {verdict.BadFrames - verdict.BadFromStack} from the kernel, retransmissions {verdict.Retransmissions} ({(retrans.Length == 0 ? "none" : retrans)}); " +
             $"client TcpInCsumErrors {csumBefore} -> {csumAfter}");
+        if (Environment.GetEnvironmentVariable("VSO_KEEP_CAPTURE") is { Length: > 0 } keep)
+        {
+            // Debugging: keep the client capture (e.g. VSO_KEEP_CAPTURE=/tmp/captures) to read it with tshark/wireshark.
+            System.IO.Directory.CreateDirectory(keep);
+            File.Copy(file, Path.Combine(keep, $"{Net.Client}.pcapng"), overwrite: true);
+        }
+
         File.Delete(file);
         if (verdict.BadFrames > 0)
         {

@@ -1,3 +1,4 @@
+using Vso.Transport.Tcp.Recovery;
 using Vso.Transport.Tests.Traces;
 using Vso.Transport.Wire;
 using Xunit.Abstractions;
@@ -221,6 +222,45 @@ public sealed class RecoveryTraces(ITestOutputHelper output)
     }
 
     [Fact]
+    public void A_probe_met_by_silence_is_repeated_with_the_timeout_doubled_then_the_RTO_fires()
+    {
+        // MinRto of RFC 6298 (1 s) leaves room for the three probes (PTO, 2 PTO, 4 PTO = 700 ms) before the RTO.
+        using var p = new SackPeer(Algorithms.Configure("rack-tlp", "newreno", s => s.MinRto = TimeSpan.FromSeconds(1)));
+        p.Open(Rtt);
+        var sending = p.SendData(10);
+        var flight = p.Drain();
+        p.Peer.Advance(Rtt);
+        foreach (var s in flight[..8])
+        {
+            p.ReceiveAndAck(s);
+        }
+
+        var lastAck = p.Peer.Now;
+        var pto = 2 * p.Info.SmoothedRtt;
+
+        // The last two segments are lost and so is every probe: each probe that meets silence is followed by another
+        // after twice the timeout (as QUIC's PTO backs off, RFC 9002 §6.2.1), at most three, then the RTO (RFC 6298 §5),
+        // armed by the first probe (RFC 8985 §7.3) and not pushed back by the others.
+        var at = lastAck;
+        for (var i = 0; i < 3; i++)
+        {
+            var probe = p.Peer.Next(TimeSpan.FromSeconds(2));
+            output.WriteLine($"probe {probe}");
+            Assert.Equal(p.Seg(9), probe.Seq);
+            Assert.Equal(pto * (1 << i), probe.At - at);
+            at = probe.At;
+        }
+
+        Assert.Equal(3, p.Info.TailLossProbes);
+        Assert.Equal(0, p.Info.Timeouts);
+        var timeout = p.Peer.Next(TimeSpan.FromSeconds(2));
+        Assert.Equal(p.Seg(8), timeout.Seq);
+        Assert.Equal(pto + TimeSpan.FromSeconds(1), timeout.At - lastAck);
+        Assert.Equal(1, p.Info.Timeouts);
+        p.Play(Rtt, static (_, _) => false, () => sending.IsCompleted, pending: [timeout]);
+    }
+
+    [Fact]
     public void Single_segment_tail_loss_probe_waits_two_SRTT_plus_the_worst_case_delayed_ACK()
     {
         // MinRto of RFC 6298 (1 s): the probe at 2*SRTT + 200 ms comes well before the RTO.
@@ -286,7 +326,8 @@ public sealed class RecoveryTraces(ITestOutputHelper output)
     [Fact]
     public void Lost_retransmission_with_nothing_sent_after_it_falls_back_to_the_RTO()
     {
-        using var p = new SackPeer(Algorithms.Configure("rack-tlp", "newreno"));
+        // RFC 8985 to the letter: no probe in recovery (the default probes; see the next trace).
+        using var p = new SackPeer(Algorithms.Configure("rack-tlp", "newreno", s => s.LossRecovery = static () => new RackTlpRecovery { ProbeInRecovery = false }));
         p.Open(Rtt);
         var sending = p.SendData(10);
 
@@ -297,6 +338,23 @@ public sealed class RecoveryTraces(ITestOutputHelper output)
         Assert.Equal(3, trace.Count(s => s.Seq == p.Seg(1) && s.Length > 0));
         Assert.Equal(1, p.Info.Timeouts);
         Assert.Equal(0, p.Info.TailLossProbes); // no probe while in recovery (RFC 8985 §7.2)
+    }
+
+    [Fact]
+    public void Lost_retransmission_with_nothing_sent_after_it_is_found_by_a_probe_in_recovery()
+    {
+        using var p = new SackPeer(Algorithms.Configure("rack-tlp", "newreno"));
+        p.Open(Rtt);
+        var sending = p.SendData(10);
+
+        // The same loss as above, with the default probe in recovery: no ACK for a PTO after the lost retransmission,
+        // so a probe goes out; its SACK shows a segment sent after the retransmission delivered, RACK marks the
+        // retransmission lost (RFC 8985 §6.2) and it is sent a third time, long before any RTO.
+        var trace = p.Play(Rtt, (s, before) => s.Seq == p.Seg(1) && before < 2, () => sending.IsCompleted);
+        output.WriteLine(string.Join("\n", trace));
+        Assert.Equal(3, trace.Count(s => s.Seq == p.Seg(1) && s.Length > 0));
+        Assert.Equal(0, p.Info.Timeouts);
+        Assert.True(p.Info.TailLossProbes >= 1, $"{p.Info.TailLossProbes} probes");
     }
 
     [Theory]

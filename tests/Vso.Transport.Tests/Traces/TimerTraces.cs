@@ -99,6 +99,25 @@ public sealed class TimerTraces
     }
 
     [Fact]
+    public void Nagle_never_holds_a_full_segment_shortened_by_SACK_blocks()
+    {
+        using var peer = new RawPeer(s => s.Nagle = true);
+        var (connection, iss) = peer.OpenPassive(synOptions: RawPeer.SynOptions(sackPermitted: true));
+        var s = iss + 1;
+
+        // A segment beyond RCV.NXT: the stack holds out-of-order data, so each of its segments carries a SACK block
+        // (12 bytes of options) and a full segment is 1448 bytes, not the MSS of 1460. The second one is as full as a
+        // segment can be now: Nagle (RFC 9293 §3.7.4) holds only smaller ones.
+        peer.Send(PshAck, seq: R + 100, ack: s, payload: TraceAssert.Bytes(100));
+        peer.Expect(Ack, seq: s, ack: R, within: TimeSpan.Zero);
+        _ = connection.SendAsync(TraceAssert.Bytes(3 * 1460));
+        var first = peer.Expect(Ack, seq: s, ack: R, within: TimeSpan.Zero);
+        var second = peer.Expect(Ack, seq: s + (uint)first.Length, ack: R, within: TimeSpan.Zero);
+        Assert.Equal(1448, first.Length);
+        Assert.Equal(1448, second.Length);
+    }
+
+    [Fact]
     public void Without_Nagle_small_segments_go_at_once()
     {
         using var peer = new RawPeer(s => s.Nagle = false);

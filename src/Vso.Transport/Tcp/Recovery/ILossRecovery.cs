@@ -93,6 +93,9 @@ public enum RecoveryEvent
 {
     FastRecovery,
     TailLossProbe,
+
+    /// <summary>A further probe sent because an earlier one met silence: counted as a tail loss probe, but unlike the first it does not re-arm the RTO.</summary>
+    RepeatedTailLossProbe,
     SpuriousRetransmission,
     Undo,
     RackLoss,

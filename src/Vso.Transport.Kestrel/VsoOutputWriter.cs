@@ -1,4 +1,5 @@
 using System.IO.Pipelines;
+using Microsoft.AspNetCore.Connections;
 using Vso.MemoryPinning;
 
 namespace Vso.Transport.Kestrel;
@@ -153,7 +154,7 @@ internal sealed class VsoOutputWriter : PipeWriter
         DropUnflushed();
         if (reset)
         {
-            _connection.PostAbort(exception!);
+            _connection.Abort(new ConnectionAbortedException("output completed with an error: " + exception!.Message, exception));
         }
         else
         {

@@ -45,7 +45,6 @@ internal sealed class VsoTransportConnection : ConnectionContext,
     private readonly CancellationTokenSource _closedSource = new();
     private readonly TaskCompletionSource _ended = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly TcpConnection _tcp;
-    private readonly bool _finOnError;
     private int _posted;
     private bool _readPaused;
     private bool _inputDone;
@@ -59,7 +58,7 @@ internal sealed class VsoTransportConnection : ConnectionContext,
         _tcp = tcp;
         _pool = pool;
         _log = log;
-        _finOnError = options.FinOnError;
+        FinOnError = options.FinOnError;
         ConnectionId = "vso-" + Interlocked.Increment(ref _lastId).ToString("x8", System.Globalization.CultureInfo.InvariantCulture);
         LocalEndPoint = new IPEndPoint(tcp.Id.LocalAddress.ToIPAddress(), tcp.Id.LocalPort);
         RemoteEndPoint = new IPEndPoint(tcp.Id.RemoteAddress.ToIPAddress(), tcp.Id.RemotePort);
@@ -120,11 +119,11 @@ internal sealed class VsoTransportConnection : ConnectionContext,
     {
         // Kestrel passes null at times (HTTP/2 frame writer on connection close).
         _log.Aborted(ConnectionId, abortReason?.Message ?? "no reason given");
-        Enqueue(new Operation(_finOnError ? OperationKind.AbortWithFin : OperationKind.Abort, null, 0, 0, abortReason));
+        Enqueue(new Operation(FinOnError ? OperationKind.AbortWithFin : OperationKind.Abort, null, 0, 0, abortReason));
     }
 
     /// <summary>RST on an application error (Abort, Output completed with an exception) unless FinOnError.</summary>
-    internal bool FinOnError => _finOnError;
+    internal bool FinOnError { get; }
 
     /// <summary>
     /// Ends the connection for the application: FIN after the written data (or RST if received bytes were left unread,
@@ -166,13 +165,6 @@ internal sealed class VsoTransportConnection : ConnectionContext,
         Enqueue(new Operation(OperationKind.Send, block, start, length, null));
 
     internal void PostShutdownSend() => Enqueue(new Operation(OperationKind.ShutdownSend, null, 0, 0, null));
-
-    /// <summary>The application completed its output with an exception: reset, as Kestrel's Sockets transport does.</summary>
-    internal void PostAbort(Exception error)
-    {
-        _log.Aborted(ConnectionId, "output completed with an error: " + error.Message);
-        Enqueue(new Operation(OperationKind.Abort, null, 0, 0, new ConnectionAbortedException(error.Message, error)));
-    }
 
     private void Enqueue(in Operation operation)
     {

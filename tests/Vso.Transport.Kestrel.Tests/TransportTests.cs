@@ -28,10 +28,8 @@ public sealed class TransportTests
         var options = SimulatedPair.DefaultOptions();
         options.IdentifyMode = mode;
         using var pair = SimulatedPair.Create(options);
-        var listener = await pair.Factory.BindAsync(Endpoint);
-        var acceptTask = listener.AcceptAsync().AsTask();
-        var client = await pair.Client.ConnectAsync(Endpoint).WaitAsync(Timeout);
-        await using var server = (await acceptTask.WaitAsync(Timeout))!;
+        var (listener, client, accepted) = await OpenAsync(pair);
+        await using var server = accepted;
         var echo = EchoAsync(server);
 
         var data = RandomNumberGenerator.GetBytes(4 << 20);
@@ -54,10 +52,8 @@ public sealed class TransportTests
     public async Task Output_backpressure_holds_flush_until_the_peer_reads()
     {
         using var pair = SimulatedPair.Create();
-        var listener = await pair.Factory.BindAsync(Endpoint);
-        var acceptTask = listener.AcceptAsync().AsTask();
-        var client = await pair.Client.ConnectAsync(Endpoint).WaitAsync(Timeout);
-        var server = (VsoTransportConnection)(await acceptTask.WaitAsync(Timeout))!;
+        var (listener, client, accepted) = await OpenAsync(pair);
+        var server = (VsoTransportConnection)accepted;
 
         // The client does not read: its 1 MiB window fills, the server's unacknowledged bytes pile up.
         var output = server.Transport.Output;
@@ -96,10 +92,7 @@ public sealed class TransportTests
     public async Task Input_backpressure_closes_the_window_until_the_application_reads()
     {
         using var pair = SimulatedPair.Create();
-        var listener = await pair.Factory.BindAsync(Endpoint);
-        var acceptTask = listener.AcceptAsync().AsTask();
-        var client = await pair.Client.ConnectAsync(Endpoint).WaitAsync(Timeout);
-        var server = (await acceptTask.WaitAsync(Timeout))!;
+        var (listener, client, server) = await OpenAsync(pair);
 
         // 8 MiB against a 1 MiB input pipe plus a 1 MiB receive buffer: the send cannot complete while nobody reads.
         var data = RandomNumberGenerator.GetBytes(8 << 20);
@@ -132,10 +125,7 @@ public sealed class TransportTests
     public async Task Completing_output_sends_the_data_then_FIN()
     {
         using var pair = SimulatedPair.Create();
-        var listener = await pair.Factory.BindAsync(Endpoint);
-        var acceptTask = listener.AcceptAsync().AsTask();
-        var client = await pair.Client.ConnectAsync(Endpoint).WaitAsync(Timeout);
-        var server = (await acceptTask.WaitAsync(Timeout))!;
+        var (listener, client, server) = await OpenAsync(pair);
 
         var payload = "goodbye"u8.ToArray();
         server.Transport.Output.Write(payload);
@@ -153,10 +143,7 @@ public sealed class TransportTests
     public async Task Abort_resets_the_peer_and_fires_ConnectionClosed()
     {
         using var pair = SimulatedPair.Create();
-        var listener = await pair.Factory.BindAsync(Endpoint);
-        var acceptTask = listener.AcceptAsync().AsTask();
-        var client = await pair.Client.ConnectAsync(Endpoint).WaitAsync(Timeout);
-        var server = (await acceptTask.WaitAsync(Timeout))!;
+        var (listener, client, server) = await OpenAsync(pair);
         var closed = new TaskCompletionSource();
         server.ConnectionClosed.Register(() => closed.TrySetResult());
 
@@ -178,10 +165,7 @@ public sealed class TransportTests
     public async Task Completing_output_with_an_exception_resets_the_peer()
     {
         using var pair = SimulatedPair.Create();
-        var listener = await pair.Factory.BindAsync(Endpoint);
-        var acceptTask = listener.AcceptAsync().AsTask();
-        var client = await pair.Client.ConnectAsync(Endpoint).WaitAsync(Timeout);
-        var server = (await acceptTask.WaitAsync(Timeout))!;
+        var (listener, client, server) = await OpenAsync(pair);
         var closed = new TaskCompletionSource();
         server.ConnectionClosed.Register(() => closed.TrySetResult());
 
@@ -205,10 +189,7 @@ public sealed class TransportTests
         var options = SimulatedPair.DefaultOptions();
         options.FinOnError = true;
         using var pair = SimulatedPair.Create(options);
-        var listener = await pair.Factory.BindAsync(Endpoint);
-        var acceptTask = listener.AcceptAsync().AsTask();
-        var client = await pair.Client.ConnectAsync(Endpoint).WaitAsync(Timeout);
-        var server = (await acceptTask.WaitAsync(Timeout))!;
+        var (listener, client, server) = await OpenAsync(pair);
 
         var payload = "flushed before the error"u8.ToArray();
         await server.Transport.Output.WriteAsync(payload);
@@ -233,10 +214,7 @@ public sealed class TransportTests
     public async Task Unbind_stops_accepting_and_new_connections_are_refused()
     {
         using var pair = SimulatedPair.Create();
-        var listener = await pair.Factory.BindAsync(Endpoint);
-        var acceptTask = listener.AcceptAsync().AsTask();
-        var client = await pair.Client.ConnectAsync(Endpoint).WaitAsync(Timeout);
-        var server = (await acceptTask.WaitAsync(Timeout))!;
+        var (listener, client, server) = await OpenAsync(pair);
 
         await listener.UnbindAsync();
         Assert.Null(await listener.AcceptAsync().AsTask().WaitAsync(Timeout));
@@ -279,10 +257,7 @@ public sealed class TransportTests
     public async Task Features_expose_ids_endpoints_pool_and_tcp_info()
     {
         using var pair = SimulatedPair.Create();
-        var listener = await pair.Factory.BindAsync(Endpoint);
-        var acceptTask = listener.AcceptAsync().AsTask();
-        var client = await pair.Client.ConnectAsync(Endpoint).WaitAsync(Timeout);
-        var server = (await acceptTask.WaitAsync(Timeout))!;
+        var (listener, client, server) = await OpenAsync(pair);
 
         Assert.StartsWith("vso-", server.ConnectionId, StringComparison.Ordinal);
         Assert.Equal(Endpoint, server.LocalEndPoint);
@@ -301,10 +276,8 @@ public sealed class TransportTests
     public async Task Host_refuses_a_stale_descriptor_without_reading()
     {
         using var pair = SimulatedPair.Create();
-        var listener = await pair.Factory.BindAsync(Endpoint);
-        var acceptTask = listener.AcceptAsync().AsTask();
-        _ = await pair.Client.ConnectAsync(Endpoint).WaitAsync(Timeout);
-        var server = (VsoTransportConnection)(await acceptTask.WaitAsync(Timeout))!;
+        var (listener, _, accepted) = await OpenAsync(pair);
+        var server = (VsoTransportConnection)accepted;
 
         var pool = pair.Factory.Pool!;
         var block = pool.Rent();
@@ -318,6 +291,15 @@ public sealed class TransportTests
         Assert.Throws<StaleDescriptorException>(() => host.Lease(descriptor, 0, 10));
         await server.DisposeAsync();
         await listener.UnbindAsync();
+    }
+
+    /// <summary>Binds the transport's endpoint, connects the simulated client and accepts: (listener, client, server).</summary>
+    private static async Task<(IConnectionListener Listener, VsoConnection Client, ConnectionContext Server)> OpenAsync(SimulatedPair pair)
+    {
+        var listener = await pair.Factory.BindAsync(Endpoint);
+        var acceptTask = listener.AcceptAsync().AsTask();
+        var client = await pair.Client.ConnectAsync(Endpoint).WaitAsync(Timeout);
+        return (listener, client, (await acceptTask.WaitAsync(Timeout))!);
     }
 
     private static async Task EchoAsync(ConnectionContext connection)

@@ -402,10 +402,10 @@ internal sealed partial class TcpConnection
             linear += copied;
             if (gsoSize > 0)
             {
-                Statistics.FirstTransmissionBytes += payloadLength;
-                Statistics.OffloadedSuperSegments++;
+                Statistics.OffloadedSuperSegments++; // always new data (OutputData sends super-segments only beyond SND.MAX)
             }
-            else if (!isRetransmission)
+
+            if (!isRetransmission)
             {
                 Statistics.FirstTransmissionBytes += payloadLength;
                 Statistics.FirstTransmissionCopiedBytes += copied;

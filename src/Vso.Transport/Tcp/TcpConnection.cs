@@ -128,21 +128,17 @@ internal sealed partial class TcpConnection : ILossRecoverySender
                 Statistics.FastRetransmits += count;
                 _layer.Metrics.FastRecoveries.Add(count);
                 break;
-            case RecoveryEvent.TailLossProbe:
+            case RecoveryEvent.TailLossProbe or RecoveryEvent.RepeatedTailLossProbe:
                 Statistics.TailLossProbes += count;
                 _layer.Metrics.TailLossProbes.Add(count);
 
-                // RFC 8985 §7.3: after a loss probe the sender re-arms the RTO, not the PTO.
-                if (SendUnacknowledged != SendMax)
+                // RFC 8985 §7.3: after a loss probe the sender re-arms the RTO, not the PTO; a repeated probe leaves
+                // the RTO where the first probe of the silence put it.
+                if (recoveryEvent == RecoveryEvent.TailLossProbe && SendUnacknowledged != SendMax)
                 {
                     ArmRetransmitTimer(NowMicroseconds);
                 }
 
-                break;
-            case RecoveryEvent.RepeatedTailLossProbe:
-                // Counted as a probe; the RTO armed after the first probe of the silence stays where it is.
-                Statistics.TailLossProbes += count;
-                _layer.Metrics.TailLossProbes.Add(count);
                 break;
             case RecoveryEvent.SpuriousRetransmission:
                 Statistics.SpuriousRetransmissions += count;

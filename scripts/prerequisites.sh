@@ -5,9 +5,10 @@
 #   iproute2 iptables ethtool   network namespaces, veth pairs, loss by iptables, offloads off
 #   curl iputils-ping           kernel-side clients of the interop tests
 #   wrk nghttp2-client          HTTP load (wrk) and HTTP/2 (h2load) against the sample server
+#   hping3 python3-scapy        SYN floods and forged segments of the attack tests (scapy runs under /usr/bin/python3)
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
-packages=(tshark iproute2 iptables ethtool curl iputils-ping wrk nghttp2-client)
+packages=(tshark iproute2 iptables ethtool curl iputils-ping wrk nghttp2-client hping3 python3-scapy)
 
 missing=()
 for p in "${packages[@]}"; do

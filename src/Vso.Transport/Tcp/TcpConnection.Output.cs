@@ -512,6 +512,12 @@ internal sealed partial class TcpConnection
             _layer.MarkForOutput(this);
             return false;
         }
+        catch
+        {
+            // An engine bug: abandon the half-built datagram (ending its leases) and let the engine's containment see it.
+            ip.Cancel();
+            throw;
+        }
     }
 
     private TcpConnectionException? _pendingFailure;

@@ -24,8 +24,8 @@ internal sealed class NetworkStack : IDisposable
         _link = link;
         Clock = clock;
         Interface = new NetworkInterface(link, address, prefixLength, gateway, clock, new WireCounters(meter), log);
-        Tcp = new TcpLayer(Interface, settings, clock, new TcpMetrics(meter), log);
-        Interface.Tcp = Tcp;
+        Tcp = new TcpLayer(Interface, Interface.Counters, settings, clock, new TcpMetrics(meter), log);
+        Interface.Register(Tcp);
     }
 
     public IClock Clock { get; }

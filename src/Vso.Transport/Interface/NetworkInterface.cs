@@ -1,24 +1,33 @@
 using Microsoft.Extensions.Logging;
+using Vso.MemoryPinning;
 using Vso.Transport.Engine;
 using Vso.Transport.Links;
-using Vso.Transport.Tcp;
 using Vso.Transport.Wire;
 
 namespace Vso.Transport.Interface;
 
 /// <summary>
 /// The IPv4 host on one link: Ethernet demultiplexing, ARP (RFC 826), IPv4 input (RFC 791), ICMP echo
-/// (RFC 792), hand-off of TCP segments, and the framing of everything the stack sends. Malformed input
+/// (RFC 792), hand-off of datagrams to the registered transports (<see cref="ITransportProtocol"/>), and the framing
+/// of everything the stack sends (<see cref="IIpOutput"/>, over the link's <see cref="TransmitBatch"/>). Malformed input
 /// is dropped and counted per reason; nothing here throws on network input.
 /// </summary>
-internal sealed class NetworkInterface : IFrameReceiver
+internal sealed class NetworkInterface : IFrameReceiver, IIpOutput
 {
     private readonly ILink _link;
     private readonly IClock _clock;
     private readonly ILogger _log;
     private readonly ArpCache _arp;
+    private readonly ITransportProtocol?[] _transportByProtocol = new ITransportProtocol?[256];
+    private readonly List<ITransportProtocol> _transports = [];
     private ushort _nextIdentification;
-    private MacAddress _buildingDestination;
+
+    // The datagram being built (between TryBegin and Commit or Cancel).
+    private MacAddress _buildingNextHopHardware;
+    private Ipv4Address _buildingDestination;
+    private IpProtocol _buildingProtocol;
+    private int _buildingLinearLength;
+    private int _buildingGatheredLength;
 
     public NetworkInterface(ILink link, Ipv4Address address, int prefixLength, Ipv4Address gateway, IClock clock, WireCounters counters, ILogger log)
     {
@@ -48,7 +57,8 @@ internal sealed class NetworkInterface : IFrameReceiver
 
     public TransmitBatch Batch { get; }
 
-    public TcpLayer Tcp { get; set; } = null!;
+    /// <inheritdoc/>
+    public int MaxGatherPieces => TransmitBatch.MaxGather;
 
     /// <summary>Frames that were well-formed but not for us (other MAC, other IP, other protocols).</summary>
     public long NotForUs { get; private set; }
@@ -129,25 +139,31 @@ internal sealed class NetworkInterface : IFrameReceiver
             return;
         }
 
-        switch (ip.Protocol)
+        if (ip.Protocol == IpProtocol.Icmp)
         {
-            case IpProtocol.Tcp:
-                status = TcpSegment.TryParse(ip.Payload, ip.Source, ip.Destination, out var segment);
-                if (status != WireStatus.Ok)
-                {
-                    Counters.Drop(WireLayer.Tcp, status);
-                    return;
-                }
-
-                Tcp.OnSegment(ip.Source, ip.Destination, segment);
-                break;
-            case IpProtocol.Icmp:
-                OnIcmp(ip.Source, ip.Payload);
-                break;
-            default:
-                Counters.Drop(WireLayer.Ipv4, WireStatus.UnsupportedProtocol);
-                break;
+            OnIcmp(ip.Source, ip.Payload);
         }
+        else if (_transportByProtocol[(byte)ip.Protocol] is { } transport)
+        {
+            transport.OnDatagram(ip);
+        }
+        else
+        {
+            Counters.Drop(WireLayer.Ipv4, WireStatus.UnsupportedProtocol);
+        }
+    }
+
+    /// <summary>Hands the datagrams of <see cref="ITransportProtocol.Protocol"/> to <paramref name="transport"/>; one per protocol.</summary>
+    public void Register(ITransportProtocol transport)
+    {
+        var protocol = (byte)transport.Protocol;
+        if (transport.Protocol == IpProtocol.Icmp || _transportByProtocol[protocol] is not null)
+        {
+            throw new InvalidOperationException($"IP protocol {transport.Protocol} already has a handler on {Address}.");
+        }
+
+        _transportByProtocol[protocol] = transport;
+        _transports.Add(transport);
     }
 
     /// <summary>RFC 792: an echo request is answered with the same identifier, sequence number and data.</summary>
@@ -165,13 +181,13 @@ internal sealed class NetworkInterface : IFrameReceiver
             return;
         }
 
-        if (8 + echo.Data.Length > Mtu - 20 || !TryBeginIpv4(source, out var icmp))
+        if (8 + echo.Data.Length > Mtu - 20 || !TryBegin(source, IpProtocol.Icmp))
         {
             return;
         }
 
-        var length = IcmpEchoMessage.WriteEcho(icmp, 0, echo.Identifier, echo.SequenceNumber, echo.Data);
-        CommitIpv4(source, IpProtocol.Icmp, length, length);
+        IcmpEchoMessage.WriteEcho(Append(IcmpEchoMessage.HeaderLength + echo.Data.Length), 0, echo.Identifier, echo.SequenceNumber, echo.Data);
+        Commit();
         EchoRepliesSent++;
     }
 
@@ -193,7 +209,10 @@ internal sealed class NetworkInterface : IFrameReceiver
         if (changed)
         {
             _log.NeighborResolved(arp.SenderProtocol.ToString(), arp.SenderHardware.ToString());
-            Tcp.OnNeighborResolved(arp.SenderProtocol);
+            foreach (var transport in _transports)
+            {
+                transport.OnNeighborResolved(arp.SenderProtocol);
+            }
         }
 
         if (forUs && arp.Operation == ArpOperation.Request)
@@ -222,11 +241,8 @@ internal sealed class NetworkInterface : IFrameReceiver
     public Ipv4Address NextHop(Ipv4Address destination) =>
         destination.InSubnet(Address, PrefixLength) || Gateway == Ipv4Address.Any ? destination : Gateway;
 
-    /// <summary>
-    /// Starts a frame to <paramref name="destination"/>: Ethernet header written, IPv4 header reserved.
-    /// Returns false (and asks ARP) when the next hop's hardware address is not known yet.
-    /// </summary>
-    public bool TryBeginIpv4(Ipv4Address destination, out Span<byte> payload)
+    /// <inheritdoc/>
+    public bool TryBegin(Ipv4Address destination, IpProtocol protocol)
     {
         var nextHop = NextHop(destination);
         var now = _clock.NowMicroseconds;
@@ -245,34 +261,68 @@ internal sealed class NetworkInterface : IFrameReceiver
                 SendArp(ArpOperation.Request, MacAddress.Zero, nextHop, MacAddress.Broadcast);
             }
 
-            payload = default;
             return false;
         }
 
         EnsureRoom();
-        var frame = Batch.Begin();
-        _buildingDestination = mac;
-        payload = frame[(EthernetFrame.HeaderLength + Ipv4Packet.MinHeaderLength)..];
+        Batch.Begin();
+        _buildingNextHopHardware = mac;
+        _buildingDestination = destination;
+        _buildingProtocol = protocol;
+        _buildingLinearLength = 0;
+        _buildingGatheredLength = 0;
         return true;
     }
 
-    /// <summary>Completes the frame begun by <see cref="TryBeginIpv4"/>: IPv4 and Ethernet headers, then into the batch.</summary>
+    /// <inheritdoc/>
+    public Span<byte> Append(int length)
+    {
+        const int headers = EthernetFrame.HeaderLength + Ipv4Packet.MinHeaderLength;
+        var frame = Batch.Building;
+        if ((uint)length > (uint)(frame.Length - headers - _buildingLinearLength))
+        {
+            throw new InvalidOperationException(
+                $"Datagram to {_buildingDestination} exceeds the frame: {_buildingLinearLength} + {length} linear bytes after the headers, room for {frame.Length - headers}.");
+        }
+
+        var bytes = frame.Slice(headers + _buildingLinearLength, length);
+        _buildingLinearLength += length;
+        return bytes;
+    }
+
+    /// <inheritdoc/>
+    public void AppendGathered(PinLease lease)
+    {
+        if (Batch.FreeGatherSlots == 0 || !Batch.CanHoldLease)
+        {
+            lease.Dispose(); // it will never be read
+            throw new InvalidOperationException($"Gather list overflow: the datagram to {_buildingDestination} was not clamped to {MaxGatherPieces} pieces.");
+        }
+
+        Batch.HoldLease(lease);
+        Batch.TryAddGather(lease.Address, lease.Length);
+        _buildingGatheredLength += lease.Length;
+    }
+
+    /// <inheritdoc/>
     /// <remarks>
-    /// <paramref name="gsoSize"/> &gt; 0: a TCP super-segment for the link to cut (<see cref="ILink.MaxOffloadPayload"/>); the
-    /// kernel gives each segment its own IPv4 identification (this one, then +1 each), length and checksum.
+    /// A super-segment's IPv4 header is the first segment's: the kernel gives each segment its own identification
+    /// (this one, then +1 each), length and checksum.
     /// </remarks>
-    public void CommitIpv4(Ipv4Address destination, IpProtocol protocol, int payloadLength, int linearPayloadLength, int gsoSize = 0)
+    public void Commit(int gsoSize = 0)
     {
         var frame = Batch.Building;
-        EthernetFrame.WriteHeader(frame, _buildingDestination, HardwareAddress, EtherType.Ipv4);
-        Ipv4Packet.WriteHeader(frame[EthernetFrame.HeaderLength..], Address, destination, protocol, payloadLength, _nextIdentification++);
-        Batch.Commit(EthernetFrame.HeaderLength + Ipv4Packet.MinHeaderLength + linearPayloadLength, gsoSize);
+        EthernetFrame.WriteHeader(frame, _buildingNextHopHardware, HardwareAddress, EtherType.Ipv4);
+        Ipv4Packet.WriteHeader(
+            frame[EthernetFrame.HeaderLength..], Address, _buildingDestination, _buildingProtocol, _buildingLinearLength + _buildingGatheredLength, _nextIdentification++);
+        Batch.Commit(EthernetFrame.HeaderLength + Ipv4Packet.MinHeaderLength + _buildingLinearLength, gsoSize);
     }
 
     /// <summary>The link's segmentation offload limit (TCP payload bytes per super-segment), 0 without.</summary>
     public int MaxOffloadPayload => _link.MaxOffloadPayload;
 
-    public void CancelFrame() => Batch.Cancel();
+    /// <inheritdoc/>
+    public void Cancel() => Batch.Cancel();
 
     /// <summary>Sends the batch to the link and ends the pin leases it held.</summary>
     public bool Flush()

@@ -24,6 +24,9 @@ public sealed unsafe class TransmitBatch
     private readonly PinLease[] _leases;
     private int _leaseCount;
 
+    /// <summary>Index in <see cref="_leases"/> of the first lease taken for the frame being built.</summary>
+    private int _buildingFirstLease;
+
     public TransmitBatch(int capacity, int frameCapacity)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(capacity, 1);
@@ -56,6 +59,7 @@ public sealed unsafe class TransmitBatch
         }
 
         _gatherCount[Count] = 0;
+        _buildingFirstLease = _leaseCount;
         return _buffer.AsSpan(Count * FrameCapacity, FrameCapacity);
     }
 
@@ -76,8 +80,22 @@ public sealed unsafe class TransmitBatch
         return true;
     }
 
-    /// <summary>Keeps a lease alive until the batch has been sent.</summary>
-    public void HoldLease(PinLease lease) => _leases[_leaseCount++] = lease;
+    /// <summary>
+    /// Keeps a lease alive until the batch has been sent. The batch has room for <see cref="MaxGather"/> leases per frame;
+    /// beyond that it throws <see cref="InvalidOperationException"/> and does not take the lease (the caller still owns it).
+    /// </summary>
+    public void HoldLease(PinLease lease)
+    {
+        if (!CanHoldLease)
+        {
+            throw new InvalidOperationException($"Transmit batch already holds {_leaseCount} pin leases, its capacity; the lease was not taken.");
+        }
+
+        _leases[_leaseCount++] = lease;
+    }
+
+    /// <summary>Whether <see cref="HoldLease"/> can take one more lease.</summary>
+    public bool CanHoldLease => _leaseCount < _leases.Length;
 
     public int FreeGatherSlots => MaxGather - _gatherCount[Count];
 
@@ -91,13 +109,27 @@ public sealed unsafe class TransmitBatch
         _linearLength[Count] = linearLength;
         _gsoSize[Count] = gsoSize;
         Count++;
+        _buildingFirstLease = _leaseCount; // the leases so far belong to committed frames: Cancel leaves them alone
     }
 
     /// <summary>Payload bytes per segment of a super-segment, or 0 for an ordinary frame.</summary>
     public int GsoSize(int index) => _gsoSize[index];
 
-    /// <summary>Abandons the frame being built (its leases, if any, are still ended by <see cref="Clear"/>).</summary>
-    public void Cancel() => _gatherCount[Count] = 0;
+    /// <summary>
+    /// Abandons the frame being built and ends the leases taken for it: nothing will read them, and cancelled frames
+    /// must not use up the lease room of the frames that are sent.
+    /// </summary>
+    public void Cancel()
+    {
+        _gatherCount[Count] = 0;
+        for (var i = _buildingFirstLease; i < _leaseCount; i++)
+        {
+            _leases[i].Dispose();
+            _leases[i] = default;
+        }
+
+        _leaseCount = _buildingFirstLease;
+    }
 
     public ReadOnlySpan<byte> Linear(int index) => _buffer.AsSpan(index * FrameCapacity, _linearLength[index]);
 
@@ -148,6 +180,7 @@ public sealed unsafe class TransmitBatch
         }
 
         _leaseCount = 0;
+        _buildingFirstLease = 0;
         Count = 0;
     }
 }

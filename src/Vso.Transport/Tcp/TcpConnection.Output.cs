@@ -69,7 +69,7 @@ internal sealed partial class TcpConnection
             var length = (int)Math.Min(Math.Min(available, segmentSize), Math.Max(0, usable));
             if (length > 0 && IdentifyMode == IdentifyMode.Pinned)
             {
-                length = _send.ClampToPieces(SendNext, length, Links.TransmitBatch.MaxGather);
+                length = _send.ClampToPieces(SendNext, length, _layer.Ip.MaxGatherPieces);
             }
 
             var gsoSize = 0;
@@ -83,7 +83,7 @@ internal sealed partial class TcpConnection
                 var total = (int)(room / segmentSize * segmentSize);
                 if (total >= 2 * segmentSize)
                 {
-                    total = _send.ClampToPieces(SendNext, total, Links.TransmitBatch.MaxGather) / segmentSize * segmentSize;
+                    total = _send.ClampToPieces(SendNext, total, _layer.Ip.MaxGatherPieces) / segmentSize * segmentSize;
                     if (total >= 2 * segmentSize)
                     {
                         length = total;
@@ -204,7 +204,7 @@ internal sealed partial class TcpConnection
         var length = Math.Max(0, Math.Min(Math.Min(maxBytes, PayloadLimit()), SequenceNumber.Diff(sentDataEnd, sequence)));
         if (length > 0 && IdentifyMode == IdentifyMode.Pinned)
         {
-            length = _send.ClampToPieces(sequence, length, Links.TransmitBatch.MaxGather);
+            length = _send.ClampToPieces(sequence, length, _layer.Ip.MaxGatherPieces);
         }
 
         var flags = TcpFlags.Ack;
@@ -249,7 +249,7 @@ internal sealed partial class TcpConnection
         var length = (int)Math.Min(Math.Min(available, PayloadLimit()), peerUsable);
         if (IdentifyMode == IdentifyMode.Pinned)
         {
-            length = _send.ClampToPieces(SendNext, length, Links.TransmitBatch.MaxGather);
+            length = _send.ClampToPieces(SendNext, length, _layer.Ip.MaxGatherPieces);
         }
 
         var flags = TcpFlags.Ack | (length == available ? TcpFlags.Psh : TcpFlags.None);
@@ -356,14 +356,15 @@ internal sealed partial class TcpConnection
     private void SendReset(uint sequence) => Emit(sequence, TcpFlags.Rst | TcpFlags.Ack, 0, isRetransmission: false);
 
     /// <summary>
-    /// Builds one segment into the link's transmit batch. The payload comes from the host by descriptor:
-    /// copied into the frame (Copy) or leased and gathered (Pinned). Returns false if it could not be sent.
+    /// Builds one segment and sends it through the IP output port. The payload comes from the host by descriptor:
+    /// copied into the datagram (Copy) or leased and gathered (Pinned). Returns false if it could not be sent.
     /// <paramref name="gsoSize"/> &gt; 0 (Pinned only): a super-segment of <paramref name="payloadLength"/> bytes that the
     /// link cuts into segments of that size; its checksum field holds the pseudo-header sum, the kernel finishes each.
     /// </summary>
     private bool Emit(uint sequence, TcpFlags flags, int payloadLength, bool isRetransmission, int gsoSize = 0)
     {
-        if (!_layer.TryBeginSegment(Id.RemoteAddress, out var tcp))
+        var ip = _layer.Ip;
+        if (!ip.TryBegin(Id.RemoteAddress, IpProtocol.Tcp))
         {
             _emitBlocked = true;
 
@@ -378,28 +379,37 @@ internal sealed partial class TcpConnection
         }
 
         var now = NowMicroseconds;
-        var options = BuildOptions(flags, now);
         var isSyn = (flags & TcpFlags.Syn) != 0;
+        var windowBytes = (uint)_receive.Window;
+
+        // RFC 7323 §2.2: the window field of a SYN is never scaled.
+        var window = isSyn ? (ushort)Math.Min(windowBytes, ushort.MaxValue) : (ushort)Math.Min(windowBytes >> EffectiveReceiveShift, ushort.MaxValue);
+        var header = new TcpRepr
+        {
+            SourcePort = Id.LocalPort,
+            DestinationPort = Id.RemotePort,
+            SequenceNumber = sequence,
+            AcknowledgmentNumber = (flags & TcpFlags.Ack) != 0 ? ReceiveNext : 0,
+            Flags = flags,
+            Window = window,
+            Options = BuildOptions(flags, now),
+        };
         System.Diagnostics.Debug.Assert(
-            gsoSize == 0 ? payloadLength <= _layer.MaxSegmentSize - options.EncodedLength : gsoSize <= _layer.MaxSegmentSize - options.EncodedLength,
+            gsoSize == 0 ? payloadLength <= _layer.MaxSegmentSize - header.Options.EncodedLength : gsoSize <= _layer.MaxSegmentSize - header.Options.EncodedLength,
             "segment exceeds the MTU");
 
-        var windowBytes = (uint)_receive.Window;
-        var window = isSyn ? (ushort)Math.Min(windowBytes, ushort.MaxValue) : (ushort)Math.Min(windowBytes >> EffectiveReceiveShift, ushort.MaxValue);
-        var ack = (flags & TcpFlags.Ack) != 0 ? ReceiveNext : 0;
-        var headerLength = TcpHeaderWriter.Write(tcp, Id.LocalPort, Id.RemotePort, sequence, ack, flags, window, options);
+        var tcp = ip.Append(header.HeaderLength);
+        var headerLength = header.Emit(tcp);
 
         var sum = default(ChecksumAccumulator);
-        var linear = headerLength;
         if (payloadLength > 0)
         {
-            if (!TryIdentifyPayload(sequence, payloadLength, tcp[headerLength..], ref sum, out var copied, sumPayload: gsoSize == 0))
+            if (!TryIdentifyPayload(sequence, payloadLength, ref sum, out var copied, sumPayload: gsoSize == 0))
             {
-                _layer.CancelSegment();
+                ip.Cancel();
                 return false;
             }
 
-            linear += copied;
             if (gsoSize > 0)
             {
                 Statistics.OffloadedSuperSegments++; // always new data (OutputData sends super-segments only beyond SND.MAX)
@@ -425,14 +435,14 @@ internal sealed partial class TcpConnection
 
         if (gsoSize > 0)
         {
-            TcpHeaderWriter.WritePseudoHeaderChecksum(tcp, Id.LocalAddress, Id.RemoteAddress, headerLength + payloadLength);
-            _layer.CommitSegment(Id.RemoteAddress, headerLength + payloadLength, linear, gsoSize);
+            TcpChecksum.WritePseudoHeaderSum(tcp, Id.LocalAddress, Id.RemoteAddress, headerLength + payloadLength);
+            ip.Commit(gsoSize);
             Statistics.SegmentsSent += (payloadLength + gsoSize - 1) / gsoSize;
         }
         else
         {
-            TcpHeaderWriter.FinishChecksum(tcp, headerLength, Id.LocalAddress, Id.RemoteAddress, payloadLength, sum);
-            _layer.CommitSegment(Id.RemoteAddress, headerLength + payloadLength, linear);
+            TcpChecksum.Finish(tcp, headerLength, Id.LocalAddress, Id.RemoteAddress, payloadLength, sum);
+            ip.Commit();
             Statistics.SegmentsSent++;
         }
 
@@ -448,10 +458,16 @@ internal sealed partial class TcpConnection
         return true;
     }
 
-    /// <summary>Asks the host for the payload bytes, descriptor by descriptor. A refused (stale) descriptor fails the connection.</summary>
-    private bool TryIdentifyPayload(uint sequence, int length, Span<byte> linearDestination, ref ChecksumAccumulator sum, out int copied, bool sumPayload = true)
+    /// <summary>
+    /// Asks the host for the payload bytes, descriptor by descriptor: copied into the datagram (Copy, summed as they go)
+    /// or leased and gathered (Pinned, summed unless the kernel sums them). Only the host's documented refusal, a
+    /// <see cref="StaleDescriptorException"/> (<see cref="ISendHost"/>), fails the connection here; any other exception
+    /// is an engine bug and propagates to the engine's containment, not disguised as a refusal.
+    /// </summary>
+    private bool TryIdentifyPayload(uint sequence, int length, ref ChecksumAccumulator sum, out int copied, bool sumPayload = true)
     {
         copied = 0;
+        var ip = _layer.Ip;
         var descriptor = _send.Locate(sequence, out var offset);
         var remaining = length;
         try
@@ -466,7 +482,7 @@ internal sealed partial class TcpConnection
                 var n = Math.Min(remaining, descriptor.Length - offset);
                 if (IdentifyMode == IdentifyMode.Copy)
                 {
-                    var destination = linearDestination.Slice(copied, n);
+                    var destination = ip.Append(n);
                     _host!.CopyTo(descriptor, offset, destination);
                     sum.Add(destination);
                     copied += n;
@@ -474,12 +490,7 @@ internal sealed partial class TcpConnection
                 else
                 {
                     var lease = _host!.Lease(descriptor, offset, n);
-                    _layer.Batch.HoldLease(lease);
-                    if (!_layer.Batch.TryAddGather(lease.Address, n))
-                    {
-                        throw new InvalidOperationException("Gather list overflow: the segment was not clamped to the gather limit.");
-                    }
-
+                    ip.AppendGathered(lease);
                     if (sumPayload)
                     {
                         sum.Add(lease.AsSpan());
@@ -493,13 +504,19 @@ internal sealed partial class TcpConnection
 
             return true;
         }
-        catch (Exception ex) when (ex is StaleDescriptorException or InvalidOperationException or ArgumentException)
+        catch (StaleDescriptorException ex)
         {
             // The host refused to identify its own descriptor: the data cannot be delivered. Fail loudly.
             _layer.Log.HostRefusedDescriptor(Id.ToString(), ex.Message);
             _pendingFailure = new TcpConnectionException(TcpError.Aborted, $"Connection {Id} failed: the host refused a send descriptor ({ex.Message}).");
             _layer.MarkForOutput(this);
             return false;
+        }
+        catch
+        {
+            // An engine bug: abandon the half-built datagram (ending its leases) and let the engine's containment see it.
+            ip.Cancel();
+            throw;
         }
     }
 
@@ -609,4 +626,11 @@ internal sealed partial class TcpConnection
     }
 
     private uint TimestampNow(long nowMicroseconds) => (uint)(nowMicroseconds / 1000) + _tsOffset;
+
+    /// <summary>When this connection uses timestamps: the last TSval seen from the peer, TS.Recent (RFC 7323 §4.3), for RFC 6191.</summary>
+    public bool TryGetLastPeerTimestamp(out uint tsRecent)
+    {
+        tsRecent = _tsRecent;
+        return _timestamps;
+    }
 }

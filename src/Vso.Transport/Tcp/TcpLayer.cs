@@ -2,29 +2,31 @@ using System.Collections.Concurrent;
 using Microsoft.Extensions.Logging;
 using Vso.Transport.Engine;
 using Vso.Transport.Interface;
-using Vso.Transport.Links;
 using Vso.Transport.Wire;
 
 namespace Vso.Transport.Tcp;
 
 /// <summary>
 /// The TCP layer of one stack: demultiplexes segments to connections and listeners, answers segments
-/// that match nothing with RST (RFC 9293 §3.10.7.1), and runs connection output and timers.
+/// that match nothing with RST (RFC 9293 §3.10.7.1), and runs connection output and timers. Receives through the
+/// interface's demultiplexer (<see cref="ITransportProtocol"/>) and sends through its <see cref="IIpOutput"/>.
 /// Engine thread only, except the listener table which applications bind to from any thread.
 /// </summary>
-internal sealed class TcpLayer
+internal sealed class TcpLayer : ITransportProtocol
 {
     private readonly Dictionary<ConnectionId, TcpConnection> _connections = [];
     private readonly ConcurrentDictionary<ushort, TcpListenerCore> _listeners = new();
     private readonly List<TcpConnection> _outputList = [];
     private readonly HashSet<TcpConnection> _outputSet = [];
     private readonly TimerQueue _timers = new();
-    private readonly NetworkInterface _interface;
+    private readonly IIpOutput _ip;
+    private readonly WireCounters _counters;
     private ushort _nextEphemeralPort = 49152;
 
-    public TcpLayer(NetworkInterface networkInterface, TcpSettings settings, IClock clock, TcpMetrics metrics, ILogger log)
+    public TcpLayer(IIpOutput ip, WireCounters counters, TcpSettings settings, IClock clock, TcpMetrics metrics, ILogger log)
     {
-        _interface = networkInterface;
+        _ip = ip;
+        _counters = counters;
         Settings = settings;
         Clock = clock;
         Metrics = metrics;
@@ -42,10 +44,11 @@ internal sealed class TcpLayer
 
     public IsnGenerator Isn { get; }
 
-    public TransmitBatch Batch => _interface.Batch;
+    /// <summary>Where segments leave: one IPv4 datagram at a time.</summary>
+    public IIpOutput Ip => _ip;
 
     /// <summary>The MSS we announce: the link MTU less IPv4 and TCP headers.</summary>
-    public int MaxSegmentSize => _interface.Mtu - 40;
+    public int MaxSegmentSize => _ip.Mtu - 40;
 
     public int ConnectionCount => _connections.Count;
 
@@ -62,7 +65,7 @@ internal sealed class TcpLayer
         var listener = new TcpListenerCore(port, backlog, observer);
         if (!_listeners.TryAdd(port, listener))
         {
-            throw new InvalidOperationException($"Port {port} already has a listener on {_interface.Address}; stop the other listener or choose another port.");
+            throw new InvalidOperationException($"Port {port} already has a listener on {_ip.Address}; stop the other listener or choose another port.");
         }
 
         return listener;
@@ -77,7 +80,7 @@ internal sealed class TcpLayer
         {
             var port = _nextEphemeralPort;
             _nextEphemeralPort = _nextEphemeralPort == ushort.MaxValue ? (ushort)49152 : (ushort)(_nextEphemeralPort + 1);
-            var id = new ConnectionId(_interface.Address, port, remote, remotePort);
+            var id = new ConnectionId(_ip.Address, port, remote, remotePort);
             if (_connections.ContainsKey(id) || _listeners.ContainsKey(port))
             {
                 continue;
@@ -94,6 +97,20 @@ internal sealed class TcpLayer
     }
 
     // ---- Input ----
+
+    IpProtocol ITransportProtocol.Protocol => IpProtocol.Tcp;
+
+    void ITransportProtocol.OnDatagram(in Ipv4Packet datagram)
+    {
+        var status = TcpSegment.TryParse(datagram.Payload, datagram.Source, datagram.Destination, out var segment);
+        if (status != WireStatus.Ok)
+        {
+            _counters.Drop(WireLayer.Tcp, status);
+            return;
+        }
+
+        OnSegment(datagram.Source, datagram.Destination, segment);
+    }
 
     public void OnSegment(Ipv4Address source, Ipv4Address destination, in TcpSegment segment)
     {
@@ -158,20 +175,38 @@ internal sealed class TcpLayer
     }
 
     /// <summary>
-    /// A new SYN for a 4-tuple in TIME-WAIT may start a new incarnation when its sequence number lies
-    /// beyond the old one's (RFC 9293 §3.6.1, RFC 6191 with timestamps).
+    /// A new SYN for a 4-tuple in TIME-WAIT may start a new incarnation (RFC 9293 §3.6.1) when it cannot be confused with
+    /// the old one's segments: RFC 6191 §2 decides by timestamp when both incarnations use timestamps, else by sequence number.
     /// </summary>
     private bool TryReuseTimeWait(TcpConnection old, in TcpSegment segment)
     {
         if ((segment.Flags & (TcpFlags.Syn | TcpFlags.Ack | TcpFlags.Rst)) != TcpFlags.Syn
-            || !SequenceNumber.Gt(segment.SequenceNumber, old.ReceiveNext)
-            || !_listeners.ContainsKey(segment.DestinationPort))
+            || !_listeners.ContainsKey(segment.DestinationPort)
+            || !IsNewIncarnation(old, segment))
         {
             return false;
         }
 
         old.ForceClose();
         return true;
+    }
+
+    /// <summary>RFC 6191 §2: is the SYN later than every segment of the connection in TIME-WAIT?</summary>
+    private bool IsNewIncarnation(TcpConnection old, in TcpSegment segment)
+    {
+        var sequenceIsNewer = SequenceNumber.Gt(segment.SequenceNumber, old.ReceiveNext);
+
+        // "TCP Timestamps would be enabled for the new incarnation": we offer them and the SYN carries them (RFC 7323 §3.2).
+        if (old.TryGetLastPeerTimestamp(out var tsRecent) && Settings.Timestamps && segment.Options.HasTimestamp)
+        {
+            // The timestamp is the clock that orders the incarnations; an equal one falls back to the sequence number.
+            // TSval comparisons are modular, like sequence numbers (RFC 7323 §5.3).
+            var tsVal = segment.Options.TsVal;
+            return SequenceNumber.Gt(tsVal, tsRecent) || (tsVal == tsRecent && sequenceIsNewer);
+        }
+
+        // The old incarnation did not use timestamps, or the new one will not: the sequence number decides.
+        return sequenceIsNewer;
     }
 
     /// <summary>RFC 9293 §3.10.7.1: a segment for a closed port gets a RST, unless it is one.</summary>
@@ -193,31 +228,32 @@ internal sealed class TcpLayer
         SendResetFor(id, 0, segment.SequenceNumber + length, TcpFlags.Rst | TcpFlags.Ack);
     }
 
+    /// <summary>A RST (with <paramref name="flags"/>) that no connection sends: window 0, no options (RFC 9293 §3.10.7.1).</summary>
     public void SendResetFor(ConnectionId id, uint sequence, uint acknowledgment, TcpFlags flags)
     {
-        if (!TryBeginSegment(id.RemoteAddress, out var tcp))
+        var reset = TcpRepr.Empty;
+        reset.SourcePort = id.LocalPort;
+        reset.DestinationPort = id.RemotePort;
+        reset.SequenceNumber = sequence;
+        reset.AcknowledgmentNumber = acknowledgment;
+        reset.Flags = flags;
+        if (!_ip.TryBegin(id.RemoteAddress, IpProtocol.Tcp))
         {
             return;
         }
 
-        var headerLength = TcpHeaderWriter.Write(tcp, id.LocalPort, id.RemotePort, sequence, acknowledgment, flags, 0, TcpOptions.None);
-        TcpHeaderWriter.FinishChecksum(tcp, headerLength, id.LocalAddress, id.RemoteAddress, 0, default);
-        CommitSegment(id.RemoteAddress, headerLength, headerLength);
+        var header = _ip.Append(reset.HeaderLength);
+        var headerLength = reset.Emit(header);
+        TcpChecksum.Finish(header, headerLength, id.LocalAddress, id.RemoteAddress, 0, default);
+        _ip.Commit();
         ResetsSent++;
         Metrics.ResetsSent.Add(1);
     }
 
     // ---- Output and timers ----
 
-    public bool TryBeginSegment(Ipv4Address remote, out Span<byte> tcp) => _interface.TryBeginIpv4(remote, out tcp);
-
-    public void CommitSegment(Ipv4Address remote, int tcpLength, int linearLength, int gsoSize = 0) =>
-        _interface.CommitIpv4(remote, IpProtocol.Tcp, tcpLength, linearLength, gsoSize);
-
     /// <summary>TCP payload the link can take as one super-segment (generic segmentation offload); 0 when it cannot.</summary>
-    public int MaxOffloadPayload => _interface.MaxOffloadPayload;
-
-    public void CancelSegment() => _interface.CancelFrame();
+    public int MaxOffloadPayload => _ip.MaxOffloadPayload;
 
     public void MarkForOutput(TcpConnection connection)
     {
@@ -277,7 +313,7 @@ internal sealed class TcpLayer
     {
         foreach (var connection in _connections.Values)
         {
-            if (_interface.NextHop(connection.Id.RemoteAddress) == address)
+            if (_ip.NextHop(connection.Id.RemoteAddress) == address)
             {
                 connection.OnPathAvailable();
                 _timers.Sync(connection);

@@ -59,7 +59,7 @@ internal struct ChecksumAccumulator
     /// <summary>
     /// Appends everything another accumulator has summed, as if its bytes followed the bytes already added here.
     /// This lets a caller sum a payload on its own and the header writer combine it later
-    /// (<see cref="TcpHeaderWriter.FinishChecksum"/>).
+    /// (<see cref="TcpChecksum.Finish"/>).
     /// </summary>
     public void Add(in ChecksumAccumulator other)
     {

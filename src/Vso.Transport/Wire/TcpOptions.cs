@@ -68,7 +68,7 @@ internal struct TcpOptions
     }
 
     /// <summary>
-    /// Bytes <see cref="TcpHeaderWriter.Write"/> emits: a multiple of 4, at most 40. SACK blocks that do not fit
+    /// Bytes <see cref="TcpRepr.Emit"/> emits: a multiple of 4, at most 40. SACK blocks that do not fit
     /// after the other options are left out (the first blocks are kept: RFC 2018 §4 puts the most recent first).
     /// </summary>
     public readonly int EncodedLength => FixedLength + (EncodedSackBlocks > 0 ? 4 + (8 * EncodedSackBlocks) : 0);

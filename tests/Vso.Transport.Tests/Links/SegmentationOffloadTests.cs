@@ -130,7 +130,7 @@ public sealed class SegmentationOffloadTests
 
             // The stack leaves the folded pseudo-header sum for the whole TCP length (CHECKSUM_PARTIAL), not complemented.
             var pseudo = default(ChecksumAccumulator);
-            TcpHeaderWriter.AddPseudoHeader(ref pseudo, source, destination, tcpHeaderLength + payload);
+            TcpChecksum.AddPseudoHeader(ref pseudo, source, destination, tcpHeaderLength + payload);
             if (BinaryPrimitives.ReadUInt16BigEndian(frame[(tcpOffset + 16)..]) != (ushort)~pseudo.Finish())
             {
                 BadPseudoHeaderSums++;
@@ -156,7 +156,7 @@ public sealed class SegmentationOffloadTests
                 tcp[13] = last ? flags : (byte)(flags & ~(0x01 | 0x08)); // FIN and PSH on the last segment only
                 var sum = default(ChecksumAccumulator);
                 sum.Add(tcp[tcpHeaderLength..]);
-                TcpHeaderWriter.FinishChecksum(tcp, tcpHeaderLength, source, destination, n, sum);
+                TcpChecksum.Finish(tcp, tcpHeaderLength, source, destination, n, sum);
                 _out.Commit(headers + n);
                 if (_out.IsFull)
                 {

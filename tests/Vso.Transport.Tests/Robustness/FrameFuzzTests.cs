@@ -396,7 +396,7 @@ public sealed class FrameFuzzTests(ITestOutputHelper output)
             _recentSequence = sequence;
             var ack = (uint)_random.NextInt64(0, 1L << 32);
             var tcp = frame[(EthernetFrame.HeaderLength + Ipv4Packet.MinHeaderLength)..];
-            var headerLength = TcpHeaderWriter.Write(tcp, sourcePort, destinationPort, sequence, ack, flags, (ushort)_random.Next(0, 65536), options);
+            var headerLength = new TcpRepr { SourcePort = sourcePort, DestinationPort = destinationPort, SequenceNumber = sequence, AcknowledgmentNumber = ack, Flags = flags, Window = (ushort)_random.Next(0, 65536), Options = options }.Emit(tcp);
             var payloadLength = _random.Next(5) == 0 ? _random.Next(0, 1400 - headerLength) : _random.Next(0, 64);
             _random.NextBytes(tcp.Slice(headerLength, payloadLength));
             Ipv4Packet.WriteHeader(frame[EthernetFrame.HeaderLength..], source, destination, IpProtocol.Tcp, headerLength + payloadLength, (ushort)_random.Next(0, 65536));
@@ -590,7 +590,7 @@ public sealed class FrameFuzzTests(ITestOutputHelper output)
             {
                 BinaryPrimitives.WriteUInt16BigEndian(payload[16..], 0);
                 var sum = default(ChecksumAccumulator);
-                TcpHeaderWriter.AddPseudoHeader(ref sum, source, destination, payload.Length);
+                TcpChecksum.AddPseudoHeader(ref sum, source, destination, payload.Length);
                 sum.Add(payload);
                 BinaryPrimitives.WriteUInt16BigEndian(payload[16..], sum.Finish());
             }

@@ -20,12 +20,23 @@ internal static class TraceFlags
     public const TcpFlags RstAck = TcpFlags.Rst | TcpFlags.Ack;
 }
 
-/// <summary>A segment the test sends as the remote TCP.</summary>
-internal sealed record TcpSegmentSpec(TcpFlags Flags, uint Seq, uint Ack = 0, ushort Window = 65535, TcpOptions? Options = null, byte[]? Payload = null);
-
-/// <summary>A segment the stack sent, parsed, stamped with the virtual time it left the stack.</summary>
-internal sealed record TraceSegment(TcpFlags Flags, uint Seq, uint Ack, ushort Window, TcpOptions Options, byte[] Payload, ushort SourcePort, ushort DestinationPort, long AtMicroseconds)
+/// <summary>A segment the stack sent: its header as the stack's own <see cref="TcpRepr"/>, its payload, and the virtual time it left.</summary>
+internal sealed record TraceSegment(TcpRepr Header, byte[] Payload, long AtMicroseconds)
 {
+    public TcpFlags Flags => Header.Flags;
+
+    public uint Seq => Header.SequenceNumber;
+
+    public uint Ack => Header.AcknowledgmentNumber;
+
+    public ushort Window => Header.Window;
+
+    public TcpOptions Options => Header.Options;
+
+    public ushort SourcePort => Header.SourcePort;
+
+    public ushort DestinationPort => Header.DestinationPort;
+
     public int Length => Payload.Length;
 
     /// <summary>Sequence space the segment occupies (payload, SYN and FIN).</summary>
@@ -96,7 +107,7 @@ internal sealed class RawPeer : IFrameReceiver, IDisposable
     /// <summary>The peer's TCP port.</summary>
     public ushort Port { get; set; } = 40000;
 
-    /// <summary>The stack's TCP port that <see cref="Send(TcpSegmentSpec)"/> addresses.</summary>
+    /// <summary>The stack's TCP port that <see cref="Send(TcpFlags, uint, uint, ushort, TcpOptions?, byte[])"/> addresses.</summary>
     public ushort StackPort { get; set; } = 80;
 
     public TimeSpan Now => TimeSpan.FromTicks(Clock.NowMicroseconds * 10);
@@ -112,19 +123,19 @@ internal sealed class RawPeer : IFrameReceiver, IDisposable
 
     // ---- Sending ----
 
-    public void Send(TcpSegmentSpec spec)
+    /// <summary>Sends <paramref name="header"/> (ports as given) with <paramref name="payload"/>, checksummed, to the stack.</summary>
+    public void Send(in TcpRepr header, byte[]? payload = null)
     {
-        var options = spec.Options ?? TcpOptions.None;
-        var payload = spec.Payload ?? [];
+        payload ??= [];
         var frame = _batch.Begin();
         EthernetFrame.WriteHeader(frame, Stack.Core.Link.HardwareAddress, _link.HardwareAddress, EtherType.Ipv4);
         var ip = frame[EthernetFrame.HeaderLength..];
         var tcp = ip[Ipv4Packet.MinHeaderLength..];
-        var headerLength = TcpHeaderWriter.Write(tcp, Port, StackPort, spec.Seq, spec.Ack, spec.Flags, spec.Window, options);
+        var headerLength = header.Emit(tcp);
         payload.CopyTo(tcp[headerLength..]);
         var sum = default(ChecksumAccumulator);
         sum.Add(payload);
-        TcpHeaderWriter.FinishChecksum(tcp, headerLength, Remote, StackAddress, payload.Length, sum);
+        TcpChecksum.Finish(tcp, headerLength, Remote, StackAddress, payload.Length, sum);
         Ipv4Packet.WriteHeader(ip, Remote, StackAddress, IpProtocol.Tcp, headerLength + payload.Length, _ipId++);
         _batch.Commit(EthernetFrame.HeaderLength + Ipv4Packet.MinHeaderLength + headerLength + payload.Length);
         _link.Transmit(_batch);
@@ -132,8 +143,20 @@ internal sealed class RawPeer : IFrameReceiver, IDisposable
         Pump();
     }
 
+    /// <summary>Sends a segment from <see cref="Port"/> to <see cref="StackPort"/>.</summary>
     public void Send(TcpFlags flags, uint seq, uint ack = 0, ushort window = 65535, TcpOptions? options = null, byte[]? payload = null) =>
-        Send(new TcpSegmentSpec(flags, seq, ack, window, options, payload));
+        Send(
+            new TcpRepr
+            {
+                SourcePort = Port,
+                DestinationPort = StackPort,
+                SequenceNumber = seq,
+                AcknowledgmentNumber = ack,
+                Flags = flags,
+                Window = window,
+                Options = options ?? TcpOptions.None,
+            },
+            payload);
 
     // ---- Receiving ----
 
@@ -260,8 +283,8 @@ internal sealed class RawPeer : IFrameReceiver, IDisposable
         Assert.Equal(IpProtocol.Tcp, ip.Protocol);
         Assert.Equal(StackAddress, ip.Source);
         Assert.Equal(Remote, ip.Destination);
-        Assert.Equal(WireStatus.Ok, TcpSegment.TryParse(ip.Payload, ip.Source, ip.Destination, out var tcp));
-        _received.Enqueue(new TraceSegment(tcp.Flags, tcp.SequenceNumber, tcp.AcknowledgmentNumber, tcp.Window, tcp.Options, tcp.Payload.ToArray(), tcp.SourcePort, tcp.DestinationPort, Clock.NowMicroseconds));
+        Assert.Equal(WireStatus.Ok, TcpRepr.TryParse(ip.Payload, ip.Source, ip.Destination, out var header, out var payload));
+        _received.Enqueue(new TraceSegment(header, payload.ToArray(), Clock.NowMicroseconds));
     }
 
     private void SendArp(ArpOperation operation, MacAddress targetHardware, Ipv4Address targetProtocol, MacAddress destination)

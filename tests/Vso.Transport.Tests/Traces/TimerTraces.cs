@@ -1,3 +1,4 @@
+using Vso.Transport.Api;
 using Vso.Transport.Tcp;
 using Vso.Transport.Wire;
 using static Vso.Transport.Tests.Traces.TraceFlags;
@@ -277,5 +278,75 @@ public sealed class TimerTraces
         Assert.True(listener.TryAccept(out var second));
         Assert.Equal(TcpState.Established, second.GetInfo().State);
         Assert.Equal(TcpState.Closed, first.GetInfo().State);
+    }
+
+    [Fact]
+    public void New_SYN_with_a_newer_timestamp_reuses_a_TIME_WAIT_connection_even_below_the_old_sequence_numbers()
+    {
+        using var peer = new RawPeer(s => s.TimeWait = TimeSpan.FromSeconds(60));
+        using var listener = peer.Stack.Listen(80);
+        var (s, tsRecent) = CloseIntoTimeWaitWithTimestamps(peer, listener);
+
+        // RFC 6191 §2: both incarnations use timestamps and the SYN's is newer than TS.Recent: the timestamp decides,
+        // even though the sequence number lies below the old RCV.NXT.
+        peer.Advance(TimeSpan.FromSeconds(1));
+        peer.Send(Syn, seq: 500, options: RawPeer.SynOptions(tsVal: tsRecent + 1000));
+        var synAck = peer.Expect(SynAck, ack: 501, within: TimeSpan.Zero);
+        Assert.True(synAck.Options.HasTimestamp);
+        Assert.Equal(tsRecent + 1000, synAck.Options.TsEcr);
+        Assert.Equal(TcpState.SynReceived, peer.State);
+        Assert.NotEqual(s, synAck.Seq);
+    }
+
+    [Fact]
+    public void New_SYN_with_an_older_timestamp_does_not_reuse_a_TIME_WAIT_connection_whatever_its_sequence_number()
+    {
+        using var peer = new RawPeer(s => s.TimeWait = TimeSpan.FromSeconds(60));
+        using var listener = peer.Stack.Listen(80);
+        var (s, tsRecent) = CloseIntoTimeWaitWithTimestamps(peer, listener);
+
+        // RFC 6191 §2: a timestamp older than TS.Recent may belong to the old incarnation; a higher sequence number
+        // does not help. The old connection answers it (RFC 7323 §5.3 PAWS: an ACK).
+        peer.Send(Syn, seq: 100_000, options: RawPeer.SynOptions(tsVal: tsRecent - 1));
+        peer.Expect(Ack, seq: s + 1, ack: R + 1, within: TimeSpan.Zero);
+        Assert.Equal(TcpState.TimeWait, peer.State);
+
+        // An equal timestamp leaves the decision to the sequence number: below RCV.NXT, no.
+        peer.Send(Syn, seq: 500, options: RawPeer.SynOptions(tsVal: tsRecent));
+        peer.Expect(Ack, seq: s + 1, ack: R + 1, within: TimeSpan.Zero);
+        Assert.Equal(TcpState.TimeWait, peer.State);
+
+        // ... above it, yes.
+        peer.Send(Syn, seq: 100_000, options: RawPeer.SynOptions(tsVal: tsRecent));
+        peer.Expect(SynAck, ack: 100_001, within: TimeSpan.Zero);
+        Assert.Equal(TcpState.SynReceived, peer.State);
+    }
+
+    /// <summary>Passive open with timestamps on both sides, then the stack closes first: TIME-WAIT with TS.Recent known.</summary>
+    private static (uint StackNext, uint TsRecent) CloseIntoTimeWaitWithTimestamps(RawPeer peer, VsoListener listener)
+    {
+        const uint tsVal = 1_000_000;
+        peer.Send(Syn, seq: 1000, options: RawPeer.SynOptions(tsVal: tsVal));
+        var synAck = peer.Expect(SynAck, ack: R);
+        Assert.True(synAck.Options.HasTimestamp);
+        var s = synAck.Seq + 1;
+        peer.Send(Ack, seq: R, ack: s, options: Timestamps(tsVal + 1, synAck.Options.TsVal));
+        Assert.True(listener.TryAccept(out var first));
+        first.ShutdownSend();
+        var fin = peer.Expect(FinAck, seq: s, ack: R, within: TimeSpan.Zero);
+        peer.Send(FinAck, seq: R, ack: s + 1, options: Timestamps(tsVal + 2, fin.Options.TsVal));
+        var lastAck = peer.Expect(Ack, seq: s + 1, ack: R + 1, within: TimeSpan.Zero);
+        Assert.Equal(tsVal + 2, lastAck.Options.TsEcr); // TS.Recent
+        Assert.Equal(TcpState.TimeWait, peer.State);
+        return (s, tsVal + 2);
+    }
+
+    private static TcpOptions Timestamps(uint tsVal, uint tsEcr)
+    {
+        var o = TcpOptions.None;
+        o.HasTimestamp = true;
+        o.TsVal = tsVal;
+        o.TsEcr = tsEcr;
+        return o;
     }
 }

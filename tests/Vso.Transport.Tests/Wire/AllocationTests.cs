@@ -21,13 +21,13 @@ public sealed class AllocationTests
             options.SetSackBlock(0, new SackBlock(10, 20));
             var span = frame.AsSpan();
             int o = EthernetFrame.WriteHeader(span, MacAddress.Broadcast, MacAddress.Zero, EtherType.Ipv4);
-            int tcpLength = TcpHeaderWriter.Write(span[(o + 20)..], 1, 2, 3, 4, TcpFlags.Ack, 5, options);
+            int tcpLength = new TcpRepr { SourcePort = 1, DestinationPort = 2, SequenceNumber = 3, AcknowledgmentNumber = 4, Flags = TcpFlags.Ack, Window = 5, Options = options }.Emit(span[(o + 20)..]);
             o += Ipv4Packet.WriteHeader(span[o..], a, b, IpProtocol.Tcp, tcpLength + payload.Length, 9);
             payload.CopyTo(span[(o + tcpLength)..]);
             var sum = default(ChecksumAccumulator);
             sum.Add(payload.AsSpan(0, 333));
             sum.Add(payload.AsSpan(333));
-            TcpHeaderWriter.FinishChecksum(span[o..], tcpLength, a, b, payload.Length, sum);
+            TcpChecksum.Finish(span[o..], tcpLength, a, b, payload.Length, sum);
 
             int total = 0;
             if (EthernetFrame.TryParse(span[..(o + tcpLength + payload.Length)], out var eth) == WireStatus.Ok

@@ -294,7 +294,7 @@ public sealed class PacketDotNetInteropTests
     }
 
     /// <summary>
-    /// An encoder independent of <see cref="TcpHeaderWriter"/>: options in shuffled order, NOPs sprinkled between them,
+    /// An encoder independent of <see cref="TcpRepr.Emit"/>: options in shuffled order, NOPs sprinkled between them,
     /// optionally an unknown kind the parser must skip, and EOL padding to a 32-bit boundary.
     /// </summary>
     private static byte[] EncodeOptionsInRandomLayout(OptionSpec spec, byte? windowScale, bool unknownOption, Random random)

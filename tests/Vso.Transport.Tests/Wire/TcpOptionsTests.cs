@@ -26,7 +26,7 @@ public sealed class TcpOptionsTests
         o.TsEcr = 0;
         o.WindowScale = 7;
         var header = new byte[60];
-        int length = TcpHeaderWriter.Write(header, 1, 2, 3, 4, TcpFlags.Syn, 65535, o);
+        int length = new TcpRepr { SourcePort = 1, DestinationPort = 2, SequenceNumber = 3, AcknowledgmentNumber = 4, Flags = TcpFlags.Syn, Window = 65535, Options = o }.Emit(header);
         Assert.Equal(40, length);
         Assert.Equal(0xA0, header[12]);
         byte[] expected = [2, 4, 0x05, 0xB4, 4, 2, 8, 10, 0x11, 0x22, 0x33, 0x44, 0, 0, 0, 0, 1, 3, 3, 7];
@@ -49,9 +49,9 @@ public sealed class TcpOptionsTests
         Assert.Equal(40, o.EncodedLength); // three blocks with timestamps
 
         var segment = new byte[60];
-        int length = TcpHeaderWriter.Write(segment, 1, 2, 3, 4, TcpFlags.Ack, 100, o);
+        int length = new TcpRepr { SourcePort = 1, DestinationPort = 2, SequenceNumber = 3, AcknowledgmentNumber = 4, Flags = TcpFlags.Ack, Window = 100, Options = o }.Emit(segment);
         var sum = default(ChecksumAccumulator);
-        TcpHeaderWriter.FinishChecksum(segment, length, A, B, 0, sum);
+        TcpChecksum.Finish(segment, length, A, B, 0, sum);
         Assert.Equal(WireStatus.Ok, TcpSegment.TryParse(segment.AsSpan(0, length), A, B, out var parsed));
         Assert.Equal(3, parsed.Options.SackBlockCount);
         for (int i = 0; i < 3; i++)
@@ -80,7 +80,7 @@ public sealed class TcpOptionsTests
 
                 var header = new byte[80];
                 header.AsSpan().Fill(0xCC);
-                Assert.Equal(20 + encoded, TcpHeaderWriter.Write(header, 1, 2, 3, 4, TcpFlags.Ack, 100, o));
+                Assert.Equal(20 + encoded, new TcpRepr { SourcePort = 1, DestinationPort = 2, SequenceNumber = 3, AcknowledgmentNumber = 4, Flags = TcpFlags.Ack, Window = 100, Options = o }.Emit(header));
                 Assert.Equal(0xCC, header[20 + encoded]);
             }
         }
@@ -101,14 +101,14 @@ public sealed class TcpOptionsTests
     public void Finish_checksum_zeroes_a_stale_checksum_field_first()
     {
         var segment = new byte[24];
-        int length = TcpHeaderWriter.Write(segment, 1, 2, 3, 4, TcpFlags.Ack, 100, TcpOptions.None);
+        int length = new TcpRepr { SourcePort = 1, DestinationPort = 2, SequenceNumber = 3, AcknowledgmentNumber = 4, Flags = TcpFlags.Ack, Window = 100, Options = TcpOptions.None }.Emit(segment);
         byte[] payload = [9, 8, 7, 6];
         payload.CopyTo(segment, length);
         segment[16] = 0xAB;
         segment[17] = 0xCD;
         var sum = default(ChecksumAccumulator);
         sum.Add(payload);
-        TcpHeaderWriter.FinishChecksum(segment, length, A, B, payload.Length, sum);
+        TcpChecksum.Finish(segment, length, A, B, payload.Length, sum);
         Assert.Equal(WireStatus.Ok, TcpSegment.TryParse(segment, A, B, out var parsed));
         Assert.Equal(payload, parsed.Payload.ToArray());
     }

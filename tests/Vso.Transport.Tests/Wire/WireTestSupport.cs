@@ -137,15 +137,26 @@ internal sealed record TcpFrameCase(
 
     public Ipv4Address Destination => new(DestinationIp);
 
+    /// <summary>The TCP header of the case, as the stack's own value type.</summary>
+    public TcpRepr Header => new()
+    {
+        SourcePort = SourcePort,
+        DestinationPort = DestinationPort,
+        SequenceNumber = Sequence,
+        AcknowledgmentNumber = Acknowledgment,
+        Flags = Flags,
+        Window = Window,
+        Options = Options.ToOptions(),
+    };
+
     /// <summary>Builds the frame with the stack's emitters; the payload checksum is summed piecewise at <see cref="PayloadCuts"/>.</summary>
     public byte[] Emit()
     {
-        var options = Options.ToOptions();
-        var frame = new byte[EthernetFrame.HeaderLength + Ipv4Packet.MinHeaderLength + TcpSegment.MinHeaderLength + options.EncodedLength + Payload.Length];
+        var frame = new byte[EthernetFrame.HeaderLength + Ipv4Packet.MinHeaderLength + Header.HeaderLength + Payload.Length];
         var span = frame.AsSpan();
         int offset = EthernetFrame.WriteHeader(span, new MacAddress(DestinationMac), new MacAddress(SourceMac), EtherType.Ipv4);
         int tcpOffset = offset + Ipv4Packet.MinHeaderLength;
-        int tcpHeaderLength = TcpHeaderWriter.Write(span[tcpOffset..], SourcePort, DestinationPort, Sequence, Acknowledgment, Flags, Window, options);
+        int tcpHeaderLength = Header.Emit(span[tcpOffset..]);
         Assert.Equal(Ipv4Packet.MinHeaderLength, Ipv4Packet.WriteHeader(span[offset..], Source, Destination, IpProtocol.Tcp, tcpHeaderLength + Payload.Length, Identification, Ttl));
         Payload.CopyTo(span[(tcpOffset + tcpHeaderLength)..]);
 
@@ -157,7 +168,7 @@ internal sealed record TcpFrameCase(
             previous = cut;
         }
 
-        TcpHeaderWriter.FinishChecksum(span[tcpOffset..], tcpHeaderLength, Source, Destination, Payload.Length, sum);
+        TcpChecksum.Finish(span[tcpOffset..], tcpHeaderLength, Source, Destination, Payload.Length, sum);
         return frame;
     }
 }
@@ -208,7 +219,7 @@ internal static class WireTestFrames
     public static byte[] TcpSegmentWithOptions(ReadOnlySpan<byte> optionBytes, Ipv4Address source, Ipv4Address destination, int payloadLength = 3)
     {
         var segment = new byte[TcpSegment.MinHeaderLength + optionBytes.Length + payloadLength];
-        TcpHeaderWriter.Write(segment, 40000, 80, 1000, 2000, TcpFlags.Ack, 65535, TcpOptions.None);
+        new TcpRepr { SourcePort = 40000, DestinationPort = 80, SequenceNumber = 1000, AcknowledgmentNumber = 2000, Flags = TcpFlags.Ack, Window = 65535, Options = TcpOptions.None }.Emit(segment);
         segment[12] = (byte)(((TcpSegment.MinHeaderLength + optionBytes.Length) / 4) << 4);
         optionBytes.CopyTo(segment.AsSpan(TcpSegment.MinHeaderLength));
         for (int i = 0; i < payloadLength; i++)

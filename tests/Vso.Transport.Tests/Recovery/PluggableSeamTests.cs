@@ -20,7 +20,7 @@ public sealed class PluggableSeamTests(ITestOutputHelper output)
     {
         using var p = new SackPeer(s =>
         {
-            s.LossRecovery = static () => new HeadOnEveryDuplicateAck();
+            s.LossRecovery = static _ => new HeadOnEveryDuplicateAck();
             s.CongestionControl = static () => new FixedWindow(4);
         });
         p.Open(TimeSpan.FromMilliseconds(50), sack: false);
@@ -54,7 +54,7 @@ public sealed class PluggableSeamTests(ITestOutputHelper output)
         var faults = new FaultOptions { LossRate = 0.01, Seed = 77 };
         var result = RecoveryTransfer.OneWay(faults, faults with { Seed = 78 }, 8 << 20, s =>
         {
-            s.LossRecovery = static () => new HeadOnEveryDuplicateAck();
+            s.LossRecovery = static _ => new HeadOnEveryDuplicateAck();
             s.CongestionControl = static () => new FixedWindow(32);
         }, TimeSpan.FromMilliseconds(5));
         Assert.True(result.Intact, result.Describe());
@@ -92,7 +92,11 @@ public sealed class PluggableSeamTests(ITestOutputHelper output)
             _sender.RewindSendNext(_sender.SendUnacknowledged);
         }
 
-        public long SendAllowance() => _sender.CongestionControl.CongestionWindow - _sender.BytesInFlight;
+        public long SendQuota => _sender.CongestionControl.CongestionWindow - _sender.BytesInFlight;
+
+        public void RepairLosses()
+        {
+        }
 
         public void OnTransmitted(uint sequence, int length, bool isRetransmission)
         {

@@ -48,6 +48,25 @@ public sealed class PluggableSeamTests(ITestOutputHelper output)
         Assert.Equal(4 * p.Mss, p.Info.CongestionWindow);
     }
 
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public void The_selector_is_asked_once_with_the_SACK_the_handshake_settled(bool peerOffersSack)
+    {
+        var asked = new List<bool>();
+        using var p = new SackPeer(s => s.LossRecovery = sackPermitted =>
+        {
+            asked.Add(sackPermitted);
+            return Vso.Transport.Tcp.TcpSettings.DefaultLossRecovery(sackPermitted);
+        });
+        p.Open(TimeSpan.FromMilliseconds(50), sack: peerOffersSack);
+        var sending = p.SendData(2);
+        p.Play(TimeSpan.FromMilliseconds(50), static (_, _) => false, () => sending.IsCompleted);
+
+        Assert.Equal(new[] { peerOffersSack }, asked);
+        Assert.Equal(peerOffersSack ? "rack-tlp" : "newreno", p.Info.LossRecovery);
+    }
+
     [Fact]
     public void Custom_recovery_and_congestion_control_move_8_MiB_intact_through_loss()
     {

@@ -15,6 +15,7 @@ public interface ILossRecovery
 
     bool InRecovery { get; }
 
+    /// <summary>Called once, as soon as <see cref="TcpSettings.LossRecovery"/> has chosen this instance, with the connection it serves.</summary>
     void Attach(ILossRecoverySender sender);
 
     /// <summary>Every acceptable ACK in a synchronized state, after snd.una and the scoreboard have moved.</summary>
@@ -74,7 +75,7 @@ public interface ILossRecoverySender
 
     long RtoMicroseconds { get; }
 
-    /// <summary>Both sides agreed on SACK (RFC 2018).</summary>
+    /// <summary>Both sides agreed on SACK (RFC 2018); settled before the algorithm was chosen, it never changes.</summary>
     bool SackEnabled { get; }
 
     ICongestionControl CongestionControl { get; }

@@ -8,8 +8,8 @@ namespace Vso.Transport.Benchmarks;
 /// ACK processing against a large scoreboard: 1,000 segments in flight, every fourth one lost, each ACK carrying
 /// three SACK blocks (the most a segment with timestamps holds). One op is one ACK the way the engine handles it:
 /// the SACK blocks onto the scoreboard (binary search), the cumulative ACK, then RACK-TLP's OnAck (RACK loss
-/// detection walks the scoreboard, PRR, probe scheduling) and SendAllowance (retransmits what RACK marked lost,
-/// through a fake sender that only updates the scoreboard). The window slides by one segment per ACK (one new
+/// detection walks the scoreboard, PRR, probe scheduling), RepairLosses (retransmits what RACK marked lost,
+/// through a fake sender that only updates the scoreboard) and SendQuota. The window slides by one segment per ACK (one new
 /// segment sent, one acknowledged), so every op sees the same shape: a steady state with nothing to allocate.
 /// </summary>
 [MemoryDiagnoser]
@@ -54,7 +54,7 @@ public class AckProcessingBenchmarks
     [Benchmark(Baseline = true, Description = "scoreboard only: 3 SACK blocks + cumulative ACK")]
     public long ScoreboardOnly() => Ack(withRecovery: false);
 
-    [Benchmark(Description = "scoreboard + RACK-TLP OnAck + SendAllowance")]
+    [Benchmark(Description = "scoreboard + RACK-TLP OnAck + RepairLosses")]
     public long WithRackTlp() => Ack(withRecovery: true);
 
     private long Ack(bool withRecovery)
@@ -87,7 +87,8 @@ public class AckProcessingBenchmarks
         if (withRecovery)
         {
             _recovery.OnAck(new AckEvent(una, Mss, false, sacked, 0, false, newestSentAt, newestEnd, newestRetransmitted));
-            return _recovery.SendAllowance();
+            _recovery.RepairLosses();
+            return _recovery.SendQuota;
         }
 
         return sacked;
@@ -154,6 +155,10 @@ public class AckProcessingBenchmarks
         public int SendNewSegment() => 0;
 
         public void RewindSendNext(uint sequence)
+        {
+        }
+
+        public void RestartRetransmitTimer()
         {
         }
 

@@ -35,9 +35,9 @@ internal static class StackFactory
             },
             LossRecovery = t.LossRecovery switch
             {
-                VsoLossRecovery.Rto => static () => new RtoRecovery(),
-                VsoLossRecovery.NewReno => static () => new NewRenoRecovery(),
-                _ => static () => new RackTlpRecovery(),
+                VsoLossRecovery.Rto => static _ => new RtoRecovery(),
+                VsoLossRecovery.NewReno => static _ => new NewRenoRecovery(),
+                _ => TcpSettings.DefaultLossRecovery,
             },
         };
     }

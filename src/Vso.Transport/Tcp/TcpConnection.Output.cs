@@ -41,15 +41,16 @@ internal sealed partial class TcpConnection
             if (available == 0 && !finDue)
             {
                 // No new data, but loss recovery may still have lost segments to resend (RFC 6675 §5 NextSeg rule 1,
-                // RFC 8985 §6.3): it retransmits inside SendAllowance, which must run even at the tail of a stream.
-                _recovery.SendAllowance();
+                // RFC 8985 §6.3): its repair step must run even at the tail of a stream.
+                _recovery.RepairLosses();
                 break;
             }
 
             // The peer's window bounds new data by sequence space; loss recovery and congestion control bound
-            // what enters the network (and may retransmit first, inside SendAllowance).
+            // what enters the network, after loss recovery has retransmitted what it holds lost.
             var peerUsable = (long)_sendWindow - (long)(uint)(SendNext - SendUnacknowledged);
-            var usable = Math.Min(peerUsable, _recovery.SendAllowance());
+            _recovery.RepairLosses();
+            var usable = Math.Min(peerUsable, _recovery.SendQuota);
             if (State == TcpState.Closed)
             {
                 return;

@@ -65,7 +65,7 @@ internal sealed partial class TcpConnection
         }
 
         // RFC 8985 §7.2: the probe timeout is capped at the RTO's expiration, so a probe due at the same time (or
-        // before) goes first; sending it re-arms the RTO (§7.3, see Report), which then does not fire now.
+        // before) goes first; sending it re-arms the RTO (§7.3, see RestartRetransmitTimer), which then does not fire now.
         var probeFirst = _recovery.TimerDeadline;
         if (probeFirst != 0 && now >= probeFirst && (_retransmitDeadline == 0 || probeFirst <= _retransmitDeadline) && State is not (TcpState.TimeWait or TcpState.Closed))
         {

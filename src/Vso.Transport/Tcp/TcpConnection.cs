@@ -19,7 +19,7 @@ internal sealed partial class TcpConnection : ILossRecoverySender
     private readonly ReceiveBuffer _receive;
     private readonly RttEstimator _rtt;
     private readonly ICongestionControl _congestion;
-    private readonly ILossRecovery _recovery;
+    private ILossRecovery _recovery = PendingLossRecovery.Instance;
     private readonly SackScoreboard _scoreboard = new();
     private ISendHost? _host;
 
@@ -32,8 +32,6 @@ internal sealed partial class TcpConnection : ILossRecoverySender
         _receive = new ReceiveBuffer(_settings.ReceiveBufferSize, _settings.MaxOutOfOrderRanges);
         _rtt = new RttEstimator(Micros(_settings.InitialRto), Micros(_settings.MinRto), Micros(_settings.MaxRto));
         _congestion = _settings.CongestionControl();
-        _recovery = _settings.LossRecovery();
-        _recovery.Attach(this);
         IdentifyMode = _settings.IdentifyMode;
 
         // RFC 7323 §2.3: the smallest shift that lets the whole buffer be advertised.
@@ -128,17 +126,9 @@ internal sealed partial class TcpConnection : ILossRecoverySender
                 Statistics.FastRetransmits += count;
                 _layer.Metrics.FastRecoveries.Add(count);
                 break;
-            case RecoveryEvent.TailLossProbe or RecoveryEvent.RepeatedTailLossProbe:
+            case RecoveryEvent.TailLossProbe:
                 Statistics.TailLossProbes += count;
                 _layer.Metrics.TailLossProbes.Add(count);
-
-                // RFC 8985 §7.3: after a loss probe the sender re-arms the RTO, not the PTO; a repeated probe leaves
-                // the RTO where the first probe of the silence put it.
-                if (recoveryEvent == RecoveryEvent.TailLossProbe && SendUnacknowledged != SendMax)
-                {
-                    ArmRetransmitTimer(NowMicroseconds);
-                }
-
                 break;
             case RecoveryEvent.SpuriousRetransmission:
                 Statistics.SpuriousRetransmissions += count;
@@ -151,6 +141,15 @@ internal sealed partial class TcpConnection : ILossRecoverySender
             case RecoveryEvent.RackLoss:
                 Statistics.RackLosses += count;
                 break;
+        }
+    }
+
+    /// <summary>RFC 6298 §5.3, for loss recovery (a tail loss probe restarts the RTO, RFC 8985 §7.3).</summary>
+    public void RestartRetransmitTimer()
+    {
+        if (SendUnacknowledged != SendMax)
+        {
+            ArmRetransmitTimer(NowMicroseconds);
         }
     }
 
@@ -322,6 +321,10 @@ internal sealed partial class TcpConnection : ILossRecoverySender
 
         var ourMss = _layer.MaxSegmentSize;
         MaxSegmentSize = Math.Max(64, Math.Min(_peerMss, ourMss) - (_timestamps ? 12 : 0));
+
+        // The handshake has settled SACK: the one moment the loss recovery of this connection is chosen.
+        _recovery = _settings.LossRecovery(_sackPermitted);
+        _recovery.Attach(this);
     }
 
     private int EffectiveReceiveShift => _windowScaling ? _receiveWindowShift : 0;

@@ -60,14 +60,24 @@ public sealed class TcpSettings
     /// <summary>How the host hands bytes to the sender. Default Pinned (no copy).</summary>
     public IdentifyMode IdentifyMode { get; set; } = IdentifyMode.Pinned;
 
-    /// <summary>Loss detection and recovery. Default RACK-TLP over SACK (RFC 8985), NewReno (RFC 6582) when the peer has no SACK.</summary>
-    public Func<ILossRecovery> LossRecovery { get; set; } = static () => new RackTlpRecovery();
+    /// <summary>
+    /// Loss detection and recovery: chooses the algorithm of a connection once, when the handshake has settled
+    /// SACK, and is told whether both sides agreed on it (RFC 2018). Default <see cref="DefaultLossRecovery"/>.
+    /// A selector that ignores its argument plugs in one algorithm for every connection.
+    /// </summary>
+    public Func<bool, ILossRecovery> LossRecovery { get; set; } = DefaultLossRecovery;
 
     /// <summary>Congestion control. Default NewReno (RFC 5681).</summary>
     public Func<ICongestionControl> CongestionControl { get; set; } = static () => new NewRenoCongestionControl();
 
     /// <summary>Secret for ISNs (RFC 6528); random per stack when empty.</summary>
     public byte[] IsnKey { get; set; } = [];
+
+    /// <summary>
+    /// RACK-TLP (RFC 8985) when SACK was negotiated, which it needs (RFC 8985 §4: it detects losses from what the
+    /// receiver SACKs); NewReno (RFC 6582) when the peer has no SACK.
+    /// </summary>
+    public static ILossRecovery DefaultLossRecovery(bool sackPermitted) => sackPermitted ? new RackTlpRecovery() : new NewRenoRecovery();
 
     /// <summary>Throws with the setting's name, its value and the fix when a value cannot work.</summary>
     public void Validate()
@@ -86,7 +96,7 @@ public sealed class TcpSettings
         Require(KeepaliveInterval > TimeSpan.Zero, nameof(KeepaliveInterval), KeepaliveInterval, "use a positive time");
         Require(KeepaliveProbes >= 1, nameof(KeepaliveProbes), KeepaliveProbes, "use at least 1");
         Require(Enum.IsDefined(IdentifyMode), nameof(IdentifyMode), IdentifyMode, "use Pinned or Copy");
-        Require(LossRecovery is not null, nameof(LossRecovery), "null", "give a factory");
+        Require(LossRecovery is not null, nameof(LossRecovery), "null", "give a selector such as TcpSettings.DefaultLossRecovery");
         Require(CongestionControl is not null, nameof(CongestionControl), "null", "give a factory");
     }
 

@@ -20,7 +20,7 @@ public sealed class PluggableSeamTests(ITestOutputHelper output)
     {
         using var p = new SackPeer(s =>
         {
-            s.LossRecovery = static () => new HeadOnEveryDuplicateAck();
+            s.LossRecovery = static _ => new HeadOnEveryDuplicateAck();
             s.CongestionControl = static () => new FixedWindow(4);
         });
         p.Open(TimeSpan.FromMilliseconds(50), sack: false);
@@ -48,13 +48,32 @@ public sealed class PluggableSeamTests(ITestOutputHelper output)
         Assert.Equal(4 * p.Mss, p.Info.CongestionWindow);
     }
 
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public void The_selector_is_asked_once_with_the_SACK_the_handshake_settled(bool peerOffersSack)
+    {
+        var asked = new List<bool>();
+        using var p = new SackPeer(s => s.LossRecovery = sackPermitted =>
+        {
+            asked.Add(sackPermitted);
+            return Vso.Transport.Tcp.TcpSettings.DefaultLossRecovery(sackPermitted);
+        });
+        p.Open(TimeSpan.FromMilliseconds(50), sack: peerOffersSack);
+        var sending = p.SendData(2);
+        p.Play(TimeSpan.FromMilliseconds(50), static (_, _) => false, () => sending.IsCompleted);
+
+        Assert.Equal(new[] { peerOffersSack }, asked);
+        Assert.Equal(peerOffersSack ? "rack-tlp" : "newreno", p.Info.LossRecovery);
+    }
+
     [Fact]
     public void Custom_recovery_and_congestion_control_move_8_MiB_intact_through_loss()
     {
         var faults = new FaultOptions { LossRate = 0.01, Seed = 77 };
         var result = RecoveryTransfer.OneWay(faults, faults with { Seed = 78 }, 8 << 20, s =>
         {
-            s.LossRecovery = static () => new HeadOnEveryDuplicateAck();
+            s.LossRecovery = static _ => new HeadOnEveryDuplicateAck();
             s.CongestionControl = static () => new FixedWindow(32);
         }, TimeSpan.FromMilliseconds(5));
         Assert.True(result.Intact, result.Describe());
@@ -92,7 +111,11 @@ public sealed class PluggableSeamTests(ITestOutputHelper output)
             _sender.RewindSendNext(_sender.SendUnacknowledged);
         }
 
-        public long SendAllowance() => _sender.CongestionControl.CongestionWindow - _sender.BytesInFlight;
+        public long SendQuota => _sender.CongestionControl.CongestionWindow - _sender.BytesInFlight;
+
+        public void RepairLosses()
+        {
+        }
 
         public void OnTransmitted(uint sequence, int length, bool isRetransmission)
         {

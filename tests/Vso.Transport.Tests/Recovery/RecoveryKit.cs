@@ -14,11 +14,12 @@ internal static class Algorithms
 
     public static readonly string[] CongestionControls = ["newreno", "cubic"];
 
-    public static Func<ILossRecovery> Recovery(string name) => name switch
+    /// <summary>The selector for a table column: "rack-tlp" is the default (NewReno when the peer has no SACK), the others run alone.</summary>
+    public static Func<bool, ILossRecovery> Recovery(string name) => name switch
     {
-        "rto" => static () => new RtoRecovery(),
-        "newreno" => static () => new NewRenoRecovery(),
-        "rack-tlp" => static () => new RackTlpRecovery(),
+        "rto" => static _ => new RtoRecovery(),
+        "newreno" => static _ => new NewRenoRecovery(),
+        "rack-tlp" => TcpSettings.DefaultLossRecovery,
         _ => throw new ArgumentOutOfRangeException(nameof(name), name, "unknown loss recovery"),
     };
 

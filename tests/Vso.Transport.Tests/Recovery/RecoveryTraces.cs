@@ -327,7 +327,7 @@ public sealed class RecoveryTraces(ITestOutputHelper output)
     public void Lost_retransmission_with_nothing_sent_after_it_falls_back_to_the_RTO()
     {
         // RFC 8985 to the letter: no probe in recovery (the default probes; see the next trace).
-        using var p = new SackPeer(Algorithms.Configure("rack-tlp", "newreno", s => s.LossRecovery = static () => new RackTlpRecovery { ProbeInRecovery = false }));
+        using var p = new SackPeer(Algorithms.Configure("rack-tlp", "newreno", s => s.LossRecovery = static sack => sack ? new RackTlpRecovery { ProbeInRecovery = false } : new NewRenoRecovery()));
         p.Open(Rtt);
         var sending = p.SendData(10);
 

@@ -5,8 +5,9 @@ namespace Vso.Transport.Tcp.Recovery;
 /// <summary>
 /// Loss detection and recovery for one connection: decides what to retransmit and when. Every
 /// retransmission goes through <see cref="ILossRecoverySender.Retransmit"/>, which asks the host for the
-/// bytes again by descriptor; an algorithm never holds data. One instance per connection, called on the
-/// engine thread only. A third party implements this interface and sets <see cref="TcpSettings.LossRecovery"/>.
+/// bytes again by descriptor; an algorithm never holds data. One instance per connection, created once when
+/// the handshake settles SACK and called on the engine thread only. A third party implements this interface
+/// and returns it from <see cref="TcpSettings.LossRecovery"/>.
 /// </summary>
 public interface ILossRecovery
 {
@@ -14,6 +15,7 @@ public interface ILossRecovery
 
     bool InRecovery { get; }
 
+    /// <summary>Called once, as soon as <see cref="TcpSettings.LossRecovery"/> has chosen this instance, with the connection it serves.</summary>
     void Attach(ILossRecoverySender sender);
 
     /// <summary>Every acceptable ACK in a synchronized state, after snd.una and the scoreboard have moved.</summary>
@@ -23,10 +25,16 @@ public interface ILossRecovery
     void OnRetransmissionTimeout();
 
     /// <summary>
-    /// Called before new data goes out: the algorithm may retransmit first, then returns how many more bytes
-    /// the congestion state lets into the network now (the peer's window is applied separately).
+    /// The repair step, run whenever the engine sends (before new data, and also when there is none): retransmit,
+    /// through <see cref="ILossRecoverySender.Retransmit"/>, what the algorithm holds lost, within <see cref="SendQuota"/>.
     /// </summary>
-    long SendAllowance();
+    void RepairLosses();
+
+    /// <summary>
+    /// How many more bytes the congestion state lets into the network now (the peer's window is applied
+    /// separately). A pure query: reading it sends nothing.
+    /// </summary>
+    long SendQuota { get; }
 
     /// <summary>A data segment left: <paramref name="isRetransmission"/> when it resent bytes sent before.</summary>
     void OnTransmitted(uint sequence, int length, bool isRetransmission);
@@ -67,7 +75,7 @@ public interface ILossRecoverySender
 
     long RtoMicroseconds { get; }
 
-    /// <summary>Both sides agreed on SACK (RFC 2018).</summary>
+    /// <summary>Both sides agreed on SACK (RFC 2018); settled before the algorithm was chosen, it never changes.</summary>
     bool SackEnabled { get; }
 
     ICongestionControl CongestionControl { get; }
@@ -84,7 +92,10 @@ public interface ILossRecoverySender
     /// <summary>Go back: the next new transmission starts at <paramref name="sequence"/> (RFC 6298 §5.4 after a timeout).</summary>
     void RewindSendNext(uint sequence);
 
-    /// <summary>Counts events for TCP info and metrics.</summary>
+    /// <summary>Restarts the retransmission timer from now (RFC 6298 §5.3) while data is outstanding; does nothing when all is acknowledged.</summary>
+    void RestartRetransmitTimer();
+
+    /// <summary>Counts events for TCP info and metrics; nothing else.</summary>
     void Report(RecoveryEvent recoveryEvent, int count = 1);
 }
 
@@ -92,10 +103,8 @@ public interface ILossRecoverySender
 public enum RecoveryEvent
 {
     FastRecovery,
+    /// <summary>A tail loss probe (RFC 8985 §7.3), the first of a silence or a further one.</summary>
     TailLossProbe,
-
-    /// <summary>A further probe sent because an earlier one met silence: counted as a tail loss probe, but unlike the first it does not re-arm the RTO.</summary>
-    RepeatedTailLossProbe,
     SpuriousRetransmission,
     Undo,
     RackLoss,

@@ -2,7 +2,9 @@ namespace Vso.Transport.Tcp.Recovery;
 
 /// <summary>
 /// Fast retransmit and fast recovery (RFC 5681 §3.2) with NewReno's partial-ACK handling (RFC 6582 §3.2),
-/// falling back to the timeout of <see cref="RtoRecovery"/>.
+/// falling back to the timeout of <see cref="RtoRecovery"/>. The default when the peer has no SACK (see
+/// <see cref="TcpSettings.DefaultLossRecovery"/>). Its retransmissions go out on the ACK that calls for them,
+/// so <see cref="RtoRecovery.RepairLosses"/> has nothing left to do.
 /// </summary>
 public sealed class NewRenoRecovery : RtoRecovery
 {
@@ -18,10 +20,13 @@ public sealed class NewRenoRecovery : RtoRecovery
     public override bool InRecovery => _inRecovery;
 
     /// <summary>The congestion window inflated in recovery (RFC 6582 §3.2) or by limited transmit (RFC 3042).</summary>
-    public override long SendAllowance()
+    public override long SendQuota
     {
-        var limitedTransmit = !_inRecovery && _duplicateAcks is 1 or 2 ? _duplicateAcks * (long)Sender.MaxSegmentSize : 0;
-        return Sender.CongestionControl.CongestionWindow + _inflation + limitedTransmit - Sender.BytesInFlight;
+        get
+        {
+            var limitedTransmit = !_inRecovery && _duplicateAcks is 1 or 2 ? _duplicateAcks * (long)Sender.MaxSegmentSize : 0;
+            return Sender.CongestionControl.CongestionWindow + _inflation + limitedTransmit - Sender.BytesInFlight;
+        }
     }
 
     public override void OnAck(in AckEvent ack)

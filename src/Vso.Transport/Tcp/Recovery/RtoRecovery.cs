@@ -26,8 +26,13 @@ public class RtoRecovery : ILossRecovery
         Sender.RewindSendNext(Sender.SendUnacknowledged);
     }
 
+    /// <summary>Nothing to repair between timeouts: the timeout itself resends (RFC 6298 §5.4).</summary>
+    public virtual void RepairLosses()
+    {
+    }
+
     /// <summary>The congestion window less what is in flight.</summary>
-    public virtual long SendAllowance() => Sender.CongestionControl.CongestionWindow - Sender.BytesInFlight;
+    public virtual long SendQuota => Sender.CongestionControl.CongestionWindow - Sender.BytesInFlight;
 
     public virtual void OnTransmitted(uint sequence, int length, bool isRetransmission)
     {

@@ -81,8 +81,8 @@ public sealed record TcpConnectionInfo
     internal static TcpConnectionInfo From(TcpConnection c) => new()
     {
         State = c.State,
-        SendUnacknowledged = c.Sender.SendUnacknowledged,
-        SendNext = c.Sender.SendNext,
+        SendUnacknowledged = c.Sender.SendUnacknowledged.Value,
+        SendNext = c.Sender.SendNext.Value,
         ReceiveNext = c.ReceiveNext,
         SmoothedRtt = TimeSpan.FromTicks(c.Sender.SmoothedRttMicroseconds * 10),
         RttVariance = TimeSpan.FromTicks(c.Sender.RttVarianceMicroseconds * 10),

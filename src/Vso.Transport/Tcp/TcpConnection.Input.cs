@@ -21,7 +21,8 @@ internal sealed partial class TcpConnection
         }
 
         var flags = segment.Flags;
-        var seq = segment.SequenceNumber;
+        var seq = new SeqNum(segment.SequenceNumber);
+        var ack = new SeqNum(segment.AcknowledgmentNumber);
         var payload = segment.Payload;
         var options = segment.Options;
         var segLen = payload.Length + ((flags & TcpFlags.Syn) != 0 ? 1 : 0) + ((flags & TcpFlags.Fin) != 0 ? 1 : 0);
@@ -30,7 +31,7 @@ internal sealed partial class TcpConnection
         // pure duplicate ACK (Linux's tcp_disordered_ack): it cannot be an old duplicate from an earlier
         // incarnation that does harm, and its SACK blocks are news loss recovery needs.
         if (_timestamps && options.HasTimestamp && (flags & TcpFlags.Rst) == 0 && SequenceNumber.Lt(options.TsVal, _tsRecent)
-            && !IsDisorderedAck(flags, seq, payload.Length, segment.AcknowledgmentNumber, segment.Window))
+            && !IsDisorderedAck(flags, seq, payload.Length, ack, segment.Window))
         {
             Statistics.DroppedSegments++;
             SendAck();
@@ -48,9 +49,9 @@ internal sealed partial class TcpConnection
         // left of RCV.NXT, so the acceptability test below would drop it) and acknowledges ours; it completes the
         // handshake (as in Linux's tcp_validate_incoming). The SYN's window is never scaled (RFC 7323 §2.2).
         if (State == TcpState.SynReceived && Listener is null && (flags & (TcpFlags.Syn | TcpFlags.Ack | TcpFlags.Rst)) == (TcpFlags.Syn | TcpFlags.Ack)
-            && seq == _receiver.InitialSequence && segment.AcknowledgmentNumber == _sender.SendNext && payload.Length == 0)
+            && seq == _receiver.InitialSequence && ack == _sender.SendNext && payload.Length == 0)
         {
-            _sender.UpdateSendWindow(seq, segment.AcknowledgmentNumber, segment.Window, isSyn: true);
+            _sender.UpdateSendWindow(seq, ack, segment.Window, isSyn: true);
             _sender.TakeRttSampleForSyn(options);
             Establish();
             return;
@@ -62,10 +63,10 @@ internal sealed partial class TcpConnection
             Statistics.DroppedSegments++;
             if ((flags & TcpFlags.Rst) == 0)
             {
-                if (payload.Length > 0 && SequenceNumber.Le(seq + (uint)payload.Length, _receiver.Next))
+                if (payload.Length > 0 && seq + payload.Length <= _receiver.Next)
                 {
                     // An old duplicate: tell the sender with a D-SACK (RFC 2883 §4 (1)), its retransmission was spurious.
-                    _receiver.NoteDuplicate(seq, seq + (uint)payload.Length);
+                    _receiver.NoteDuplicate(seq, seq + payload.Length);
                 }
 
                 SendAck();
@@ -107,12 +108,12 @@ internal sealed partial class TcpConnection
         }
 
         // RFC 7323 §4.3 (3): remember the timestamp of the segment that covers Last.ACK.sent.
-        if (_timestamps && options.HasTimestamp && SequenceNumber.Le(seq, _lastAckSent) && SequenceNumber.Ge(options.TsVal, _tsRecent))
+        if (_timestamps && options.HasTimestamp && seq <= _lastAckSent && SequenceNumber.Ge(options.TsVal, _tsRecent))
         {
             _tsRecent = options.TsVal;
         }
 
-        if (!ProcessAck(segment.AcknowledgmentNumber, seq, segment.Window, payload.Length == 0 && (flags & TcpFlags.Fin) == 0, options))
+        if (!ProcessAck(ack, seq, segment.Window, payload.Length == 0 && (flags & TcpFlags.Fin) == 0, options))
         {
             return;
         }
@@ -129,7 +130,7 @@ internal sealed partial class TcpConnection
         }
         else if ((flags & TcpFlags.Fin) != 0 && State is TcpState.Established or TcpState.FinWait1 or TcpState.FinWait2)
         {
-            _receiver.NoteFin(seq + (uint)payload.Length);
+            _receiver.NoteFin(seq + payload.Length);
         }
         else if ((flags & TcpFlags.Fin) != 0 && State == TcpState.TimeWait)
         {
@@ -141,7 +142,7 @@ internal sealed partial class TcpConnection
     }
 
     /// <summary>A pure ACK at RCV.NXT that acknowledges nothing new and does not change the window.</summary>
-    private bool IsDisorderedAck(TcpFlags flags, uint seq, int payloadLength, uint ack, ushort rawWindow) =>
+    private bool IsDisorderedAck(TcpFlags flags, SeqNum seq, int payloadLength, SeqNum ack, ushort rawWindow) =>
         (flags & (TcpFlags.Syn | TcpFlags.Fin | TcpFlags.Rst | TcpFlags.Ack)) == TcpFlags.Ack
         && payloadLength == 0
         && seq == _receiver.Next
@@ -150,16 +151,17 @@ internal sealed partial class TcpConnection
     private void OnSegmentInSynSent(in TcpSegment segment)
     {
         var flags = segment.Flags;
-        var ack = segment.AcknowledgmentNumber;
+        var seq = new SeqNum(segment.SequenceNumber);
+        var ack = new SeqNum(segment.AcknowledgmentNumber);
         var ackAcceptable = false;
         if ((flags & TcpFlags.Ack) != 0)
         {
             // §3.10.7.3 first check: an ACK outside (ISS, SND.NXT] gets a reset unless it is one.
-            if (SequenceNumber.Le(ack, _sender.InitialSendSequence) || SequenceNumber.Gt(ack, _sender.SendNext))
+            if (ack <= _sender.InitialSendSequence || ack > _sender.SendNext)
             {
                 if ((flags & TcpFlags.Rst) == 0)
                 {
-                    _layer.SendResetFor(Id, ack, 0, TcpFlags.Rst);
+                    _layer.SendResetFor(Id, ack.Value, 0, TcpFlags.Rst);
                 }
 
                 return;
@@ -183,18 +185,18 @@ internal sealed partial class TcpConnection
             return;
         }
 
-        _receiver.OnSyn(segment.SequenceNumber);
+        _receiver.OnSyn(seq);
         ApplySynOptions(segment.Options);
         if (ackAcceptable)
         {
             _sender.OnSynAcknowledged(ack);
-            _sender.UpdateSendWindow(segment.SequenceNumber, ack, segment.Window, isSyn: true);
+            _sender.UpdateSendWindow(seq, ack, segment.Window, isSyn: true);
             _sender.TakeRttSampleForSyn(segment.Options);
             Establish();
             _receiver.RequestAck();
             if (segment.Payload.Length > 0)
             {
-                _receiver.ReceiveText(segment.SequenceNumber + 1, segment.Payload, (flags & TcpFlags.Fin) != 0);
+                _receiver.ReceiveText(seq + 1, segment.Payload, (flags & TcpFlags.Fin) != 0);
             }
 
             return;
@@ -202,17 +204,17 @@ internal sealed partial class TcpConnection
 
         // Simultaneous open (§3.5 figure 8): answer with SYN-ACK for our own ISS.
         State = TcpState.SynReceived;
-        _sender.UpdateSendWindow(segment.SequenceNumber, _sender.InitialSendSequence, segment.Window, isSyn: true);
+        _sender.UpdateSendWindow(seq, _sender.InitialSendSequence, segment.Window, isSyn: true);
         RetransmitSyn();
     }
 
     /// <summary>§3.10.7.4 segment acceptability test.</summary>
-    private bool IsAcceptable(uint seq, int segLen)
+    private bool IsAcceptable(SeqNum seq, int segLen)
     {
         var window = (uint)_receiver.Window;
         if (segLen == 0)
         {
-            return window == 0 ? seq == _receiver.Next : SequenceNumber.InWindow(seq, _receiver.Next, _receiver.Next + window);
+            return window == 0 ? seq == _receiver.Next : seq.InWindow(_receiver.Next, _receiver.Next + window);
         }
 
         if (window == 0)
@@ -220,8 +222,8 @@ internal sealed partial class TcpConnection
             return false;
         }
 
-        var last = seq + (uint)segLen - 1;
-        return SequenceNumber.InWindow(seq, _receiver.Next, _receiver.Next + window) || SequenceNumber.InWindow(last, _receiver.Next, _receiver.Next + window);
+        var last = seq + (segLen - 1);
+        return seq.InWindow(_receiver.Next, _receiver.Next + window) || last.InWindow(_receiver.Next, _receiver.Next + window);
     }
 
     private void OnResetReceived()
@@ -250,13 +252,13 @@ internal sealed partial class TcpConnection
     }
 
     /// <summary>§3.10.7.4 fifth check (ACK field). Returns false when the segment must be dropped.</summary>
-    private bool ProcessAck(uint ack, uint seq, ushort rawWindow, bool pureAck, in TcpOptions options)
+    private bool ProcessAck(SeqNum ack, SeqNum seq, ushort rawWindow, bool pureAck, in TcpOptions options)
     {
         if (State == TcpState.SynReceived)
         {
-            if (SequenceNumber.Le(ack, _sender.SendUnacknowledged) || SequenceNumber.Gt(ack, _sender.SendMax))
+            if (ack <= _sender.SendUnacknowledged || ack > _sender.SendMax)
             {
-                _layer.SendResetFor(Id, ack, 0, TcpFlags.Rst);
+                _layer.SendResetFor(Id, ack.Value, 0, TcpFlags.Rst);
                 return false;
             }
 

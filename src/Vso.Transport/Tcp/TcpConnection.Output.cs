@@ -10,7 +10,7 @@ internal sealed partial class TcpConnection
     private void SendSyn()
     {
         _sender.OnSynSending();
-        if (Emit(_sender.InitialSendSequence, State == TcpState.SynSent ? TcpFlags.Syn : TcpFlags.Syn | TcpFlags.Ack, 0, isRetransmission: false))
+        if (Emit(_sender.InitialSendSequence.Value, State == TcpState.SynSent ? TcpFlags.Syn : TcpFlags.Syn | TcpFlags.Ack, 0, isRetransmission: false))
         {
             _sender.TimeSegment(_sender.InitialSendSequence);
         }
@@ -21,7 +21,7 @@ internal sealed partial class TcpConnection
     internal void RetransmitSyn()
     {
         _sender.StopRttTiming();
-        Emit(_sender.InitialSendSequence, State == TcpState.SynSent ? TcpFlags.Syn : TcpFlags.Syn | TcpFlags.Ack, 0, isRetransmission: true);
+        Emit(_sender.InitialSendSequence.Value, State == TcpState.SynSent ? TcpFlags.Syn : TcpFlags.Syn | TcpFlags.Ack, 0, isRetransmission: true);
         if (_sender.RetransmitDeadline == 0)
         {
             _sender.ArmRetransmitTimer(NowMicroseconds);
@@ -33,7 +33,7 @@ internal sealed partial class TcpConnection
     /// RCV.NXT may already lie beyond it, and an ACK below RCV.NXT fails the peer's acceptability test
     /// and is dropped, which would lose the acknowledgment it carries (BSD does the same).
     /// </summary>
-    internal void SendAck() => Emit(_sender.SendMax, TcpFlags.Ack, 0, isRetransmission: false);
+    internal void SendAck() => Emit(_sender.SendMax.Value, TcpFlags.Ack, 0, isRetransmission: false);
 
     private void SendReset(uint sequence) => Emit(sequence, TcpFlags.Rst | TcpFlags.Ack, 0, isRetransmission: false);
 
@@ -68,7 +68,7 @@ internal sealed partial class TcpConnection
 
         var windowBytes = (uint)_receiver.Window;
         var window = isSyn ? (ushort)Math.Min(windowBytes, ushort.MaxValue) : (ushort)Math.Min(windowBytes >> EffectiveReceiveShift, ushort.MaxValue);
-        var ack = (flags & TcpFlags.Ack) != 0 ? _receiver.Next : 0;
+        var ack = (flags & TcpFlags.Ack) != 0 ? _receiver.Next.Value : 0;
         var headerLength = TcpHeaderWriter.Write(tcp, Id.LocalPort, Id.RemotePort, sequence, ack, flags, window, options);
 
         var sum = default(ChecksumAccumulator);
@@ -190,7 +190,7 @@ internal sealed partial class TcpConnection
         if (_pendingFailure is { } failure)
         {
             _pendingFailure = null;
-            SendReset(_sender.SendMax);
+            SendReset(_sender.SendMax.Value);
             Terminate(failure);
         }
     }

@@ -165,7 +165,7 @@ internal sealed partial class TcpConnection
 
         _keepaliveProbesSent++;
         Statistics.KeepaliveProbes++;
-        Emit(_sender.SendMax - 1, Wire.TcpFlags.Ack, 0, isRetransmission: false);
+        Emit((_sender.SendMax - 1).Value, Wire.TcpFlags.Ack, 0, isRetransmission: false);
         ArmKeepalive(now);
     }
 

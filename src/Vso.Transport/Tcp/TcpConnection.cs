@@ -51,7 +51,7 @@ internal sealed partial class TcpConnection
     public TcpReceiver Receiver => _receiver;
 
     /// <summary>RCV.NXT (for TIME-WAIT reuse).</summary>
-    public uint ReceiveNext => _receiver.Next;
+    public uint ReceiveNext => _receiver.Next.Value;
 
     // Negotiated options (RFC 9293 §3.7.1 MSS, RFC 7323 window scale and timestamps, RFC 2018 SACK-permitted).
     // Timestamps stay here rather than in a type of their own: both directions use them (PAWS and TS.Recent on
@@ -65,7 +65,7 @@ internal sealed partial class TcpConnection
     private uint _tsOffset;
 
     /// <summary>RCV.NXT as carried by the last ACK we sent (Last.ACK.sent, RFC 7323 §4.3).</summary>
-    private uint _lastAckSent;
+    private SeqNum _lastAckSent;
 
     /// <summary>Payload bytes per segment: the peer's MSS and our MTU, less the options every segment carries (RFC 6691).</summary>
     public int MaxSegmentSize { get; private set; } = 536;
@@ -95,11 +95,11 @@ internal sealed partial class TcpConnection
     public void AcceptSyn(uint sequence, ushort window, in TcpOptions options)
     {
         ChooseInitialSequence();
-        _receiver.OnSyn(sequence);
+        _receiver.OnSyn(new SeqNum(sequence));
         ApplySynOptions(options);
 
         // §3.10.7.2: the SYN's (never scaled) window is the first send window; WL1/WL2 start from it.
-        _sender.UpdateSendWindow(sequence, _sender.InitialSendSequence, window, isSyn: true);
+        _sender.UpdateSendWindow(new SeqNum(sequence), _sender.InitialSendSequence, window, isSyn: true);
         State = TcpState.SynReceived;
         SendSyn();
     }
@@ -108,7 +108,7 @@ internal sealed partial class TcpConnection
     private void ChooseInitialSequence()
     {
         var now = NowMicroseconds;
-        _sender.Initialize(_layer.Isn.Next(now, Id.LocalAddress, Id.LocalPort, Id.RemoteAddress, Id.RemotePort));
+        _sender.Initialize(new SeqNum(_layer.Isn.Next(now, Id.LocalAddress, Id.LocalPort, Id.RemoteAddress, Id.RemotePort)));
         _tsOffset = _layer.Isn.TimestampOffset(Id.LocalAddress, Id.LocalPort, Id.RemoteAddress, Id.RemotePort);
         _timestamps = _settings.Timestamps;
         _windowScaling = _settings.WindowScaling;
@@ -160,7 +160,7 @@ internal sealed partial class TcpConnection
     {
         if (State is TcpState.SynReceived or TcpState.Established or TcpState.FinWait1 or TcpState.FinWait2 or TcpState.CloseWait)
         {
-            SendReset(_sender.SendMax);
+            SendReset(_sender.SendMax.Value);
         }
 
         Terminate(new TcpConnectionException(TcpError.Aborted, $"Connection {Id} was aborted by the application."));
@@ -171,7 +171,7 @@ internal sealed partial class TcpConnection
     {
         if (State is TcpState.SynReceived or TcpState.Established or TcpState.FinWait1 or TcpState.FinWait2 or TcpState.CloseWait or TcpState.Closing or TcpState.LastAck)
         {
-            SendReset(_sender.SendMax);
+            SendReset(_sender.SendMax.Value);
         }
 
         Terminate(error);
@@ -255,7 +255,7 @@ internal sealed partial class TcpConnection
         _emitBlocked = false;
         if (State is TcpState.SynSent or TcpState.SynReceived)
         {
-            Emit(_sender.InitialSendSequence, State == TcpState.SynSent ? TcpFlags.Syn : TcpFlags.Syn | TcpFlags.Ack, 0, isRetransmission: false);
+            Emit(_sender.InitialSendSequence.Value, State == TcpState.SynSent ? TcpFlags.Syn : TcpFlags.Syn | TcpFlags.Ack, 0, isRetransmission: false);
             return;
         }
 

@@ -18,18 +18,18 @@ internal sealed class TcpReceiver
     private readonly int _windowShift;
 
     /// <summary>RCV.NXT + RCV.WND as last advertised, to tell when the window grew enough to announce (SWS avoidance).</summary>
-    private uint _advertisedRightEdge;
+    private SeqNum _advertisedRightEdge;
 
     private bool _finReceived;
-    private uint _outOfOrderFin;
+    private SeqNum _outOfOrderFin;
     private bool _hasOutOfOrderFin;
 
     /// <summary>Start of the most recent segment placed, for the first SACK block (RFC 2018 §4).</summary>
-    private uint _lastReceivedSequence;
+    private SeqNum _lastReceivedSequence;
 
     /// <summary>A duplicate to report in the next ACK's first SACK block (RFC 2883 §4); empty when start == end.</summary>
-    private uint _dsackStart;
-    private uint _dsackEnd;
+    private SeqNum _dsackStart;
+    private SeqNum _dsackEnd;
 
     private long _delayedAckDeadline;
     private int _segmentsSinceAck;
@@ -48,10 +48,10 @@ internal sealed class TcpReceiver
     }
 
     /// <summary>IRS.</summary>
-    public uint InitialSequence { get; private set; }
+    public SeqNum InitialSequence { get; private set; }
 
     /// <summary>RCV.NXT.</summary>
-    public uint Next { get; private set; }
+    public SeqNum Next { get; private set; }
 
     /// <summary>The window shift we offer in our SYN (in force only when both SYNs carry the option).</summary>
     public int WindowShift => _windowShift;
@@ -77,7 +77,7 @@ internal sealed class TcpReceiver
     public int PendingSackBlocks => _buffer.RangeCount + (_dsackEnd != _dsackStart ? 1 : 0);
 
     /// <summary>The peer's SYN fixed IRS; RCV.NXT follows it.</summary>
-    public void OnSyn(uint sequence)
+    public void OnSyn(SeqNum sequence)
     {
         InitialSequence = sequence;
         Next = sequence + 1;
@@ -106,30 +106,30 @@ internal sealed class TcpReceiver
     public void Clear() => _buffer.Clear();
 
     /// <summary>§3.10.7.4 seventh check: places the text of an acceptable segment and decides how soon to acknowledge it.</summary>
-    public void ReceiveText(uint seq, ReadOnlySpan<byte> payload, bool fin)
+    public void ReceiveText(SeqNum seq, ReadOnlySpan<byte> payload, bool fin)
     {
         // Trim what we already have (left of RCV.NXT) and what lies beyond the window.
-        var skip = SequenceNumber.Diff(Next, seq);
+        var skip = Next - seq;
         if (skip > 0)
         {
             // RFC 2883 §4 (1): report the duplicate in the first SACK block of the ACK it triggers.
-            NoteDuplicate(seq, seq + (uint)Math.Min(skip, payload.Length));
+            NoteDuplicate(seq, seq + Math.Min(skip, payload.Length));
             if (skip >= payload.Length)
             {
                 RequestAck();
                 if (fin)
                 {
-                    NoteFin(seq + (uint)payload.Length);
+                    NoteFin(seq + payload.Length);
                 }
 
                 return;
             }
 
             payload = payload[skip..];
-            seq += (uint)skip;
+            seq += skip;
         }
 
-        var room = _buffer.Window - SequenceNumber.Diff(seq, Next);
+        var room = _buffer.Window - (seq - Next);
         if (payload.Length > room)
         {
             payload = payload[..Math.Max(0, room)];
@@ -138,15 +138,15 @@ internal sealed class TcpReceiver
 
         var inOrder = seq == Next;
         var hadRanges = _buffer.RangeCount > 0;
-        if (!inOrder && _buffer.Holds(seq, seq + (uint)payload.Length))
+        if (!inOrder && _buffer.Holds(seq.Value, (seq + payload.Length).Value))
         {
             // RFC 2883 §4 (2): an out-of-order segment we already hold: D-SACK it, nothing new to place.
-            NoteDuplicate(seq, seq + (uint)payload.Length);
+            NoteDuplicate(seq, seq + payload.Length);
             _connection.SendAck();
             return;
         }
 
-        var advance = _buffer.Write(Next, seq, payload);
+        var advance = _buffer.Write(Next.Value, seq.Value, payload);
         if (advance < 0)
         {
             _connection.Statistics.DroppedSegments++;
@@ -155,7 +155,7 @@ internal sealed class TcpReceiver
         }
 
         _lastReceivedSequence = seq;
-        Next += (uint)advance;
+        Next += advance;
         _connection.Statistics.BytesReceived += advance;
         if (!inOrder)
         {
@@ -178,7 +178,7 @@ internal sealed class TcpReceiver
 
         if (fin)
         {
-            NoteFin(seq + (uint)payload.Length);
+            NoteFin(seq + payload.Length);
         }
 
         if (advance > 0)
@@ -188,9 +188,9 @@ internal sealed class TcpReceiver
     }
 
     /// <summary>Remembers [start, end) as received twice, for the D-SACK block of the next ACK (RFC 2883 §4).</summary>
-    public void NoteDuplicate(uint start, uint end)
+    public void NoteDuplicate(SeqNum start, SeqNum end)
     {
-        if (_connection.SackPermitted && SequenceNumber.Lt(start, end))
+        if (_connection.SackPermitted && start < end)
         {
             _dsackStart = start;
             _dsackEnd = end;
@@ -198,7 +198,7 @@ internal sealed class TcpReceiver
     }
 
     /// <summary>A FIN at <paramref name="finSequence"/>: processed now when in order, else held until RCV.NXT reaches it.</summary>
-    public void NoteFin(uint finSequence)
+    public void NoteFin(SeqNum finSequence)
     {
         if (_finReceived)
         {
@@ -209,7 +209,7 @@ internal sealed class TcpReceiver
         {
             ProcessFin();
         }
-        else if (SequenceNumber.Gt(finSequence, Next))
+        else if (finSequence > Next)
         {
             _outOfOrderFin = finSequence;
             _hasOutOfOrderFin = true;
@@ -244,7 +244,7 @@ internal sealed class TcpReceiver
         if (_dsackEnd != _dsackStart)
         {
             // RFC 2883 §4: the D-SACK block goes first, reported once.
-            options.SetSackBlock(count++, new SackBlock(_dsackStart, _dsackEnd));
+            options.SetSackBlock(count++, new SackBlock(_dsackStart.Value, _dsackEnd.Value));
             first = 1;
             _dsackStart = _dsackEnd;
             _connection.Statistics.DsacksSent++;
@@ -252,7 +252,7 @@ internal sealed class TcpReceiver
 
         for (var i = 0; i < _buffer.RangeCount && count < max; i++)
         {
-            if (SequenceNumber.InWindow(_lastReceivedSequence, _buffer.RangeStart(i), _buffer.RangeEnd(i)))
+            if (_lastReceivedSequence.InWindow(new SeqNum(_buffer.RangeStart(i)), new SeqNum(_buffer.RangeEnd(i))))
             {
                 options.SetSackBlock(count++, new SackBlock(_buffer.RangeStart(i), _buffer.RangeEnd(i)));
                 break;
@@ -280,8 +280,8 @@ internal sealed class TcpReceiver
             return false;
         }
 
-        var rightEdge = Next + (uint)_buffer.Window;
-        var growth = SequenceNumber.Diff(rightEdge, _advertisedRightEdge);
+        var rightEdge = Next + _buffer.Window;
+        var growth = rightEdge - _advertisedRightEdge;
         return growth >= Math.Min(_buffer.Capacity / 2, _connection.MaxSegmentSize);
     }
 

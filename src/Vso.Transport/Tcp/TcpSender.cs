@@ -26,20 +26,20 @@ internal sealed class TcpSender : ILossRecoverySender
     // RFC 9293 §3.3.1 send sequence variables (UNA, NXT, ISS: properties below).
     private uint _sendWindow;
     private uint _maxSendWindow;
-    private uint _sendWl1;
-    private uint _sendWl2;
+    private SeqNum _sendWl1;
+    private SeqNum _sendWl2;
     private int _sendWindowShift;
 
     /// <summary>End of the last sub-MSS segment sent (Minshall's snd_sml); starts at the ISS, so none is outstanding.</summary>
-    private uint _smallSegmentEnd;
+    private SeqNum _smallSegmentEnd;
 
     /// <summary>End of the highest range ever retransmitted (to tell whether a D-SACK covers a retransmission).</summary>
-    private uint _lastRetransmissionEnd;
+    private SeqNum _lastRetransmissionEnd;
 
     // Closing: our FIN, queued after every byte, then sent at _finSequence.
     private bool _finQueued;
     private bool _finSent;
-    private uint _finSequence;
+    private SeqNum _finSequence;
 
     // Timers this side runs (deadlines in engine microseconds, 0 = off).
     private long _retransmitDeadline;
@@ -52,7 +52,7 @@ internal sealed class TcpSender : ILossRecoverySender
 
     // The one timed segment (RFC 6298 §3, used when neither the scoreboard nor timestamps give a sample).
     private bool _rttTiming;
-    private uint _rttSequence;
+    private SeqNum _rttSequence;
     private long _rttSentAt;
 
     public TcpSender(TcpConnection connection, TcpLayer layer, TcpSettings settings)
@@ -67,16 +67,16 @@ internal sealed class TcpSender : ILossRecoverySender
     }
 
     /// <summary>ISS.</summary>
-    public uint InitialSendSequence { get; private set; }
+    public SeqNum InitialSendSequence { get; private set; }
 
     /// <summary>SND.UNA.</summary>
-    public uint SendUnacknowledged { get; private set; }
+    public SeqNum SendUnacknowledged { get; private set; }
 
     /// <summary>SND.NXT.</summary>
-    public uint SendNext { get; private set; }
+    public SeqNum SendNext { get; private set; }
 
     /// <summary>Highest sequence number sent so far, plus one.</summary>
-    public uint SendMax { get; private set; }
+    public SeqNum SendMax { get; private set; }
 
     /// <summary>SND.WND: the peer's window, scaled.</summary>
     public uint PeerWindow => _sendWindow;
@@ -93,6 +93,12 @@ internal sealed class TcpSender : ILossRecoverySender
     public bool HasRttSample => _rtt.HasSample;
 
     public long RtoMicroseconds => _rtt.Rto;
+
+    uint ILossRecoverySender.SendUnacknowledged => SendUnacknowledged.Value;
+
+    uint ILossRecoverySender.SendNext => SendNext.Value;
+
+    uint ILossRecoverySender.SendMax => SendMax.Value;
 
     public ICongestionControl CongestionControl => _congestion;
 
@@ -167,14 +173,14 @@ internal sealed class TcpSender : ILossRecoverySender
     // ---- Opening and closing ----
 
     /// <summary>ISS chosen (RFC 6528): every send variable and the queue start from it.</summary>
-    public void Initialize(uint initialSendSequence)
+    public void Initialize(SeqNum initialSendSequence)
     {
         InitialSendSequence = initialSendSequence;
         SendUnacknowledged = initialSendSequence;
         SendNext = initialSendSequence;
         SendMax = initialSendSequence;
         _smallSegmentEnd = initialSendSequence;
-        _send.Reset(initialSendSequence + 1);
+        _send.Reset((initialSendSequence + 1).Value);
     }
 
     /// <summary>The peer's window scale from its SYN (RFC 7323 §2.2), 0 when scaling is off.</summary>
@@ -188,7 +194,7 @@ internal sealed class TcpSender : ILossRecoverySender
     }
 
     /// <summary>SYN-SENT: the peer's SYN-ACK acknowledged our SYN.</summary>
-    public void OnSynAcknowledged(uint ack) => SendUnacknowledged = ack;
+    public void OnSynAcknowledged(SeqNum ack) => SendUnacknowledged = ack;
 
     /// <summary>The handshake is over: congestion control starts, the SYN's timer stops, SND.UNA lies past the SYN.</summary>
     public void OnEstablished()
@@ -197,14 +203,14 @@ internal sealed class TcpSender : ILossRecoverySender
         _retransmitDeadline = 0;
         _retransmissionsOfHead = 0;
         _rtt.ResetBackoff();
-        SendUnacknowledged = SequenceNumber.Max(SendUnacknowledged, InitialSendSequence + 1);
+        SendUnacknowledged = SeqNum.Max(SendUnacknowledged, InitialSendSequence + 1);
     }
 
     /// <summary>Half-close (RFC 9293 §3.10.4): FIN after every queued byte.</summary>
     public void QueueFin() => _finQueued = true;
 
     /// <summary>Our FIN has been sent and <paramref name="ack"/> acknowledges it.</summary>
-    public bool IsFinAcknowledgedBy(uint ack) => _finSent && SequenceNumber.Gt(ack, _finSequence);
+    public bool IsFinAcknowledgedBy(SeqNum ack) => _finSent && ack > _finSequence;
 
     /// <summary>Queues a descriptor of the host's memory. The host learns its fate through Acknowledged or Failed.</summary>
     public void Enqueue(nint address, int length, long hostToken, long hostTag)
@@ -258,16 +264,16 @@ internal sealed class TcpSender : ILossRecoverySender
     /// The ACK field of an acceptable segment in a synchronized state. Returns false when the segment must be
     /// dropped (it acknowledges something not yet sent).
     /// </summary>
-    public bool ProcessAck(uint ack, uint seq, ushort rawWindow, bool pureAck, in TcpOptions options)
+    public bool ProcessAck(SeqNum ack, SeqNum seq, ushort rawWindow, bool pureAck, in TcpOptions options)
     {
-        if (SequenceNumber.Gt(ack, SendMax))
+        if (ack > SendMax)
         {
             // Acknowledges something not yet sent: ACK and drop (§3.10.7.4).
             _connection.SendAck();
             return false;
         }
 
-        var newlyAcked = SequenceNumber.Gt(ack, SendUnacknowledged) ? (long)(uint)(ack - SendUnacknowledged) : 0;
+        var newlyAcked = ack > SendUnacknowledged ? (long)(uint)(ack - SendUnacknowledged) : 0;
         var windowBefore = _sendWindow;
         var window = (uint)rawWindow << _sendWindowShift;
 
@@ -280,7 +286,7 @@ internal sealed class TcpSender : ILossRecoverySender
 
         if (newlyAcked > 0)
         {
-            _scoreboard.OnCumulativeAck(ack, ref delivery.NewestSentAt, ref delivery.NewestEnd, ref delivery.NewestWasRetransmitted);
+            _scoreboard.OnCumulativeAck(ack.Value, ref delivery.NewestSentAt, ref delivery.NewestEnd, ref delivery.NewestWasRetransmitted);
         }
 
         // RFC 5681 §2 duplicate ACK; with SACK, an ACK that SACKs new data counts too (RFC 6675 §2).
@@ -292,7 +298,7 @@ internal sealed class TcpSender : ILossRecoverySender
             OnNewDataAcknowledged(ack, newlyAcked, options, delivery);
         }
 
-        if (SequenceNumber.Ge(ack, SendUnacknowledged))
+        if (ack >= SendUnacknowledged)
         {
             UpdateSendWindow(seq, ack, rawWindow, isSyn: false);
         }
@@ -304,7 +310,7 @@ internal sealed class TcpSender : ILossRecoverySender
 
         if (newlyAcked > 0 || isDuplicate || delivery.DsackBytes > 0)
         {
-            _recovery.OnAck(new AckEvent(ack, newlyAcked, isDuplicate, delivery.Sacked, delivery.DsackBytes, delivery.DsackCoversRetransmission, delivery.NewestSentAt, delivery.NewestEnd, delivery.NewestWasRetransmitted));
+            _recovery.OnAck(new AckEvent(ack.Value, newlyAcked, isDuplicate, delivery.Sacked, delivery.DsackBytes, delivery.DsackCoversRetransmission, delivery.NewestSentAt, delivery.NewestEnd, delivery.NewestWasRetransmitted));
         }
 
         if (HasPendingOutput)
@@ -316,38 +322,40 @@ internal sealed class TcpSender : ILossRecoverySender
     }
 
     /// <summary>The ACK moves nothing: it acknowledges SND.UNA and repeats the window we hold (a duplicate candidate for PAWS).</summary>
-    public bool IsUnchangedAck(uint ack, ushort rawWindow) =>
+    public bool IsUnchangedAck(SeqNum ack, ushort rawWindow) =>
         ack == SendUnacknowledged && ((uint)rawWindow << _sendWindowShift) == _sendWindow;
 
     /// <summary>
     /// Marks SACKed segments and recognises a D-SACK (RFC 2883 §4): a first block below the cumulative ACK,
     /// or inside the second block, reports a duplicate arrival, not new data.
     /// </summary>
-    private void ProcessSackBlocks(uint ack, in TcpOptions options, ref DeliveryInfo delivery)
+    private void ProcessSackBlocks(SeqNum ack, in TcpOptions options, ref DeliveryInfo delivery)
     {
         for (var i = 0; i < options.SackBlockCount; i++)
         {
             var block = options.GetSackBlock(i);
-            if (!SequenceNumber.Lt(block.Left, block.Right) || SequenceNumber.Gt(block.Right, SendMax))
+            var left = new SeqNum(block.Left);
+            var right = new SeqNum(block.Right);
+            if (!(left < right) || right > SendMax)
             {
                 continue; // Malformed or beyond what we sent: ignore the block (RFC 2018 §5 leaves it to us).
             }
 
-            if (i == 0 && (SequenceNumber.Le(block.Right, ack)
-                || (options.SackBlockCount > 1 && SequenceNumber.Ge(block.Left, options.GetSackBlock(1).Left) && SequenceNumber.Le(block.Right, options.GetSackBlock(1).Right))))
+            if (i == 0 && (right <= ack
+                || (options.SackBlockCount > 1 && left >= new SeqNum(options.GetSackBlock(1).Left) && right <= new SeqNum(options.GetSackBlock(1).Right))))
             {
-                delivery.DsackBytes = (uint)(block.Right - block.Left);
-                delivery.DsackCoversRetransmission = _lastRetransmissionEnd != 0
-                    && SequenceNumber.Lt(block.Left, _lastRetransmissionEnd) && SequenceNumber.Ge(block.Left, InitialSendSequence);
+                delivery.DsackBytes = (uint)(right - left);
+                delivery.DsackCoversRetransmission = _lastRetransmissionEnd != default
+                    && left < _lastRetransmissionEnd && left >= InitialSendSequence;
                 continue;
             }
 
-            if (SequenceNumber.Le(block.Right, ack))
+            if (right <= ack)
             {
                 continue;
             }
 
-            delivery.Sacked += _scoreboard.OnSackBlock(SequenceNumber.Max(block.Left, ack), block.Right, ref delivery.NewestSentAt, ref delivery.NewestEnd, ref delivery.NewestWasRetransmitted);
+            delivery.Sacked += _scoreboard.OnSackBlock(SeqNum.Max(left, ack).Value, right.Value, ref delivery.NewestSentAt, ref delivery.NewestEnd, ref delivery.NewestWasRetransmitted);
         }
     }
 
@@ -364,7 +372,7 @@ internal sealed class TcpSender : ILossRecoverySender
         public DeliveryInfo() => NewestSentAt = -1;
     }
 
-    private void OnNewDataAcknowledged(uint ack, long newlyAcked, in TcpOptions options, in DeliveryInfo delivery)
+    private void OnNewDataAcknowledged(SeqNum ack, long newlyAcked, in TcpOptions options, in DeliveryInfo delivery)
     {
         var now = NowMicroseconds;
         var rttSample = -1L;
@@ -394,7 +402,7 @@ internal sealed class TcpSender : ILossRecoverySender
         {
             rttSample = Math.Max(0, ((long)(uint)(_connection.TimestampNow(now) - options.TsEcr)) * 1000);
         }
-        else if (_rttTiming && SequenceNumber.Gt(ack, _rttSequence))
+        else if (_rttTiming && ack > _rttSequence)
         {
             rttSample = now - _rttSentAt;
             _rttTiming = false;
@@ -407,18 +415,18 @@ internal sealed class TcpSender : ILossRecoverySender
         }
 
         SendUnacknowledged = ack;
-        if (SequenceNumber.Lt(SendNext, ack))
+        if (SendNext < ack)
         {
             SendNext = ack;
         }
 
-        _send.Acknowledge(ack, Host!);
+        _send.Acknowledge(ack.Value, Host!);
         _connection.ResetKeepaliveProbes();
 
         if (!_recovery.InRecovery)
         {
-            var appLimited = SequenceNumber.Ge(SendNext, _send.EndSequence) && !_finQueued;
-            _congestion.OnAck(new AckSample(newlyAcked, BytesInFlight, rttSample, now, appLimited, ack, SendMax));
+            var appLimited = SendNext >= new SeqNum(_send.EndSequence) && !_finQueued;
+            _congestion.OnAck(new AckSample(newlyAcked, BytesInFlight, rttSample, now, appLimited, ack.Value, SendMax.Value));
         }
 
         // RFC 6298 §5.2/5.3: stop the timer when all is acknowledged, else restart it.
@@ -436,9 +444,9 @@ internal sealed class TcpSender : ILossRecoverySender
     }
 
     /// <summary>§3.10.7.4: update the send window only from segments newer than the last update.</summary>
-    public void UpdateSendWindow(uint seq, uint ack, ushort rawWindow, bool isSyn)
+    public void UpdateSendWindow(SeqNum seq, SeqNum ack, ushort rawWindow, bool isSyn)
     {
-        if (isSyn || SequenceNumber.Lt(_sendWl1, seq) || (_sendWl1 == seq && SequenceNumber.Le(_sendWl2, ack)))
+        if (isSyn || _sendWl1 < seq || (_sendWl1 == seq && _sendWl2 <= ack))
         {
             // RFC 7323 §2.2: the window of a SYN is never scaled.
             _sendWindow = isSyn ? rawWindow : (uint)rawWindow << _sendWindowShift;
@@ -471,17 +479,17 @@ internal sealed class TcpSender : ILossRecoverySender
 
     /// <summary>A small segment is sent and not yet acknowledged (bounded by SND.MAX, so an old mark cannot wrap).</summary>
     private bool SmallSegmentOutstanding =>
-        SequenceNumber.Gt(_smallSegmentEnd, SendUnacknowledged) && SequenceNumber.Le(_smallSegmentEnd, SendMax);
+        _smallSegmentEnd > SendUnacknowledged && _smallSegmentEnd <= SendMax;
 
     /// <summary>Sends new data (and the FIN) as far as the windows, Nagle and loss recovery allow.</summary>
     public void OutputData()
     {
         while (true)
         {
-            var dataEnd = _send.EndSequence;
-            var available = Math.Max(0, SequenceNumber.Diff(dataEnd, SendNext));
+            var dataEnd = new SeqNum(_send.EndSequence);
+            var available = Math.Max(0, dataEnd - SendNext);
             var finDue = _finQueued && available == 0 && SendNext == dataEnd && _connection.State is TcpState.Established or TcpState.CloseWait or TcpState.FinWait1 or TcpState.Closing or TcpState.LastAck
-                && (!_finSent || SequenceNumber.Le(SendNext, _finSequence));
+                && (!_finSent || SendNext <= _finSequence);
             if (available == 0 && !finDue)
             {
                 // No new data, but loss recovery may still have lost segments to resend (RFC 6675 §5 NextSeg rule 1,
@@ -513,12 +521,12 @@ internal sealed class TcpSender : ILossRecoverySender
             var length = (int)Math.Min(Math.Min(available, segmentSize), Math.Max(0, usable));
             if (length > 0 && _connection.IdentifyMode == IdentifyMode.Pinned)
             {
-                length = _send.ClampToPieces(SendNext, length, Links.TransmitBatch.MaxGather);
+                length = _send.ClampToPieces(SendNext.Value, length, Links.TransmitBatch.MaxGather);
             }
 
             var gsoSize = 0;
             if (length == segmentSize && _connection.IdentifyMode == IdentifyMode.Pinned && _layer.MaxOffloadPayload > 0
-                && SequenceNumber.Ge(SendNext, SendMax))
+                && SendNext >= SendMax)
             {
                 // Segmentation offload: several full segments of new data as one super-segment that the link has cut
                 // (the same segments, headers and options as one by one, for one message and one pass through the
@@ -527,7 +535,7 @@ internal sealed class TcpSender : ILossRecoverySender
                 var total = (int)(room / segmentSize * segmentSize);
                 if (total >= 2 * segmentSize)
                 {
-                    total = _send.ClampToPieces(SendNext, total, Links.TransmitBatch.MaxGather) / segmentSize * segmentSize;
+                    total = _send.ClampToPieces(SendNext.Value, total, Links.TransmitBatch.MaxGather) / segmentSize * segmentSize;
                     if (total >= 2 * segmentSize)
                     {
                         length = total;
@@ -558,13 +566,13 @@ internal sealed class TcpSender : ILossRecoverySender
                 flags |= TcpFlags.Psh;
             }
 
-            if (_finQueued && SendNext + (uint)length == dataEnd)
+            if (_finQueued && SendNext + length == dataEnd)
             {
                 flags |= TcpFlags.Fin;
             }
 
-            var isRetransmission = SequenceNumber.Lt(SendNext, SendMax);
-            if (!_connection.Emit(SendNext, flags, length, isRetransmission, gsoSize))
+            var isRetransmission = SendNext < SendMax;
+            if (!_connection.Emit(SendNext.Value, flags, length, isRetransmission, gsoSize))
             {
                 break;
             }
@@ -587,17 +595,17 @@ internal sealed class TcpSender : ILossRecoverySender
 
             if (length < segmentSize && length > 0)
             {
-                _smallSegmentEnd = SendNext + (uint)length;
+                _smallSegmentEnd = SendNext + length;
             }
 
-            SendNext += (uint)length;
+            SendNext += length;
             if ((flags & TcpFlags.Fin) != 0)
             {
                 OnFinSent(SendNext);
                 SendNext++;
             }
 
-            SendMax = SequenceNumber.Max(SendMax, SendNext);
+            SendMax = SeqNum.Max(SendMax, SendNext);
             if (_retransmitDeadline == 0)
             {
                 ArmRetransmitTimer(NowMicroseconds);
@@ -610,7 +618,7 @@ internal sealed class TcpSender : ILossRecoverySender
         }
     }
 
-    private void OnFinSent(uint finSequence)
+    private void OnFinSent(SeqNum finSequence)
     {
         if (_finSent)
         {
@@ -623,9 +631,9 @@ internal sealed class TcpSender : ILossRecoverySender
     }
 
     /// <summary>Resends one segment from <paramref name="sequence"/> through the host (loss recovery's only way to resend).</summary>
-    public int Retransmit(uint sequence, int maxBytes)
+    public int Retransmit(SeqNum sequence, int maxBytes)
     {
-        if (SequenceNumber.Lt(sequence, SendUnacknowledged) || !SequenceNumber.Lt(sequence, SendMax))
+        if (sequence < SendUnacknowledged || !(sequence < SendMax))
         {
             return 0;
         }
@@ -638,15 +646,15 @@ internal sealed class TcpSender : ILossRecoverySender
 
         // A retransmission never reaches past what was sent before (SND.MAX): re-segmenting with fewer
         // option bytes could otherwise send new data the peer may acknowledge beyond SND.MAX.
-        var sentDataEnd = SequenceNumber.Min(_send.EndSequence, SendMax);
-        var length = Math.Max(0, Math.Min(Math.Min(maxBytes, _connection.PayloadLimit()), SequenceNumber.Diff(sentDataEnd, sequence)));
+        var sentDataEnd = SeqNum.Min(new SeqNum(_send.EndSequence), SendMax);
+        var length = Math.Max(0, Math.Min(Math.Min(maxBytes, _connection.PayloadLimit()), sentDataEnd - sequence));
         if (length > 0 && _connection.IdentifyMode == IdentifyMode.Pinned)
         {
-            length = _send.ClampToPieces(sequence, length, Links.TransmitBatch.MaxGather);
+            length = _send.ClampToPieces(sequence.Value, length, Links.TransmitBatch.MaxGather);
         }
 
         var flags = TcpFlags.Ack;
-        if (_finSent && sequence + (uint)length == _finSequence)
+        if (_finSent && sequence + length == _finSequence)
         {
             flags |= TcpFlags.Fin;
         }
@@ -656,7 +664,7 @@ internal sealed class TcpSender : ILossRecoverySender
             return 0;
         }
 
-        if (!_connection.Emit(sequence, flags, length, isRetransmission: true))
+        if (!_connection.Emit(sequence.Value, flags, length, isRetransmission: true))
         {
             return 0;
         }
@@ -673,12 +681,14 @@ internal sealed class TcpSender : ILossRecoverySender
         return length;
     }
 
+    int ILossRecoverySender.Retransmit(uint sequence, int maxBytes) => Retransmit(new SeqNum(sequence), maxBytes);
+
     /// <summary>Sends one segment of new data, if queued and the peer's window allows (a tail loss probe). Returns bytes sent.</summary>
     public int SendNewSegment()
     {
-        var available = SequenceNumber.Diff(_send.EndSequence, SendNext);
+        var available = new SeqNum(_send.EndSequence) - SendNext;
         var peerUsable = (long)_sendWindow - (long)(uint)(SendNext - SendUnacknowledged);
-        if (available <= 0 || peerUsable <= 0 || !SequenceNumber.Ge(SendNext, SendMax)
+        if (available <= 0 || peerUsable <= 0 || !(SendNext >= SendMax)
             || _connection.State is not (TcpState.Established or TcpState.CloseWait))
         {
             return 0;
@@ -687,18 +697,18 @@ internal sealed class TcpSender : ILossRecoverySender
         var length = (int)Math.Min(Math.Min(available, _connection.PayloadLimit()), peerUsable);
         if (_connection.IdentifyMode == IdentifyMode.Pinned)
         {
-            length = _send.ClampToPieces(SendNext, length, Links.TransmitBatch.MaxGather);
+            length = _send.ClampToPieces(SendNext.Value, length, Links.TransmitBatch.MaxGather);
         }
 
         var flags = TcpFlags.Ack | (length == available ? TcpFlags.Psh : TcpFlags.None);
-        if (!_connection.Emit(SendNext, flags, length, isRetransmission: false))
+        if (!_connection.Emit(SendNext.Value, flags, length, isRetransmission: false))
         {
             return 0;
         }
 
         NoteTransmitted(SendNext, length, isRetransmission: false);
-        SendNext += (uint)length;
-        SendMax = SequenceNumber.Max(SendMax, SendNext);
+        SendNext += length;
+        SendMax = SeqNum.Max(SendMax, SendNext);
         if (_retransmitDeadline == 0)
         {
             ArmRetransmitTimer(NowMicroseconds);
@@ -708,22 +718,22 @@ internal sealed class TcpSender : ILossRecoverySender
     }
 
     /// <summary>The segments of a super-segment of new data, one by one, as the link cut it (FIN on the last).</summary>
-    private void NoteSegments(uint sequence, int length, int segmentSize, bool fin)
+    private void NoteSegments(SeqNum sequence, int length, int segmentSize, bool fin)
     {
         var now = NowMicroseconds; // one clock read for the whole super-segment: its segments leave together
         for (var offset = 0; offset < length; offset += segmentSize)
         {
             var n = Math.Min(segmentSize, length - offset);
             var last = offset + n == length;
-            NoteTransmitted(sequence + (uint)offset, n + (last && fin ? 1 : 0), isRetransmission: false, now);
+            NoteTransmitted(sequence + offset, n + (last && fin ? 1 : 0), isRetransmission: false, now);
         }
     }
 
     /// <summary>Every data segment (and FIN) that left: the scoreboard and loss recovery learn of it.</summary>
-    private void NoteTransmitted(uint sequence, int sequenceLength, bool isRetransmission) =>
+    private void NoteTransmitted(SeqNum sequence, int sequenceLength, bool isRetransmission) =>
         NoteTransmitted(sequence, sequenceLength, isRetransmission, NowMicroseconds);
 
-    private void NoteTransmitted(uint sequence, int sequenceLength, bool isRetransmission, long now)
+    private void NoteTransmitted(SeqNum sequence, int sequenceLength, bool isRetransmission, long now)
     {
         if (sequenceLength == 0)
         {
@@ -732,24 +742,24 @@ internal sealed class TcpSender : ILossRecoverySender
 
         if (isRetransmission)
         {
-            _scoreboard.OnRetransmit(sequence, sequence + (uint)sequenceLength, now);
+            var end = sequence + sequenceLength;
+            _scoreboard.OnRetransmit(sequence.Value, end.Value, now);
             // 0 means "none yet"; a serial-number Max against 0 (RFC 1982) keeps 0 whenever the sequence lies in the upper
             // half of the space, and then no D-SACK was ever credited to a retransmission (RFC 3708 undo never ran).
-            var end = sequence + (uint)sequenceLength;
-            _lastRetransmissionEnd = _lastRetransmissionEnd == 0 ? end : SequenceNumber.Max(_lastRetransmissionEnd, end);
+            _lastRetransmissionEnd = _lastRetransmissionEnd == default ? end : SeqNum.Max(_lastRetransmissionEnd, end);
         }
         else
         {
-            _scoreboard.OnTransmit(sequence, sequence + (uint)sequenceLength, now);
+            _scoreboard.OnTransmit(sequence.Value, (sequence + sequenceLength).Value, now);
         }
 
-        _recovery.OnTransmitted(sequence, sequenceLength, isRetransmission);
+        _recovery.OnTransmitted(sequence.Value, sequenceLength, isRetransmission);
     }
 
     /// <summary>The next new transmission starts again at <paramref name="sequence"/> (go-back-N after a timeout).</summary>
-    public void RewindSendNext(uint sequence)
+    public void RewindSendNext(SeqNum sequence)
     {
-        if (SequenceNumber.Ge(sequence, SendUnacknowledged) && SequenceNumber.Lt(sequence, SendNext))
+        if (sequence >= SendUnacknowledged && sequence < SendNext)
         {
             SendNext = sequence;
             _rttTiming = false;
@@ -757,10 +767,12 @@ internal sealed class TcpSender : ILossRecoverySender
         }
     }
 
+    void ILossRecoverySender.RewindSendNext(uint sequence) => RewindSendNext(new SeqNum(sequence));
+
     // ---- RTT timing and timers ----
 
     /// <summary>Times the segment that starts at <paramref name="sequence"/> (the SYN), for the first RTT sample.</summary>
-    public void TimeSegment(uint sequence)
+    public void TimeSegment(SeqNum sequence)
     {
         _rttTiming = true;
         _rttSequence = sequence;
@@ -808,9 +820,9 @@ internal sealed class TcpSender : ILossRecoverySender
         // lets the first ACK after it prove the timeout spurious (RFC 3522 Eifel detection).
         _timeoutTsVal = _connection.TimestampsEnabled ? Math.Max(1u, _connection.TimestampNow(now)) : 0;
         var resent = Retransmit(SendUnacknowledged, MaxSegmentSize);
-        if (SequenceNumber.Lt(SendNext, SendUnacknowledged + (uint)resent))
+        if (SendNext < SendUnacknowledged + resent)
         {
-            SendNext = SendUnacknowledged + (uint)resent;
+            SendNext = SendUnacknowledged + resent;
         }
 
         ArmRetransmitTimer(now);
@@ -842,7 +854,7 @@ internal sealed class TcpSender : ILossRecoverySender
         }
 
         _connection.Statistics.ZeroWindowProbes++;
-        _connection.Emit(SendUnacknowledged - 1, TcpFlags.Ack, 0, isRetransmission: false);
+        _connection.Emit((SendUnacknowledged - 1).Value, TcpFlags.Ack, 0, isRetransmission: false);
         _persistBackoff++;
         ArmPersist(now);
     }

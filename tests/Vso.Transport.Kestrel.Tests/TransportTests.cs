@@ -97,9 +97,9 @@ public sealed class TransportTests
         // 8 MiB against a 1 MiB input pipe plus a 1 MiB receive buffer: the send cannot complete while nobody reads.
         var data = RandomNumberGenerator.GetBytes(8 << 20);
         var send = client.SendAsync(data);
-        await WaitUntil(() => client.Tcp!.PeerWindow == 0, "the server's window to close (zero window advertised)");
+        await WaitUntil(() => client.Tcp!.Sender.PeerWindow == 0, "the server's window to close (zero window advertised)");
         await Task.Delay(300);
-        Assert.Equal(0u, client.Tcp!.PeerWindow);
+        Assert.Equal(0u, client.Tcp!.Sender.PeerWindow);
         Assert.False(send.IsCompleted, "the peer acknowledged everything although the application read nothing");
 
         // The application reads: the window opens, everything arrives in order.

@@ -1,27 +1,17 @@
 namespace Vso.Transport.Tcp;
 
 /// <summary>
-/// The connection's timers: retransmission (RFC 6298), delayed ACK, persist (zero-window probes),
-/// keepalive (RFC 9293 §3.8.4) and TIME-WAIT. Each is a deadline in engine microseconds (0 = off);
-/// the engine's timer queue holds one entry per connection for the earliest.
+/// Timer dispatch: retransmission (RFC 6298) and persist (zero-window probes) deadlines are the sender's,
+/// loss recovery's own timer is the algorithm's, delayed ACK is the receiver's; keepalive (RFC 9293 §3.8.4) and
+/// TIME-WAIT are the connection's own. Each is a deadline in engine microseconds (0 = off); the engine's timer
+/// queue holds one entry per connection for the earliest.
 /// </summary>
 internal sealed partial class TcpConnection
 {
-    private long _retransmitDeadline;
-    private long _delayedAckDeadline;
-    private long _persistDeadline;
     private long _keepaliveDeadline;
     private long _timeWaitDeadline;
-    private int _retransmissionsOfHead;
-    private int _persistBackoff;
     private int _keepaliveProbesSent;
-    private int _segmentsSinceAck;
     private long _lastReceivedAt;
-    private uint _timeoutTsVal;
-
-    private bool _rttTiming;
-    private uint _rttSequence;
-    private long _rttSentAt;
 
     /// <summary>The deadline the timer queue currently holds for this connection (0 = none).</summary>
     public long ScheduledDeadline { get; set; }
@@ -32,14 +22,14 @@ internal sealed partial class TcpConnection
         get
         {
             var next = long.MaxValue;
-            Consider(ref next, _retransmitDeadline);
-            Consider(ref next, _delayedAckDeadline);
-            Consider(ref next, _persistDeadline);
+            Consider(ref next, _sender.RetransmitDeadline);
+            Consider(ref next, _receiver.DelayedAckDeadline);
+            Consider(ref next, _sender.PersistDeadline);
             Consider(ref next, _keepaliveDeadline);
             Consider(ref next, _timeWaitDeadline);
             if (State is not (TcpState.Closed or TcpState.TimeWait))
             {
-                Consider(ref next, _recovery.TimerDeadline);
+                Consider(ref next, _sender.LossRecovery.TimerDeadline);
             }
 
             return next == long.MaxValue ? 0 : next;
@@ -66,16 +56,16 @@ internal sealed partial class TcpConnection
 
         // RFC 8985 §7.2: the probe timeout is capped at the RTO's expiration, so a probe due at the same time (or
         // before) goes first; sending it re-arms the RTO (§7.3, see RestartRetransmitTimer), which then does not fire now.
-        var probeFirst = _recovery.TimerDeadline;
-        if (probeFirst != 0 && now >= probeFirst && (_retransmitDeadline == 0 || probeFirst <= _retransmitDeadline) && State is not (TcpState.TimeWait or TcpState.Closed))
+        var probeFirst = _sender.LossRecovery.TimerDeadline;
+        if (probeFirst != 0 && now >= probeFirst && (_sender.RetransmitDeadline == 0 || probeFirst <= _sender.RetransmitDeadline) && State is not (TcpState.TimeWait or TcpState.Closed))
         {
-            _recovery.OnTimer(now);
+            _sender.LossRecovery.OnTimer(now);
             _layer.MarkForOutput(this);
         }
 
-        if (_retransmitDeadline != 0 && now >= _retransmitDeadline)
+        if (_sender.RetransmitDeadline != 0 && now >= _sender.RetransmitDeadline)
         {
-            _retransmitDeadline = 0;
+            _sender.DisarmRetransmitTimer();
             OnRetransmitTimer(now);
             if (State == TcpState.Closed)
             {
@@ -83,24 +73,21 @@ internal sealed partial class TcpConnection
             }
         }
 
-        var recoveryDeadline = _recovery.TimerDeadline;
+        var recoveryDeadline = _sender.LossRecovery.TimerDeadline;
         if (recoveryDeadline != 0 && now >= recoveryDeadline && State is not (TcpState.TimeWait or TcpState.Closed))
         {
-            _recovery.OnTimer(now);
+            _sender.LossRecovery.OnTimer(now);
             _layer.MarkForOutput(this);
         }
 
-        if (_persistDeadline != 0 && now >= _persistDeadline)
+        if (_sender.PersistDeadline != 0 && now >= _sender.PersistDeadline)
         {
-            _persistDeadline = 0;
-            OnPersistTimer(now);
+            _sender.OnPersistTimer(now);
         }
 
-        if (_delayedAckDeadline != 0 && now >= _delayedAckDeadline)
+        if (_receiver.DelayedAckDeadline != 0 && now >= _receiver.DelayedAckDeadline)
         {
-            _delayedAckDeadline = 0;
-            _ackNow = true;
-            _layer.MarkForOutput(this);
+            _receiver.OnDelayedAckTimer();
         }
 
         if (_keepaliveDeadline != 0 && now >= _keepaliveDeadline)
@@ -121,86 +108,37 @@ internal sealed partial class TcpConnection
         }
     }
 
-    private void ArmRetransmitTimer(long now) => _retransmitDeadline = now + _rtt.Rto;
+    /// <summary>The peer acknowledged new data: it is alive, keepalive probing starts over.</summary>
+    internal void ResetKeepaliveProbes() => _keepaliveProbesSent = 0;
 
     /// <summary>RFC 6298 §5.4-5.6, with the limits of RFC 9293 §3.8.3 (R2).</summary>
     private void OnRetransmitTimer(long now)
     {
         var limit = State is TcpState.SynSent or TcpState.SynReceived ? _settings.MaxSynRetransmissions : _settings.MaxRetransmissions;
-        if (_retransmissionsOfHead >= limit)
+        if (_sender.RetransmissionsOfHead >= limit)
         {
             var what = State == TcpState.SynSent ? "connect" : "data";
-            Terminate(new TcpConnectionException(TcpError.TimedOut, $"Connection {Id} timed out: {what} unacknowledged after {_retransmissionsOfHead} retransmissions."));
+            Terminate(new TcpConnectionException(TcpError.TimedOut, $"Connection {Id} timed out: {what} unacknowledged after {_sender.RetransmissionsOfHead} retransmissions."));
             return;
         }
 
-        if (_emitBlocked && SendUnacknowledged == SendMax && State is not (TcpState.SynSent or TcpState.SynReceived))
+        if (_emitBlocked && _sender.SendUnacknowledged == _sender.SendMax && State is not (TcpState.SynSent or TcpState.SynReceived))
         {
             // Armed only to retry a segment the path (ARP) refused (see Emit): try again, nothing timed out.
             _layer.MarkForOutput(this);
             return;
         }
 
-        _retransmissionsOfHead++;
-        Statistics.Timeouts++;
-        _layer.Metrics.Timeouts.Add(1);
-        _rtt.OnTimeout();
-        _rttTiming = false;
+        _sender.OnRetransmitTimerExpired();
 
         if (State is TcpState.SynSent or TcpState.SynReceived)
         {
             RetransmitSyn();
-            ArmRetransmitTimer(now);
+            _sender.ArmRetransmitTimer(now);
             return;
         }
 
-        if (SendUnacknowledged == SendMax)
-        {
-            return;
-        }
-
-        _recovery.OnRetransmissionTimeout();
-
-        // §5.4: retransmit the earliest segment not yet acknowledged, now, whatever the window. Its timestamp
-        // lets the first ACK after it prove the timeout spurious (RFC 3522 Eifel detection).
-        _timeoutTsVal = _timestamps ? Math.Max(1u, TimestampNow(now)) : 0;
-        var resent = Retransmit(SendUnacknowledged, MaxSegmentSize);
-        if (SequenceNumber.Lt(SendNext, SendUnacknowledged + (uint)resent))
-        {
-            SendNext = SendUnacknowledged + (uint)resent;
-        }
-
-        ArmRetransmitTimer(now);
-        _layer.MarkForOutput(this);
-    }
-
-    private void ArmPersist(long now)
-    {
-        if (_persistDeadline != 0)
-        {
-            return;
-        }
-
-        var interval = Math.Min(_rtt.BaseRto << Math.Min(_persistBackoff, 16), Micros(_settings.MaxRto));
-        _persistDeadline = now + interval;
-    }
-
-    /// <summary>
-    /// Zero-window probe: a segment the receiver must acknowledge without consuming data (SEG.SEQ = SND.UNA-1),
-    /// which carries its current window back. Probing continues while the peer answers (RFC 1122 §4.2.2.17).
-    /// </summary>
-    private void OnPersistTimer(long now)
-    {
-        if (_sendWindow != 0 || _send.IsEmpty || State is not (TcpState.Established or TcpState.CloseWait))
-        {
-            _persistBackoff = 0;
-            return;
-        }
-
-        Statistics.ZeroWindowProbes++;
-        Emit(SendUnacknowledged - 1, Wire.TcpFlags.Ack, 0, isRetransmission: false);
-        _persistBackoff++;
-        ArmPersist(now);
+        _sender.RetransmitAfterTimeout(now);
     }
 
     private void ArmKeepalive(long now)
@@ -227,30 +165,8 @@ internal sealed partial class TcpConnection
 
         _keepaliveProbesSent++;
         Statistics.KeepaliveProbes++;
-        Emit(SendMax - 1, Wire.TcpFlags.Ack, 0, isRetransmission: false);
+        Emit((_sender.SendMax - 1).Value, Wire.TcpFlags.Ack, 0, isRetransmission: false);
         ArmKeepalive(now);
-    }
-
-    private void ScheduleDelayedAck(int payloadLength)
-    {
-        if (payloadLength >= MaxSegmentSize)
-        {
-            _segmentsSinceAck++;
-        }
-
-        // RFC 9293 §3.8.6.3 / RFC 5681 §4.2: at least every second full-sized segment, and within the delay.
-        // Sent at once, not at the end of the batch: a burst of segments read in one turn still gets its
-        // ACKs, which clock the sender (no stretch ACKs).
-        if (_settings.DelayedAck == TimeSpan.Zero || _segmentsSinceAck >= _settings.DelayedAckSegments)
-        {
-            SendAck();
-            return;
-        }
-
-        if (_delayedAckDeadline == 0)
-        {
-            _delayedAckDeadline = NowMicroseconds + Micros(_settings.DelayedAck);
-        }
     }
 
     private void StartTimeWait()
@@ -258,10 +174,7 @@ internal sealed partial class TcpConnection
         var wasTimeWait = State == TcpState.TimeWait;
         State = TcpState.TimeWait;
         CancelAllTimers();
-        if (!_send.IsEmpty && _host is not null)
-        {
-            _send.Acknowledge(_send.EndSequence, _host);
-        }
+        _sender.ReleaseAll();
 
         if (!wasTimeWait)
         {
@@ -281,9 +194,8 @@ internal sealed partial class TcpConnection
 
     private void CancelAllTimers()
     {
-        _retransmitDeadline = 0;
-        _delayedAckDeadline = 0;
-        _persistDeadline = 0;
+        _sender.CancelTimers();
+        _receiver.CancelDelayedAck();
         _keepaliveDeadline = 0;
         _timeWaitDeadline = 0;
     }

@@ -1,27 +1,22 @@
-using Vso.Transport.Tcp.Congestion;
-using Vso.Transport.Tcp.Recovery;
 using Vso.Transport.Wire;
 
 namespace Vso.Transport.Tcp;
 
 /// <summary>
-/// One TCP connection: the RFC 9293 state machine with its send side over <see cref="SendDescriptor"/>s
-/// and its receive side over a <see cref="ReceiveBuffer"/>. Everything here runs on the engine thread;
-/// the application reaches it through commands the engine applies (see Api/).
-/// Split by concern: this file holds state and the application's operations, the others input
-/// (TcpConnection.Input.cs), output (TcpConnection.Output.cs) and timers (TcpConnection.Timers.cs).
+/// One TCP connection: the RFC 9293 state machine over a <see cref="TcpSender"/> (SND.*, the host's
+/// <see cref="SendDescriptor"/>s, ACK processing, loss recovery) and a <see cref="TcpReceiver"/> (RCV.*, the
+/// <see cref="ReceiveBuffer"/>, SACK blocks, delayed ACKs). Everything here runs on the engine thread; the
+/// application reaches it through commands the engine applies (see Api/).
+/// This file holds the connection's own state (state, negotiated options, timestamps) and the application's
+/// operations; TcpConnection.Input.cs the SEGMENT ARRIVES state machine, TcpConnection.Output.cs the building of
+/// segments, TcpConnection.Timers.cs timer dispatch.
 /// </summary>
-internal sealed partial class TcpConnection : ILossRecoverySender
+internal sealed partial class TcpConnection
 {
     private readonly TcpLayer _layer;
     private readonly TcpSettings _settings;
-    private readonly SendQueue _send = new();
-    private readonly ReceiveBuffer _receive;
-    private readonly RttEstimator _rtt;
-    private readonly ICongestionControl _congestion;
-    private ILossRecovery _recovery = PendingLossRecovery.Instance;
-    private readonly SackScoreboard _scoreboard = new();
-    private ISendHost? _host;
+    private readonly TcpSender _sender;
+    private readonly TcpReceiver _receiver;
 
     public TcpConnection(TcpLayer layer, ConnectionId id, ITcpConnectionObserver? observer)
     {
@@ -29,16 +24,9 @@ internal sealed partial class TcpConnection : ILossRecoverySender
         _settings = layer.Settings;
         Id = id;
         Observer = observer;
-        _receive = new ReceiveBuffer(_settings.ReceiveBufferSize, _settings.MaxOutOfOrderRanges);
-        _rtt = new RttEstimator(Micros(_settings.InitialRto), Micros(_settings.MinRto), Micros(_settings.MaxRto));
-        _congestion = _settings.CongestionControl();
+        _receiver = new TcpReceiver(this, _settings);
+        _sender = new TcpSender(this, layer, _settings);
         IdentifyMode = _settings.IdentifyMode;
-
-        // RFC 7323 §2.3: the smallest shift that lets the whole buffer be advertised.
-        while (_settings.WindowScaling && (_settings.ReceiveBufferSize >> _receiveWindowShift) > ushort.MaxValue && _receiveWindowShift < 14)
-        {
-            _receiveWindowShift++;
-        }
     }
 
     public ConnectionId Id { get; }
@@ -56,126 +44,42 @@ internal sealed partial class TcpConnection : ILossRecoverySender
     /// <summary>Set once the connection failed; every later operation fails with it.</summary>
     public TcpConnectionException? Error { get; private set; }
 
-    // RFC 9293 §3.3.1 send sequence variables.
-    public uint InitialSendSequence { get; private set; }
+    /// <summary>The send side: SND.*, the send queue, ACK processing, RTT, congestion control and loss recovery.</summary>
+    public TcpSender Sender => _sender;
 
-    public uint SendUnacknowledged { get; private set; }
+    /// <summary>The receive side: RCV.*, the reassembly buffer, SACK blocks to report, delayed ACKs.</summary>
+    public TcpReceiver Receiver => _receiver;
 
-    public uint SendNext { get; private set; }
+    /// <summary>RCV.NXT (for TIME-WAIT reuse).</summary>
+    public uint ReceiveNext => _receiver.Next.Value;
 
-    public uint SendMax { get; private set; }
-
-    private uint _sendWindow;
-    private uint _maxSendWindow;
-    private uint _sendWl1;
-    private uint _sendWl2;
-    private int _sendWindowShift;
-
-    // Receive sequence variables.
-    public uint InitialReceiveSequence { get; private set; }
-
-    public uint ReceiveNext { get; private set; }
-
-    private readonly int _receiveWindowShift;
-    private uint _advertisedRightEdge;
-
-    // Negotiated options.
+    // Negotiated options (RFC 9293 §3.7.1 MSS, RFC 7323 window scale and timestamps, RFC 2018 SACK-permitted).
+    // Timestamps stay here rather than in a type of their own: both directions use them (PAWS and TS.Recent on
+    // input, TSval/TSecr in every segment built, RTT and Eifel on the send side), and they are the outcome of
+    // the handshake this type negotiates.
     private int _peerMss = 536;
     private bool _timestamps;
     private bool _sackPermitted;
     private bool _windowScaling;
     private uint _tsRecent;
     private uint _tsOffset;
-    private uint _lastAckSent;
+
+    /// <summary>RCV.NXT as carried by the last ACK we sent (Last.ACK.sent, RFC 7323 §4.3).</summary>
+    private SeqNum _lastAckSent;
 
     /// <summary>Payload bytes per segment: the peer's MSS and our MTU, less the options every segment carries (RFC 6691).</summary>
     public int MaxSegmentSize { get; private set; } = 536;
 
-    // Closing.
-    private bool _finQueued;
-    private bool _finSent;
-    private uint _finSequence;
-    private bool _finReceived;
-    private uint _outOfOrderFin;
-    private bool _hasOutOfOrderFin;
-
-    public int ReceiveWindowShift => _receiveWindowShift;
-
-    public long SmoothedRttMicroseconds => _rtt.SmoothedRtt;
-
-    public long RttVarianceMicroseconds => _rtt.RttVariance;
-
-    public bool HasRttSample => _rtt.HasSample;
-
-    public long RtoMicroseconds => _rtt.Rto;
-
-    public ICongestionControl CongestionControl => _congestion;
-
-    public SackScoreboard Scoreboard => _scoreboard;
-
-    public bool SackEnabled => _sackPermitted;
-
-    public long MinRttMicroseconds => _rtt.MinRtt == long.MaxValue ? 0 : _rtt.MinRtt;
-
-    /// <summary>Counts what loss recovery reports, for TCP info and the stack's metrics.</summary>
-    public void Report(RecoveryEvent recoveryEvent, int count = 1)
-    {
-        switch (recoveryEvent)
-        {
-            case RecoveryEvent.FastRecovery:
-                Statistics.FastRetransmits += count;
-                _layer.Metrics.FastRecoveries.Add(count);
-                break;
-            case RecoveryEvent.TailLossProbe:
-                Statistics.TailLossProbes += count;
-                _layer.Metrics.TailLossProbes.Add(count);
-                break;
-            case RecoveryEvent.SpuriousRetransmission:
-                Statistics.SpuriousRetransmissions += count;
-                _layer.Metrics.SpuriousRetransmissions.Add(count);
-                break;
-            case RecoveryEvent.Undo:
-                Statistics.Undos += count;
-                _layer.Metrics.Undos.Add(count);
-                break;
-            case RecoveryEvent.RackLoss:
-                Statistics.RackLosses += count;
-                break;
-        }
-    }
-
-    /// <summary>RFC 6298 §5.3, for loss recovery (a tail loss probe restarts the RTO, RFC 8985 §7.3).</summary>
-    public void RestartRetransmitTimer()
-    {
-        if (SendUnacknowledged != SendMax)
-        {
-            ArmRetransmitTimer(NowMicroseconds);
-        }
-    }
-
-    public ILossRecovery LossRecovery => _recovery;
-
-    public long BytesInFlight => (uint)(SendNext - SendUnacknowledged) > (uint)(SendMax - SendUnacknowledged) ? 0 : (uint)(SendNext - SendUnacknowledged);
-
     public long NowMicroseconds => _layer.Clock.NowMicroseconds;
 
-    /// <summary>Bytes queued by the application and not yet acknowledged.</summary>
-    public long QueuedBytes => _send.Length;
-
     /// <summary>In-order bytes received and not yet read by the application.</summary>
-    public int ReadableBytes => _receive.Count;
+    public int ReadableBytes => _receiver.ReadableBytes;
 
     /// <summary>The peer closed its side and every byte before its FIN has been read.</summary>
-    public bool IsEndOfStream => _finReceived && _receive.Count == 0;
-
-    public bool IsSendShutdown => _finQueued;
-
-    public int OutOfOrderRanges => _receive.RangeCount;
-
-    public uint PeerWindow => _sendWindow;
+    public bool IsEndOfStream => _receiver.IsEndOfStream;
 
     /// <summary>Sets who owns the bytes of the descriptors this connection sends.</summary>
-    public void SetHost(ISendHost host) => _host = host;
+    public void SetHost(ISendHost host) => _sender.Host = host;
 
     // ---- Application operations (engine thread) ----
 
@@ -191,12 +95,11 @@ internal sealed partial class TcpConnection : ILossRecoverySender
     public void AcceptSyn(uint sequence, ushort window, in TcpOptions options)
     {
         ChooseInitialSequence();
-        InitialReceiveSequence = sequence;
-        ReceiveNext = sequence + 1;
+        _receiver.OnSyn(new SeqNum(sequence));
         ApplySynOptions(options);
 
         // §3.10.7.2: the SYN's (never scaled) window is the first send window; WL1/WL2 start from it.
-        UpdateSendWindow(sequence, InitialSendSequence, window, isSyn: true);
+        _sender.UpdateSendWindow(new SeqNum(sequence), _sender.InitialSendSequence, window, isSyn: true);
         State = TcpState.SynReceived;
         SendSyn();
     }
@@ -205,9 +108,8 @@ internal sealed partial class TcpConnection : ILossRecoverySender
     private void ChooseInitialSequence()
     {
         var now = NowMicroseconds;
-        InitialSendSequence = _layer.Isn.Next(now, Id.LocalAddress, Id.LocalPort, Id.RemoteAddress, Id.RemotePort);
+        _sender.Initialize(new SeqNum(_layer.Isn.Next(now, Id.LocalAddress, Id.LocalPort, Id.RemoteAddress, Id.RemotePort)));
         _tsOffset = _layer.Isn.TimestampOffset(Id.LocalAddress, Id.LocalPort, Id.RemoteAddress, Id.RemotePort);
-        InitSendSequence();
         _timestamps = _settings.Timestamps;
         _windowScaling = _settings.WindowScaling;
         _sackPermitted = _settings.Sack;
@@ -216,39 +118,22 @@ internal sealed partial class TcpConnection : ILossRecoverySender
     /// <summary>Queues a descriptor of the host's memory. The host learns its fate through Acknowledged or Failed.</summary>
     public void Enqueue(nint address, int length, long hostToken, long hostTag)
     {
-        var d = _send.Rent();
-        d.Address = address;
-        d.Length = length;
-        d.HostToken = hostToken;
-        d.HostTag = hostTag;
-        if (Error is not null || _finQueued || State is TcpState.Closed or TcpState.Listen or TcpState.TimeWait)
+        if (Error is not null || _sender.IsFinQueued || State is TcpState.Closed or TcpState.Listen or TcpState.TimeWait)
         {
-            _host!.Failed(d, Error ?? new TcpConnectionException(TcpError.Aborted, $"Connection {Id} is closed for sending."));
-            d.Reset();
+            _sender.Refuse(address, length, hostToken, hostTag, Error ?? new TcpConnectionException(TcpError.Aborted, $"Connection {Id} is closed for sending."));
             return;
         }
 
-        _send.Append(d);
-        _layer.MarkForOutput(this);
+        _sender.Enqueue(address, length, hostToken, hostTag);
     }
 
     /// <summary>Copies readable bytes out; returns how many. Opens the window again when it has grown enough.</summary>
-    public int Read(Span<byte> destination)
-    {
-        var n = _receive.Read(destination);
-        if (n > 0 && ShouldSendWindowUpdate())
-        {
-            _ackNow = true;
-            _layer.MarkForOutput(this);
-        }
-
-        return n;
-    }
+    public int Read(Span<byte> destination) => _receiver.Read(destination);
 
     /// <summary>Half-close (RFC 9293 §3.10.4): FIN after every queued byte.</summary>
     public void ShutdownSend()
     {
-        if (_finQueued || Error is not null)
+        if (_sender.IsFinQueued || Error is not null)
         {
             return;
         }
@@ -262,7 +147,7 @@ internal sealed partial class TcpConnection : ILossRecoverySender
             case TcpState.SynReceived:
             case TcpState.Established:
             case TcpState.CloseWait:
-                _finQueued = true;
+                _sender.QueueFin();
                 _layer.MarkForOutput(this);
                 return;
             default:
@@ -275,7 +160,7 @@ internal sealed partial class TcpConnection : ILossRecoverySender
     {
         if (State is TcpState.SynReceived or TcpState.Established or TcpState.FinWait1 or TcpState.FinWait2 or TcpState.CloseWait)
         {
-            SendReset(SendMax);
+            SendReset(_sender.SendMax.Value);
         }
 
         Terminate(new TcpConnectionException(TcpError.Aborted, $"Connection {Id} was aborted by the application."));
@@ -286,19 +171,10 @@ internal sealed partial class TcpConnection : ILossRecoverySender
     {
         if (State is TcpState.SynReceived or TcpState.Established or TcpState.FinWait1 or TcpState.FinWait2 or TcpState.CloseWait or TcpState.Closing or TcpState.LastAck)
         {
-            SendReset(SendMax);
+            SendReset(_sender.SendMax.Value);
         }
 
         Terminate(error);
-    }
-
-    private void InitSendSequence()
-    {
-        SendUnacknowledged = InitialSendSequence;
-        SendNext = InitialSendSequence;
-        SendMax = InitialSendSequence;
-        _smallSegmentEnd = InitialSendSequence;
-        _send.Reset(InitialSendSequence + 1);
     }
 
     private void ApplySynOptions(in TcpOptions options)
@@ -310,7 +186,7 @@ internal sealed partial class TcpConnection : ILossRecoverySender
 
         // RFC 7323 §2.2: scaling only when both SYNs carry the option.
         _windowScaling &= options.WindowScale >= 0;
-        _sendWindowShift = _windowScaling ? options.WindowScale : 0;
+        _sender.SetPeerWindowShift(_windowScaling ? options.WindowScale : 0);
         _timestamps &= options.HasTimestamp;
         if (_timestamps)
         {
@@ -321,13 +197,20 @@ internal sealed partial class TcpConnection : ILossRecoverySender
 
         var ourMss = _layer.MaxSegmentSize;
         MaxSegmentSize = Math.Max(64, Math.Min(_peerMss, ourMss) - (_timestamps ? 12 : 0));
-
-        // The handshake has settled SACK: the one moment the loss recovery of this connection is chosen.
-        _recovery = _settings.LossRecovery(_sackPermitted);
-        _recovery.Attach(this);
+        _sender.ChooseLossRecovery(_sackPermitted);
     }
 
-    private int EffectiveReceiveShift => _windowScaling ? _receiveWindowShift : 0;
+    /// <summary>The shift of the windows we advertise: ours when both SYNs carried the option (RFC 7323 §2.2), else none.</summary>
+    private int EffectiveReceiveShift => _windowScaling ? _receiver.WindowShift : 0;
+
+    /// <summary>Both sides agreed on SACK (RFC 2018).</summary>
+    internal bool SackPermitted => _sackPermitted;
+
+    /// <summary>Both SYNs carried timestamps (RFC 7323 §3.2): every segment carries them.</summary>
+    internal bool TimestampsEnabled => _timestamps;
+
+    /// <summary>Asks the engine to run this connection's output at the end of the current turn.</summary>
+    internal void RequestOutput() => _layer.MarkForOutput(this);
 
     /// <summary>
     /// Ends the connection for good: fails pending sends (nothing is dropped silently), clears receive state,
@@ -345,9 +228,9 @@ internal sealed partial class TcpConnection : ILossRecoverySender
         State = TcpState.Closed;
         Error ??= error;
         CancelAllTimers();
-        if (_host is not null && !_send.IsEmpty)
+        if (!_sender.IsQueueEmpty)
         {
-            _send.FailAll(_host, Error ?? new TcpConnectionException(TcpError.Aborted, $"Connection {Id} closed before its data was acknowledged."));
+            _sender.FailAll(Error ?? new TcpConnectionException(TcpError.Aborted, $"Connection {Id} closed before its data was acknowledged."));
         }
 
         _layer.Remove(this);
@@ -373,15 +256,39 @@ internal sealed partial class TcpConnection : ILossRecoverySender
         _emitBlocked = false;
         if (State is TcpState.SynSent or TcpState.SynReceived)
         {
-            Emit(InitialSendSequence, State == TcpState.SynSent ? TcpFlags.Syn : TcpFlags.Syn | TcpFlags.Ack, 0, isRetransmission: false);
+            Emit(_sender.InitialSendSequence.Value, State == TcpState.SynSent ? TcpFlags.Syn : TcpFlags.Syn | TcpFlags.Ack, 0, isRetransmission: false);
             return;
         }
 
-        _ackNow = true;
-        _layer.MarkForOutput(this);
+        _receiver.RequestAck();
     }
 
     private bool _emitBlocked;
+
+    /// <summary>Sends what the windows, Nagle and the state allow, then an ACK if one is still owed.</summary>
+    public void Output()
+    {
+        if (State is TcpState.Established or TcpState.CloseWait or TcpState.FinWait1 or TcpState.Closing or TcpState.LastAck)
+        {
+            _sender.OutputData();
+        }
+
+        if (_receiver.AckOwed && State is not (TcpState.Closed or TcpState.Listen or TcpState.SynSent))
+        {
+            SendAck();
+        }
+    }
+
+    /// <summary>Our FIN left (RFC 9293 §3.10.4): ESTABLISHED goes to FIN-WAIT-1, CLOSE-WAIT to LAST-ACK.</summary>
+    internal void OnFinSent()
+    {
+        State = State switch
+        {
+            TcpState.Established => TcpState.FinWait1,
+            TcpState.CloseWait => TcpState.LastAck,
+            _ => State,
+        };
+    }
 
     private static long Micros(TimeSpan t) => t.Ticks / 10;
 }

@@ -21,7 +21,7 @@ public sealed class AcceptabilityTraces
         var ack = peer.Expect(Ack, seq: s, ack: R, within: TimeSpan.Zero);
         Assert.Equal(4096, ack.Window);
         Assert.Equal(R, connection.GetInfo().ReceiveNext);
-        Assert.Equal(0, peer.Connection!.OutOfOrderRanges);
+        Assert.Equal(0, peer.Connection!.Receiver.OutOfOrderRanges);
     }
 
     [Fact]

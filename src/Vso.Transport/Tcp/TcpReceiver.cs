@@ -1,0 +1,327 @@
+using Vso.Transport.Wire;
+
+namespace Vso.Transport.Tcp;
+
+/// <summary>
+/// The receive side of one connection: the receive sequence variables (RFC 9293 §3.3.1), the reassembly
+/// buffer, segment text and FIN (§3.10.7.4, seventh and eighth checks), the SACK and D-SACK blocks we report
+/// (RFC 2018, RFC 2883), when a larger window is worth announcing (§3.8.6.2.2) and delayed ACKs (RFC 5681 §4.2).
+/// The connection decides whether a segment is acceptable and in which state; this type places its bytes.
+/// </summary>
+internal sealed class TcpReceiver
+{
+    private readonly TcpConnection _connection;
+    private readonly TcpSettings _settings;
+    private readonly ReceiveBuffer _buffer;
+
+    /// <summary>The window shift we offer in our SYN (RFC 7323 §2.3); in force only when the peer offered one too.</summary>
+    private readonly int _windowShift;
+
+    /// <summary>RCV.NXT + RCV.WND as last advertised, to tell when the window grew enough to announce (SWS avoidance).</summary>
+    private SeqNum _advertisedRightEdge;
+
+    private bool _finReceived;
+    private SeqNum _outOfOrderFin;
+    private bool _hasOutOfOrderFin;
+
+    /// <summary>Start of the most recent segment placed, for the first SACK block (RFC 2018 §4).</summary>
+    private SeqNum _lastReceivedSequence;
+
+    /// <summary>A duplicate to report in the next ACK's first SACK block (RFC 2883 §4); empty when start == end.</summary>
+    private SeqNum _dsackStart;
+    private SeqNum _dsackEnd;
+
+    private long _delayedAckDeadline;
+    private int _segmentsSinceAck;
+
+    public TcpReceiver(TcpConnection connection, TcpSettings settings)
+    {
+        _connection = connection;
+        _settings = settings;
+        _buffer = new ReceiveBuffer(settings.ReceiveBufferSize, settings.MaxOutOfOrderRanges);
+
+        // RFC 7323 §2.3: the smallest shift that lets the whole buffer be advertised.
+        while (settings.WindowScaling && (settings.ReceiveBufferSize >> _windowShift) > ushort.MaxValue && _windowShift < 14)
+        {
+            _windowShift++;
+        }
+    }
+
+    /// <summary>IRS.</summary>
+    public SeqNum InitialSequence { get; private set; }
+
+    /// <summary>RCV.NXT.</summary>
+    public SeqNum Next { get; private set; }
+
+    /// <summary>The window shift we offer in our SYN (in force only when both SYNs carry the option).</summary>
+    public int WindowShift => _windowShift;
+
+    /// <summary>RCV.WND: the free room of the receive buffer.</summary>
+    public int Window => _buffer.Window;
+
+    /// <summary>An ACK is owed and goes out with the next output, alone if no data carries it.</summary>
+    public bool AckOwed { get; private set; }
+
+    /// <summary>The delayed-ACK deadline in engine microseconds, or 0.</summary>
+    public long DelayedAckDeadline => _delayedAckDeadline;
+
+    /// <summary>In-order bytes received and not yet read by the application.</summary>
+    public int ReadableBytes => _buffer.Count;
+
+    /// <summary>The peer closed its side and every byte before its FIN has been read.</summary>
+    public bool IsEndOfStream => _finReceived && _buffer.Count == 0;
+
+    public int OutOfOrderRanges => _buffer.RangeCount;
+
+    /// <summary>SACK blocks the next segment would carry, before the option space limits them: every held range and a pending D-SACK.</summary>
+    public int PendingSackBlocks => _buffer.RangeCount + (_dsackEnd != _dsackStart ? 1 : 0);
+
+    /// <summary>The peer's SYN fixed IRS; RCV.NXT follows it.</summary>
+    public void OnSyn(SeqNum sequence)
+    {
+        InitialSequence = sequence;
+        Next = sequence + 1;
+    }
+
+    /// <summary>Copies readable bytes out; returns how many. Opens the window again when it has grown enough.</summary>
+    public int Read(Span<byte> destination)
+    {
+        var n = _buffer.Read(destination);
+        if (n > 0 && ShouldSendWindowUpdate())
+        {
+            RequestAck();
+        }
+
+        return n;
+    }
+
+    /// <summary>Owes an ACK now and asks the engine to run output.</summary>
+    public void RequestAck()
+    {
+        AckOwed = true;
+        _connection.RequestOutput();
+    }
+
+    /// <summary>A reset: the bytes nobody will read go.</summary>
+    public void Clear() => _buffer.Clear();
+
+    /// <summary>§3.10.7.4 seventh check: places the text of an acceptable segment and decides how soon to acknowledge it.</summary>
+    public void ReceiveText(SeqNum seq, ReadOnlySpan<byte> payload, bool fin)
+    {
+        // Trim what we already have (left of RCV.NXT) and what lies beyond the window.
+        var skip = Next - seq;
+        if (skip > 0)
+        {
+            // RFC 2883 §4 (1): report the duplicate in the first SACK block of the ACK it triggers.
+            NoteDuplicate(seq, seq + Math.Min(skip, payload.Length));
+            if (skip >= payload.Length)
+            {
+                RequestAck();
+                if (fin)
+                {
+                    NoteFin(seq + payload.Length);
+                }
+
+                return;
+            }
+
+            payload = payload[skip..];
+            seq += skip;
+        }
+
+        var room = _buffer.Window - (seq - Next);
+        if (payload.Length > room)
+        {
+            payload = payload[..Math.Max(0, room)];
+            fin = false;
+        }
+
+        var inOrder = seq == Next;
+        var hadRanges = _buffer.RangeCount > 0;
+        if (!inOrder && _buffer.Holds(seq.Value, (seq + payload.Length).Value))
+        {
+            // RFC 2883 §4 (2): an out-of-order segment we already hold: D-SACK it, nothing new to place.
+            NoteDuplicate(seq, seq + payload.Length);
+            _connection.SendAck();
+            return;
+        }
+
+        var advance = _buffer.Write(Next.Value, seq.Value, payload);
+        if (advance < 0)
+        {
+            _connection.Statistics.DroppedSegments++;
+            RequestAck();
+            return;
+        }
+
+        _lastReceivedSequence = seq;
+        Next += advance;
+        _connection.Statistics.BytesReceived += advance;
+        if (!inOrder)
+        {
+            // RFC 5681 §4.2: an out-of-order segment is acknowledged at once, one ACK per segment even when
+            // several arrive in one batch: the sender counts these duplicate ACKs to detect the loss.
+            _connection.Statistics.OutOfOrderSegments++;
+            _connection.SendAck();
+        }
+        else if (hadRanges)
+        {
+            // A segment that fills a hole is acknowledged at once too.
+            AckOwed = true;
+        }
+        else
+        {
+            ScheduleDelayedAck(payload.Length);
+        }
+
+        _connection.RequestOutput();
+
+        if (fin)
+        {
+            NoteFin(seq + payload.Length);
+        }
+
+        if (advance > 0)
+        {
+            _connection.Observer?.OnReadable(_connection);
+        }
+    }
+
+    /// <summary>Remembers [start, end) as received twice, for the D-SACK block of the next ACK (RFC 2883 §4).</summary>
+    public void NoteDuplicate(SeqNum start, SeqNum end)
+    {
+        if (_connection.SackPermitted && start < end)
+        {
+            _dsackStart = start;
+            _dsackEnd = end;
+        }
+    }
+
+    /// <summary>A FIN at <paramref name="finSequence"/>: processed now when in order, else held until RCV.NXT reaches it.</summary>
+    public void NoteFin(SeqNum finSequence)
+    {
+        if (_finReceived)
+        {
+            return;
+        }
+
+        if (finSequence == Next)
+        {
+            ProcessFin();
+        }
+        else if (finSequence > Next)
+        {
+            _outOfOrderFin = finSequence;
+            _hasOutOfOrderFin = true;
+        }
+    }
+
+    /// <summary>A FIN that arrived out of order is processed once the text before it has filled in.</summary>
+    public void ProcessPendingFin()
+    {
+        if (_hasOutOfOrderFin && _outOfOrderFin == Next)
+        {
+            _hasOutOfOrderFin = false;
+            ProcessFin();
+        }
+    }
+
+    /// <summary>§3.10.7.4 eighth check: the FIN bit, in order. The connection changes state.</summary>
+    private void ProcessFin()
+    {
+        _finReceived = true;
+        Next++;
+        RequestAck();
+        _connection.OnFinReceived();
+    }
+
+    /// <summary>RFC 2018 §4: the first block holds the most recently received segment, the rest follow.</summary>
+    public void AddSackBlocks(ref TcpOptions options)
+    {
+        var max = _connection.TimestampsEnabled ? 3 : TcpOptions.MaxSackBlocks;
+        var count = 0;
+        var first = 0;
+        if (_dsackEnd != _dsackStart)
+        {
+            // RFC 2883 §4: the D-SACK block goes first, reported once.
+            options.SetSackBlock(count++, new SackBlock(_dsackStart.Value, _dsackEnd.Value));
+            first = 1;
+            _dsackStart = _dsackEnd;
+            _connection.Statistics.DsacksSent++;
+        }
+
+        for (var i = 0; i < _buffer.RangeCount && count < max; i++)
+        {
+            if (_lastReceivedSequence.InWindow(new SeqNum(_buffer.RangeStart(i)), new SeqNum(_buffer.RangeEnd(i))))
+            {
+                options.SetSackBlock(count++, new SackBlock(_buffer.RangeStart(i), _buffer.RangeEnd(i)));
+                break;
+            }
+        }
+
+        for (var i = 0; i < _buffer.RangeCount && count < max; i++)
+        {
+            if (count > first && options.GetSackBlock(first).Left == _buffer.RangeStart(i))
+            {
+                continue;
+            }
+
+            options.SetSackBlock(count++, new SackBlock(_buffer.RangeStart(i), _buffer.RangeEnd(i)));
+        }
+
+        options.SackBlockCount = count;
+    }
+
+    /// <summary>Receiver-side SWS avoidance (RFC 9293 §3.8.6.2.2): announce a larger window only when it grew by min(buffer/2, MSS).</summary>
+    public bool ShouldSendWindowUpdate()
+    {
+        if (_connection.State is not (TcpState.Established or TcpState.FinWait1 or TcpState.FinWait2))
+        {
+            return false;
+        }
+
+        var rightEdge = Next + _buffer.Window;
+        var growth = rightEdge - _advertisedRightEdge;
+        return growth >= Math.Min(_buffer.Capacity / 2, _connection.MaxSegmentSize);
+    }
+
+    /// <summary>A segment carrying an ACK left with <paramref name="window"/> (shifted by <paramref name="shift"/>): nothing is owed any more.</summary>
+    public void OnAckSent(ushort window, int shift)
+    {
+        AckOwed = false;
+        _delayedAckDeadline = 0;
+        _segmentsSinceAck = 0;
+        _advertisedRightEdge = Next + ((uint)window << shift);
+    }
+
+    /// <summary>The delayed-ACK timer expired: the ACK goes with the next output.</summary>
+    public void OnDelayedAckTimer()
+    {
+        _delayedAckDeadline = 0;
+        RequestAck();
+    }
+
+    public void CancelDelayedAck() => _delayedAckDeadline = 0;
+
+    private void ScheduleDelayedAck(int payloadLength)
+    {
+        if (payloadLength >= _connection.MaxSegmentSize)
+        {
+            _segmentsSinceAck++;
+        }
+
+        // RFC 9293 §3.8.6.3 / RFC 5681 §4.2: at least every second full-sized segment, and within the delay.
+        // Sent at once, not at the end of the batch: a burst of segments read in one turn still gets its
+        // ACKs, which clock the sender (no stretch ACKs).
+        if (_settings.DelayedAck == TimeSpan.Zero || _segmentsSinceAck >= _settings.DelayedAckSegments)
+        {
+            _connection.SendAck();
+            return;
+        }
+
+        if (_delayedAckDeadline == 0)
+        {
+            _delayedAckDeadline = _connection.NowMicroseconds + (_settings.DelayedAck.Ticks / 10);
+        }
+    }
+}

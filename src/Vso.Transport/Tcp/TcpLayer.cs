@@ -42,6 +42,9 @@ internal sealed class TcpLayer
 
     public IsnGenerator Isn { get; }
 
+    /// <summary>Where an exception escaping one connection's processing goes: it aborts that connection only.</summary>
+    public EngineFaults? Faults { get; init; }
+
     public TransmitBatch Batch => _interface.Batch;
 
     /// <summary>The MSS we announce: the link MTU less IPv4 and TCP headers.</summary>
@@ -106,9 +109,17 @@ internal sealed class TcpLayer
             }
             else
             {
-                connection.OnPeerActivity(Clock.NowMicroseconds);
-                connection.OnSegment(segment);
-                AfterEvent(connection);
+                try
+                {
+                    connection.OnPeerActivity(Clock.NowMicroseconds);
+                    connection.OnSegment(segment);
+                    AfterEvent(connection);
+                }
+                catch (Exception ex) when (Faults is not null && ex is not OutOfMemoryException)
+                {
+                    Faults.Contain(EngineEntry.LinkReceive, ex, connection);
+                }
+
                 return;
             }
         }
@@ -240,13 +251,20 @@ internal sealed class TcpLayer
         {
             var connection = _outputList[i];
             _outputSet.Remove(connection);
-            if (connection.State != TcpState.Closed)
+            try
             {
-                connection.Output();
-                connection.ApplyPendingFailure();
-            }
+                if (connection.State != TcpState.Closed)
+                {
+                    connection.Output();
+                    connection.ApplyPendingFailure();
+                }
 
-            _timers.Sync(connection);
+                _timers.Sync(connection);
+            }
+            catch (Exception ex) when (Faults is not null && ex is not OutOfMemoryException)
+            {
+                Faults.Contain(EngineEntry.Output, ex, connection);
+            }
         }
 
         _outputList.Clear();
@@ -259,8 +277,15 @@ internal sealed class TcpLayer
         while (_timers.TryPopDue(now, out var connection))
         {
             any = true;
-            connection.OnTimer(now);
-            AfterEvent(connection);
+            try
+            {
+                connection.OnTimer(now);
+                AfterEvent(connection);
+            }
+            catch (Exception ex) when (Faults is not null && ex is not OutOfMemoryException)
+            {
+                Faults.Contain(EngineEntry.Timers, ex, connection);
+            }
         }
 
         return any;

@@ -118,30 +118,30 @@ internal sealed class TimerWheel<T>
                 return true;
             }
 
-            if (!TryFindFirstOccupied(out var level, out var slot))
+            if (!TryFindFirstOccupied(out var level, out var slot) || SlotStart(level, slot) > now)
             {
+                // Nothing due: time moves on to now, which stays before every occupied slot. A next deadline at or before
+                // now can only be a slot's start whose entries were cancelled since: find it again.
                 _now = Math.Max(_now, now);
+                if (_nextDeadline <= now)
+                {
+                    _nextDeadline = 0;
+                }
+
                 entry = null!;
                 return false;
             }
 
-            var start = SlotStart(level, slot);
-            if (start > now)
-            {
-                // Nothing due: time moves on to now, which stays before every occupied slot.
-                _now = Math.Max(_now, now);
-                entry = null!;
-                return false;
-            }
-
-            _now = Math.Max(_now, start);
+            _now = Math.Max(_now, SlotStart(level, slot));
             if (level == 0)
             {
-                MoveList((level * SlotsPerLevel) + slot, DueList);
+                MoveList(slot, DueList);
             }
             else
             {
+                // The next deadline may have been the slot's start (see FindNextDeadline): exact once it cascaded.
                 Cascade((level * SlotsPerLevel) + slot);
+                _nextDeadline = 0;
             }
         }
     }
@@ -178,14 +178,33 @@ internal sealed class TimerWheel<T>
 
         // A level-0 slot holds one microsecond, except the current one, which also holds deadlines already past.
         var start = SlotStart(level, slot);
-        return level == 0 && start > _now ? start : MinDeadline((level * SlotsPerLevel) + slot);
+        if (level == 0 && start > _now)
+        {
+            return start;
+        }
+
+        // The exact earliest of a higher slot, unless the slot is crowded (thousands of connections): then its start,
+        // a bound that wakes the loop early by at most the slot's span, where the slot cascades and the next answer
+        // is exact. A timer still never fires before its deadline.
+        var list = (level * SlotsPerLevel) + slot;
+        return MinDeadline(list, MaxScannedEntries) is var min && min != 0 ? min : start;
     }
 
-    private long MinDeadline(int list)
+    /// <summary>Entries of one slot scanned for the exact next deadline before settling for the slot's start.</summary>
+    private const int MaxScannedEntries = 64;
+
+    /// <summary>The earliest deadline in a list, or 0 if it holds more than <paramref name="limit"/> entries.</summary>
+    private long MinDeadline(int list, int limit = int.MaxValue)
     {
         var min = long.MaxValue;
+        var scanned = 0;
         for (var e = _heads[list]; e is not null; e = e.Next)
         {
+            if (++scanned > limit)
+            {
+                return 0;
+            }
+
             min = Math.Min(min, e.Deadline);
         }
 

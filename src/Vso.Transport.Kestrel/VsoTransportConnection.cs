@@ -199,6 +199,8 @@ internal sealed class VsoTransportConnection : ConnectionContext,
 
     // ---- Engine thread ----
 
+    TcpConnection? IEngineWork.Connection => _tcp;
+
     void IEngineWork.Execute()
     {
         Volatile.Write(ref _posted, 0);

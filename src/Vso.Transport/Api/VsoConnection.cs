@@ -152,6 +152,8 @@ public sealed class VsoConnection : IEngineWork, ITcpConnectionObserver, ISendHo
 
     // ---- Engine thread ----
 
+    TcpConnection? IEngineWork.Connection => _tcp;
+
     void IEngineWork.Execute()
     {
         Volatile.Write(ref _posted, 0);

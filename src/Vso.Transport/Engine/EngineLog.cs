@@ -23,6 +23,9 @@ internal static partial class EngineLog
     [LoggerMessage(EventId = 6, Level = LogLevel.Error, Message = "Engine: an exception escaped frame processing and was contained")]
     public static partial void FrameProcessingFailed(this ILogger logger, Exception exception);
 
+    [LoggerMessage(EventId = 8, Level = LogLevel.Error, Message = "Engine: an exception escaped {Entry} and was contained; connection aborted: {Connection}; {Suppressed} more contained since the last report")]
+    public static partial void ExceptionContained(this ILogger logger, string entry, Tcp.ConnectionId? connection, long suppressed, Exception exception);
+
     [LoggerMessage(EventId = 7, Level = LogLevel.Debug, Message = "ARP: {Address} is at {Mac}")]
     public static partial void NeighborResolved(this ILogger logger, string address, string mac);
 }

@@ -5,6 +5,7 @@ namespace Vso.Transport.Engine;
 /// a frame, or work posted by the application, whichever comes first. On a link that can block (AF_PACKET,
 /// TAP) the thread sleeps in the link's poll(2), which also watches an eventfd that posted work signals;
 /// the eventfd is written only while the thread sleeps, so a busy engine makes no wake-up system calls.
+/// The thread never dies of an exception: what escapes a turn is contained (<see cref="EngineFaults"/>) and the loop goes on.
 /// </summary>
 internal sealed class EngineThread : IDisposable
 {
@@ -45,42 +46,71 @@ internal sealed class EngineThread : IDisposable
 
     private void Run()
     {
-        _stack.Start();
+        try
+        {
+            _stack.Start();
+        }
+        catch (Exception ex) when (ex is not OutOfMemoryException)
+        {
+            _stack.Faults.Contain(EngineEntry.EngineThread, ex, connection: null);
+        }
+
         while (!_stopping)
         {
-            if (!_linkBlocks)
+            try
             {
-                _wake.Reset();
+                Turn();
             }
-
-            if (_stack.Poll() || _stack.HasPendingWork)
+            catch (Exception ex) when (ex is not OutOfMemoryException)
             {
-                continue;
+                // Poll contains its own entries; this is the link's wait or clock failing. Go on, without spinning on a
+                // link that fails at once every time.
+                _stack.Faults.Contain(EngineEntry.EngineThread, ex, connection: null);
+                Thread.Sleep(1);
             }
+        }
+    }
 
-            var now = _stack.Clock.NowMicroseconds;
-            var untilNext = _stack.NextEventMicroseconds - now;
-            if (untilNext <= 0)
-            {
-                continue;
-            }
+    /// <summary>One turn: poll, then sleep until the next event if there was nothing to do.</summary>
+    private void Turn()
+    {
+        if (!_linkBlocks)
+        {
+            _wake.Reset();
+        }
 
-            if (_linkBlocks)
+        if (_stack.Poll() || _stack.HasPendingWork)
+        {
+            return;
+        }
+
+        var now = _stack.Clock.NowMicroseconds;
+        var untilNext = _stack.NextEventMicroseconds - now;
+        if (untilNext <= 0)
+        {
+            return;
+        }
+
+        if (_linkBlocks)
+        {
+            // Announce the sleep, then look at the queue once more: a poster either sees the flag and
+            // interrupts the wait, or enqueued before the flag and we see its work here.
+            Interlocked.Exchange(ref _sleeping, 1);
+            try
             {
-                // Announce the sleep, then look at the queue once more: a poster either sees the flag and
-                // interrupts the wait, or enqueued before the flag and we see its work here.
-                Interlocked.Exchange(ref _sleeping, 1);
                 if (!_stack.HasPendingWork && !_stopping)
                 {
                     _stack.Link.WaitForFrames(TimeSpan.FromTicks(Math.Min(untilNext, MaxBlockingWaitMicros) * TimeSpan.TicksPerMicrosecond));
                 }
-
+            }
+            finally
+            {
                 Volatile.Write(ref _sleeping, 0);
             }
-            else if (!_stack.Link.WaitForFrames(TimeSpan.Zero))
-            {
-                _wake.Wait(TimeSpan.FromTicks(Math.Min(untilNext, 1_000) * TimeSpan.TicksPerMicrosecond));
-            }
+        }
+        else if (!_stack.Link.WaitForFrames(TimeSpan.Zero))
+        {
+            _wake.Wait(TimeSpan.FromTicks(Math.Min(untilNext, 1_000) * TimeSpan.TicksPerMicrosecond));
         }
     }
 

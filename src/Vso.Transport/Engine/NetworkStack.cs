@@ -12,19 +12,24 @@ namespace Vso.Transport.Engine;
 /// The event loop of one stack on one link: applications' work, received frames, due timers, then
 /// output, then one flush of the transmit batch. Single-threaded: whoever calls <see cref="Poll"/> is the
 /// engine thread (the <see cref="EngineThread"/> in production, a virtual-time driver in tests).
+/// No exception leaves <see cref="Poll"/>: each entry contains what escapes it (<see cref="EngineFaults"/>), and the
+/// connections inside an entry are contained one by one (TcpLayer), so one failure aborts at most its connection.
 /// </summary>
 internal sealed class NetworkStack : IDisposable
 {
     private const int ReceiveBudget = 256;
     private readonly ConcurrentQueue<IEngineWork> _work = new();
     private readonly ILink _link;
+    private readonly EngineFaults _faults;
 
     public NetworkStack(ILink link, Ipv4Address address, int prefixLength, Ipv4Address gateway, TcpSettings settings, IClock clock, Meter meter, ILogger log)
     {
         _link = link;
         Clock = clock;
         Interface = new NetworkInterface(link, address, prefixLength, gateway, clock, new WireCounters(meter), log);
-        Tcp = new TcpLayer(Interface, Interface.Counters, settings, clock, new TcpMetrics(meter), log);
+        _faults = new EngineFaults(Interface, clock, meter, log);
+        Tcp = new TcpLayer(Interface, Interface.Counters, settings, clock, new TcpMetrics(meter), log) { Faults = _faults };
+        _faults.Tcp = Tcp;
         Interface.Register(Tcp);
     }
 
@@ -36,8 +41,10 @@ internal sealed class NetworkStack : IDisposable
 
     public ILink Link => _link;
 
-    /// <summary>Exceptions that escaped frame processing and were contained (should stay 0).</summary>
-    public long ContainedExceptions => Interface.ContainedExceptions;
+    /// <summary>Exceptions that escaped frame processing or an entry of the loop and were contained (should stay 0).</summary>
+    public long ContainedExceptions => Interface.ContainedExceptions + _faults.Count;
+
+    public EngineFaults Faults => _faults;
 
     /// <summary>Set by the engine thread owner so that posted work can wake it.</summary>
     public Action? Wake { get; set; }
@@ -57,16 +64,81 @@ internal sealed class NetworkStack : IDisposable
     /// <summary>One turn of the loop. Returns whether anything happened.</summary>
     public bool Poll()
     {
+        var progress = RunPostedWork();
+        progress |= ReceiveFrames();
+        progress |= RunTimers();
+        progress |= ProcessOutput();
+        progress |= Flush();
+        return progress;
+    }
+
+    // Connections are contained one by one inside the TCP layer; these catch what escapes the layer itself.
+    private bool RunTimers()
+    {
+        try
+        {
+            return Tcp.RunTimers(Clock.NowMicroseconds);
+        }
+        catch (Exception ex) when (ex is not OutOfMemoryException)
+        {
+            _faults.Contain(EngineEntry.Timers, ex, connection: null);
+            return true;
+        }
+    }
+
+    private bool ProcessOutput()
+    {
+        try
+        {
+            return Tcp.ProcessOutput();
+        }
+        catch (Exception ex) when (ex is not OutOfMemoryException)
+        {
+            _faults.Contain(EngineEntry.Output, ex, connection: null);
+            return true;
+        }
+    }
+
+    private bool RunPostedWork()
+    {
         var progress = false;
         while (_work.TryDequeue(out var work))
         {
             progress = true;
-            work.Execute();
+            try
+            {
+                work.Execute();
+            }
+            catch (Exception ex) when (ex is not OutOfMemoryException)
+            {
+                _faults.Contain(EngineEntry.PostedWork, ex, work.Connection);
+            }
         }
 
+        return progress;
+    }
+
+    /// <summary>
+    /// Frames from the link, up to the budget. A segment's processing is contained per connection (TcpLayer.OnSegment)
+    /// and a frame's per frame (NetworkInterface.OnFrame); what escapes here is the link's own failure, which ends the
+    /// receiving of this turn.
+    /// </summary>
+    private bool ReceiveFrames()
+    {
+        var progress = false;
         for (var received = 0; received < ReceiveBudget;)
         {
-            var n = _link.Receive(Interface, ReceiveBudget - received);
+            int n;
+            try
+            {
+                n = _link.Receive(Interface, ReceiveBudget - received);
+            }
+            catch (Exception ex) when (ex is not OutOfMemoryException)
+            {
+                _faults.Contain(EngineEntry.LinkReceive, ex, connection: null);
+                return true;
+            }
+
             if (n == 0)
             {
                 break;
@@ -76,10 +148,21 @@ internal sealed class NetworkStack : IDisposable
             progress = true;
         }
 
-        progress |= Tcp.RunTimers(Clock.NowMicroseconds);
-        progress |= Tcp.ProcessOutput();
-        progress |= Interface.Flush();
         return progress;
+    }
+
+    /// <summary>The end-of-turn flush. A link that fails to send loses the batch (the frames are lost as on a wire; TCP repairs).</summary>
+    private bool Flush()
+    {
+        try
+        {
+            return Interface.Flush();
+        }
+        catch (Exception ex) when (ex is not OutOfMemoryException)
+        {
+            _faults.Contain(EngineEntry.LinkTransmit, ex, connection: null);
+            return true;
+        }
     }
 
     /// <summary>When the loop next has something to do by itself (a timer, a frame the link holds).</summary>

@@ -3,108 +3,58 @@ using Vso.Transport.Tcp;
 namespace Vso.Transport.Engine;
 
 /// <summary>
-/// A binary min-heap of connection deadlines. Each connection has at most one live entry (the deadline
-/// it records in <see cref="TcpConnection.ScheduledDeadline"/>); entries that no longer match are stale
-/// and skipped when they surface, so rescheduling never searches the heap.
+/// The connections' timers: each connection has one entry in a <see cref="TimerWheel{T}"/>, armed for its
+/// earliest deadline (<see cref="TcpConnection.NextDeadline"/>) and moved in place when that changes.
 /// </summary>
 internal sealed class TimerQueue
 {
-    private (long Deadline, TcpConnection Connection)[] _heap = new (long, TcpConnection)[64];
+    private readonly TimerWheel<TcpConnection> _wheel = new();
 
-    public int Count { get; private set; }
+    public int Count => _wheel.Count;
 
-    public long NextDeadline => Count == 0 ? long.MaxValue : _heap[0].Deadline;
+    /// <summary>The earliest armed deadline (exact), or <see cref="long.MaxValue"/> when none.</summary>
+    public long NextDeadline => _wheel.NextDeadline;
 
     /// <summary>Records the connection's current earliest deadline.</summary>
     public void Sync(TcpConnection connection)
     {
         var deadline = connection.State == TcpState.Closed ? 0 : connection.NextDeadline;
-        if (deadline == connection.ScheduledDeadline)
+        var entry = connection.TimerEntry;
+        if (entry is null)
+        {
+            if (deadline == 0)
+            {
+                return;
+            }
+
+            entry = connection.TimerEntry = new TimerEntry<TcpConnection>(connection);
+        }
+
+        if (deadline == entry.Deadline)
         {
             return;
         }
 
-        connection.ScheduledDeadline = deadline;
-        if (deadline != 0)
+        if (deadline == 0)
         {
-            Push(deadline, connection);
+            _wheel.Cancel(entry);
+        }
+        else
+        {
+            _wheel.Arm(entry, deadline);
         }
     }
 
-    /// <summary>Pops the next entry due at or before <paramref name="now"/> that is still live.</summary>
+    /// <summary>Takes the next connection with a deadline at or before <paramref name="now"/>; its entry is disarmed.</summary>
     public bool TryPopDue(long now, out TcpConnection connection)
     {
-        while (Count > 0 && _heap[0].Deadline <= now)
+        if (_wheel.TryPopDue(now, out var entry))
         {
-            var (deadline, c) = _heap[0];
-            RemoveTop();
-            if (c.ScheduledDeadline == deadline)
-            {
-                c.ScheduledDeadline = 0;
-                connection = c;
-                return true;
-            }
+            connection = entry.Owner;
+            return true;
         }
 
         connection = null!;
         return false;
-    }
-
-    private void Push(long deadline, TcpConnection connection)
-    {
-        if (Count == _heap.Length)
-        {
-            Array.Resize(ref _heap, _heap.Length * 2);
-        }
-
-        var i = Count++;
-        while (i > 0)
-        {
-            var parent = (i - 1) / 2;
-            if (_heap[parent].Deadline <= deadline)
-            {
-                break;
-            }
-
-            _heap[i] = _heap[parent];
-            i = parent;
-        }
-
-        _heap[i] = (deadline, connection);
-    }
-
-    private void RemoveTop()
-    {
-        var last = _heap[--Count];
-        _heap[Count] = default;
-        if (Count == 0)
-        {
-            return;
-        }
-
-        var i = 0;
-        while (true)
-        {
-            var child = (2 * i) + 1;
-            if (child >= Count)
-            {
-                break;
-            }
-
-            if (child + 1 < Count && _heap[child + 1].Deadline < _heap[child].Deadline)
-            {
-                child++;
-            }
-
-            if (_heap[child].Deadline >= last.Deadline)
-            {
-                break;
-            }
-
-            _heap[i] = _heap[child];
-            i = child;
-        }
-
-        _heap[i] = last;
     }
 }

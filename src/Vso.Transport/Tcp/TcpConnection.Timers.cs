@@ -13,8 +13,8 @@ internal sealed partial class TcpConnection
     private int _keepaliveProbesSent;
     private long _lastReceivedAt;
 
-    /// <summary>The deadline the timer queue currently holds for this connection (0 = none).</summary>
-    public long ScheduledDeadline { get; set; }
+    /// <summary>This connection's entry in the engine's timer wheel (its earliest deadline); created at the first arm.</summary>
+    public Engine.TimerEntry<TcpConnection>? TimerEntry { get; set; }
 
     /// <summary>Earliest pending deadline, or 0 when no timer runs.</summary>
     public long NextDeadline

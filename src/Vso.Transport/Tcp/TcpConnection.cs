@@ -166,6 +166,21 @@ internal sealed partial class TcpConnection
         Terminate(new TcpConnectionException(TcpError.Aborted, $"Connection {Id} was aborted by the application."));
     }
 
+    /// <summary>
+    /// The engine caught <paramref name="exception"/> while serving this connection: abort it (RST, RFC 9293 §3.10.5) so
+    /// that its application sees the failure, with the exception inside, through its pending or next operation.
+    /// </summary>
+    public void FailFromException(Exception exception)
+    {
+        if (State == TcpState.Closed)
+        {
+            return;
+        }
+
+        _pendingFailure = new TcpConnectionException(TcpError.Aborted, $"Connection {Id} was aborted: the engine caught an exception while serving it ({exception.GetType().Name}: {exception.Message}).", exception);
+        ApplyPendingFailure();
+    }
+
     /// <summary>The stack stops: fail everything without a word on the wire unless we can say RST.</summary>
     public void Shutdown(TcpConnectionException error)
     {

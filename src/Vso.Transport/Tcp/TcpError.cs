@@ -42,5 +42,8 @@ public sealed class TcpConnectionException : IOException
     {
     }
 
+    internal TcpConnectionException(TcpError error, string message, Exception innerException)
+        : base(message, innerException) => Error = error;
+
     public TcpError Error { get; }
 }

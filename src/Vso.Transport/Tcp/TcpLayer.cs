@@ -47,6 +47,9 @@ internal sealed class TcpLayer : ITransportProtocol
     /// <summary>Where segments leave: one IPv4 datagram at a time.</summary>
     public IIpOutput Ip => _ip;
 
+    /// <summary>Where an exception escaping one connection's processing goes: it aborts that connection only.</summary>
+    public EngineFaults? Faults { get; init; }
+
     /// <summary>The MSS we announce: the link MTU less IPv4 and TCP headers.</summary>
     public int MaxSegmentSize => _ip.Mtu - 40;
 
@@ -123,9 +126,17 @@ internal sealed class TcpLayer : ITransportProtocol
             }
             else
             {
-                connection.OnPeerActivity(Clock.NowMicroseconds);
-                connection.OnSegment(segment);
-                AfterEvent(connection);
+                try
+                {
+                    connection.OnPeerActivity(Clock.NowMicroseconds);
+                    connection.OnSegment(segment);
+                    AfterEvent(connection);
+                }
+                catch (Exception ex) when (Faults is not null && ex is not OutOfMemoryException)
+                {
+                    Faults.Contain(EngineEntry.LinkReceive, ex, connection);
+                }
+
                 return;
             }
         }
@@ -276,13 +287,20 @@ internal sealed class TcpLayer : ITransportProtocol
         {
             var connection = _outputList[i];
             _outputSet.Remove(connection);
-            if (connection.State != TcpState.Closed)
+            try
             {
-                connection.Output();
-                connection.ApplyPendingFailure();
-            }
+                if (connection.State != TcpState.Closed)
+                {
+                    connection.Output();
+                    connection.ApplyPendingFailure();
+                }
 
-            _timers.Sync(connection);
+                _timers.Sync(connection);
+            }
+            catch (Exception ex) when (Faults is not null && ex is not OutOfMemoryException)
+            {
+                Faults.Contain(EngineEntry.Output, ex, connection);
+            }
         }
 
         _outputList.Clear();
@@ -295,8 +313,15 @@ internal sealed class TcpLayer : ITransportProtocol
         while (_timers.TryPopDue(now, out var connection))
         {
             any = true;
-            connection.OnTimer(now);
-            AfterEvent(connection);
+            try
+            {
+                connection.OnTimer(now);
+                AfterEvent(connection);
+            }
+            catch (Exception ex) when (Faults is not null && ex is not OutOfMemoryException)
+            {
+                Faults.Contain(EngineEntry.Timers, ex, connection);
+            }
         }
 
         return any;

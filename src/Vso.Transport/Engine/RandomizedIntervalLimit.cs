@@ -4,7 +4,7 @@ namespace Vso.Transport.Engine;
 
 /// <summary>
 /// A stack-wide cap on challenge ACKs per interval whose value is drawn afresh, at random, for each
-/// interval (RFC 5961 §7 and §10 on throttling; Linux tcp_send_challenge_ack with
+/// interval (RFC 5961 §7, ACK throttling; Linux tcp_send_challenge_ack with
 /// tcp_challenge_ack_limit). A fixed global cap is a side channel: an off-path attacker who triggers
 /// challenge ACKs and counts how many of his own he receives learns whether some other connection used
 /// up part of the budget, and from that its sequence numbers (CVE-2016-5696, "off-path TCP exploits",

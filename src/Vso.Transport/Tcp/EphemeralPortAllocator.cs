@@ -11,14 +11,14 @@ namespace Vso.Transport.Tcp;
 /// </code>
 /// where table[] is a small array of counters, each advanced once per candidate tried. F spreads the
 /// endpoints of different peers over the whole range, so an off-path attacker cannot guess the port we
-/// use towards someone else (RFC 6056 §2.2); the counter, shared only by the peers that hash to the same
+/// use towards someone else (RFC 6056 §3.1); the counter, shared only by the peers that hash to the same
 /// slot, walks the range sequentially for one peer, so a reconnect to the same peer gets a fresh port and
 /// does not collide with its own TIME-WAIT (the reason §3.3.4 prefers it to Algorithm 3). F and G are
 /// SipHash-2-4 under one key with a domain byte each. Engine-thread only; allocation-free after construction.
 /// </summary>
 internal sealed class EphemeralPortAllocator
 {
-    /// <summary>The dynamic and private range of RFC 6335 §6, suggested by RFC 6056 §3.2.</summary>
+    /// <summary>The IANA dynamic range (RFC 6335 §6); RFC 6056 §3.2 would allow 1024-65535, configurable here.</summary>
     public const ushort DefaultFirstPort = 49152;
 
     public const ushort DefaultLastPort = 65535;

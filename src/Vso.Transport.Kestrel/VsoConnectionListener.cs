@@ -4,8 +4,6 @@ using Microsoft.AspNetCore.Connections;
 using Microsoft.Extensions.Logging;
 using Vso.MemoryPinning;
 using Vso.Transport.Api;
-using Vso.Transport.Engine;
-using Vso.Transport.Tcp;
 
 namespace Vso.Transport.Kestrel;
 
@@ -14,7 +12,7 @@ namespace Vso.Transport.Kestrel;
 /// thread and queued for Kestrel's accept loop. Unbinding stops accepting at once (new SYNs are answered with RST by
 /// the stack) and resets connections not yet accepted; accepted connections live on until Kestrel ends them.
 /// </summary>
-internal sealed class VsoConnectionListener : IConnectionListener, ITcpListenerObserver, IEngineWork
+internal sealed class VsoConnectionListener : IConnectionListener
 {
     private readonly VsoStack _stack;
     private readonly PinnedBlockPool _pool;
@@ -22,7 +20,7 @@ internal sealed class VsoConnectionListener : IConnectionListener, ITcpListenerO
     private readonly ILogger _log;
     private readonly Channel<VsoTransportConnection> _accepted = Channel.CreateUnbounded<VsoTransportConnection>(new UnboundedChannelOptions { SingleWriter = true });
     private readonly Action<VsoConnectionListener> _onUnbound;
-    private TcpListenerCore? _core;
+    private VsoEndpointListener? _endpoints;
     private int _unbound;
 
     public VsoConnectionListener(VsoStack stack, PinnedBlockPool pool, VsoTransportOptions options, IPEndPoint endPoint, ILogger log, Action<VsoConnectionListener> onUnbound)
@@ -42,7 +40,7 @@ internal sealed class VsoConnectionListener : IConnectionListener, ITcpListenerO
         var endPoint = (IPEndPoint)EndPoint;
         try
         {
-            _core = _stack.Core.Tcp.Listen((ushort)endPoint.Port, _options.Tcp.Backlog, this);
+            _endpoints = _stack.ListenEndpoints((ushort)endPoint.Port, _options.Tcp.Backlog, OnAccepted);
         }
         catch (InvalidOperationException ex)
         {
@@ -57,7 +55,7 @@ internal sealed class VsoConnectionListener : IConnectionListener, ITcpListenerO
         try
         {
             var connection = await _accepted.Reader.ReadAsync(cancellationToken).ConfigureAwait(false);
-            _core!.TakeAccepted();
+            _endpoints!.TakeAccepted();
             _log.Accepted(connection.ConnectionId, connection.RemoteEndPoint?.ToString() ?? "?");
             return connection;
         }
@@ -70,11 +68,18 @@ internal sealed class VsoConnectionListener : IConnectionListener, ITcpListenerO
 
     public ValueTask UnbindAsync(CancellationToken cancellationToken = default)
     {
-        if (Interlocked.Exchange(ref _unbound, 1) == 0 && _core is not null)
+        if (Interlocked.Exchange(ref _unbound, 1) == 0 && _endpoints is not null)
         {
-            _stack.Core.Tcp.Unlisten(_core);
+            _endpoints.Dispose();
             _accepted.Writer.TryComplete();
-            _stack.Core.Post(this);
+
+            // Established but never accepted: reset them (their peers must not wait for an answer that never comes).
+            while (_accepted.Reader.TryRead(out var pending))
+            {
+                pending.Abort(new ConnectionAbortedException("The listener was unbound before the connection was accepted."));
+                _endpoints.TakeAccepted();
+            }
+
             _log.Unbound(EndPoint.ToString()!);
             _onUnbound(this);
         }
@@ -84,29 +89,7 @@ internal sealed class VsoConnectionListener : IConnectionListener, ITcpListenerO
 
     public ValueTask DisposeAsync() => UnbindAsync();
 
-    // ---- Engine thread ----
-
-    void ITcpListenerObserver.OnConnectionReady(TcpListenerCore listener)
-    {
-        while (listener.TryDequeue(out var tcp))
-        {
-            var connection = new VsoTransportConnection(_stack.Core, tcp, _pool, _options, _log);
-            Interlocked.Increment(ref listener.AwaitingAccept);
-            if (!_accepted.Writer.TryWrite(connection))
-            {
-                listener.TakeAccepted();
-                tcp.Abort();
-            }
-        }
-    }
-
-    void IEngineWork.Execute()
-    {
-        // Established but never accepted: reset them (their peers must not wait for an answer that never comes).
-        while (_accepted.Reader.TryRead(out var pending))
-        {
-            pending.Abort(new ConnectionAbortedException("The listener was unbound before the connection was accepted."));
-            _core?.TakeAccepted();
-        }
-    }
+    /// <summary>Engine thread: wraps an established connection for Kestrel's accept loop; false resets it.</summary>
+    private bool OnAccepted(VsoConnectionEndpoint endpoint) =>
+        _accepted.Writer.TryWrite(new VsoTransportConnection(endpoint, _pool, _options, _log));
 }

@@ -5,17 +5,18 @@ using Vso.MemoryPinning;
 namespace Vso.Transport.Kestrel;
 
 /// <summary>
-/// <c>Transport.Output</c>: the host of DESIGN.md §2. Kestrel writes into blocks of the pinned pool; FlushAsync hands
-/// each written block range to the TCP sender as a SendDescriptor (address, length, block id, generation), so the
-/// sender's descriptor chain is the retransmission queue and no byte is copied before it goes on the wire. A block
-/// returns to the pool when the writer has moved past it and every descriptor of it is acknowledged (or failed).
+/// <c>Transport.Output</c>, the writer over pinned blocks. Kestrel writes into blocks of the pinned pool; FlushAsync queues
+/// each written block range on the connection's endpoint (address, length, block id, generation), so the sender's
+/// descriptor chain is the retransmission queue and no byte is copied before it goes on the wire; the bytes' host is
+/// <see cref="PinnedBlockSendHost"/>, which gives the writer its credit back. A block returns to the pool when the
+/// writer has moved past it and every range of it is acknowledged (or failed).
 /// Backpressure counts flushed bytes that are unsent or unacknowledged: FlushAsync completes once they are below
 /// <see cref="PauseThreshold"/>, or, if it had to wait, once they fell below <see cref="ResumeThreshold"/>.
 /// Single writer (Kestrel's contract); acknowledgments arrive on the engine thread.
 /// </summary>
 internal sealed class VsoOutputWriter : PipeWriter
 {
-    private readonly VsoTransportConnection _connection;
+    private readonly ConnectionOperations _connection;
     private readonly PinnedBlockPool _pool;
     private readonly Lock _gate = new();
     private readonly List<(BlockRef Block, int Start, int Length)> _unflushed = [];
@@ -29,7 +30,7 @@ internal sealed class VsoOutputWriter : PipeWriter
     private volatile bool _closed;
     private bool _completed;
 
-    public VsoOutputWriter(VsoTransportConnection connection, PinnedBlockPool pool, long pauseThreshold)
+    public VsoOutputWriter(ConnectionOperations connection, PinnedBlockPool pool, long pauseThreshold)
     {
         _connection = connection;
         _pool = pool;
@@ -154,7 +155,7 @@ internal sealed class VsoOutputWriter : PipeWriter
         DropUnflushed();
         if (reset)
         {
-            _connection.Abort(new ConnectionAbortedException("output completed with an error: " + exception!.Message, exception));
+            _connection.PostAbort(new ConnectionAbortedException("output completed with an error: " + exception!.Message, exception));
         }
         else
         {

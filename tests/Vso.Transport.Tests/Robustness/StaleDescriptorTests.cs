@@ -29,7 +29,7 @@ public sealed class StaleDescriptorTests
         Assert.Equal(0, net.Client.PinnedBytes);
 
         // The first send of the connection was slot 0, generation 1: it is released now.
-        var host = (ISendHost)client;
+        var host = client.SendHost;
         var stale = Descriptor(block.Address, 1000, slot: 0, generation: 1);
         AssertRefused(host, net.Client, stale, 0, 100, StaleDescriptorReason.Released);
 
@@ -65,7 +65,7 @@ public sealed class StaleDescriptorTests
         net.Driver.RunIdle();
         Assert.False(send.IsCompleted);
         Assert.Equal(2000, net.Client.PinnedBytes);
-        var host = (ISendHost)client;
+        var host = client.SendHost;
 
         // The control: the live descriptor is identified, both ways.
         var live = Descriptor(address, 2000, slot: 0, generation: 1);
@@ -114,7 +114,7 @@ public sealed class StaleDescriptorTests
     {
         using var net = new RobustNet(o => o.Tcp.IdentifyMode = mode);
         var (client, server) = net.Connect();
-        var refusing = new RefusingHost(client, refuseAfter);
+        var refusing = new RefusingHost(client.Endpoint.TcpHost, refuseAfter);
         client.Tcp!.SetHost(refusing);
 
         var data = SimulatedNetwork.Pattern(1 << 20, 3);
@@ -148,15 +148,9 @@ public sealed class StaleDescriptorTests
         Assert.Equal(0, net.Client.ConnectionCount);
     }
 
-    private static SendDescriptor Descriptor(nint address, int length, long slot, long generation) => new()
-    {
-        Address = address,
-        Length = length,
-        HostToken = slot,
-        HostTag = generation,
-    };
+    private static VsoSendRange Descriptor(nint address, int length, long slot, long generation) => new(address, length, slot, generation);
 
-    private static void AssertRefused(ISendHost host, VsoStack stack, SendDescriptor descriptor, int offset, int length, StaleDescriptorReason reason)
+    private static void AssertRefused(IVsoSendHost host, VsoStack stack, VsoSendRange descriptor, int offset, int length, StaleDescriptorReason reason)
     {
         // CopyTo takes its length from the destination, so a negative length can only be asked of Lease.
         if (length >= 0)

@@ -123,8 +123,8 @@ internal sealed class ConnectionOperations : IVsoEndpointObserver
                 var block = op.Block!;
                 _host.Track(block);
 
-                // HostToken/HostTag = block id/generation: CopyTo and Lease validate them against the pool.
-                _endpoint.Enqueue(block.Block.Address + op.Start, op.Length, block.Block.Id, block.Block.Generation);
+                // HostToken/HostTag = block class and id/generation: CopyTo and Lease validate them against the pool.
+                _endpoint.Enqueue(block.Block.Address + op.Start, op.Length, block.HostToken, block.Block.Generation);
                 return;
             case OperationKind.ShutdownSend:
                 _endpoint.ShutdownSend();

@@ -2,7 +2,6 @@ using System.Net;
 using System.Threading.Channels;
 using Microsoft.AspNetCore.Connections;
 using Microsoft.Extensions.Logging;
-using Vso.MemoryPinning;
 using Vso.Transport.Api;
 
 namespace Vso.Transport.Kestrel;
@@ -15,7 +14,7 @@ namespace Vso.Transport.Kestrel;
 internal sealed class VsoConnectionListener : IConnectionListener
 {
     private readonly VsoStack _stack;
-    private readonly PinnedBlockPool _pool;
+    private readonly PinnedBlockClasses _blocks;
     private readonly VsoTransportOptions _options;
     private readonly ILogger _log;
     private readonly Channel<VsoTransportConnection> _accepted = Channel.CreateUnbounded<VsoTransportConnection>(new UnboundedChannelOptions { SingleWriter = true });
@@ -23,10 +22,10 @@ internal sealed class VsoConnectionListener : IConnectionListener
     private VsoEndpointListener? _endpoints;
     private int _unbound;
 
-    public VsoConnectionListener(VsoStack stack, PinnedBlockPool pool, VsoTransportOptions options, IPEndPoint endPoint, ILogger log, Action<VsoConnectionListener> onUnbound)
+    public VsoConnectionListener(VsoStack stack, PinnedBlockClasses blocks, VsoTransportOptions options, IPEndPoint endPoint, ILogger log, Action<VsoConnectionListener> onUnbound)
     {
         _stack = stack;
-        _pool = pool;
+        _blocks = blocks;
         _options = options;
         _log = log;
         _onUnbound = onUnbound;
@@ -91,5 +90,5 @@ internal sealed class VsoConnectionListener : IConnectionListener
 
     /// <summary>Engine thread: wraps an established connection for Kestrel's accept loop; false resets it.</summary>
     private bool OnAccepted(VsoConnectionEndpoint endpoint) =>
-        _accepted.Writer.TryWrite(new VsoTransportConnection(endpoint, _pool, _options, _log));
+        _accepted.Writer.TryWrite(new VsoTransportConnection(endpoint, _blocks, _options, _log));
 }

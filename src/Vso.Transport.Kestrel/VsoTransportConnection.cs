@@ -41,10 +41,10 @@ internal sealed class VsoTransportConnection : ConnectionContext,
     private IDictionary<object, object?>? _items;
 
     /// <summary>Engine thread (the listener's accept callback): from now on this connection is told of the endpoint's life.</summary>
-    public VsoTransportConnection(VsoConnectionEndpoint endpoint, PinnedBlockPool pool, VsoTransportOptions options, ILogger log)
+    public VsoTransportConnection(VsoConnectionEndpoint endpoint, PinnedBlockClasses blocks, VsoTransportOptions options, ILogger log)
     {
         _endpoint = endpoint;
-        _pool = pool;
+        _pool = blocks.Base;
         _log = log;
         ConnectionId = "vso-" + Interlocked.Increment(ref _lastId).ToString("x8", System.Globalization.CultureInfo.InvariantCulture);
         LocalEndPoint = endpoint.LocalEndPoint;
@@ -52,9 +52,9 @@ internal sealed class VsoTransportConnection : ConnectionContext,
         ConnectionClosed = _closedSource.Token;
 
         _operations = new ConnectionOperations(endpoint, ConnectionId, options.FinOnError, log, OnEnded);
-        _input = new InputPump(endpoint, pool, options.MaxReadBufferSize, _operations.PostResumeRead);
-        _output = new VsoOutputWriter(_operations, pool, options.MaxWriteBufferSize);
-        _host = new PinnedBlockSendHost(pool, _output);
+        _input = new InputPump(endpoint, _pool, options.MaxReadBufferSize, _operations.PostResumeRead);
+        _output = new VsoOutputWriter(_operations, blocks, options.MaxWriteBufferSize);
+        _host = new PinnedBlockSendHost(blocks, _output);
         _operations.Attach(_input, _output, _host);
         Transport = new DuplexPipe(_input.Reader, _output);
 

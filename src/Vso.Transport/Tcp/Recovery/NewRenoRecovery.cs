@@ -4,7 +4,7 @@ namespace Vso.Transport.Tcp.Recovery;
 /// Fast retransmit and fast recovery (RFC 5681 §3.2) with NewReno's partial-ACK handling (RFC 6582 §3.2),
 /// falling back to the timeout of <see cref="RtoRecovery"/>.
 /// </summary>
-public sealed class NewRenoRecovery : RtoRecovery
+internal sealed class NewRenoRecovery : RtoRecovery
 {
     private const int DuplicateThreshold = 3;
     private int _duplicateAcks;

@@ -7,7 +7,7 @@ namespace Vso.Transport.Tcp.Recovery;
 /// reductions proved by D-SACK (RFC 2883, RFC 3708) or Eifel (RFC 3522). Without SACK it behaves as
 /// <see cref="NewRenoRecovery"/>. The default when SACK is negotiated.
 /// </summary>
-public sealed class RackTlpRecovery : ILossRecovery
+internal sealed class RackTlpRecovery : ILossRecovery
 {
     private const int DupThresh = 3;
     private const long WorstCaseDelayedAck = 200_000; // RFC 8985 §7.2 WCDelAckT

@@ -6,7 +6,7 @@ namespace Vso.Transport.Kestrel;
 
 /// <summary>
 /// <c>Transport.Output</c>, the writer over pinned blocks. Kestrel writes into blocks of the pinned pool; FlushAsync queues
-/// each written block range on the connection's endpoint (address, length, block id, generation), so the sender's
+/// each written block range on the connection's endpoint (address, length, block class and id, generation), so the sender's
 /// descriptor chain is the retransmission queue and no byte is copied before it goes on the wire; the bytes' host is
 /// <see cref="PinnedBlockSendHost"/>, which gives the writer its credit back. A block returns to the pool when the
 /// writer has moved past it and every range of it is acknowledged (or failed).
@@ -16,7 +16,7 @@ namespace Vso.Transport.Kestrel;
 /// </summary>
 internal sealed class VsoOutputWriter : PipeWriter
 {
-    private readonly ConnectionOperations _connection;
+    private readonly ConnectionOperations _operations;
     private readonly PinnedBlockClasses _blocks;
     private readonly Lock _gate = new();
     private readonly FlushCompletion _flush;
@@ -33,9 +33,9 @@ internal sealed class VsoOutputWriter : PipeWriter
     private volatile bool _closed;
     private bool _completed;
 
-    public VsoOutputWriter(ConnectionOperations connection, PinnedBlockClasses blocks, long pauseThreshold)
+    public VsoOutputWriter(ConnectionOperations operations, PinnedBlockClasses blocks, long pauseThreshold)
     {
-        _connection = connection;
+        _operations = operations;
         _blocks = blocks;
         _flush = new FlushCompletion(this);
         PauseThreshold = pauseThreshold;
@@ -110,8 +110,17 @@ internal sealed class VsoOutputWriter : PipeWriter
             _flushToken = cancellationToken;
             if (cancellationToken.CanBeCanceled)
             {
-                // Removed as soon as the flush completes, so a long-lived token gathers no registrations.
-                _flushRegistration = cancellationToken.UnsafeRegister(static (state, token) => ((VsoOutputWriter)state!).CancelFlush(token), this);
+                // Removed as soon as the flush completes, so a long-lived token gathers no registrations. A token
+                // already cancelled runs the callback here (the gate is reentrant): nothing is left to remove then.
+                var registration = cancellationToken.UnsafeRegister(static (state, token) => ((VsoOutputWriter)state!).CancelFlush(token), this);
+                if (_flushPending)
+                {
+                    _flushRegistration = registration;
+                }
+                else
+                {
+                    registration.Unregister();
+                }
             }
 
             return _flush.Task;
@@ -145,7 +154,7 @@ internal sealed class VsoOutputWriter : PipeWriter
             return;
         }
 
-        var reset = exception is not null && !_connection.FinOnError;
+        var reset = exception is not null && !_operations.FinOnError;
         if (!_closed && !reset)
         {
             HandOver();
@@ -156,11 +165,11 @@ internal sealed class VsoOutputWriter : PipeWriter
         DropUnflushed();
         if (reset)
         {
-            _connection.PostAbort(new ConnectionAbortedException("output completed with an error: " + exception!.Message, exception));
+            _operations.PostAbort(new ConnectionAbortedException("output completed with an error: " + exception!.Message, exception));
         }
         else
         {
-            _connection.PostShutdownSend();
+            _operations.PostShutdownSend();
         }
     }
 
@@ -250,7 +259,7 @@ internal sealed class VsoOutputWriter : PipeWriter
         {
             // The reference taken when the range was parked passes to the descriptor.
             Interlocked.Add(ref _inFlight, length);
-            _connection.PostSend(block, start, length);
+            _operations.PostSend(block, start, length);
         }
 
         _unflushed.Clear();
@@ -258,7 +267,7 @@ internal sealed class VsoOutputWriter : PipeWriter
         {
             _current.AddRef();
             Interlocked.Add(ref _inFlight, _written - _flushedTo);
-            _connection.PostSend(_current, _flushedTo, _written - _flushedTo);
+            _operations.PostSend(_current, _flushedTo, _written - _flushedTo);
             _flushedTo = _written;
         }
 

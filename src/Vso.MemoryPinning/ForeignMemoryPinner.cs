@@ -14,7 +14,7 @@ namespace Vso.MemoryPinning;
 /// <see cref="LeaseTable{T}"/>, so taking and ending a lease (once per pinned segment on the packet path) costs a few
 /// atomic operations, no lock and no dictionary entry.
 /// </remarks>
-public sealed class ForeignMemoryPinner : IPinLeaseOwner
+internal sealed class ForeignMemoryPinner : IPinLeaseOwner
 {
     private readonly LeaseTable<ForeignPin> _leases = new();
     private readonly PageLocker _locker;
@@ -147,7 +147,7 @@ public sealed class ForeignMemoryPinner : IPinLeaseOwner
 }
 
 /// <summary>Learns when a <see cref="ForeignPin"/> is actually unpinned: released and its last lease ended.</summary>
-public interface IForeignPinObserver
+internal interface IForeignPinObserver
 {
     /// <summary>Called once, outside the pinner's lock, after the memory was unpinned (and unlocked) and the counters updated.</summary>
     void OnUnpinned(ForeignPin pin);
@@ -157,7 +157,7 @@ public interface IForeignPinObserver
 /// A registration of pinned foreign memory: a stable <see cref="Address"/> until released and unleased.
 /// Dispose releases it; the memory is unpinned once no lease on it is active any more.
 /// </summary>
-public sealed class ForeignPin : IDisposable
+internal sealed class ForeignPin : IDisposable
 {
     private readonly ForeignMemoryPinner _owner;
     private MemoryHandle _handle;

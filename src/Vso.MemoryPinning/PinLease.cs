@@ -4,7 +4,7 @@ namespace Vso.MemoryPinning;
 /// Ends a lease that an owner of pinned memory granted on a range of it. Implemented by the owner
 /// (a send host, a block pool) so that a lease is a plain struct and costs no allocation.
 /// </summary>
-public interface IPinLeaseOwner
+internal interface IPinLeaseOwner
 {
     void EndLease(nint address, int length, long token);
 }
@@ -18,7 +18,7 @@ public readonly struct PinLease : IDisposable, IEquatable<PinLease>
     private readonly IPinLeaseOwner? _owner;
     private readonly long _token;
 
-    public PinLease(IPinLeaseOwner owner, nint address, int length, long token)
+    internal PinLease(IPinLeaseOwner owner, nint address, int length, long token)
     {
         _owner = owner;
         Address = address;

@@ -3,7 +3,7 @@ using System.Buffers;
 namespace Vso.MemoryPinning;
 
 /// <summary>Names one rental of one block: the block's id and the generation it was rented under.</summary>
-public readonly record struct BlockToken(int BlockId, long Generation);
+internal readonly record struct BlockToken(int BlockId, long Generation);
 
 /// <summary>
 /// One rental of a block of a <see cref="PinnedBlockPool"/>: native memory the GC never moves, at a stable
@@ -37,7 +37,7 @@ public sealed class PinnedBlock : MemoryManager<byte>
     /// <summary>Index of the block in its pool; the same across rentals.</summary>
     public int Id { get; }
 
-    public BlockToken Token => new(Id, Generation);
+    internal BlockToken Token => new(Id, Generation);
 
     /// <summary>False once disposed (returned to the pool).</summary>
     public bool IsRented => !_released;

@@ -161,7 +161,7 @@ public sealed class PinnedBlockPool : MemoryPool<byte>, IPinLeaseOwner
         }
     }
 
-    public PinnedBlock Validate(BlockToken token, nint address, int length) => Validate(token.BlockId, token.Generation, address, length);
+    internal PinnedBlock Validate(BlockToken token, nint address, int length) => Validate(token.BlockId, token.Generation, address, length);
 
     /// <summary>
     /// Validates a descriptor like <see cref="Validate(int, long, nint, int)"/> and leases its range: the block
@@ -206,7 +206,7 @@ public sealed class PinnedBlockPool : MemoryPool<byte>, IPinLeaseOwner
         throw new InvalidOperationException($"Block {blockId} generation {generation} has {Slot.LeaseMask >> 2} leases already; leases are not being ended.");
     }
 
-    public PinLease Lease(BlockToken token, nint address, int length) => Lease(token.BlockId, token.Generation, address, length);
+    internal PinLease Lease(BlockToken token, nint address, int length) => Lease(token.BlockId, token.Generation, address, length);
 
     /// <summary>Ends a lease. Each lease has its own token, so ending one twice does nothing.</summary>
     void IPinLeaseOwner.EndLease(nint address, int length, long token)

@@ -7,11 +7,14 @@ namespace Vso.Transport.Kestrel;
 /// may still write into it, one per descriptor of it queued in the TCP sender. The last release returns the block
 /// to the pool (which keeps it out of reuse until the last link lease on it ends).
 /// </summary>
-internal sealed class BlockRef(PinnedBlock block)
+internal sealed class BlockRef(PinnedBlock block, int classIndex = 0)
 {
     private int _refs = 1;
 
     public PinnedBlock Block { get; } = block;
+
+    /// <summary>What the block's ranges carry as host token: its size class and id (<see cref="PinnedBlockClasses"/>).</summary>
+    public long HostToken { get; } = PinnedBlockClasses.HostToken(classIndex, block.Id);
 
     public void AddRef() => Interlocked.Increment(ref _refs);
 

@@ -4,8 +4,6 @@ using Vso.Transport.Api;
 using Vso.Transport.Engine;
 using Vso.Transport.Links;
 using Vso.Transport.Tcp;
-using Vso.Transport.Tcp.Congestion;
-using Vso.Transport.Tcp.Recovery;
 using Vso.Transport.Wire;
 
 namespace Vso.Transport.Kestrel;
@@ -30,14 +28,14 @@ internal static class StackFactory
             IdentifyMode = o.IdentifyMode,
             CongestionControl = t.CongestionControl switch
             {
-                VsoCongestionControl.Cubic => static () => new CubicCongestionControl(),
-                _ => static () => new NewRenoCongestionControl(),
+                VsoCongestionControl.Cubic => VsoAlgorithms.CubicCongestionControl,
+                _ => VsoAlgorithms.NewRenoCongestionControl,
             },
             LossRecovery = t.LossRecovery switch
             {
-                VsoLossRecovery.Rto => static _ => new RtoRecovery(),
-                VsoLossRecovery.NewReno => static _ => new NewRenoRecovery(),
-                _ => TcpSettings.DefaultLossRecovery,
+                VsoLossRecovery.Rto => VsoAlgorithms.RtoRecovery,
+                VsoLossRecovery.NewReno => VsoAlgorithms.NewRenoRecovery,
+                _ => VsoAlgorithms.RackTlpRecovery,
             },
         };
     }

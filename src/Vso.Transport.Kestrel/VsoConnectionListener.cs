@@ -2,10 +2,7 @@ using System.Net;
 using System.Threading.Channels;
 using Microsoft.AspNetCore.Connections;
 using Microsoft.Extensions.Logging;
-using Vso.MemoryPinning;
 using Vso.Transport.Api;
-using Vso.Transport.Engine;
-using Vso.Transport.Tcp;
 
 namespace Vso.Transport.Kestrel;
 
@@ -14,21 +11,21 @@ namespace Vso.Transport.Kestrel;
 /// thread and queued for Kestrel's accept loop. Unbinding stops accepting at once (new SYNs are answered with RST by
 /// the stack) and resets connections not yet accepted; accepted connections live on until Kestrel ends them.
 /// </summary>
-internal sealed class VsoConnectionListener : IConnectionListener, ITcpListenerObserver, IEngineWork
+internal sealed class VsoConnectionListener : IConnectionListener
 {
     private readonly VsoStack _stack;
-    private readonly PinnedBlockPool _pool;
+    private readonly PinnedBlockClasses _blocks;
     private readonly VsoTransportOptions _options;
     private readonly ILogger _log;
     private readonly Channel<VsoTransportConnection> _accepted = Channel.CreateUnbounded<VsoTransportConnection>(new UnboundedChannelOptions { SingleWriter = true });
     private readonly Action<VsoConnectionListener> _onUnbound;
-    private TcpListenerCore? _core;
+    private VsoEndpointListener? _endpoints;
     private int _unbound;
 
-    public VsoConnectionListener(VsoStack stack, PinnedBlockPool pool, VsoTransportOptions options, IPEndPoint endPoint, ILogger log, Action<VsoConnectionListener> onUnbound)
+    public VsoConnectionListener(VsoStack stack, PinnedBlockClasses blocks, VsoTransportOptions options, IPEndPoint endPoint, ILogger log, Action<VsoConnectionListener> onUnbound)
     {
         _stack = stack;
-        _pool = pool;
+        _blocks = blocks;
         _options = options;
         _log = log;
         _onUnbound = onUnbound;
@@ -42,7 +39,7 @@ internal sealed class VsoConnectionListener : IConnectionListener, ITcpListenerO
         var endPoint = (IPEndPoint)EndPoint;
         try
         {
-            _core = _stack.Core.Tcp.Listen((ushort)endPoint.Port, _options.Tcp.Backlog, this);
+            _endpoints = _stack.ListenEndpoints((ushort)endPoint.Port, _options.Tcp.Backlog, OnAccepted);
         }
         catch (InvalidOperationException ex)
         {
@@ -57,7 +54,7 @@ internal sealed class VsoConnectionListener : IConnectionListener, ITcpListenerO
         try
         {
             var connection = await _accepted.Reader.ReadAsync(cancellationToken).ConfigureAwait(false);
-            _core!.TakeAccepted();
+            _endpoints!.TakeAccepted();
             _log.Accepted(connection.ConnectionId, connection.RemoteEndPoint?.ToString() ?? "?");
             return connection;
         }
@@ -70,11 +67,18 @@ internal sealed class VsoConnectionListener : IConnectionListener, ITcpListenerO
 
     public ValueTask UnbindAsync(CancellationToken cancellationToken = default)
     {
-        if (Interlocked.Exchange(ref _unbound, 1) == 0 && _core is not null)
+        if (Interlocked.Exchange(ref _unbound, 1) == 0 && _endpoints is not null)
         {
-            _stack.Core.Tcp.Unlisten(_core);
+            _endpoints.Dispose();
             _accepted.Writer.TryComplete();
-            _stack.Core.Post(this);
+
+            // Established but never accepted: reset them (their peers must not wait for an answer that never comes).
+            while (_accepted.Reader.TryRead(out var pending))
+            {
+                pending.Abort(new ConnectionAbortedException("The listener was unbound before the connection was accepted."));
+                _endpoints.TakeAccepted();
+            }
+
             _log.Unbound(EndPoint.ToString()!);
             _onUnbound(this);
         }
@@ -84,29 +88,7 @@ internal sealed class VsoConnectionListener : IConnectionListener, ITcpListenerO
 
     public ValueTask DisposeAsync() => UnbindAsync();
 
-    // ---- Engine thread ----
-
-    void ITcpListenerObserver.OnConnectionReady(TcpListenerCore listener)
-    {
-        while (listener.TryDequeue(out var tcp))
-        {
-            var connection = new VsoTransportConnection(_stack.Core, tcp, _pool, _options, _log);
-            Interlocked.Increment(ref listener.AwaitingAccept);
-            if (!_accepted.Writer.TryWrite(connection))
-            {
-                listener.TakeAccepted();
-                tcp.Abort();
-            }
-        }
-    }
-
-    void IEngineWork.Execute()
-    {
-        // Established but never accepted: reset them (their peers must not wait for an answer that never comes).
-        while (_accepted.Reader.TryRead(out var pending))
-        {
-            pending.Abort(new ConnectionAbortedException("The listener was unbound before the connection was accepted."));
-            _core?.TakeAccepted();
-        }
-    }
+    /// <summary>Engine thread: wraps an established connection for Kestrel's accept loop; false resets it.</summary>
+    private bool OnAccepted(VsoConnectionEndpoint endpoint) =>
+        _accepted.Writer.TryWrite(new VsoTransportConnection(endpoint, _blocks, _options, _log));
 }

@@ -1,38 +1,43 @@
 using System.IO.Pipelines;
+using System.Threading.Tasks.Sources;
 using Microsoft.AspNetCore.Connections;
-using Vso.MemoryPinning;
 
 namespace Vso.Transport.Kestrel;
 
 /// <summary>
-/// <c>Transport.Output</c>: the host of DESIGN.md §2. Kestrel writes into blocks of the pinned pool; FlushAsync hands
-/// each written block range to the TCP sender as a SendDescriptor (address, length, block id, generation), so the
-/// sender's descriptor chain is the retransmission queue and no byte is copied before it goes on the wire. A block
-/// returns to the pool when the writer has moved past it and every descriptor of it is acknowledged (or failed).
+/// <c>Transport.Output</c>, the writer over pinned blocks. Kestrel writes into blocks of the pinned pool; FlushAsync queues
+/// each written block range on the connection's endpoint (address, length, block class and id, generation), so the sender's
+/// descriptor chain is the retransmission queue and no byte is copied before it goes on the wire; the bytes' host is
+/// <see cref="PinnedBlockSendHost"/>, which gives the writer its credit back. A block returns to the pool when the
+/// writer has moved past it and every range of it is acknowledged (or failed).
 /// Backpressure counts flushed bytes that are unsent or unacknowledged: FlushAsync completes once they are below
 /// <see cref="PauseThreshold"/>, or, if it had to wait, once they fell below <see cref="ResumeThreshold"/>.
 /// Single writer (Kestrel's contract); acknowledgments arrive on the engine thread.
 /// </summary>
 internal sealed class VsoOutputWriter : PipeWriter
 {
-    private readonly VsoTransportConnection _connection;
-    private readonly PinnedBlockPool _pool;
+    private readonly ConnectionOperations _operations;
+    private readonly PinnedBlockClasses _blocks;
     private readonly Lock _gate = new();
+    private readonly FlushCompletion _flush;
     private readonly List<(BlockRef Block, int Start, int Length)> _unflushed = [];
     private BlockRef? _current;
     private int _written;
     private int _flushedTo;
     private long _unflushedBytes;
     private long _inFlight;
-    private TaskCompletionSource<FlushResult>? _pendingFlush;
+    private bool _flushPending;                  // under _gate: a FlushAsync waits on _flush
+    private CancellationToken _flushToken;       // under _gate: the waiting flush's token
+    private CancellationTokenRegistration _flushRegistration;
     private bool _cancelNext;
     private volatile bool _closed;
     private bool _completed;
 
-    public VsoOutputWriter(VsoTransportConnection connection, PinnedBlockPool pool, long pauseThreshold)
+    public VsoOutputWriter(ConnectionOperations operations, PinnedBlockClasses blocks, long pauseThreshold)
     {
-        _connection = connection;
-        _pool = pool;
+        _operations = operations;
+        _blocks = blocks;
+        _flush = new FlushCompletion(this);
         PauseThreshold = pauseThreshold;
         ResumeThreshold = pauseThreshold / 2;
     }
@@ -69,7 +74,7 @@ internal sealed class VsoOutputWriter : PipeWriter
             return;
         }
 
-        if (_current is null || bytes < 0 || bytes > _pool.BlockSize - _written)
+        if (_current is null || bytes < 0 || bytes > _current.Block.Length - _written)
         {
             throw new ArgumentOutOfRangeException(nameof(bytes), bytes, "Advance went past the memory returned by GetMemory/GetSpan.");
         }
@@ -99,36 +104,42 @@ internal sealed class VsoOutputWriter : PipeWriter
                 return new ValueTask<FlushResult>(new FlushResult(false, _closed));
             }
 
-            var pending = new TaskCompletionSource<FlushResult>(TaskCreationOptions.RunContinuationsAsynchronously);
-            _pendingFlush = pending;
+            // One reusable completion, no allocation per waiting flush. A result never taken is dropped here.
+            _flush.Prepare();
+            _flushPending = true;
+            _flushToken = cancellationToken;
             if (cancellationToken.CanBeCanceled)
             {
-                cancellationToken.UnsafeRegister(static (state, token) =>
+                // Removed as soon as the flush completes, so a long-lived token gathers no registrations. A token
+                // already cancelled runs the callback here (the gate is reentrant): nothing is left to remove then.
+                var registration = cancellationToken.UnsafeRegister(static (state, token) => ((VsoOutputWriter)state!).CancelFlush(token), this);
+                if (_flushPending)
                 {
-                    var (writer, tcs) = ((VsoOutputWriter, TaskCompletionSource<FlushResult>))state!;
-                    writer.CancelFlush(tcs, token);
-                }, (this, pending));
+                    _flushRegistration = registration;
+                }
+                else
+                {
+                    registration.Unregister();
+                }
             }
 
-            return new ValueTask<FlushResult>(pending.Task);
+            return _flush.Task;
         }
     }
 
     public override void CancelPendingFlush()
     {
-        TaskCompletionSource<FlushResult>? pending;
         lock (_gate)
         {
-            pending = _pendingFlush;
-            _pendingFlush = null;
-            if (pending is null)
+            if (!_flushPending)
             {
                 // Pipe semantics: the next flush returns IsCanceled.
                 _cancelNext = true;
+                return;
             }
         }
 
-        pending?.TrySetResult(new FlushResult(isCanceled: true, isCompleted: _closed));
+        CompleteFlush(new FlushResult(isCanceled: true, isCompleted: _closed), null);
     }
 
     /// <summary>
@@ -143,7 +154,7 @@ internal sealed class VsoOutputWriter : PipeWriter
             return;
         }
 
-        var reset = exception is not null && !_connection.FinOnError;
+        var reset = exception is not null && !_operations.FinOnError;
         if (!_closed && !reset)
         {
             HandOver();
@@ -154,25 +165,48 @@ internal sealed class VsoOutputWriter : PipeWriter
         DropUnflushed();
         if (reset)
         {
-            _connection.Abort(new ConnectionAbortedException("output completed with an error: " + exception!.Message, exception));
+            _operations.PostAbort(new ConnectionAbortedException("output completed with an error: " + exception!.Message, exception));
         }
         else
         {
-            _connection.PostShutdownSend();
+            _operations.PostShutdownSend();
         }
     }
 
-    private void CancelFlush(TaskCompletionSource<FlushResult> pending, CancellationToken token)
+    private void CancelFlush(CancellationToken token)
     {
         lock (_gate)
         {
-            if (_pendingFlush == pending)
+            // A registration that fired while its flush was completing: a later flush is not its business.
+            if (!_flushPending || _flushToken != token)
             {
-                _pendingFlush = null;
+                return;
             }
         }
 
-        pending.TrySetCanceled(token);
+        CompleteFlush(default, new OperationCanceledException(token));
+    }
+
+    /// <summary>Completes the waiting flush, if one still waits (any thread), and drops its token registration.</summary>
+    private void CompleteFlush(FlushResult result, Exception? error)
+    {
+        CancellationTokenRegistration registration;
+        lock (_gate)
+        {
+            if (!_flushPending)
+            {
+                return;
+            }
+
+            _flushPending = false;
+            _flushToken = default;
+            registration = _flushRegistration;
+            _flushRegistration = default;
+        }
+
+        // Unregister, not Dispose: it never waits for a callback running on another thread (which finds no flush pending).
+        registration.Unregister();
+        _flush.Complete(result, error);
     }
 
     private void EnsureSpace(int sizeHint)
@@ -182,9 +216,9 @@ internal sealed class VsoOutputWriter : PipeWriter
             throw new InvalidOperationException("Writing is not allowed after the writer was completed.");
         }
 
-        // Blocks have a fixed size: a hint above it gets a whole fresh block (Kestrel asks for at most a block).
-        var need = Math.Clamp(sizeHint, 1, _pool.BlockSize);
-        if (_current is not null && _pool.BlockSize - _written >= need)
+        // A PipeWriter returns at least sizeHint bytes: a hint above the block size rents from a larger class.
+        var need = Math.Max(sizeHint, 1);
+        if (_current is not null && _current.Block.Length - _written >= need)
         {
             return;
         }
@@ -200,7 +234,7 @@ internal sealed class VsoOutputWriter : PipeWriter
             _current.Release();
         }
 
-        _current = new BlockRef(_pool.Rent());
+        _current = _blocks.Rent(need);
         _written = 0;
         _flushedTo = 0;
     }
@@ -225,7 +259,7 @@ internal sealed class VsoOutputWriter : PipeWriter
         {
             // The reference taken when the range was parked passes to the descriptor.
             Interlocked.Add(ref _inFlight, length);
-            _connection.PostSend(block, start, length);
+            _operations.PostSend(block, start, length);
         }
 
         _unflushed.Clear();
@@ -233,7 +267,7 @@ internal sealed class VsoOutputWriter : PipeWriter
         {
             _current.AddRef();
             Interlocked.Add(ref _inFlight, _written - _flushedTo);
-            _connection.PostSend(_current, _flushedTo, _written - _flushedTo);
+            _operations.PostSend(_current, _flushedTo, _written - _flushedTo);
             _flushedTo = _written;
         }
 
@@ -268,27 +302,77 @@ internal sealed class VsoOutputWriter : PipeWriter
             return;
         }
 
-        TaskCompletionSource<FlushResult>? pending;
-        lock (_gate)
-        {
-            pending = _pendingFlush;
-            _pendingFlush = null;
-        }
-
-        pending?.TrySetResult(new FlushResult(false, _closed));
+        CompleteFlush(new FlushResult(false, _closed), null);
     }
 
     /// <summary>The connection ended: pending and later flushes report IsCompleted; later writes are dropped.</summary>
     public void OnConnectionClosed()
     {
-        TaskCompletionSource<FlushResult>? pending;
         lock (_gate)
         {
             _closed = true;
-            pending = _pendingFlush;
-            _pendingFlush = null;
         }
 
-        pending?.TrySetResult(new FlushResult(false, true));
+        CompleteFlush(new FlushResult(false, true), null);
+    }
+
+    /// <summary>
+    /// The one completion behind every FlushAsync that has to wait (a single writer waits for one flush at a time).
+    /// Continuations run on the thread pool, never on the engine thread that completes it.
+    /// </summary>
+    private sealed class FlushCompletion(VsoOutputWriter writer) : IValueTaskSource<FlushResult>
+    {
+        private ManualResetValueTaskSourceCore<FlushResult> _core = new() { RunContinuationsAsynchronously = true };
+        private bool _issued;   // under the writer's gate: handed out and its result not yet taken
+
+        public ValueTask<FlushResult> Task => new(this, _core.Version);
+
+        /// <summary>Under the writer's gate, before a flush waits.</summary>
+        public void Prepare()
+        {
+            if (_issued)
+            {
+                // The previous waiting flush's result was never taken (or is being taken now: it completed).
+                _core.Reset();
+            }
+
+            _issued = true;
+        }
+
+        public void Complete(FlushResult result, Exception? error)
+        {
+            if (error is null)
+            {
+                _core.SetResult(result);
+            }
+            else
+            {
+                _core.SetException(error);
+            }
+        }
+
+        public FlushResult GetResult(short token)
+        {
+            try
+            {
+                return _core.GetResult(token);
+            }
+            finally
+            {
+                lock (writer._gate)
+                {
+                    if (_issued && _core.Version == token)
+                    {
+                        _core.Reset();
+                        _issued = false;
+                    }
+                }
+            }
+        }
+
+        public ValueTaskSourceStatus GetStatus(short token) => _core.GetStatus(token);
+
+        public void OnCompleted(Action<object?> continuation, object? state, short token, ValueTaskSourceOnCompletedFlags flags) =>
+            _core.OnCompleted(continuation, state, token, flags);
     }
 }

@@ -28,6 +28,7 @@ internal sealed class VsoTransportFactory : IConnectionListenerFactory, IConnect
     private VsoStack? _stack;
     private ILink? _link;
     private PinnedBlockPool? _pool;
+    private PinnedBlockClasses? _blocks;
     private bool _disposed;
 
     // Kestrel builds its factories with the server, before options are validated at start: read them lazily.
@@ -55,7 +56,7 @@ internal sealed class VsoTransportFactory : IConnectionListenerFactory, IConnect
 
     internal PinnedBlockPool? Pool => _pool;
 
-    /// <summary>Bytes of pinned blocks rented from the transport's pool (Kestrel's and the writers'); 0 after a clean stop.</summary>
+    /// <summary>Bytes of pinned blocks rented from the transport's pools (Kestrel's and the writers', every size class); 0 after a clean stop.</summary>
     internal long PinnedBytes => _pool?.Metrics.PinnedBytes ?? 0;
 
     public bool CanBind(EndPoint endpoint) =>
@@ -85,7 +86,7 @@ internal sealed class VsoTransportFactory : IConnectionListenerFactory, IConnect
             }
 
             EnsureStarted();
-            listener = new VsoConnectionListener(_stack!, _pool!, _options.Value, ip, _log, Forget);
+            listener = new VsoConnectionListener(_stack!, _blocks!, _options.Value, ip, _log, Forget);
             listener.Bind();
             _listeners.Add(listener);
         }
@@ -110,6 +111,7 @@ internal sealed class VsoTransportFactory : IConnectionListenerFactory, IConnect
         }
 
         _pool = new PinnedBlockPool(new PinnedBlockPoolOptions { BlockSize = options.Pinning.BlockSize, SlabSize = Math.Max(256 * 1024, options.Pinning.BlockSize), Mlock = options.Pinning.Mlock });
+        _blocks = new PinnedBlockClasses(_pool);
         try
         {
             _stack = _createStack();
@@ -121,6 +123,8 @@ internal sealed class VsoTransportFactory : IConnectionListenerFactory, IConnect
             _stack = null;
             _link?.Dispose();
             _link = null;
+            _blocks.Dispose();
+            _blocks = null;
             _pool.Dispose();
             _pool = null;
             throw;
@@ -160,6 +164,7 @@ internal sealed class VsoTransportFactory : IConnectionListenerFactory, IConnect
                 _log.StackDown(_stack.Address.ToString(), PinnedBytes);
             }
 
+            _blocks?.Dispose();
             _pool?.Dispose();
         }
     }

@@ -281,8 +281,8 @@ public sealed class TransportTests
 
         var pool = pair.Factory.Pool!;
         var block = pool.Rent();
-        var descriptor = new SendDescriptor { Address = block.Address, Length = 100, HostToken = block.Id, HostTag = block.Generation };
-        var host = (ISendHost)server;
+        var descriptor = new VsoSendRange(block.Address, 100, block.Id, block.Generation);
+        var host = server.SendHost;
         var copy = new byte[100];
         host.CopyTo(descriptor, 0, copy); // live: fine
         block.Dispose();

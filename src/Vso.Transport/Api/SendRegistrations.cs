@@ -1,6 +1,6 @@
 using System.Globalization;
 using Vso.MemoryPinning;
-using Vso.Transport.Tcp;
+
 
 namespace Vso.Transport.Api;
 
@@ -62,14 +62,14 @@ internal sealed unsafe class SendRegistrations : IForeignPinObserver
     }
 
     /// <summary>The bytes of a descriptor range, after checking the descriptor is still valid. Reads nothing otherwise.</summary>
-    public ReadOnlySpan<byte> Read(SendDescriptor descriptor, int offset, int length)
+    public ReadOnlySpan<byte> Read(VsoSendRange descriptor, int offset, int length)
     {
         Validate(descriptor, offset, length);
         return new ReadOnlySpan<byte>((void*)(descriptor.Address + offset), length);
     }
 
     /// <summary>Validates the descriptor and leases its range from the pinner; the lease keeps the memory pinned.</summary>
-    public PinLease Lease(SendDescriptor descriptor, int offset, int length)
+    public PinLease Lease(VsoSendRange descriptor, int offset, int length)
     {
         ref var slot = ref Validate(descriptor, offset, length);
         var pin = slot.Pin!;
@@ -77,7 +77,7 @@ internal sealed unsafe class SendRegistrations : IForeignPinObserver
     }
 
     /// <summary>Acknowledged (error null) or failed: release the pin; it is unpinned once no lease remains.</summary>
-    public void Complete(SendDescriptor descriptor, Exception? error)
+    public void Complete(VsoSendRange descriptor, Exception? error)
     {
         var index = descriptor.HostToken;
         if ((ulong)index >= (ulong)_used)
@@ -122,7 +122,7 @@ internal sealed unsafe class SendRegistrations : IForeignPinObserver
         }
     }
 
-    private ref Slot Validate(SendDescriptor descriptor, int offset, int length)
+    private ref Slot Validate(VsoSendRange descriptor, int offset, int length)
     {
         var token = descriptor.HostToken;
         var generation = descriptor.HostTag;
@@ -155,7 +155,7 @@ internal sealed unsafe class SendRegistrations : IForeignPinObserver
         return ref slot;
     }
 
-    private static StaleDescriptorException Stale(StaleDescriptorReason reason, long token, SendDescriptor descriptor, int offset, int length, string message)
+    private static StaleDescriptorException Stale(StaleDescriptorReason reason, long token, VsoSendRange descriptor, int offset, int length, string message)
         => new(reason, (int)Math.Clamp(token, int.MinValue, int.MaxValue), descriptor.HostTag, descriptor.Address + offset, length, message);
 
     private struct Slot

@@ -2,7 +2,6 @@ using System.Collections.Concurrent;
 using System.Net;
 using System.Threading.Tasks.Sources;
 using Vso.MemoryPinning;
-using Vso.Transport.Engine;
 using Vso.Transport.Tcp;
 using Vso.Transport.Wire;
 
@@ -13,31 +12,35 @@ namespace Vso.Transport.Api;
 /// descriptor of it: no copy is made, and the task completes once the peer has acknowledged every byte
 /// and no frame still reads it. Operations may come from any thread; the engine thread applies them.
 /// </summary>
-public sealed class VsoConnection : IEngineWork, ITcpConnectionObserver, ISendHost, IValueTaskSource<int>
+public sealed class VsoConnection
 {
     private readonly VsoStack _stack;
+    private readonly VsoConnectionEndpoint _endpoint;
+    private readonly EngineSide _engine;
     private readonly ConcurrentQueue<Operation> _operations = new();
     private readonly SendRegistrations _sends;
     private readonly TaskCompletionSource<VsoConnection> _connected;
     private readonly TaskCompletionSource _closed;
-    private TcpConnection? _tcp;
-    private int _posted;
     private Memory<byte> _pendingReceive;
     private bool _receivePending;           // engine thread: a receive waits for bytes, the end of stream or an error
     private int _receiveBusy;               // 1 from ReceiveAsync until its result is taken (GetResult)
     private ManualResetValueTaskSourceCore<int> _receive; // the one reusable completion of ReceiveAsync
     private TcpConnectionException? _error;
+    private bool _closedInOrder;
 
-    internal VsoConnection(VsoStack stack, TcpConnection? accepted)
+    /// <summary>An accepted connection (<paramref name="accepted"/>, engine thread) or one to connect (null).</summary>
+    internal VsoConnection(VsoStack stack, VsoConnectionEndpoint? accepted)
     {
         _stack = stack;
+        _engine = new EngineSide(this);
         _sends = new SendRegistrations(stack.PinAccounting.Pinner);
         _connected = stack.NewCompletion<VsoConnection>();
         _closed = stack.NewCompletion();
         _receive.RunContinuationsAsynchronously = !stack.Options.InlineContinuations;
+        _endpoint = accepted ?? stack.CreateEndpoint();
+        _endpoint.Attach(_engine, _engine);
         if (accepted is not null)
         {
-            Attach(accepted);
             _connected.TrySetResult(this);
         }
     }
@@ -47,14 +50,19 @@ public sealed class VsoConnection : IEngineWork, ITcpConnectionObserver, ISendHo
     /// <summary>Completes when the connection has ended for the application: closed in order, reset, or failed.</summary>
     public Task Closed => _closed.Task;
 
-    public IPEndPoint? LocalEndPoint => _tcp is { } t ? new IPEndPoint(t.Id.LocalAddress.ToIPAddress(), t.Id.LocalPort) : null;
+    public IPEndPoint? LocalEndPoint => _endpoint.LocalEndPoint;
 
-    public IPEndPoint? RemoteEndPoint => _tcp is { } t ? new IPEndPoint(t.Id.RemoteAddress.ToIPAddress(), t.Id.RemotePort) : null;
+    public IPEndPoint? RemoteEndPoint => _endpoint.RemoteEndPoint;
 
     /// <summary>A snapshot of the connection's TCP state (read without stopping the engine; fields may be a turn apart).</summary>
-    public TcpConnectionInfo GetInfo() => _tcp is { } t ? TcpConnectionInfo.From(t) : new TcpConnectionInfo { State = TcpState.Closed };
+    public TcpConnectionInfo GetInfo() => _endpoint.GetInfo();
 
-    internal TcpConnection? Tcp => _tcp;
+    internal TcpConnection? Tcp => _endpoint.Tcp;
+
+    internal VsoConnectionEndpoint Endpoint => _endpoint;
+
+    /// <summary>The send host over the caller's pinned memory (tests hand it stale ranges).</summary>
+    internal IVsoSendHost SendHost => _engine;
 
     /// <summary>
     /// Sends <paramref name="data"/> without copying it: the memory stays pinned (and mlocked when
@@ -94,26 +102,8 @@ public sealed class VsoConnection : IEngineWork, ITcpConnectionObserver, ISendHo
 
         var version = _receive.Version;
         Enqueue(new Operation(OperationKind.Receive, default, buffer, null));
-        return new ValueTask<int>(this, version);
+        return new ValueTask<int>(_engine, version);
     }
-
-    int IValueTaskSource<int>.GetResult(short token)
-    {
-        try
-        {
-            return _receive.GetResult(token);
-        }
-        finally
-        {
-            _receive.Reset();
-            Volatile.Write(ref _receiveBusy, 0);
-        }
-    }
-
-    ValueTaskSourceStatus IValueTaskSource<int>.GetStatus(short token) => _receive.GetStatus(token);
-
-    void IValueTaskSource<int>.OnCompleted(Action<object?> continuation, object? state, short token, ValueTaskSourceOnCompletedFlags flags) =>
-        _receive.OnCompleted(continuation, state, token, flags);
 
     /// <summary>Sends FIN after everything queued (half-close); receiving goes on.</summary>
     public void ShutdownSend() => Enqueue(new Operation(OperationKind.Shutdown, default, default, null));
@@ -137,34 +127,29 @@ public sealed class VsoConnection : IEngineWork, ITcpConnectionObserver, ISendHo
     private void Enqueue(in Operation operation)
     {
         _operations.Enqueue(operation);
-        if (Interlocked.Exchange(ref _posted, 1) == 0)
-        {
-            _stack.Core.Post(this);
-        }
+        _endpoint.RequestTurn();
     }
 
-    private void Attach(TcpConnection tcp)
+    private int TakeReceiveResult(short token)
     {
-        _tcp = tcp;
-        tcp.Observer = this;
-        tcp.SetHost(this);
+        try
+        {
+            return _receive.GetResult(token);
+        }
+        finally
+        {
+            _receive.Reset();
+            Volatile.Write(ref _receiveBusy, 0);
+        }
     }
 
     // ---- Engine thread ----
 
-    TcpConnection? IEngineWork.Connection => _tcp;
-
-    void IEngineWork.Execute()
+    private void ApplyOperations()
     {
-        Volatile.Write(ref _posted, 0);
         while (_operations.TryDequeue(out var op))
         {
             Apply(op);
-        }
-
-        if (_tcp is not null)
-        {
-            _stack.Core.Tcp.AfterEvent(_tcp);
         }
     }
 
@@ -174,7 +159,7 @@ public sealed class VsoConnection : IEngineWork, ITcpConnectionObserver, ISendHo
         {
             try
             {
-                Attach(_stack.Core.Tcp.Connect(op.Remote, op.Port, this));
+                _endpoint.Connect(op.Remote, op.Port);
             }
             catch (InvalidOperationException ex)
             {
@@ -184,12 +169,12 @@ public sealed class VsoConnection : IEngineWork, ITcpConnectionObserver, ISendHo
             return;
         }
 
-        var tcp = _tcp;
-        var error = _error ?? tcp?.Error;
+        var open = _endpoint.IsOpen;
+        var error = _error ?? _endpoint.Error;
         switch (op.Kind)
         {
             case OperationKind.Send:
-                if (tcp is null || error is not null)
+                if (!open || error is not null)
                 {
                     op.SendCompletion!.TrySetException(error ?? new TcpConnectionException(TcpError.Aborted, "The connection is not open."));
                     return;
@@ -207,7 +192,7 @@ public sealed class VsoConnection : IEngineWork, ITcpConnectionObserver, ISendHo
                     return;
                 }
 
-                tcp.Enqueue(registration.Address, op.Send.Length, registration.Slot, registration.Generation);
+                _endpoint.Enqueue(registration.Address, op.Send.Length, registration.Slot, registration.Generation);
                 return;
             case OperationKind.Receive:
                 // ReceiveAsync let only one through (_receiveBusy), so none is pending here.
@@ -216,46 +201,42 @@ public sealed class VsoConnection : IEngineWork, ITcpConnectionObserver, ISendHo
                 TryCompleteReceive();
                 return;
             case OperationKind.Shutdown:
-                tcp?.ShutdownSend();
+                _endpoint.ShutdownSend();
                 return;
             case OperationKind.Close:
-                if (tcp is null)
+                if (!open)
                 {
                     _closed.TrySetResult();
                 }
-                else if (tcp.ReadableBytes > 0)
-                {
-                    tcp.Abort();
-                }
                 else
                 {
-                    tcp.ShutdownSend();
+                    _endpoint.Close();
                 }
 
                 return;
             case OperationKind.Abort:
-                tcp?.Abort();
+                _endpoint.Abort();
                 return;
         }
     }
 
     private void TryCompleteReceive()
     {
-        if (!_receivePending || _tcp is not { } tcp)
+        if (!_receivePending || !_endpoint.IsOpen)
         {
             return;
         }
 
-        if (tcp.ReadableBytes > 0)
+        if (_endpoint.ReadableBytes > 0)
         {
-            var n = tcp.Read(_pendingReceive.Span);
+            var n = _endpoint.Read(_pendingReceive.Span);
             _receivePending = false;
             _pendingReceive = default;
             _receive.SetResult(n);
             return;
         }
 
-        var error = _error ?? tcp.Error;
+        var error = _error ?? _endpoint.Error;
         if (error is not null)
         {
             _receivePending = false;
@@ -264,7 +245,7 @@ public sealed class VsoConnection : IEngineWork, ITcpConnectionObserver, ISendHo
             return;
         }
 
-        if (tcp.IsEndOfStream || (tcp.State == TcpState.Closed && _closedInOrder))
+        if (_endpoint.IsEndOfStream || (_endpoint.State == TcpState.Closed && _closedInOrder))
         {
             _receivePending = false;
             _pendingReceive = default;
@@ -272,13 +253,7 @@ public sealed class VsoConnection : IEngineWork, ITcpConnectionObserver, ISendHo
         }
     }
 
-    private bool _closedInOrder;
-
-    void ITcpConnectionObserver.OnEstablished(TcpConnection connection) => _connected.TrySetResult(this);
-
-    void ITcpConnectionObserver.OnReadable(TcpConnection connection) => TryCompleteReceive();
-
-    void ITcpConnectionObserver.OnClosed(TcpConnection connection, TcpConnectionException? error)
+    private void OnClosed(TcpConnectionException? error)
     {
         _error ??= error;
         _closedInOrder = error is null;
@@ -291,16 +266,37 @@ public sealed class VsoConnection : IEngineWork, ITcpConnectionObserver, ISendHo
         _closed.TrySetResult();
     }
 
-    // ---- ISendHost: the caller's pinned memory, identified by descriptor ----
+    /// <summary>
+    /// The connection's engine-side interfaces: the endpoint's observer, the send host over the caller's pinned memory
+    /// (identified by descriptor), and the completion behind <see cref="ReceiveAsync"/>. Private, so that an application
+    /// cannot call these engine-thread members.
+    /// </summary>
+    private sealed class EngineSide(VsoConnection connection) : IVsoEndpointObserver, IVsoSendHost, IValueTaskSource<int>
+    {
+        void IVsoEndpointObserver.OnTurn() => connection.ApplyOperations();
 
-    void ISendHost.CopyTo(SendDescriptor descriptor, int offset, Span<byte> destination) =>
-        _sends.Read(descriptor, offset, destination.Length).CopyTo(destination);
+        void IVsoEndpointObserver.OnEstablished() => connection._connected.TrySetResult(connection);
 
-    PinLease ISendHost.Lease(SendDescriptor descriptor, int offset, int length) => _sends.Lease(descriptor, offset, length);
+        void IVsoEndpointObserver.OnReadable() => connection.TryCompleteReceive();
 
-    void ISendHost.Acknowledged(SendDescriptor descriptor) => _sends.Complete(descriptor, null);
+        void IVsoEndpointObserver.OnClosed(TcpConnectionException? error) => connection.OnClosed(error);
 
-    void ISendHost.Failed(SendDescriptor descriptor, Exception error) => _sends.Complete(descriptor, error);
+        void IVsoSendHost.CopyTo(VsoSendRange range, int offset, Span<byte> destination) =>
+            connection._sends.Read(range, offset, destination.Length).CopyTo(destination);
+
+        PinLease IVsoSendHost.Lease(VsoSendRange range, int offset, int length) => connection._sends.Lease(range, offset, length);
+
+        void IVsoSendHost.Acknowledged(VsoSendRange range) => connection._sends.Complete(range, null);
+
+        void IVsoSendHost.Failed(VsoSendRange range, Exception error) => connection._sends.Complete(range, error);
+
+        int IValueTaskSource<int>.GetResult(short token) => connection.TakeReceiveResult(token);
+
+        ValueTaskSourceStatus IValueTaskSource<int>.GetStatus(short token) => connection._receive.GetStatus(token);
+
+        void IValueTaskSource<int>.OnCompleted(Action<object?> continuation, object? state, short token, ValueTaskSourceOnCompletedFlags flags) =>
+            connection._receive.OnCompleted(continuation, state, token, flags);
+    }
 
     private enum OperationKind : byte
     {

@@ -1,18 +1,16 @@
 using System.Threading.Channels;
-using Vso.Transport.Engine;
-using Vso.Transport.Tcp;
 
 namespace Vso.Transport.Api;
 
 /// <summary>A bound port: accepts connections whose handshake completed.</summary>
-public sealed class VsoListener : IDisposable, IEngineWork, ITcpListenerObserver
+public sealed class VsoListener : IDisposable
 {
     private readonly VsoStack _stack;
     private readonly Channel<VsoConnection> _accepted;
-    private TcpListenerCore _core = null!;
+    private readonly VsoEndpointListener _endpoints;
     private int _disposed;
 
-    internal VsoListener(VsoStack stack)
+    internal VsoListener(VsoStack stack, ushort port, int backlog)
     {
         _stack = stack;
         _accepted = Channel.CreateUnbounded<VsoConnection>(new UnboundedChannelOptions
@@ -20,17 +18,16 @@ public sealed class VsoListener : IDisposable, IEngineWork, ITcpListenerObserver
             SingleWriter = true,
             AllowSynchronousContinuations = stack.Options.InlineContinuations,
         });
+        _endpoints = stack.ListenEndpoints(port, backlog, OnAccepted);
     }
 
-    public ushort Port => _core.Port;
-
-    internal void Bind(TcpListenerCore core) => _core = core;
+    public ushort Port => _endpoints.Port;
 
     /// <summary>Waits for the next established connection. Throws <see cref="ChannelClosedException"/> once unbound.</summary>
     public async ValueTask<VsoConnection> AcceptAsync(CancellationToken cancellationToken = default)
     {
         var connection = await _accepted.Reader.ReadAsync(cancellationToken).ConfigureAwait(false);
-        _core.TakeAccepted();
+        _endpoints.TakeAccepted();
         return connection;
     }
 
@@ -39,25 +36,11 @@ public sealed class VsoListener : IDisposable, IEngineWork, ITcpListenerObserver
     {
         if (_accepted.Reader.TryRead(out connection!))
         {
-            _core.TakeAccepted();
+            _endpoints.TakeAccepted();
             return true;
         }
 
         return false;
-    }
-
-    void ITcpListenerObserver.OnConnectionReady(TcpListenerCore listener)
-    {
-        while (listener.TryDequeue(out var tcp))
-        {
-            var connection = new VsoConnection(_stack, tcp);
-            listener.AwaitingAccept++;
-            if (!_accepted.Writer.TryWrite(connection))
-            {
-                listener.AwaitingAccept--;
-                tcp.Abort();
-            }
-        }
     }
 
     /// <summary>Unbinds: no new connections; ones not yet accepted are reset. Accepted ones live on.</summary>
@@ -65,17 +48,17 @@ public sealed class VsoListener : IDisposable, IEngineWork, ITcpListenerObserver
     {
         if (Interlocked.Exchange(ref _disposed, 1) == 0)
         {
-            _stack.Core.Tcp.Unlisten(_core);
+            _endpoints.Dispose();
             _accepted.Writer.TryComplete();
-            _stack.Core.Post(this);
+
+            // Each reset runs in its connection's own engine turn.
+            while (_accepted.Reader.TryRead(out var pending))
+            {
+                pending.Abort();
+            }
         }
     }
 
-    void IEngineWork.Execute()
-    {
-        while (_accepted.Reader.TryRead(out var pending))
-        {
-            pending.Abort();
-        }
-    }
+    // Engine thread.
+    private bool OnAccepted(VsoConnectionEndpoint endpoint) => _accepted.Writer.TryWrite(new VsoConnection(_stack, endpoint));
 }

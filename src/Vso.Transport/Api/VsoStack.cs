@@ -85,9 +85,29 @@ public sealed class VsoStack : IDisposable
     public VsoListener Listen(ushort port, int? backlog = null)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
-        var listener = new VsoListener(this);
-        listener.Bind(Core.Tcp.Listen(port, backlog ?? Options.ListenBacklog, listener));
+        return new VsoListener(this, port, backlog ?? Options.ListenBacklog);
+    }
+
+    /// <summary>
+    /// For an embedding that drives connections itself (a server transport): hands each connection to
+    /// <paramref name="port"/> to <paramref name="onAccepted"/> on the engine thread, once established. The callback
+    /// attaches to the endpoint and returns true, or returns false to reset the connection. Throws
+    /// <see cref="InvalidOperationException"/> if the port is already bound.
+    /// </summary>
+    public VsoEndpointListener ListenEndpoints(ushort port, int? backlog, Func<VsoConnectionEndpoint, bool> onAccepted)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        ArgumentNullException.ThrowIfNull(onAccepted);
+        var listener = new VsoEndpointListener(this, onAccepted);
+        listener.Bind(port, backlog ?? Options.ListenBacklog);
         return listener;
+    }
+
+    /// <summary>An endpoint not yet open: attach to it, then call <see cref="VsoConnectionEndpoint.Connect"/> in a turn.</summary>
+    public VsoConnectionEndpoint CreateEndpoint()
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        return new VsoConnectionEndpoint(this, null);
     }
 
     /// <summary>Opens a connection; completes when the handshake does, or fails (refused, timed out).</summary>

@@ -8,7 +8,7 @@ namespace Vso.Transport.Tcp;
 /// validates every descriptor it is handed and refuses a stale one (memory already released) with an
 /// exception instead of reading it. Called on the engine thread only.
 /// </summary>
-public interface ISendHost
+internal interface ISendHost
 {
     /// <summary>Identify mode Copy: copy <c>destination.Length</c> bytes from <paramref name="offset"/> within the descriptor.</summary>
     void CopyTo(SendDescriptor descriptor, int offset, Span<byte> destination);

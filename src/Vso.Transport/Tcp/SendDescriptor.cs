@@ -7,7 +7,7 @@ namespace Vso.Transport.Tcp;
 /// Pooled per connection: never keep a reference after <see cref="ISendHost.Acknowledged"/> or
 /// <see cref="ISendHost.Failed"/>.
 /// </summary>
-public sealed class SendDescriptor
+internal sealed class SendDescriptor
 {
     /// <summary>Address of the first byte, inside memory the host keeps pinned until acknowledged.</summary>
     public nint Address { get; internal set; }

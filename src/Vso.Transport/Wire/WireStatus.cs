@@ -4,7 +4,7 @@ namespace Vso.Transport.Wire;
 /// Outcome of parsing one header. Network input never throws: every parser returns one of these,
 /// and the caller counts non-<see cref="Ok"/> results in <see cref="WireCounters"/> before dropping.
 /// </summary>
-public enum WireStatus : byte
+internal enum WireStatus : byte
 {
     Ok,
     /// <summary>The buffer ends before the header (or the length the header claims) does.</summary>

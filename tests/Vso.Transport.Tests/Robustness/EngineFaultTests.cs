@@ -61,7 +61,7 @@ public sealed class EngineFaultTests
     {
         using var run = new TransferRun();
         run.RunUntilUnderway();
-        var host = new ThrowingHost(run.Servers[Victim]) { ThrowOnIdentify = true };
+        var host = new ThrowingHost(run.Servers[Victim].Endpoint.TcpHost) { ThrowOnIdentify = true };
         run.Servers[Victim].Tcp!.SetHost(host);
         run.RunToEnd();
 
@@ -75,7 +75,7 @@ public sealed class EngineFaultTests
     {
         using var run = new TransferRun();
         run.RunUntilUnderway();
-        var host = new ThrowingHost(run.Servers[Victim]) { ThrowOnAcknowledged = true };
+        var host = new ThrowingHost(run.Servers[Victim].Endpoint.TcpHost) { ThrowOnAcknowledged = true };
         run.Servers[Victim].Tcp!.SetHost(host);
         run.RunToEnd();
 

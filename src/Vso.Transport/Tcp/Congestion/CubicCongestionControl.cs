@@ -5,7 +5,7 @@ namespace Vso.Transport.Tcp.Congestion;
 /// The window grows as a cubic function of the time since the last congestion event, plateaus near the
 /// window where loss last happened (W_max), and never grows more slowly than Reno would (§4.3).
 /// </summary>
-public sealed class CubicCongestionControl : ICongestionControl
+internal sealed class CubicCongestionControl : ICongestionControl
 {
     // RFC 9438 §5.1 constants.
     private const double C = 0.4;

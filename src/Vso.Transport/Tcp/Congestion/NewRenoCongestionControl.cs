@@ -4,7 +4,7 @@ namespace Vso.Transport.Tcp.Congestion;
 /// RFC 5681 slow start and congestion avoidance with appropriate byte counting (RFC 3465, L = 2*SMSS)
 /// and the initial window of RFC 6928.
 /// </summary>
-public sealed class NewRenoCongestionControl : ICongestionControl
+internal sealed class NewRenoCongestionControl : ICongestionControl
 {
     private int _mss = 1460;
     private long _bytesAckedInAvoidance;

@@ -6,7 +6,7 @@ namespace Vso.Transport.Tcp.Recovery;
 /// <see cref="TcpSettings.DefaultLossRecovery"/>). Its retransmissions go out on the ACK that calls for them,
 /// so <see cref="RtoRecovery.RepairLosses"/> has nothing left to do.
 /// </summary>
-public sealed class NewRenoRecovery : RtoRecovery
+internal sealed class NewRenoRecovery : RtoRecovery
 {
     private const int DuplicateThreshold = 3;
     private int _duplicateAcks;

@@ -8,7 +8,7 @@ namespace Vso.Transport.Tcp.Recovery;
 /// (<see cref="ProportionalRateReduction"/>, RFC 6937). Here too: undo of spurious reductions proved by D-SACK
 /// (RFC 2883, RFC 3708) or Eifel (RFC 3522).
 /// </summary>
-public sealed class RackTlpRecovery : ILossRecovery
+internal sealed class RackTlpRecovery : ILossRecovery
 {
     private ILossRecoverySender _sender = null!;
     private RackLossDetector _rack = null!;

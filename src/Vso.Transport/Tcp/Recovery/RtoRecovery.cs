@@ -4,7 +4,7 @@ namespace Vso.Transport.Tcp.Recovery;
 /// Retransmission on timeout alone (RFC 6298 §5.4-5.6): on expiry, collapse the window and go back to
 /// snd.una, so the oldest unacknowledged segment is sent first and the rest follows in slow start.
 /// </summary>
-public class RtoRecovery : ILossRecovery
+internal class RtoRecovery : ILossRecovery
 {
     protected ILossRecoverySender Sender { get; private set; } = null!;
 

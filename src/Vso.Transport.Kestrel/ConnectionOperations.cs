@@ -1,0 +1,183 @@
+using System.Collections.Concurrent;
+using Microsoft.AspNetCore.Connections;
+using Microsoft.Extensions.Logging;
+using Vso.Transport.Api;
+using Vso.Transport.Tcp;
+
+namespace Vso.Transport.Kestrel;
+
+/// <summary>
+/// The engine side of one Kestrel connection: the application's requests (written ranges, shutdown, abort, close,
+/// input resumed) wait in a queue and are applied in the endpoint's next engine turn; the endpoint's events go to the
+/// input pump, the writer and the connection context. The endpoint is touched on the engine thread only.
+/// </summary>
+internal sealed class ConnectionOperations : IVsoEndpointObserver
+{
+    private readonly VsoConnectionEndpoint _endpoint;
+    private readonly ConcurrentQueue<Operation> _operations = new();
+    private readonly string _connectionId;
+    private readonly ILogger _log;
+    private readonly Action _onEnded;
+    private InputPump _input = null!;
+    private VsoOutputWriter _output = null!;
+    private PinnedBlockSendHost _host = null!;
+    private bool _ended;
+
+    public ConnectionOperations(VsoConnectionEndpoint endpoint, string connectionId, bool finOnError, ILogger log, Action onEnded)
+    {
+        _endpoint = endpoint;
+        _connectionId = connectionId;
+        FinOnError = finOnError;
+        _log = log;
+        _onEnded = onEnded;
+    }
+
+    /// <summary>RST on an application error (Abort, Output completed with an exception) unless FinOnError.</summary>
+    public bool FinOnError { get; }
+
+    /// <summary>Engine thread, once: the pieces the operations drive; the endpoint then reports to this object.</summary>
+    public void Attach(InputPump input, VsoOutputWriter output, PinnedBlockSendHost host)
+    {
+        _input = input;
+        _output = output;
+        _host = host;
+        _endpoint.Attach(this, host);
+    }
+
+    // ---- Any thread ----
+
+    /// <summary>A written range of <paramref name="block"/>; the reference it carries passes to the send host.</summary>
+    public void PostSend(BlockRef block, int start, int length) => Enqueue(new Operation(OperationKind.Send, block, start, length, null));
+
+    public void PostShutdownSend() => Enqueue(new Operation(OperationKind.ShutdownSend, null, 0, 0, null));
+
+    public void PostClose() => Enqueue(new Operation(OperationKind.Close, null, 0, 0, null));
+
+    public void PostResumeRead() => Enqueue(new Operation(OperationKind.ResumeRead, null, 0, 0, null));
+
+    /// <summary>
+    /// Resets the connection (RFC 9293 §3.10.5: RST, pending data discarded). As Kestrel's Sockets transport: with
+    /// <see cref="VsoTransportOptions.FinOnError"/> the connection ends with FIN after the flushed data instead.
+    /// </summary>
+    public void PostAbort(ConnectionAbortedException? reason)
+    {
+        // Kestrel passes null at times (HTTP/2 frame writer on connection close).
+        _log.Aborted(_connectionId, reason?.Message ?? "no reason given");
+        Enqueue(new Operation(FinOnError ? OperationKind.AbortWithFin : OperationKind.Abort, null, 0, 0, reason));
+    }
+
+    private void Enqueue(in Operation operation)
+    {
+        _operations.Enqueue(operation);
+        _endpoint.RequestTurn();
+    }
+
+    // ---- Engine thread ----
+
+    void IVsoEndpointObserver.OnTurn()
+    {
+        // Flushes that queued up since the last turn and continue each other in one block (Kestrel answering
+        // pipelined requests one flush each) become one descriptor: fewer, fuller segments.
+        var pending = default(Operation);
+        while (_operations.TryDequeue(out var op))
+        {
+            if (op.Kind == OperationKind.Send)
+            {
+                if (pending.Block == op.Block && pending.Start + pending.Length == op.Start)
+                {
+                    // The merged descriptor holds one reference; drop the one this range brought.
+                    op.Block!.Release();
+                    pending = pending with { Length = pending.Length + op.Length };
+                    continue;
+                }
+
+                if (pending.Block is not null)
+                {
+                    Apply(pending);
+                }
+
+                pending = op;
+                continue;
+            }
+
+            if (pending.Block is not null)
+            {
+                Apply(pending);
+                pending = default;
+            }
+
+            Apply(op);
+        }
+
+        if (pending.Block is not null)
+        {
+            Apply(pending);
+        }
+    }
+
+    private void Apply(in Operation op)
+    {
+        switch (op.Kind)
+        {
+            case OperationKind.Send:
+                var block = op.Block!;
+                _host.Track(block);
+
+                // HostToken/HostTag = block class and id/generation: CopyTo and Lease validate them against the pool.
+                _endpoint.Enqueue(block.Block.Address + op.Start, op.Length, block.HostToken, block.Block.Generation);
+                return;
+            case OperationKind.ShutdownSend:
+                _endpoint.ShutdownSend();
+                return;
+            case OperationKind.ResumeRead:
+                _input.Resume();
+                return;
+            case OperationKind.Abort:
+                _input.Complete(op.Error);
+                _endpoint.Abort();
+                return;
+            case OperationKind.AbortWithFin:
+                _input.Complete(op.Error);
+                _endpoint.ShutdownSend();
+                return;
+            case OperationKind.Close:
+                _input.Complete(null);
+
+                // RFC 2525 §2.17: closing with unread received data resets, so the peer knows it was lost.
+                _endpoint.Close();
+                return;
+        }
+    }
+
+    void IVsoEndpointObserver.OnEstablished()
+    {
+    }
+
+    void IVsoEndpointObserver.OnReadable() => _input.Pump();
+
+    void IVsoEndpointObserver.OnClosed(TcpConnectionException? error)
+    {
+        if (_ended)
+        {
+            return;
+        }
+
+        _ended = true;
+        _log.Closed(_connectionId, error?.Message ?? "closed in order");
+        _input.OnClosed(error);
+        _output.OnConnectionClosed();
+        _onEnded();
+    }
+
+    private enum OperationKind : byte
+    {
+        Send,
+        ShutdownSend,
+        ResumeRead,
+        Abort,
+        AbortWithFin,
+        Close,
+    }
+
+    private readonly record struct Operation(OperationKind Kind, BlockRef? Block, int Start, int Length, Exception? Error);
+}

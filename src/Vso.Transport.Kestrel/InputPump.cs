@@ -1,0 +1,148 @@
+using System.IO.Pipelines;
+using Microsoft.AspNetCore.Connections;
+using Vso.MemoryPinning;
+using Vso.Transport.Api;
+using Vso.Transport.Tcp;
+
+namespace Vso.Transport.Kestrel;
+
+/// <summary>
+/// <c>Transport.Input</c>: a <see cref="Pipe"/> the engine thread fills from the connection's receive buffer, and stops
+/// filling while the pipe is above its pause threshold, so that the advertised window closes (RFC 9293 §3.8.6: the
+/// window is the receiver's buffer space) and the peer is held back. Engine thread, except the drain wait.
+/// </summary>
+internal sealed class InputPump
+{
+    private readonly VsoConnectionEndpoint _endpoint;
+    private readonly PinnedBlockPool _pool;
+    private readonly Pipe _pipe;
+    private readonly Action _resume;
+    private bool _paused;
+    private bool _done;
+
+    /// <param name="resume">Called (any thread) once a paused pipe drained: it must bring <see cref="Resume"/> to the engine thread.</param>
+    public InputPump(VsoConnectionEndpoint endpoint, PinnedBlockPool pool, long maxReadBufferSize, Action resume)
+    {
+        _endpoint = endpoint;
+        _pool = pool;
+        _resume = resume;
+
+        // Reader continuations run on the thread pool, never on the engine thread; the writer (engine) side only posts.
+        _pipe = new Pipe(new PipeOptions(
+            pool,
+            readerScheduler: PipeScheduler.ThreadPool,
+            writerScheduler: PipeScheduler.Inline,
+            pauseWriterThreshold: maxReadBufferSize,
+            resumeWriterThreshold: maxReadBufferSize / 2,
+            useSynchronizationContext: false));
+    }
+
+    public PipeReader Reader => _pipe.Reader;
+
+    /// <summary>Engine thread: the pipe drained below its resume threshold; move what waits.</summary>
+    public void Resume()
+    {
+        _paused = false;
+        Pump();
+    }
+
+    /// <summary>Moves received bytes into the input pipe until the connection's buffer is empty or the pipe is full.</summary>
+    public void Pump()
+    {
+        if (_paused)
+        {
+            return;
+        }
+
+        if (_done)
+        {
+            // The application stopped reading: discard, so the window stays open and the connection can finish.
+            Span<byte> sink = stackalloc byte[2048];
+            while (_endpoint.ReadableBytes > 0 && _endpoint.Read(sink) > 0)
+            {
+            }
+
+            return;
+        }
+
+        var writer = _pipe.Writer;
+        var moved = 0;
+        while (_endpoint.ReadableBytes > 0)
+        {
+            var span = writer.GetSpan(Math.Min(_endpoint.ReadableBytes, _pool.BlockSize));
+            var n = _endpoint.Read(span);
+            if (n == 0)
+            {
+                break;
+            }
+
+            writer.Advance(n);
+            moved += n;
+        }
+
+        if (moved > 0)
+        {
+            var flush = writer.FlushAsync();
+            if (flush.IsCompleted)
+            {
+                if (flush.Result.IsCompleted)
+                {
+                    Complete(null);
+                    return;
+                }
+            }
+            else
+            {
+                // Above the pause threshold: stop reading; the receive buffer fills and the window closes.
+                _paused = true;
+                _ = ResumeWhenDrained(flush);
+                return;
+            }
+        }
+
+        if (_endpoint.IsEndOfStream)
+        {
+            // The peer's FIN: end of the input stream.
+            Complete(null);
+        }
+    }
+
+    /// <summary>Engine thread: the connection ended; a reset or failure ends the input with an error Kestrel knows (it logs resets at debug level).</summary>
+    public void OnClosed(TcpConnectionException? error)
+    {
+        Pump();
+        Complete(error is null ? null : new ConnectionResetException(error.Message, error));
+    }
+
+    /// <summary>Engine thread: ends the input stream (once).</summary>
+    public void Complete(Exception? error)
+    {
+        if (_done)
+        {
+            return;
+        }
+
+        _done = true;
+        _pipe.Writer.Complete(error);
+    }
+
+    private async Task ResumeWhenDrained(ValueTask<FlushResult> flush)
+    {
+        FlushResult result;
+        try
+        {
+            result = await flush.ConfigureAwait(false);
+        }
+        catch (Exception)
+        {
+            result = new FlushResult(false, true);
+        }
+
+        if (result.IsCompleted)
+        {
+            _done = true;
+        }
+
+        _resume();
+    }
+}

@@ -1,0 +1,130 @@
+using System.Buffers;
+using System.Net;
+using System.Runtime.CompilerServices;
+using System.Security.Cryptography;
+using Microsoft.Extensions.Logging.Abstractions;
+using Vso.MemoryPinning;
+using Vso.Transport.Api;
+using Vso.Transport.Engine;
+using Vso.Transport.Links;
+using Vso.Transport.Wire;
+
+namespace Vso.Transport.Kestrel.Tests;
+
+/// <summary>The PipeWriter contract of <see cref="VsoOutputWriter"/>: size hints honoured, nothing left on the application's token.</summary>
+public sealed class OutputWriterTests
+{
+    private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(30);
+    private static readonly IPEndPoint Endpoint = new(IPAddress.Parse(SimulatedPair.ServerAddress), 8080);
+
+    /// <summary>A PipeWriter returns at least sizeHint bytes: 16 KiB through one GetSpan, over 4 KiB blocks, arrive intact.</summary>
+    [Fact]
+    public async Task A_size_hint_above_the_block_size_is_honoured()
+    {
+        using var pair = SimulatedPair.Create();
+        var listener = await pair.Factory.BindAsync(Endpoint);
+        var acceptTask = listener.AcceptAsync().AsTask();
+        var client = await pair.Client.ConnectAsync(Endpoint).WaitAsync(Timeout);
+        var server = (await acceptTask.WaitAsync(Timeout))!;
+
+        var data = RandomNumberGenerator.GetBytes(16 * 1024);
+        var output = server.Transport.Output;
+        var span = output.GetSpan(data.Length);
+        Assert.True(span.Length >= data.Length, $"GetSpan({data.Length}) returned {span.Length} bytes");
+        data.CopyTo(span);
+        output.Advance(data.Length);
+        var memory = output.GetMemory(40_000);
+        Assert.True(memory.Length >= 40_000, $"GetMemory(40000) returned {memory.Length} bytes");
+        await output.FlushAsync();
+
+        var received = new byte[data.Length];
+        var offset = 0;
+        while (offset < received.Length)
+        {
+            var n = await client.ReceiveAsync(received.AsMemory(offset)).AsTask().WaitAsync(Timeout);
+            Assert.NotEqual(0, n);
+            offset += n;
+        }
+
+        Assert.Equal(data, received);
+        await server.DisposeAsync();
+        await listener.UnbindAsync();
+        await TransportTests.WaitUntil(() => pair.Factory.PinnedBytes == 0, "every pinned block back in the pool");
+    }
+
+    /// <summary>
+    /// Kestrel passes one token for a connection's lifetime. A flush that had to wait registers on it; once the flush
+    /// completed the registration must go, or every waiting flush leaves one (holding the writer) on the token.
+    /// </summary>
+    [Fact]
+    public void A_flush_that_waited_leaves_nothing_on_a_long_lived_token()
+    {
+        using var lifetime = new CancellationTokenSource();
+        using var pool = new PinnedBlockPool();
+        var writer = WaitOneFlushAndDrop(pool, lifetime.Token);
+        GC.Collect();
+        GC.WaitForPendingFinalizers();
+        GC.Collect();
+        Assert.False(writer.IsAlive, "the completed flush's registration still holds the writer on the token");
+        GC.KeepAlive(lifetime);
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static WeakReference WaitOneFlushAndDrop(PinnedBlockPool pool, CancellationToken token)
+    {
+        var (link, peer) = SimulatedLink.CreatePair(new VirtualClock(), new SimulatedLinkOptions());
+        using var stack = new VsoStack(link, new VsoStackOptions { Address = Ipv4Address.Parse(SimulatedPair.ClientAddress), PrefixLength = 24 }, new VirtualClock());
+        var operations = new ConnectionOperations(stack.CreateEndpoint(), "vso-test", finOnError: false, NullLogger.Instance, static () => { });
+        using var blocks = new PinnedBlockClasses(pool);
+        var writer = new VsoOutputWriter(operations, blocks, pauseThreshold: 2);
+
+        for (var i = 0; i < 3; i++)
+        {
+            writer.Write("xx"u8);
+            var flush = writer.FlushAsync(token);
+            Assert.False(flush.IsCompleted, "the flush should wait: two bytes in flight reach the pause threshold");
+
+            // The peer acknowledged it (engine thread): the flush completes.
+            writer.OnReleased(2);
+            Assert.True(flush.IsCompleted);
+            if (flush.IsCompleted)
+            {
+                Assert.False(flush.Result.IsCanceled);
+            }
+        }
+
+        writer.Complete();
+        peer.Dispose();
+        return new WeakReference(writer);
+    }
+
+    [Fact]
+    public async Task Cancelling_the_token_cancels_only_the_flush_that_waits_on_it()
+    {
+        using var pool = new PinnedBlockPool();
+        var (link, peer) = SimulatedLink.CreatePair(new VirtualClock(), new SimulatedLinkOptions());
+        using var stack = new VsoStack(link, new VsoStackOptions { Address = Ipv4Address.Parse(SimulatedPair.ClientAddress), PrefixLength = 24 }, new VirtualClock());
+        var operations = new ConnectionOperations(stack.CreateEndpoint(), "vso-test", finOnError: false, NullLogger.Instance, static () => { });
+        using var blocks = new PinnedBlockClasses(pool);
+        var writer = new VsoOutputWriter(operations, blocks, pauseThreshold: 2);
+        using var cts = new CancellationTokenSource();
+
+        writer.Write("xx"u8);
+        var first = writer.FlushAsync(cts.Token);
+        writer.OnReleased(2);
+        Assert.False((await first).IsCanceled);
+
+        writer.Write("yy"u8);
+        var second = writer.FlushAsync(cts.Token);
+        Assert.False(second.IsCompleted);
+        await cts.CancelAsync();
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(async () => await second);
+
+        writer.Write("zz"u8);
+        var third = writer.FlushAsync();
+        writer.CancelPendingFlush();
+        Assert.True((await third).IsCanceled);
+        writer.Complete();
+        peer.Dispose();
+    }
+}

@@ -199,6 +199,19 @@ internal sealed class ReceiveBuffer
         return pruned;
     }
 
+    /// <summary>Start of the rightmost out-of-order range; only when <see cref="RangeCount"/> &gt; 0.</summary>
+    public uint LastRangeStart => _rangeStart![RangeCount - 1];
+
+    /// <summary>Drops the rightmost out-of-order range (the data furthest from RCV.NXT, needed last) and the blocks only it used; returns the bytes dropped.</summary>
+    public int PruneLastRange()
+    {
+        var before = OutOfOrderBytes;
+        RangeCount--;
+        RecountOutOfOrder();
+        ReleaseEmptySlots();
+        return before - OutOfOrderBytes;
+    }
+
     /// <summary>Forgets every byte held (connection reset or aborted); every block goes back to the pool.</summary>
     public void Clear()
     {

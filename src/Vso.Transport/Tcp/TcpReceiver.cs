@@ -148,7 +148,6 @@ internal sealed class TcpReceiver
         if (pruned > 0)
         {
             _memory.NotePruned(pruned);
-            _connection.Statistics.DroppedSegments++;
         }
 
         return pruned;
@@ -195,8 +194,7 @@ internal sealed class TcpReceiver
             return;
         }
 
-        var blocks = _buffer.BlocksNeeded(Next.Value, seq.Value, payload.Length);
-        if (blocks > 0 && !TryTakeMemory(blocks, inOrder))
+        if (!TryTakeMemory(seq, payload.Length, inOrder))
         {
             // Not acknowledged, so the peer sends it again (RFC 9293 §3.10.7.4 allows dropping what cannot be held).
             _connection.Statistics.DroppedSegments++;
@@ -250,18 +248,38 @@ internal sealed class TcpReceiver
     }
 
     /// <summary>
-    /// Whether <paramref name="blocks"/> more pool blocks may be taken for a segment. Above the soft mark out-of-order
-    /// data goes first: the segment is dropped and this connection's own out-of-order data pruned (as Linux's
-    /// tcp_prune_ofo_queue). In-order data within the advertised window is taken up to the limit; at the limit the
-    /// stack prunes out-of-order data everywhere and resets the largest holders (<see cref="TcpLayer.RelieveMemory"/>).
+    /// Whether the pool blocks a segment of <paramref name="length"/> bytes at <paramref name="seq"/> needs may be taken.
+    /// Above the soft mark out-of-order data goes first, as Linux's tcp_prune_ofo_queue: the ranges beyond the segment,
+    /// from the right (needed last), until its blocks fit; an out-of-order segment that still does not fit is dropped.
+    /// In-order data within the advertised window is taken up to the limit; at the limit the stack prunes out-of-order
+    /// data everywhere and resets the largest holders (<see cref="TcpLayer.RelieveMemory"/>).
     /// </summary>
-    private bool TryTakeMemory(int blocks, bool inOrder)
+    private bool TryTakeMemory(SeqNum seq, int length, bool inOrder)
     {
-        var bytes = (long)blocks * ReceiveBlockPool.BlockSize;
-        if (!inOrder && !_memory.FitsBelowSoftMark(bytes))
+        var bytes = (long)_buffer.BlocksNeeded(Next.Value, seq.Value, length) * ReceiveBlockPool.BlockSize;
+        if (bytes == 0)
         {
-            PruneOutOfOrder();
-            return false;
+            return true;
+        }
+
+        if (!_memory.FitsBelowSoftMark(bytes))
+        {
+            var end = seq + length;
+            while (bytes > 0 && _buffer.RangeCount > 0 && new SeqNum(_buffer.LastRangeStart) >= end && !_memory.FitsBelowSoftMark(bytes))
+            {
+                _memory.NotePruned(_buffer.PruneLastRange());
+                bytes = (long)_buffer.BlocksNeeded(Next.Value, seq.Value, length) * ReceiveBlockPool.BlockSize;
+            }
+
+            if (bytes == 0)
+            {
+                return true;
+            }
+
+            if (!inOrder)
+            {
+                return _memory.FitsBelowSoftMark(bytes);
+            }
         }
 
         if (_memory.Fits(bytes))

@@ -30,31 +30,38 @@ public sealed class MemoryBudgetTraces
         var (connection, iss) = peer.OpenPassive(synOptions: RawPeer.SynOptions(sackPermitted: true));
         var s = iss + 1;
 
-        // 20,000 bytes in order: two blocks (32 KiB), below the soft mark.
-        Fill(peer, s, R, 20_000);
-        Assert.Equal(2 * Block, memory.HeldBytes);
-
-        // Out of order inside a block already held: kept and SACKed (RFC 2018 §4).
-        peer.Send(PshAck, seq: R + 30_000, ack: s, payload: TraceAssert.Bytes(1000));
-        var sacked = peer.Expect(Ack, seq: s, ack: R + 20_000, within: TimeSpan.Zero);
+        // 10,000 bytes in order (block 0), then 1,000 out of order in block 2: two blocks, below the soft mark. The
+        // out-of-order bytes are kept and SACKed (RFC 2018 §4).
+        Fill(peer, s, R, 10_000);
+        peer.Send(PshAck, seq: R + 35_000, ack: s, payload: TraceAssert.Bytes(1000));
+        var sacked = peer.Expect(Ack, seq: s, ack: R + 10_000, within: TimeSpan.Zero);
         Assert.Equal(1, sacked.Options.SackBlockCount);
-        Assert.Equal(R + 30_000, sacked.Options.GetSackBlock(0).Left);
+        Assert.Equal(R + 35_000, sacked.Options.GetSackBlock(0).Left);
+        Assert.Equal(2 * Block, memory.HeldBytes);
         Assert.Equal(1000, memory.OutOfOrderBytes);
 
-        // Out of order needing a third block would reach the soft mark: the segment is dropped and the connection's
-        // out-of-order data pruned (reneging, which RFC 2018 §8 permits: the sender keeps SACKed data until it is
-        // cumulatively acknowledged). The ACK carries no SACK block any more.
-        peer.Send(PshAck, seq: R + 40_000, ack: s, payload: TraceAssert.Bytes(1000));
-        var pruned = peer.Expect(Ack, seq: s, ack: R + 20_000, within: TimeSpan.Zero);
-        Assert.Equal(0, pruned.Options.SackBlockCount);
+        // In-order bytes that need block 1 would reach the soft mark: the out-of-order data beyond them goes first
+        // (from the right, as Linux's tcp_prune_ofo_queue). That range was SACKed, so this is reneging, which
+        // RFC 2018 §8 permits: the sender keeps SACKed data until it is cumulatively acknowledged. The ACK carries
+        // no SACK block any more.
+        var ack = Fill(peer, s, R + 10_000, 7000);
+        Assert.Equal(R + 17_000, ack.Ack);
+        Assert.Equal(0, ack.Options.SackBlockCount);
         Assert.Equal(1000, memory.PrunedBytes);
         Assert.Equal(0, memory.OutOfOrderBytes);
         Assert.Equal(2 * Block, memory.HeldBytes);
-        Assert.Equal(0, peer.Connection!.Receiver.OutOfOrderRanges);
 
-        // In-order data acknowledged is kept: every byte is read back.
-        Assert.Equal(20_000, ReadAll(peer, connection, 20_000));
+        // Out-of-order bytes that need a third block are dropped at the soft mark (nothing beyond them to prune).
+        peer.Send(PshAck, seq: R + 40_000, ack: s, payload: TraceAssert.Bytes(1000));
+        var dropped = peer.Expect(Ack, seq: s, ack: R + 17_000, within: TimeSpan.Zero);
+        Assert.Equal(0, dropped.Options.SackBlockCount);
+        Assert.Equal(0, peer.Connection!.Receiver.OutOfOrderRanges);
+        Assert.Equal(2 * Block, memory.HeldBytes);
+
+        // In-order data acknowledged is kept: every byte is read back, and the blocks go back to the pool.
+        Assert.Equal(17_000, ReadAll(peer, connection, 17_000));
         Assert.Equal(0, memory.HeldBytes);
+        Assert.Equal(0, memory.InOrderBytes);
     }
 
     [Fact]

@@ -25,6 +25,7 @@ internal static class StackFactory
             DelayedAck = t.DelayedAck,
             Nagle = t.Nagle,
             ReceiveBufferSize = t.ReceiveBufferSize,
+            MemoryLimit = t.MemoryLimit,
             IdentifyMode = o.IdentifyMode,
             CongestionControl = t.CongestionControl switch
             {

@@ -144,6 +144,9 @@ public sealed class VsoTcpOptions
     /// <summary>Receive buffer (the advertised window's ceiling) per connection. Default 1 MiB.</summary>
     public int ReceiveBufferSize { get; set; } = 1 << 20;
 
+    /// <summary>Receive memory of the whole stack in bytes (Vso:Tcp:MemoryLimit; 0 for no limit): windows stop opening at 3/4, new connections are refused and the largest holders reset at the limit. Default 1 GiB.</summary>
+    public long MemoryLimit { get; set; } = 1L << 30;
+
     /// <summary>Listen backlog: half-open plus not yet accepted connections per port. Default 512.</summary>
     public int Backlog { get; set; } = 512;
 }

@@ -1,27 +1,42 @@
 namespace Vso.Transport.Tcp;
 
 /// <summary>
-/// The receive side's memory: a ring the size of the receive buffer. In-order bytes wait at its front
-/// for the application; out-of-order bytes are written straight to their final place further on and
-/// tracked as sequence ranges, so reassembly needs no extra memory and is bounded by the window
-/// (RFC 9293 §3.10.7.4: segments beyond RCV.NXT are held for later processing). The number of
-/// separate ranges is bounded too; a segment that would need one more is dropped (the peer resends).
+/// The receive side's memory: a ring the size of the receive buffer, made of pooled blocks
+/// (<see cref="ReceiveBlockPool.BlockSize"/> bytes each) that are taken only where bytes land and given back as soon as
+/// they hold nothing unread, so an idle connection holds no block at all. In-order bytes wait at the ring's front
+/// for the application; out-of-order bytes are written straight to their final place further on and tracked as
+/// sequence ranges, so reassembly copies nothing twice and is bounded by the window (RFC 9293 §3.10.7.4: segments
+/// beyond RCV.NXT are held for later processing). The number of separate ranges is bounded too; a segment that
+/// would need one more is dropped (the peer resends).
 /// </summary>
 internal sealed class ReceiveBuffer
 {
-    private readonly byte[] _ring;
-    private readonly uint[] _rangeStart;
-    private readonly uint[] _rangeEnd;
+    private const int BlockSize = ReceiveBlockPool.BlockSize;
+
+    private readonly MemoryBudget _memory;
+    private readonly int _capacity;
+    private readonly int _maxRanges;
+
+    /// <summary>Block of each slot of the ring (slot i covers ring positions [i * BlockSize, (i + 1) * BlockSize)); null when empty. Made on the first byte.</summary>
+    private byte[]?[]? _blocks;
+
+    // Out-of-order ranges, sorted and disjoint; made on the first out-of-order segment.
+    private uint[]? _rangeStart;
+    private uint[]? _rangeEnd;
+
     private int _readPosition;
 
-    public ReceiveBuffer(int capacity, int maxRanges)
+    /// <summary>Sequence number of the byte at <see cref="_readPosition"/> (RCV.NXT less the unread bytes).</summary>
+    private uint _headSequence;
+
+    public ReceiveBuffer(int capacity, int maxRanges, MemoryBudget memory)
     {
-        _ring = new byte[capacity];
-        _rangeStart = new uint[maxRanges];
-        _rangeEnd = new uint[maxRanges];
+        _capacity = capacity;
+        _maxRanges = maxRanges;
+        _memory = memory;
     }
 
-    public int Capacity => _ring.Length;
+    public int Capacity => _capacity;
 
     /// <summary>In-order bytes waiting for the application.</summary>
     public int Count { get; private set; }
@@ -29,17 +44,27 @@ internal sealed class ReceiveBuffer
     /// <summary>Out-of-order ranges held beyond RCV.NXT.</summary>
     public int RangeCount { get; private set; }
 
-    /// <summary>Free space after the in-order bytes: the receive window.</summary>
-    public int Window => _ring.Length - Count;
+    /// <summary>Bytes the out-of-order ranges hold.</summary>
+    public int OutOfOrderBytes { get; private set; }
 
-    public uint RangeStart(int i) => _rangeStart[i];
+    /// <summary>Pool blocks this buffer holds.</summary>
+    public int BlocksHeld { get; private set; }
+
+    /// <summary>Free space after the in-order bytes: the receive window.</summary>
+    public int Window => _capacity - Count;
+
+    private int SlotCount => (_capacity + BlockSize - 1) / BlockSize;
+
+    public uint RangeStart(int i) => _rangeStart![i];
+
+    public uint RangeEnd(int i) => _rangeEnd![i];
 
     /// <summary>Whether [start, end) lies wholly inside one out-of-order range already held.</summary>
     public bool Holds(uint start, uint end)
     {
         for (var i = 0; i < RangeCount; i++)
         {
-            if (SequenceNumber.Le(_rangeStart[i], start) && SequenceNumber.Le(end, _rangeEnd[i]))
+            if (SequenceNumber.Le(_rangeStart![i], start) && SequenceNumber.Le(end, _rangeEnd![i]))
             {
                 return true;
             }
@@ -48,7 +73,26 @@ internal sealed class ReceiveBuffer
         return false;
     }
 
-    public uint RangeEnd(int i) => _rangeEnd[i];
+    /// <summary>Blocks a write of <paramref name="length"/> bytes at <paramref name="sequence"/> would take from the pool.</summary>
+    public int BlocksNeeded(uint rcvNxt, uint sequence, int length)
+    {
+        var position = RingPosition(Count + SequenceNumber.Diff(sequence, rcvNxt));
+        var needed = 0;
+        while (length > 0)
+        {
+            var slot = position / BlockSize;
+            var chunk = Math.Min(length, SlotEnd(slot) - position);
+            if (_blocks?[slot] is null)
+            {
+                needed++;
+            }
+
+            length -= chunk;
+            position = Advance(position, chunk);
+        }
+
+        return needed;
+    }
 
     /// <summary>
     /// Places a segment's payload (already trimmed to start at or after <paramref name="rcvNxt"/> and to end
@@ -63,55 +107,235 @@ internal sealed class ReceiveBuffer
             return 0;
         }
 
-        if (offset > 0 && !TryAddRange(sequence, sequence + (uint)payload.Length))
+        _headSequence = rcvNxt - (uint)Count;
+        if (offset > 0)
         {
-            return -1;
+            if (!TryAddRange(sequence, sequence + (uint)payload.Length))
+            {
+                return -1;
+            }
+
+            CopyIntoRing(Count + offset, payload);
+            RecountOutOfOrder();
+            return 0;
         }
 
-        CopyIntoRing(Count + offset, payload);
-        if (offset > 0)
+        CopyIntoRing(Count, payload);
+        var rangesBefore = RangeCount;
+        var end = AbsorbRanges(rcvNxt + (uint)payload.Length);
+        var advance = (int)(end - rcvNxt);
+        Count += advance;
+        _memory.AddInOrder(advance);
+        if (RangeCount != rangesBefore)
+        {
+            RecountOutOfOrder();
+        }
+
+        return advance;
+    }
+
+    /// <summary>Copies up to <c>destination.Length</c> in-order bytes out; returns how many. Blocks read to their end go back to the pool.</summary>
+    public int Read(Span<byte> destination)
+    {
+        var n = Math.Min(destination.Length, Count);
+        if (n == 0)
         {
             return 0;
         }
 
-        var end = rcvNxt + (uint)payload.Length;
-        end = AbsorbRanges(end);
-        var advance = (int)(end - rcvNxt);
-        Count += advance;
-        return advance;
-    }
+        var firstSlot = _readPosition / BlockSize;
+        var slotsPassed = 0;
+        var position = _readPosition;
+        var copied = 0;
+        while (copied < n)
+        {
+            var slot = position / BlockSize;
+            var slotEnd = SlotEnd(slot);
+            var chunk = Math.Min(n - copied, slotEnd - position);
+            _blocks![slot].AsSpan(position - (slot * BlockSize), chunk).CopyTo(destination[copied..]);
+            copied += chunk;
+            position = Advance(position, chunk);
+            if (position == 0 || position == slotEnd)
+            {
+                slotsPassed++;
+            }
+        }
 
-    /// <summary>Copies up to <c>destination.Length</c> in-order bytes out; returns how many.</summary>
-    public int Read(Span<byte> destination)
-    {
-        var n = Math.Min(destination.Length, Count);
-        var first = Math.Min(n, _ring.Length - _readPosition);
-        _ring.AsSpan(_readPosition, first).CopyTo(destination);
-        _ring.AsSpan(0, n - first).CopyTo(destination[first..]);
-        _readPosition = (_readPosition + n) % _ring.Length;
+        _readPosition = position;
+        _headSequence += (uint)n;
         Count -= n;
+        _memory.AddInOrder(-n);
+
+        var slots = SlotCount;
+        for (var i = 0; i < slotsPassed; i++)
+        {
+            ReleaseIfEmpty((firstSlot + i) % slots);
+        }
+
+        if (Count == 0)
+        {
+            ReleaseIfEmpty(_readPosition / BlockSize);
+        }
+
         return n;
     }
 
-    /// <summary>Forgets every out-of-order range (connection reset or closed).</summary>
+    /// <summary>
+    /// Drops every out-of-order range and the blocks only they used; returns the bytes dropped. They were never
+    /// acknowledged cumulatively; if they were SACKed this is reneging, which RFC 2018 §8 permits (the sender keeps
+    /// SACKed data until it is cumulatively acknowledged).
+    /// </summary>
+    public int PruneOutOfOrder()
+    {
+        var pruned = OutOfOrderBytes;
+        if (RangeCount == 0)
+        {
+            return 0;
+        }
+
+        RangeCount = 0;
+        RecountOutOfOrder();
+        ReleaseEmptySlots();
+        return pruned;
+    }
+
+    /// <summary>Start of the rightmost out-of-order range; only when <see cref="RangeCount"/> &gt; 0.</summary>
+    public uint LastRangeStart => _rangeStart![RangeCount - 1];
+
+    /// <summary>Drops the rightmost out-of-order range (the data furthest from RCV.NXT, needed last) and the blocks only it used; returns the bytes dropped.</summary>
+    public int PruneLastRange()
+    {
+        var before = OutOfOrderBytes;
+        RangeCount--;
+        RecountOutOfOrder();
+        ReleaseEmptySlots();
+        return before - OutOfOrderBytes;
+    }
+
+    /// <summary>Forgets every byte held (connection reset or aborted); every block goes back to the pool.</summary>
     public void Clear()
     {
+        _memory.AddInOrder(-Count);
         Count = 0;
         RangeCount = 0;
+        RecountOutOfOrder();
         _readPosition = 0;
+        ReleaseEmptySlots();
+    }
+
+    private int RingPosition(int logicalOffset) => (int)(((long)_readPosition + logicalOffset) % _capacity);
+
+    private int Advance(int position, int by)
+    {
+        position += by;
+        return position == _capacity ? 0 : position;
+    }
+
+    private int SlotEnd(int slot) => Math.Min((slot + 1) * BlockSize, _capacity);
+
+    private byte[] BlockAt(int slot)
+    {
+        _blocks ??= new byte[]?[SlotCount];
+        if (_blocks[slot] is { } block)
+        {
+            return block;
+        }
+
+        block = _memory.Rent();
+        _blocks[slot] = block;
+        BlocksHeld++;
+        return block;
     }
 
     private void CopyIntoRing(int logicalOffset, ReadOnlySpan<byte> payload)
     {
-        var start = (_readPosition + logicalOffset) % _ring.Length;
-        var first = Math.Min(payload.Length, _ring.Length - start);
-        payload[..first].CopyTo(_ring.AsSpan(start));
-        payload[first..].CopyTo(_ring);
+        var position = RingPosition(logicalOffset);
+        while (!payload.IsEmpty)
+        {
+            var slot = position / BlockSize;
+            var chunk = Math.Min(payload.Length, SlotEnd(slot) - position);
+            payload[..chunk].CopyTo(BlockAt(slot).AsSpan(position - (slot * BlockSize)));
+            payload = payload[chunk..];
+            position = Advance(position, chunk);
+        }
+    }
+
+    private void ReleaseEmptySlots()
+    {
+        if (_blocks is null)
+        {
+            return;
+        }
+
+        for (var slot = 0; slot < _blocks.Length && BlocksHeld > 0; slot++)
+        {
+            ReleaseIfEmpty(slot);
+        }
+    }
+
+    /// <summary>Gives a slot's block back when no unread in-order byte and no out-of-order range lies in it.</summary>
+    private void ReleaseIfEmpty(int slot)
+    {
+        if (_blocks?[slot] is not { } block)
+        {
+            return;
+        }
+
+        // The slot's ring positions as offsets from the read position: one interval, or two when the read position is inside it.
+        var slotStart = slot * BlockSize;
+        var slotEnd = SlotEnd(slot);
+        int firstStart, firstEnd, secondStart, secondEnd;
+        if (_readPosition >= slotStart && _readPosition < slotEnd)
+        {
+            (firstStart, firstEnd) = (0, slotEnd - _readPosition);
+            (secondStart, secondEnd) = (_capacity - (_readPosition - slotStart), _capacity);
+        }
+        else
+        {
+            firstStart = (slotStart - _readPosition + _capacity) % _capacity;
+            (firstEnd, secondStart, secondEnd) = (firstStart + (slotEnd - slotStart), 0, 0);
+        }
+
+        if (Overlaps(firstStart, firstEnd, secondStart, secondEnd, 0, Count))
+        {
+            return;
+        }
+
+        for (var i = 0; i < RangeCount; i++)
+        {
+            var start = SequenceNumber.Diff(_rangeStart![i], _headSequence);
+            var end = SequenceNumber.Diff(_rangeEnd![i], _headSequence);
+            if (Overlaps(firstStart, firstEnd, secondStart, secondEnd, start, end))
+            {
+                return;
+            }
+        }
+
+        _blocks[slot] = null;
+        BlocksHeld--;
+        _memory.Return(block);
+    }
+
+    private static bool Overlaps(int firstStart, int firstEnd, int secondStart, int secondEnd, int start, int end) =>
+        start < end && ((firstStart < end && start < firstEnd) || (secondStart < end && start < secondEnd));
+
+    private void RecountOutOfOrder()
+    {
+        var bytes = 0;
+        for (var i = 0; i < RangeCount; i++)
+        {
+            bytes += SequenceNumber.Diff(_rangeEnd![i], _rangeStart![i]);
+        }
+
+        _memory.AddOutOfOrder(bytes - OutOfOrderBytes);
+        OutOfOrderBytes = bytes;
     }
 
     // Ranges are kept sorted and disjoint (non-adjacent ranges merged on insert).
     private bool TryAddRange(uint start, uint end)
     {
+        _rangeStart ??= new uint[_maxRanges];
+        _rangeEnd ??= new uint[_maxRanges];
         var i = 0;
         while (i < RangeCount && SequenceNumber.Lt(_rangeEnd[i], start))
         {
@@ -150,9 +374,9 @@ internal sealed class ReceiveBuffer
     private uint AbsorbRanges(uint end)
     {
         var absorbed = 0;
-        while (absorbed < RangeCount && SequenceNumber.Le(_rangeStart[absorbed], end))
+        while (absorbed < RangeCount && SequenceNumber.Le(_rangeStart![absorbed], end))
         {
-            end = SequenceNumber.Max(end, _rangeEnd[absorbed]);
+            end = SequenceNumber.Max(end, _rangeEnd![absorbed]);
             absorbed++;
         }
 
@@ -167,8 +391,8 @@ internal sealed class ReceiveBuffer
             return;
         }
 
-        Array.Copy(_rangeStart, index + count, _rangeStart, index, RangeCount - index - count);
-        Array.Copy(_rangeEnd, index + count, _rangeEnd, index, RangeCount - index - count);
+        Array.Copy(_rangeStart!, index + count, _rangeStart!, index, RangeCount - index - count);
+        Array.Copy(_rangeEnd!, index + count, _rangeEnd!, index, RangeCount - index - count);
         RangeCount -= count;
     }
 }

@@ -24,7 +24,7 @@ internal sealed partial class TcpConnection
         _settings = layer.Settings;
         Id = id;
         Observer = observer;
-        _receiver = new TcpReceiver(this, _settings);
+        _receiver = new TcpReceiver(this, layer, _settings);
         _sender = new TcpSender(this, layer, _settings);
         IdentifyMode = _settings.IdentifyMode;
     }
@@ -163,6 +163,7 @@ internal sealed partial class TcpConnection
             SendReset(_sender.SendMax.Value);
         }
 
+        _receiver.Clear(); // nobody will read them: the blocks go back to the pool
         Terminate(new TcpConnectionException(TcpError.Aborted, $"Connection {Id} was aborted by the application."));
     }
 

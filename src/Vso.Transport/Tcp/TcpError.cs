@@ -19,6 +19,9 @@ public enum TcpError
 
     /// <summary>The stack shut down.</summary>
     StackStopped,
+
+    /// <summary>The stack's receive memory limit was reached and this connection held the most (RST sent).</summary>
+    MemoryLimit,
 }
 
 /// <summary>A connection failed; every pending send and receive completes with this.</summary>

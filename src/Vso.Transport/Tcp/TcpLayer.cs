@@ -32,6 +32,8 @@ internal sealed class TcpLayer : ITransportProtocol
         Metrics = metrics;
         Log = log;
         Isn = new IsnGenerator(settings.IsnKey);
+        Memory = new MemoryBudget(settings.MemoryLimit, metrics);
+        metrics.ObserveMemory(Memory);
     }
 
     public TcpSettings Settings { get; }
@@ -43,6 +45,9 @@ internal sealed class TcpLayer : ITransportProtocol
     public ILogger Log { get; }
 
     public IsnGenerator Isn { get; }
+
+    /// <summary>Receive memory of every connection, its pool and its limit.</summary>
+    public MemoryBudget Memory { get; }
 
     /// <summary>Where segments leave: one IPv4 datagram at a time.</summary>
     public IIpOutput Ip => _ip;
@@ -167,6 +172,13 @@ internal sealed class TcpLayer : ITransportProtocol
 
         if ((flags & TcpFlags.Syn) == 0)
         {
+            return;
+        }
+
+        if (Memory.IsExhausted)
+        {
+            // The stack's receive memory is spent: a new connection could not hold a byte (see RelieveMemory).
+            Memory.NoteRefused();
             return;
         }
 
@@ -343,6 +355,46 @@ internal sealed class TcpLayer : ITransportProtocol
                 connection.OnPathAvailable();
                 _timers.Sync(connection);
             }
+        }
+    }
+
+    /// <summary>
+    /// The receive memory limit is reached and <paramref name="bytes"/> more are wanted: drop out-of-order data everywhere
+    /// first (never acknowledged cumulatively), then reset the connections holding the most until the bytes fit. Their
+    /// applications see <see cref="TcpError.MemoryLimit"/>; no acknowledged byte of a surviving connection is lost.
+    /// </summary>
+    public void RelieveMemory(long bytes)
+    {
+        foreach (var connection in _connections.Values)
+        {
+            if (Memory.Fits(bytes))
+            {
+                return;
+            }
+
+            connection.Receiver.PruneOutOfOrder();
+        }
+
+        while (!Memory.Fits(bytes))
+        {
+            TcpConnection? largest = null;
+            foreach (var connection in _connections.Values)
+            {
+                if (connection.Receiver.HeldBytes > (largest?.Receiver.HeldBytes ?? 0))
+                {
+                    largest = connection;
+                }
+            }
+
+            if (largest is null)
+            {
+                return;
+            }
+
+            Memory.NoteReset();
+            largest.Receiver.Clear();
+            largest.Shutdown(new TcpConnectionException(TcpError.MemoryLimit, $"Connection {largest.Id} was reset: the stack's receive memory limit was reached and it held the most."));
+            AfterEvent(largest);
         }
     }
 

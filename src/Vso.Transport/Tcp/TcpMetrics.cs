@@ -5,8 +5,11 @@ namespace Vso.Transport.Tcp;
 /// <summary>Stack-wide TCP instruments (System.Diagnostics.Metrics), on the stack's meter.</summary>
 internal sealed class TcpMetrics
 {
+    private readonly Meter _meter;
+
     public TcpMetrics(Meter meter)
     {
+        _meter = meter;
         RetransmittedSegments = meter.CreateCounter<long>("vso.tcp.retransmitted_segments", "{segment}", "Segments sent again.");
         Timeouts = meter.CreateCounter<long>("vso.tcp.timeouts", "{timeout}", "Retransmission timer expiries.");
         FastRecoveries = meter.CreateCounter<long>("vso.tcp.fast_recoveries", "{recovery}", "Entries into fast recovery.");
@@ -17,6 +20,9 @@ internal sealed class TcpMetrics
         TailLossProbes = meter.CreateCounter<long>("vso.tcp.tail_loss_probes", "{probe}", "Tail loss probes sent (RFC 8985 §7).");
         SpuriousRetransmissions = meter.CreateCounter<long>("vso.tcp.spurious_retransmissions", "{segment}", "Retransmissions a D-SACK proved unnecessary (RFC 3708).");
         Undos = meter.CreateCounter<long>("vso.tcp.spurious_undone", "{event}", "Window reductions undone as spurious (D-SACK, Eifel).");
+        PrunedBytes = meter.CreateCounter<long>("vso.tcp.memory.pruned", "By", "Out-of-order bytes dropped above the soft memory mark.");
+        ConnectionsRefusedByMemory = meter.CreateCounter<long>("vso.tcp.memory.connections_refused", "{connection}", "SYNs dropped because the receive memory limit was reached.");
+        ConnectionsResetByMemory = meter.CreateCounter<long>("vso.tcp.memory.connections_reset", "{connection}", "Connections reset as the largest holders when the receive memory limit was reached.");
     }
 
     public Counter<long> RetransmittedSegments { get; }
@@ -38,6 +44,30 @@ internal sealed class TcpMetrics
     public Counter<long> SpuriousRetransmissions { get; }
 
     public Counter<long> Undos { get; }
+
+    public Counter<long> PrunedBytes { get; }
+
+    public Counter<long> ConnectionsRefusedByMemory { get; }
+
+    public Counter<long> ConnectionsResetByMemory { get; }
+
+    /// <summary>
+    /// Publishes the receive memory of <paramref name="budget"/>: block bytes held (what the limit counts), and the bytes
+    /// they hold by kind. Observed on collection only, so the packet path pays nothing.
+    /// </summary>
+    public void ObserveMemory(MemoryBudget budget)
+    {
+        _meter.CreateObservableUpDownCounter("vso.tcp.memory.held", () => budget.HeldBytes, "By", "Receive memory held by connections (pool blocks).");
+        _meter.CreateObservableUpDownCounter(
+            "vso.tcp.memory.bytes",
+            () => new[]
+            {
+                new Measurement<long>(budget.InOrderBytes, new KeyValuePair<string, object?>("kind", "in_order")),
+                new Measurement<long>(budget.OutOfOrderBytes, new KeyValuePair<string, object?>("kind", "out_of_order")),
+            },
+            "By",
+            "Received bytes held, by kind: in order and unread, or out of order beyond RCV.NXT.");
+    }
 
     public void RecordRtt(long microseconds) => Rtt.Record(microseconds / 1000.0);
 }

@@ -13,12 +13,18 @@ internal sealed class TcpReceiver
     private readonly TcpConnection _connection;
     private readonly TcpSettings _settings;
     private readonly ReceiveBuffer _buffer;
+    private readonly MemoryBudget _memory;
+    private readonly TcpLayer _layer;
 
     /// <summary>The window shift we offer in our SYN (RFC 7323 §2.3); in force only when the peer offered one too.</summary>
     private readonly int _windowShift;
 
     /// <summary>RCV.NXT + RCV.WND as last advertised, to tell when the window grew enough to announce (SWS avoidance).</summary>
     private SeqNum _advertisedRightEdge;
+
+    /// <summary>The furthest right edge ever advertised: under memory pressure the window closes towards it, never behind it.</summary>
+    private SeqNum _furthestRightEdge;
+    private bool _hasAdvertised;
 
     private bool _finReceived;
     private SeqNum _outOfOrderFin;
@@ -34,11 +40,13 @@ internal sealed class TcpReceiver
     private long _delayedAckDeadline;
     private int _segmentsSinceAck;
 
-    public TcpReceiver(TcpConnection connection, TcpSettings settings)
+    public TcpReceiver(TcpConnection connection, TcpLayer layer, TcpSettings settings)
     {
         _connection = connection;
+        _layer = layer;
         _settings = settings;
-        _buffer = new ReceiveBuffer(settings.ReceiveBufferSize, settings.MaxOutOfOrderRanges);
+        _memory = layer.Memory;
+        _buffer = new ReceiveBuffer(settings.ReceiveBufferSize, settings.MaxOutOfOrderRanges, _memory);
 
         // RFC 7323 §2.3: the smallest shift that lets the whole buffer be advertised.
         while (settings.WindowScaling && (settings.ReceiveBufferSize >> _windowShift) > ushort.MaxValue && _windowShift < 14)
@@ -56,8 +64,36 @@ internal sealed class TcpReceiver
     /// <summary>The window shift we offer in our SYN (in force only when both SYNs carry the option).</summary>
     public int WindowShift => _windowShift;
 
-    /// <summary>RCV.WND: the free room of the receive buffer.</summary>
-    public int Window => _buffer.Window;
+    /// <summary>
+    /// RCV.WND: the free room of the receive buffer, counted against the configured size whatever the blocks hold.
+    /// Above the stack's soft memory mark the window stops opening: it reaches only to the furthest right edge already
+    /// advertised, which is never moved back (RFC 9293 §3.8.6, RFC 7323 §2.4), so the peer may still send what it
+    /// was offered and nothing more. Before anything was advertised it offers one block.
+    /// </summary>
+    public int Window
+    {
+        get
+        {
+            var free = _buffer.Window;
+            if (!_memory.UnderPressure)
+            {
+                return free;
+            }
+
+            if (!_hasAdvertised)
+            {
+                return Math.Min(free, ReceiveBlockPool.BlockSize);
+            }
+
+            return Math.Clamp(_furthestRightEdge - Next, 0, free);
+        }
+    }
+
+    /// <summary>Block bytes of receive memory this connection holds (in-order and out-of-order).</summary>
+    public long HeldBytes => (long)_buffer.BlocksHeld * ReceiveBlockPool.BlockSize;
+
+    /// <summary>Out-of-order bytes held beyond RCV.NXT.</summary>
+    public int OutOfOrderBytes => _buffer.OutOfOrderBytes;
 
     /// <summary>An ACK is owed and goes out with the next output, alone if no data carries it.</summary>
     public bool AckOwed { get; private set; }
@@ -102,8 +138,20 @@ internal sealed class TcpReceiver
         _connection.RequestOutput();
     }
 
-    /// <summary>A reset: the bytes nobody will read go.</summary>
+    /// <summary>A reset or an abort: the bytes nobody will read go, and their blocks back to the pool.</summary>
     public void Clear() => _buffer.Clear();
+
+    /// <summary>Drops the out-of-order data (memory pressure); returns the bytes dropped. See <see cref="ReceiveBuffer.PruneOutOfOrder"/>.</summary>
+    public int PruneOutOfOrder()
+    {
+        var pruned = _buffer.PruneOutOfOrder();
+        if (pruned > 0)
+        {
+            _memory.NotePruned(pruned);
+        }
+
+        return pruned;
+    }
 
     /// <summary>§3.10.7.4 seventh check: places the text of an acceptable segment and decides how soon to acknowledge it.</summary>
     public void ReceiveText(SeqNum seq, ReadOnlySpan<byte> payload, bool fin)
@@ -146,6 +194,18 @@ internal sealed class TcpReceiver
             return;
         }
 
+        if (!TryTakeMemory(seq, payload.Length, inOrder))
+        {
+            // Not acknowledged, so the peer sends it again (RFC 9293 §3.10.7.4 allows dropping what cannot be held).
+            _connection.Statistics.DroppedSegments++;
+            if (_connection.State != TcpState.Closed)
+            {
+                RequestAck();
+            }
+
+            return;
+        }
+
         var advance = _buffer.Write(Next.Value, seq.Value, payload);
         if (advance < 0)
         {
@@ -185,6 +245,50 @@ internal sealed class TcpReceiver
         {
             _connection.Observer?.OnReadable(_connection);
         }
+    }
+
+    /// <summary>
+    /// Whether the pool blocks a segment of <paramref name="length"/> bytes at <paramref name="seq"/> needs may be taken.
+    /// Above the soft mark out-of-order data goes first, as Linux's tcp_prune_ofo_queue: the ranges beyond the segment,
+    /// from the right (needed last), until its blocks fit; an out-of-order segment that still does not fit is dropped.
+    /// In-order data within the advertised window is taken up to the limit; at the limit the stack prunes out-of-order
+    /// data everywhere and resets the largest holders (<see cref="TcpLayer.RelieveMemory"/>).
+    /// </summary>
+    private bool TryTakeMemory(SeqNum seq, int length, bool inOrder)
+    {
+        var bytes = (long)_buffer.BlocksNeeded(Next.Value, seq.Value, length) * ReceiveBlockPool.BlockSize;
+        if (bytes == 0)
+        {
+            return true;
+        }
+
+        if (!_memory.FitsBelowSoftMark(bytes))
+        {
+            var end = seq + length;
+            while (bytes > 0 && _buffer.RangeCount > 0 && new SeqNum(_buffer.LastRangeStart) >= end && !_memory.FitsBelowSoftMark(bytes))
+            {
+                _memory.NotePruned(_buffer.PruneLastRange());
+                bytes = (long)_buffer.BlocksNeeded(Next.Value, seq.Value, length) * ReceiveBlockPool.BlockSize;
+            }
+
+            if (bytes == 0)
+            {
+                return true;
+            }
+
+            if (!inOrder)
+            {
+                return _memory.FitsBelowSoftMark(bytes);
+            }
+        }
+
+        if (_memory.Fits(bytes))
+        {
+            return true;
+        }
+
+        _layer.RelieveMemory(bytes);
+        return _connection.State != TcpState.Closed && _memory.Fits(bytes);
     }
 
     /// <summary>Remembers [start, end) as received twice, for the D-SACK block of the next ACK (RFC 2883 §4).</summary>
@@ -280,7 +384,7 @@ internal sealed class TcpReceiver
             return false;
         }
 
-        var rightEdge = Next + _buffer.Window;
+        var rightEdge = Next + Window;
         var growth = rightEdge - _advertisedRightEdge;
         return growth >= Math.Min(_buffer.Capacity / 2, _connection.MaxSegmentSize);
     }
@@ -292,6 +396,11 @@ internal sealed class TcpReceiver
         _delayedAckDeadline = 0;
         _segmentsSinceAck = 0;
         _advertisedRightEdge = Next + ((uint)window << shift);
+        if (!_hasAdvertised || _advertisedRightEdge > _furthestRightEdge)
+        {
+            _furthestRightEdge = _advertisedRightEdge;
+            _hasAdvertised = true;
+        }
     }
 
     /// <summary>The delayed-ACK timer expired: the ACK goes with the next output.</summary>

@@ -12,6 +12,13 @@ public sealed class TcpSettings
     /// <summary>Most out-of-order ranges held per connection (reassembly bound beside the buffer itself). Default 64.</summary>
     public int MaxOutOfOrderRanges { get; set; } = 64;
 
+    /// <summary>
+    /// Receive memory of the whole stack in bytes (pooled blocks holding received bytes, in order or not); 0 for no
+    /// limit. Above three quarters of it windows stop opening and out-of-order data is dropped; at the limit new
+    /// connections are refused and the largest holders reset. Default 1 GiB.
+    /// </summary>
+    public long MemoryLimit { get; set; } = 1L << 30;
+
     /// <summary>Negotiate window scaling (RFC 7323 §2). Default on.</summary>
     public bool WindowScaling { get; set; } = true;
 
@@ -83,6 +90,7 @@ public sealed class TcpSettings
     public void Validate()
     {
         Require(ReceiveBufferSize is >= 2048 and <= (1 << 30), nameof(ReceiveBufferSize), ReceiveBufferSize, "use 2048 to 1073741824 bytes");
+        Require(MemoryLimit == 0 || MemoryLimit >= 4 * ReceiveBlockPool.BlockSize, nameof(MemoryLimit), MemoryLimit, $"use 0 (no limit) or at least {4 * ReceiveBlockPool.BlockSize} bytes");
         Require(MaxOutOfOrderRanges is >= 1 and <= 4096, nameof(MaxOutOfOrderRanges), MaxOutOfOrderRanges, "use 1 to 4096");
         Require(DelayedAck >= TimeSpan.Zero && DelayedAck <= TimeSpan.FromMilliseconds(200), nameof(DelayedAck), DelayedAck, "use 0 to 200 ms");
         Require(DelayedAckSegments is >= 1 and <= 2, nameof(DelayedAckSegments), DelayedAckSegments, "use 1 or 2 (RFC 5681 §4.2: at least every second full-sized segment)");

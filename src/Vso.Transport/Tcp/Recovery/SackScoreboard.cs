@@ -11,7 +11,10 @@ namespace Vso.Transport.Tcp.Recovery;
 /// </summary>
 public sealed class SackScoreboard
 {
-    private Record[] _ring = new Record[256];
+    /// <summary>First ring size; the ring is made at the first transmission (an idle connection has none) and doubles as needed.</summary>
+    private const int InitialCapacity = 16;
+
+    private Record[] _ring = [];
     private int _head;
 
     /// <summary>Segments tracked (sent and not cumulatively acknowledged).</summary>
@@ -398,7 +401,7 @@ public sealed class SackScoreboard
 
     private void Grow()
     {
-        var bigger = new Record[_ring.Length * 2];
+        var bigger = new Record[Math.Max(InitialCapacity, _ring.Length * 2)];
         for (var i = 0; i < Count; i++)
         {
             bigger[i] = _ring[Slot(i)];

@@ -17,6 +17,11 @@ internal sealed class TcpMetrics
         TailLossProbes = meter.CreateCounter<long>("vso.tcp.tail_loss_probes", "{probe}", "Tail loss probes sent (RFC 8985 §7).");
         SpuriousRetransmissions = meter.CreateCounter<long>("vso.tcp.spurious_retransmissions", "{segment}", "Retransmissions a D-SACK proved unnecessary (RFC 3708).");
         Undos = meter.CreateCounter<long>("vso.tcp.spurious_undone", "{event}", "Window reductions undone as spurious (D-SACK, Eifel).");
+        ChallengeAcksSent = meter.CreateCounter<long>("vso.tcp.challenge_acks_sent", "{segment}", "Challenge ACKs sent (RFC 5961 §3.2, §4.2, §5.2).");
+        ChallengeAcksSuppressedByConnection = meter.CreateCounter<long>("vso.tcp.challenge_acks_suppressed.connection", "{segment}", "Challenge ACKs not sent: the connection's limit (RFC 5961 §7).");
+        ChallengeAcksSuppressedByStack = meter.CreateCounter<long>("vso.tcp.challenge_acks_suppressed.stack", "{segment}", "Challenge ACKs not sent: the stack's randomised limit (RFC 5961 §7).");
+        InvalidSegmentAcksSuppressed = meter.CreateCounter<long>("vso.tcp.invalid_segment_acks_suppressed", "{segment}", "Duplicate ACKs for out-of-window or PAWS-failing segments not sent (rate limit).");
+        ResetsSuppressed = meter.CreateCounter<long>("vso.tcp.resets_suppressed", "{segment}", "RSTs for unknown connections not sent (rate limit).");
     }
 
     public Counter<long> RetransmittedSegments { get; }
@@ -38,6 +43,16 @@ internal sealed class TcpMetrics
     public Counter<long> SpuriousRetransmissions { get; }
 
     public Counter<long> Undos { get; }
+
+    public Counter<long> ChallengeAcksSent { get; }
+
+    public Counter<long> ChallengeAcksSuppressedByConnection { get; }
+
+    public Counter<long> ChallengeAcksSuppressedByStack { get; }
+
+    public Counter<long> InvalidSegmentAcksSuppressed { get; }
+
+    public Counter<long> ResetsSuppressed { get; }
 
     public void RecordRtt(long microseconds) => Rtt.Record(microseconds / 1000.0);
 }

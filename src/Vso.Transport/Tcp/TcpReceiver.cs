@@ -20,6 +20,13 @@ internal sealed class TcpReceiver
     /// <summary>RCV.NXT + RCV.WND as last advertised, to tell when the window grew enough to announce (SWS avoidance).</summary>
     private SeqNum _advertisedRightEdge;
 
+    /// <summary>
+    /// The furthest right edge we have advertised (RCV.NXT + RCV.WND of some ACK or of our SYN): what the peer may
+    /// fill, so the edge the acceptability test uses (RFC 9293 §3.10.7.4). It never moves left (§3.8.6, SHLD-14):
+    /// a segment sent into a window we offered stays acceptable.
+    /// </summary>
+    private SeqNum _offeredRightEdge;
+
     private bool _finReceived;
     private SeqNum _outOfOrderFin;
     private bool _hasOutOfOrderFin;
@@ -59,6 +66,12 @@ internal sealed class TcpReceiver
     /// <summary>RCV.WND: the free room of the receive buffer.</summary>
     public int Window => _buffer.Window;
 
+    /// <summary>
+    /// RCV.WND as advertised: from RCV.NXT to the furthest right edge offered, not the whole free buffer (RFC 9293
+    /// §3.10.7.4, RFC 7323 §2.2-2.3: without window scaling at most 65,535 bytes are ever offered).
+    /// </summary>
+    public int AdvertisedWindow => Math.Max(0, _offeredRightEdge - Next);
+
     /// <summary>An ACK is owed and goes out with the next output, alone if no data carries it.</summary>
     public bool AckOwed { get; private set; }
 
@@ -81,6 +94,9 @@ internal sealed class TcpReceiver
     {
         InitialSequence = sequence;
         Next = sequence + 1;
+
+        // Our SYN offers the free buffer, unscaled (RFC 7323 §2.2), from IRS + 1.
+        _offeredRightEdge = Next + Math.Min(_buffer.Window, ushort.MaxValue);
     }
 
     /// <summary>Copies readable bytes out; returns how many. Opens the window again when it has grown enough.</summary>
@@ -292,6 +308,7 @@ internal sealed class TcpReceiver
         _delayedAckDeadline = 0;
         _segmentsSinceAck = 0;
         _advertisedRightEdge = Next + ((uint)window << shift);
+        _offeredRightEdge = SeqNum.Max(_offeredRightEdge, _advertisedRightEdge);
     }
 
     /// <summary>The delayed-ACK timer expired: the ACK goes with the next output.</summary>

@@ -8,24 +8,9 @@ internal static partial class EngineLog
     [LoggerMessage(EventId = 1, Level = LogLevel.Information, Message = "Stack {Address}/{PrefixLength} up on link {Mac}, MTU {Mtu}")]
     public static partial void StackStarted(this ILogger logger, string address, int prefixLength, string mac, int mtu);
 
-    [LoggerMessage(EventId = 2, Level = LogLevel.Debug, Message = "Connection {Connection} established")]
-    public static partial void ConnectionEstablished(this ILogger logger, string connection);
-
-    [LoggerMessage(EventId = 3, Level = LogLevel.Debug, Message = "Connection {Connection} closed: {Reason}")]
-    public static partial void ConnectionClosed(this ILogger logger, string connection, string reason);
-
-    [LoggerMessage(EventId = 4, Level = LogLevel.Error, Message = "Connection {Connection}: the host refused a send descriptor: {Reason}")]
-    public static partial void HostRefusedDescriptor(this ILogger logger, string connection, string reason);
-
     [LoggerMessage(EventId = 5, Level = LogLevel.Warning, Message = "Listener on port {Port}: backlog {Backlog} full, SYN from {Remote} dropped")]
     public static partial void BacklogFull(this ILogger logger, int port, int backlog, string remote);
 
-    [LoggerMessage(EventId = 6, Level = LogLevel.Error, Message = "Engine: an exception escaped frame processing and was contained")]
-    public static partial void FrameProcessingFailed(this ILogger logger, Exception exception);
-
     [LoggerMessage(EventId = 8, Level = LogLevel.Error, Message = "Engine: an exception escaped {Entry} and was contained; connection aborted: {Connection}; {Suppressed} more contained since the last report")]
     public static partial void ExceptionContained(this ILogger logger, string entry, Tcp.ConnectionId? connection, long suppressed, Exception exception);
-
-    [LoggerMessage(EventId = 7, Level = LogLevel.Debug, Message = "ARP: {Address} is at {Mac}")]
-    public static partial void NeighborResolved(this ILogger logger, string address, string mac);
 }

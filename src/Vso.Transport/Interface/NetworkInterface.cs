@@ -22,6 +22,13 @@ internal sealed class NetworkInterface : IFrameReceiver, IIpOutput
     private readonly List<ITransportProtocol> _transports = [];
     private ushort _nextIdentification;
 
+    /// <summary>ICMP echo replies, per stack (RFC 1812 §4.3.2.8 allows rate limiting ICMP). Mutable struct: never copied.</summary>
+    private TokenBucket _echoReplyLimit;
+
+    // Log lines caused by network input: one per second at most, with a count of the rest.
+    private readonly LogRateLimiter _failureLog = new(TimeSpan.FromSeconds(1));
+    private readonly LogRateLimiter _neighborLog = new(TimeSpan.FromSeconds(1));
+
     // The datagram being built (between TryBegin and Commit or Cancel).
     private MacAddress _buildingNextHopHardware;
     private Ipv4Address _buildingDestination;
@@ -41,7 +48,14 @@ internal sealed class NetworkInterface : IFrameReceiver, IIpOutput
         Mtu = link.Mtu;
         Batch = new TransmitBatch(64, EthernetFrame.HeaderLength + Mtu);
         _arp = new ArpCache(TimeSpan.FromSeconds(60), TimeSpan.FromSeconds(1), 5);
+        _echoReplyLimit = TokenBucket.PerSecond(EchoRepliesPerSecond, EchoReplyBurst, clock.NowMicroseconds);
     }
+
+    /// <summary>Linux's icmp_msgs_per_sec default.</summary>
+    public const int EchoRepliesPerSecond = 1000;
+
+    /// <summary>Linux's icmp_msgs_burst default.</summary>
+    public const int EchoReplyBurst = 50;
 
     public Ipv4Address Address { get; }
 
@@ -65,6 +79,9 @@ internal sealed class NetworkInterface : IFrameReceiver, IIpOutput
 
     public long EchoRepliesSent { get; private set; }
 
+    /// <summary>Echo requests left unanswered by the reply limit (1000/s, burst 50).</summary>
+    public long EchoRepliesSuppressed { get; private set; }
+
     public long FramesReceived { get; private set; }
 
     /// <summary>Entries in the ARP cache, resolved or being resolved.</summary>
@@ -86,7 +103,10 @@ internal sealed class NetworkInterface : IFrameReceiver, IIpOutput
         catch (Exception ex) when (ex is not OutOfMemoryException)
         {
             ContainedExceptions++;
-            _log.FrameProcessingFailed(ex);
+            if (_failureLog.TryAcquire(_clock.NowMicroseconds, out var suppressed))
+            {
+                _log.FrameProcessingFailed(suppressed, ex);
+            }
             if (Batch.Count < Batch.Capacity)
             {
                 Batch.Cancel();
@@ -181,7 +201,20 @@ internal sealed class NetworkInterface : IFrameReceiver, IIpOutput
             return;
         }
 
-        if (8 + echo.Data.Length > Mtu - 20 || !TryBegin(source, IpProtocol.Icmp))
+        if (8 + echo.Data.Length > Mtu - 20)
+        {
+            return;
+        }
+
+        // Linux's icmp_msgs_per_sec and icmp_msgs_burst (1000/s, 50): a ping flood, or spoofed pings aimed at a
+        // victim, gets a bounded stream of replies.
+        if (!_echoReplyLimit.TryTake(_clock.NowMicroseconds))
+        {
+            EchoRepliesSuppressed++;
+            return;
+        }
+
+        if (!TryBegin(source, IpProtocol.Icmp))
         {
             return;
         }
@@ -208,7 +241,10 @@ internal sealed class NetworkInterface : IFrameReceiver, IIpOutput
             : _arp.Refresh(arp.SenderProtocol, arp.SenderHardware, now);
         if (changed)
         {
-            _log.NeighborResolved(arp.SenderProtocol.ToString(), arp.SenderHardware.ToString());
+            if (_log.IsEnabled(LogLevel.Debug) && _neighborLog.TryAcquire(now, out var suppressed))
+            {
+                _log.NeighborResolved(arp.SenderProtocol, arp.SenderHardware, suppressed);
+            }
             foreach (var transport in _transports)
             {
                 transport.OnNeighborResolved(arp.SenderProtocol);

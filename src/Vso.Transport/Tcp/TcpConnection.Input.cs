@@ -1,4 +1,4 @@
-using Microsoft.Extensions.Logging;
+using Vso.Transport.Engine;
 using Vso.Transport.Wire;
 
 namespace Vso.Transport.Tcp;
@@ -6,6 +6,26 @@ namespace Vso.Transport.Tcp;
 /// <summary>SEGMENT ARRIVES, RFC 9293 §3.10.7.3 and §3.10.7.4.</summary>
 internal sealed partial class TcpConnection
 {
+    /// <summary>RFC 5961 §7: this connection's limit on challenge ACKs. Mutable struct: never copied.</summary>
+    private TokenBucket _challengeAckLimit;
+
+    /// <summary>Linux's tcp_invalid_ratelimit: this connection's limit on ACKs to unacceptable pure ACKs and SYNs. Never copied.</summary>
+    private TokenBucket _invalidSegmentAckLimit;
+
+    /// <summary>The limits on replies that input alone causes start full when the connection is created.</summary>
+    private void InitializeReplyLimits(long nowMicroseconds)
+    {
+        if (_settings.ChallengeAckInterval > TimeSpan.Zero)
+        {
+            _challengeAckLimit = TokenBucket.OnePer(Micros(_settings.ChallengeAckInterval), nowMicroseconds);
+        }
+
+        if (_settings.InvalidSegmentAckInterval > TimeSpan.Zero)
+        {
+            _invalidSegmentAckLimit = TokenBucket.OnePer(Micros(_settings.InvalidSegmentAckInterval), nowMicroseconds);
+        }
+    }
+
     public void OnSegment(in TcpSegment segment)
     {
         Statistics.SegmentsReceived++;
@@ -34,7 +54,7 @@ internal sealed partial class TcpConnection
             && !IsDisorderedAck(flags, seq, payload.Length, ack, segment.Window))
         {
             Statistics.DroppedSegments++;
-            SendAck();
+            SendInvalidSegmentAck(flags, segLen);
             return;
         }
 
@@ -69,7 +89,7 @@ internal sealed partial class TcpConnection
                     _receiver.NoteDuplicate(seq, seq + payload.Length);
                 }
 
-                SendAck();
+                SendInvalidSegmentAck(flags, segLen);
             }
 
             if (State == TcpState.TimeWait && (flags & TcpFlags.Fin) != 0)
@@ -81,12 +101,13 @@ internal sealed partial class TcpConnection
             return;
         }
 
-        // Second check: RST, with RFC 5961 §3.2's blind-reset defence that RFC 9293 recommends.
+        // Second check: RST, with RFC 5961 §3.2's blind-reset defence that RFC 9293 recommends: out of the window it
+        // was dropped above, in the window but not at RCV.NXT it gets a challenge ACK, only an exact match resets.
         if ((flags & TcpFlags.Rst) != 0)
         {
             if (seq != _receiver.Next)
             {
-                SendAck(); // challenge ACK
+                SendChallengeAck();
                 return;
             }
 
@@ -97,7 +118,7 @@ internal sealed partial class TcpConnection
         // Fourth check: a SYN in a synchronized state gets a challenge ACK (RFC 5961 §4.2, RFC 9293 §3.10.7.4).
         if ((flags & TcpFlags.Syn) != 0)
         {
-            SendAck();
+            SendChallengeAck();
             return;
         }
 
@@ -107,7 +128,18 @@ internal sealed partial class TcpConnection
             return;
         }
 
-        // RFC 7323 §4.3 (3): remember the timestamp of the segment that covers Last.ACK.sent.
+        // Fifth check, first the ACK's acceptability (RFC 9293 §3.10.7.4, RFC 5961 §5.2): a segment whose ACK
+        // acknowledges unsent data or is older than any the peer could still send is answered and dropped, its
+        // text never reaches the application.
+        if (!IsAckAcceptable(ack))
+        {
+            Statistics.DroppedSegments++;
+            return;
+        }
+
+        // RFC 7323 §4.3 (3), §5.3 R3: remember the timestamp of an acceptable segment that covers Last.ACK.sent; only
+        // now, once its ACK passed too, so that one forged segment cannot move TS.Recent ahead and make every
+        // later segment of the peer fail PAWS.
         if (_timestamps && options.HasTimestamp && seq <= _lastAckSent && SequenceNumber.Ge(options.TsVal, _tsRecent))
         {
             _tsRecent = options.TsVal;
@@ -208,10 +240,14 @@ internal sealed partial class TcpConnection
         RetransmitSyn();
     }
 
-    /// <summary>§3.10.7.4 segment acceptability test.</summary>
+    /// <summary>
+    /// §3.10.7.4 segment acceptability test, against RCV.WND as advertised (the right edge offered to the peer), not
+    /// the free buffer: without window scaling the peer was offered at most 65,535 bytes (RFC 7323 §2.2-2.3), and
+    /// what lies beyond the offer is no segment of a legitimate peer (nor an in-window RST or SYN, RFC 5961 §3.2).
+    /// </summary>
     private bool IsAcceptable(SeqNum seq, int segLen)
     {
-        var window = (uint)_receiver.Window;
+        var window = (uint)_receiver.AdvertisedWindow;
         if (segLen == 0)
         {
             return window == 0 ? seq == _receiver.Next : seq.InWindow(_receiver.Next, _receiver.Next + window);
@@ -251,8 +287,13 @@ internal sealed partial class TcpConnection
         }
     }
 
-    /// <summary>§3.10.7.4 fifth check (ACK field). Returns false when the segment must be dropped.</summary>
-    private bool ProcessAck(SeqNum ack, SeqNum seq, ushort rawWindow, bool pureAck, in TcpOptions options)
+    /// <summary>
+    /// §3.10.7.4 fifth check, whether SEG.ACK is acceptable; answers it when not. SYN-RECEIVED: outside
+    /// (SND.UNA, SND.NXT] it gets a reset. Synchronized states: RFC 5961 §5.2, acceptable only in
+    /// [SND.UNA - MAX.SND.WND, SND.NXT]; beyond SND.NXT RFC 9293 says send an ACK, below the range RFC 5961 a
+    /// challenge ACK: both are the same ACK, throttled alike (§7).
+    /// </summary>
+    private bool IsAckAcceptable(SeqNum ack)
     {
         if (State == TcpState.SynReceived)
         {
@@ -262,6 +303,70 @@ internal sealed partial class TcpConnection
                 return false;
             }
 
+            return true;
+        }
+
+        if (_sender.ClassifyAck(ack) == AckAcceptability.Acceptable)
+        {
+            return true;
+        }
+
+        SendChallengeAck();
+        return false;
+    }
+
+    /// <summary>
+    /// A challenge ACK (RFC 5961 §3.2, §4.2, §5.2), throttled as §7 asks: first by this connection's limit, so that
+    /// one connection cannot spend the stack's budget, then by the stack's randomised one (a stack-wide budget
+    /// alone is the side channel of CVE-2016-5696; per connection it is not shared).
+    /// </summary>
+    private void SendChallengeAck()
+    {
+        var now = NowMicroseconds;
+        if (_settings.ChallengeAckInterval > TimeSpan.Zero && !_challengeAckLimit.TryTake(now))
+        {
+            Statistics.ChallengeAcksSuppressed++;
+            _layer.Metrics.ChallengeAcksSuppressedByConnection.Add(1);
+            return;
+        }
+
+        if (!_layer.TryTakeChallengeAck(now))
+        {
+            Statistics.ChallengeAcksSuppressed++;
+            return;
+        }
+
+        Statistics.ChallengeAcksSent++;
+        _layer.Metrics.ChallengeAcksSent.Add(1);
+        SendAck();
+    }
+
+    /// <summary>
+    /// The ACK an unacceptable segment gets (RFC 9293 §3.10.7.4 first check, RFC 7323 §5.3 R1). One that occupies no
+    /// sequence space, or carries a SYN, is answered at most once per <see cref="TcpSettings.InvalidSegmentAckInterval"/>
+    /// (Linux's tcp_invalid_ratelimit): two endpoints that disagree about the connection would otherwise ACK each
+    /// other's ACKs forever. One carrying data or FIN is always answered, as Linux does: it is not part of such a
+    /// loop, and its ACK (with a D-SACK) is how a peer whose ACK was lost learns what arrived.
+    /// </summary>
+    private void SendInvalidSegmentAck(TcpFlags flags, int segLen)
+    {
+        if ((segLen > 0 && (flags & TcpFlags.Syn) == 0)
+            || _settings.InvalidSegmentAckInterval == TimeSpan.Zero
+            || _invalidSegmentAckLimit.TryTake(NowMicroseconds))
+        {
+            SendAck();
+            return;
+        }
+
+        Statistics.InvalidSegmentAcksSuppressed++;
+        _layer.Metrics.InvalidSegmentAcksSuppressed.Add(1);
+    }
+
+    /// <summary>§3.10.7.4 fifth check (ACK field) for an ACK found acceptable. Returns false when the segment must be dropped.</summary>
+    private bool ProcessAck(SeqNum ack, SeqNum seq, ushort rawWindow, bool pureAck, in TcpOptions options)
+    {
+        if (State == TcpState.SynReceived)
+        {
             _sender.UpdateSendWindow(seq, ack, rawWindow, isSyn: false);
             _sender.TakeRttSampleForSyn(options);
             Establish();

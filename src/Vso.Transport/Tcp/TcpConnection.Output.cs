@@ -186,7 +186,7 @@ internal sealed partial class TcpConnection
         catch (StaleDescriptorException ex)
         {
             // The host refused to identify its own descriptor: the data cannot be delivered. Fail loudly.
-            _layer.Log.HostRefusedDescriptor(Id.ToString(), ex.Message);
+            _layer.Log.HostRefusedDescriptor(Id, ex.Message);
             _pendingFailure = new TcpConnectionException(TcpError.Aborted, $"Connection {Id} failed: the host refused a send descriptor ({ex.Message}).");
             _layer.MarkForOutput(this);
             return false;

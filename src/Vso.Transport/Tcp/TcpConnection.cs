@@ -27,6 +27,7 @@ internal sealed partial class TcpConnection
         _receiver = new TcpReceiver(this, layer, _settings);
         _sender = new TcpSender(this, layer, _settings);
         IdentifyMode = _settings.IdentifyMode;
+        InitializeReplyLimits(layer.Clock.NowMicroseconds);
     }
 
     public ConnectionId Id { get; }

@@ -30,4 +30,11 @@ internal sealed class TcpConnectionStatistics
     public long TailLossProbes;
     public long RackLosses;
     public long DsacksSent;
+
+    /// <summary>Challenge ACKs sent (RFC 5961) and held back by the connection's or the stack's limit (§7).</summary>
+    public long ChallengeAcksSent;
+    public long ChallengeAcksSuppressed;
+
+    /// <summary>Duplicate ACKs for unacceptable segments held back by the connection's limit.</summary>
+    public long InvalidSegmentAcksSuppressed;
 }

@@ -23,6 +23,21 @@ internal sealed class TcpLayer : ITransportProtocol
     private readonly WireCounters _counters;
     private ushort _nextEphemeralPort = 49152;
 
+    /// <summary>RFC 5961 §7: the stack-wide, randomised cap on challenge ACKs (null: no cap).</summary>
+    private readonly RandomizedIntervalLimit? _challengeAckBudget;
+
+    /// <summary>
+    /// RSTs for segments no connection takes (RFC 9293 §3.10.7.1). A spoofed flood to closed ports would otherwise
+    /// make the stack reflect one RST per segment at a victim; FreeBSD bounds these with the ICMP limit
+    /// (net.inet.icmp.icmplim), and the default here, 1000/s with a burst of 100, is Linux's icmp_msgs_per_sec for
+    /// the sibling signal (port unreachable): a port scan or a restarted peer's stale connections are still
+    /// answered at once, an attacker gets at most about 40 KB/s of RSTs. Mutable struct: never copied.
+    /// </summary>
+    private TokenBucket _resetLimit;
+
+    /// <summary>Connection lifecycle lines (peers open and close connections at will): one per second, with a count.</summary>
+    private readonly LogRateLimiter _connectionLog = new(TimeSpan.FromSeconds(1));
+
     public TcpLayer(IIpOutput ip, WireCounters counters, TcpSettings settings, IClock clock, TcpMetrics metrics, ILogger log)
     {
         _ip = ip;
@@ -34,6 +49,35 @@ internal sealed class TcpLayer : ITransportProtocol
         Isn = new IsnGenerator(settings.IsnKey);
         Memory = new MemoryBudget(settings.MemoryLimit, metrics);
         metrics.ObserveMemory(Memory);
+
+        // The stack-wide challenge-ACK budget is drawn from a secret seed: an attacker who could predict it would
+        // have the side channel back (CVE-2016-5696).
+        _challengeAckBudget = settings.ChallengeAckLimit > 0
+            ? new RandomizedIntervalLimit(settings.ChallengeAckLimit, RandomizedIntervalLimit.DefaultIntervalMicroseconds, BitConverter.ToUInt64(System.Security.Cryptography.RandomNumberGenerator.GetBytes(8)))
+            : null;
+        if (settings.ResetsPerSecond > 0)
+        {
+            _resetLimit = TokenBucket.PerSecond(settings.ResetsPerSecond, settings.ResetBurst, clock.NowMicroseconds);
+        }
+    }
+
+    /// <summary>RSTs for unknown connections held back by <see cref="TcpSettings.ResetsPerSecond"/>.</summary>
+    public long ResetsSuppressed { get; private set; }
+
+    /// <summary>Challenge ACKs held back by the stack-wide limit.</summary>
+    public long ChallengeAcksSuppressed { get; private set; }
+
+    /// <summary>RFC 5961 §7: whether the stack's budget allows one more challenge ACK now (the connection's own limit passed).</summary>
+    public bool TryTakeChallengeAck(long nowMicroseconds)
+    {
+        if (_challengeAckBudget is null || _challengeAckBudget.TryTake(nowMicroseconds))
+        {
+            return true;
+        }
+
+        ChallengeAcksSuppressed++;
+        Metrics.ChallengeAcksSuppressedByStack.Add(1);
+        return false;
     }
 
     public TcpSettings Settings { get; }
@@ -251,7 +295,10 @@ internal sealed class TcpLayer : ITransportProtocol
         SendResetFor(id, 0, segment.SequenceNumber + length, TcpFlags.Rst | TcpFlags.Ack);
     }
 
-    /// <summary>A RST (with <paramref name="flags"/>) that no connection sends: window 0, no options (RFC 9293 §3.10.7.1).</summary>
+    /// <summary>
+    /// A RST (with <paramref name="flags"/>) that no connection sends: window 0, no options (RFC 9293 §3.10.7.1).
+    /// Network input alone causes these, so they are rate-limited (<see cref="TcpSettings.ResetsPerSecond"/>).
+    /// </summary>
     public void SendResetFor(ConnectionId id, uint sequence, uint acknowledgment, TcpFlags flags)
     {
         var reset = TcpRepr.Empty;
@@ -260,6 +307,13 @@ internal sealed class TcpLayer : ITransportProtocol
         reset.SequenceNumber = sequence;
         reset.AcknowledgmentNumber = acknowledgment;
         reset.Flags = flags;
+        if (Settings.ResetsPerSecond > 0 && !_resetLimit.TryTake(Clock.NowMicroseconds))
+        {
+            ResetsSuppressed++;
+            Metrics.ResetsSuppressed.Add(1);
+            return;
+        }
+
         if (!_ip.TryBegin(id.RemoteAddress, IpProtocol.Tcp))
         {
             return;
@@ -403,7 +457,7 @@ internal sealed class TcpLayer : ITransportProtocol
     public void OnPassiveEstablished(TcpConnection connection)
     {
         Metrics.ConnectionsOpened.Add(1);
-        Log.ConnectionEstablished(connection.Id.ToString());
+        LogEstablished(connection);
         if (connection.Listener is { } listener)
         {
             listener.HalfOpen--;
@@ -423,7 +477,7 @@ internal sealed class TcpLayer : ITransportProtocol
     public void OnActiveEstablished(TcpConnection connection)
     {
         Metrics.ConnectionsOpened.Add(1);
-        Log.ConnectionEstablished(connection.Id.ToString());
+        LogEstablished(connection);
     }
 
     public void Remove(TcpConnection connection)
@@ -438,7 +492,19 @@ internal sealed class TcpLayer : ITransportProtocol
             listener.HalfOpen--;
         }
 
-        Log.ConnectionClosed(connection.Id.ToString(), connection.Error?.Message ?? "closed");
+        if (Log.IsEnabled(LogLevel.Debug) && _connectionLog.TryAcquire(Clock.NowMicroseconds, out var suppressed))
+        {
+            Log.ConnectionClosed(connection.Id, connection.Error?.Message ?? "closed", suppressed);
+        }
+    }
+
+    /// <summary>Peers open connections at will: the line goes through the rate limiter, built only when written.</summary>
+    private void LogEstablished(TcpConnection connection)
+    {
+        if (Log.IsEnabled(LogLevel.Debug) && _connectionLog.TryAcquire(Clock.NowMicroseconds, out var suppressed))
+        {
+            Log.ConnectionEstablished(connection.Id, suppressed);
+        }
     }
 
     /// <summary>Fails every connection (the stack stops).</summary>

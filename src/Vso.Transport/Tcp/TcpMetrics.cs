@@ -23,6 +23,11 @@ internal sealed class TcpMetrics
         PrunedBytes = meter.CreateCounter<long>("vso.tcp.memory.pruned", "By", "Out-of-order bytes dropped above the soft memory mark.");
         ConnectionsRefusedByMemory = meter.CreateCounter<long>("vso.tcp.memory.connections_refused", "{connection}", "SYNs dropped because the receive memory limit was reached.");
         ConnectionsResetByMemory = meter.CreateCounter<long>("vso.tcp.memory.connections_reset", "{connection}", "Connections reset as the largest holders when the receive memory limit was reached.");
+        ChallengeAcksSent = meter.CreateCounter<long>("vso.tcp.challenge_acks_sent", "{segment}", "Challenge ACKs sent (RFC 5961 §3.2, §4.2, §5.2).");
+        ChallengeAcksSuppressedByConnection = meter.CreateCounter<long>("vso.tcp.challenge_acks_suppressed.connection", "{segment}", "Challenge ACKs not sent: the connection's limit (RFC 5961 §7).");
+        ChallengeAcksSuppressedByStack = meter.CreateCounter<long>("vso.tcp.challenge_acks_suppressed.stack", "{segment}", "Challenge ACKs not sent: the stack's randomised limit (RFC 5961 §7).");
+        InvalidSegmentAcksSuppressed = meter.CreateCounter<long>("vso.tcp.invalid_segment_acks_suppressed", "{segment}", "Duplicate ACKs for out-of-window or PAWS-failing segments not sent (rate limit).");
+        ResetsSuppressed = meter.CreateCounter<long>("vso.tcp.resets_suppressed", "{segment}", "RSTs for unknown connections not sent (rate limit).");
     }
 
     public Counter<long> RetransmittedSegments { get; }
@@ -68,6 +73,15 @@ internal sealed class TcpMetrics
             "By",
             "Received bytes held, by kind: in order and unread, or out of order beyond RCV.NXT.");
     }
+    public Counter<long> ChallengeAcksSent { get; }
+
+    public Counter<long> ChallengeAcksSuppressedByConnection { get; }
+
+    public Counter<long> ChallengeAcksSuppressedByStack { get; }
+
+    public Counter<long> InvalidSegmentAcksSuppressed { get; }
+
+    public Counter<long> ResetsSuppressed { get; }
 
     public void RecordRtt(long microseconds) => Rtt.Record(microseconds / 1000.0);
 }

@@ -22,8 +22,14 @@ internal sealed class TcpReceiver
     /// <summary>RCV.NXT + RCV.WND as last advertised, to tell when the window grew enough to announce (SWS avoidance).</summary>
     private SeqNum _advertisedRightEdge;
 
-    /// <summary>The furthest right edge ever advertised: under memory pressure the window closes towards it, never behind it.</summary>
-    private SeqNum _furthestRightEdge;
+    /// <summary>
+    /// The furthest right edge we have advertised (RCV.NXT + RCV.WND of some ACK or of our SYN): what the peer may
+    /// fill, so the edge the acceptability test uses (RFC 9293 §3.10.7.4). It never moves left (§3.8.6, SHLD-14):
+    /// a segment sent into a window we offered stays acceptable.
+    /// </summary>
+    private SeqNum _offeredRightEdge;
+
+    /// <summary>An ACK (or SYN-ACK) has advertised a window; until then, under memory pressure, one block is offered.</summary>
     private bool _hasAdvertised;
 
     private bool _finReceived;
@@ -85,7 +91,7 @@ internal sealed class TcpReceiver
                 return Math.Min(free, ReceiveBlockPool.BlockSize);
             }
 
-            return Math.Clamp(_furthestRightEdge - Next, 0, free);
+            return Math.Clamp(_offeredRightEdge - Next, 0, free);
         }
     }
 
@@ -94,6 +100,12 @@ internal sealed class TcpReceiver
 
     /// <summary>Out-of-order bytes held beyond RCV.NXT.</summary>
     public int OutOfOrderBytes => _buffer.OutOfOrderBytes;
+
+    /// <summary>
+    /// RCV.WND as advertised: from RCV.NXT to the furthest right edge offered, not the whole free buffer (RFC 9293
+    /// §3.10.7.4, RFC 7323 §2.2-2.3: without window scaling at most 65,535 bytes are ever offered).
+    /// </summary>
+    public int AdvertisedWindow => Math.Max(0, _offeredRightEdge - Next);
 
     /// <summary>An ACK is owed and goes out with the next output, alone if no data carries it.</summary>
     public bool AckOwed { get; private set; }
@@ -117,6 +129,9 @@ internal sealed class TcpReceiver
     {
         InitialSequence = sequence;
         Next = sequence + 1;
+
+        // Our SYN offers the free buffer, unscaled (RFC 7323 §2.2), from IRS + 1.
+        _offeredRightEdge = Next + Math.Min(_buffer.Window, ushort.MaxValue);
     }
 
     /// <summary>Copies readable bytes out; returns how many. Opens the window again when it has grown enough.</summary>
@@ -396,11 +411,8 @@ internal sealed class TcpReceiver
         _delayedAckDeadline = 0;
         _segmentsSinceAck = 0;
         _advertisedRightEdge = Next + ((uint)window << shift);
-        if (!_hasAdvertised || _advertisedRightEdge > _furthestRightEdge)
-        {
-            _furthestRightEdge = _advertisedRightEdge;
-            _hasAdvertised = true;
-        }
+        _offeredRightEdge = _hasAdvertised ? SeqNum.Max(_offeredRightEdge, _advertisedRightEdge) : _advertisedRightEdge;
+        _hasAdvertised = true;
     }
 
     /// <summary>The delayed-ACK timer expired: the ACK goes with the next output.</summary>

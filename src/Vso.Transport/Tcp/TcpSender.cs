@@ -267,17 +267,30 @@ internal sealed class TcpSender : ILossRecoverySender
     // ---- ACK processing (RFC 9293 §3.10.7.4 fifth check) ----
 
     /// <summary>
-    /// The ACK field of an acceptable segment in a synchronized state. Returns false when the segment must be
-    /// dropped (it acknowledges something not yet sent).
+    /// RFC 5961 §5.2: SEG.ACK is acceptable only in [SND.UNA - MAX.SND.WND, SND.NXT]. SND.MAX stands for SND.NXT:
+    /// a timeout rewinds SND.NXT (go-back-N) while the peer may hold everything up to SND.MAX. MAX.SND.WND is
+    /// bounded by what has been acknowledged so far (as Linux does): no ACK below ISS + 1 acknowledges anything
+    /// we sent. The connection answers the two failures (an ACK, then the segment is dropped).
     /// </summary>
-    public bool ProcessAck(SeqNum ack, SeqNum seq, ushort rawWindow, bool pureAck, in TcpOptions options)
+    public AckAcceptability ClassifyAck(SeqNum ack)
     {
         if (ack > SendMax)
         {
-            // Acknowledges something not yet sent: ACK and drop (§3.10.7.4).
-            _connection.SendAck();
-            return false;
+            return AckAcceptability.Unsent;
         }
+
+        var acknowledged = (uint)(SendUnacknowledged - (InitialSendSequence + 1));
+        var oldest = SendUnacknowledged - (int)Math.Min(_maxSendWindow, acknowledged);
+        return ack < oldest ? AckAcceptability.TooOld : AckAcceptability.Acceptable;
+    }
+
+    /// <summary>
+    /// The ACK field of an acceptable segment in a synchronized state, one that <see cref="ClassifyAck"/> accepted.
+    /// Returns false when the segment must be dropped.
+    /// </summary>
+    public bool ProcessAck(SeqNum ack, SeqNum seq, ushort rawWindow, bool pureAck, in TcpOptions options)
+    {
+        System.Diagnostics.Debug.Assert(ClassifyAck(ack) == AckAcceptability.Acceptable, "an unacceptable ACK reached ProcessAck");
 
         var newlyAcked = ack > SendUnacknowledged ? (long)(uint)(ack - SendUnacknowledged) : 0;
         var windowBefore = _sendWindow;

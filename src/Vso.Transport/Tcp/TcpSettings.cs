@@ -106,6 +106,11 @@ public sealed class TcpSettings
         Require(Enum.IsDefined(IdentifyMode), nameof(IdentifyMode), IdentifyMode, "use Pinned or Copy");
         Require(LossRecovery is not null, nameof(LossRecovery), "null", "give a selector such as TcpSettings.DefaultLossRecovery");
         Require(CongestionControl is not null, nameof(CongestionControl), "null", "give a factory");
+        Require(InvalidSegmentAckInterval >= TimeSpan.Zero, nameof(InvalidSegmentAckInterval), InvalidSegmentAckInterval, "use a non-negative time (500 ms by default, zero for no limit)");
+        Require(ChallengeAckInterval >= TimeSpan.Zero, nameof(ChallengeAckInterval), ChallengeAckInterval, "use a non-negative time (500 ms by default, zero for no limit)");
+        Require(ChallengeAckLimit >= 0, nameof(ChallengeAckLimit), ChallengeAckLimit, "use a non-negative count (1000 by default, zero for no limit)");
+        Require(ResetsPerSecond >= 0, nameof(ResetsPerSecond), ResetsPerSecond, "use a non-negative rate (1000 by default, zero for no limit)");
+        Require(ResetBurst >= 1, nameof(ResetBurst), ResetBurst, "use at least 1");
     }
 
     private static void Require(bool ok, string key, object value, string fix)
@@ -115,4 +120,34 @@ public sealed class TcpSettings
             throw new ArgumentException($"Tcp:{key} = '{value}' is invalid: {fix}.", key);
         }
     }
+
+    /// <summary>
+    /// Per connection, the least time between two duplicate ACKs sent for unacceptable segments that occupy no
+    /// sequence space (pure ACKs, out of window or failing PAWS, RFC 9293 §3.10.7.4, RFC 7323 §5.3 R1) or carry a SYN.
+    /// Two endpoints that disagree about a connection would otherwise ACK each other's ACKs forever. Linux's
+    /// tcp_invalid_ratelimit, 500 ms by default; zero: no limit. Segments carrying data or FIN are always answered.
+    /// </summary>
+    public TimeSpan InvalidSegmentAckInterval { get; set; } = TimeSpan.FromMilliseconds(500);
+
+    /// <summary>
+    /// Per connection, the least time between two challenge ACKs (RFC 5961 §3.2, §4.2, §5.2; throttled by §7).
+    /// Default 500 ms, Linux's per-socket limit; zero: no per-connection limit.
+    /// </summary>
+    public TimeSpan ChallengeAckInterval { get; set; } = TimeSpan.FromMilliseconds(500);
+
+    /// <summary>
+    /// Challenge ACKs the whole stack sends per second, drawn at random each second from [limit/2, limit*3/2) so that
+    /// the count reveals nothing about other connections (RFC 5961 §7, CVE-2016-5696). Default 1000 (Linux
+    /// tcp_challenge_ack_limit, 4.7 to 5.19); zero: no stack-wide limit.
+    /// </summary>
+    public int ChallengeAckLimit { get; set; } = 1000;
+
+    /// <summary>
+    /// RSTs per second the stack sends for segments that match no connection (RFC 9293 §3.10.7.1) or that a
+    /// handshake refuses. Default 1000; zero: no limit.
+    /// </summary>
+    public int ResetsPerSecond { get; set; } = 1000;
+
+    /// <summary>RSTs for unknown connections sent at once before <see cref="ResetsPerSecond"/> applies. Default 100.</summary>
+    public int ResetBurst { get; set; } = 100;
 }

@@ -210,11 +210,13 @@ public sealed class ResetTraces
         var (_, iss) = peer.OpenPassive();
         var s = iss + 1;
 
-        // RFC 5961 §4.2: whatever its sequence number, in window or not.
+        // RFC 5961 §4.2: whatever its sequence number, in window or not. §7: at most one such ACK per 500 ms.
         peer.Send(Syn, seq: R + 5);
         peer.Expect(Ack, seq: s, ack: R, within: TimeSpan.Zero);
+        peer.Advance(TimeSpan.FromMilliseconds(500));
         peer.Send(Syn, seq: 1000);
         peer.Expect(Ack, seq: s, ack: R, within: TimeSpan.Zero);
+        peer.Advance(TimeSpan.FromMilliseconds(500));
         peer.Send(Syn, seq: R);
         peer.Expect(Ack, seq: s, ack: R, within: TimeSpan.Zero);
         Assert.Equal(TcpState.Established, peer.State);

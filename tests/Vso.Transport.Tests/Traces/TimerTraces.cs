@@ -311,7 +311,9 @@ public sealed class TimerTraces
         peer.Expect(Ack, seq: s + 1, ack: R + 1, within: TimeSpan.Zero);
         Assert.Equal(TcpState.TimeWait, peer.State);
 
-        // An equal timestamp leaves the decision to the sequence number: below RCV.NXT, no.
+        // An equal timestamp leaves the decision to the sequence number: below RCV.NXT, no. (The ACK to an
+        // unacceptable SYN is sent at most once per 500 ms, Linux's tcp_invalid_ratelimit.)
+        peer.Advance(TimeSpan.FromMilliseconds(500));
         peer.Send(Syn, seq: 500, options: RawPeer.SynOptions(tsVal: tsRecent));
         peer.Expect(Ack, seq: s + 1, ack: R + 1, within: TimeSpan.Zero);
         Assert.Equal(TcpState.TimeWait, peer.State);

@@ -17,8 +17,10 @@ internal static partial class EngineLog
     [LoggerMessage(EventId = 4, Level = LogLevel.Error, Message = "Connection {Connection}: the host refused a send descriptor: {Reason}")]
     public static partial void HostRefusedDescriptor(this ILogger logger, string connection, string reason);
 
-    [LoggerMessage(EventId = 5, Level = LogLevel.Warning, Message = "Listener on port {Port}: backlog {Backlog} full, SYN from {Remote} dropped")]
-    public static partial void BacklogFull(this ILogger logger, int port, int backlog, string remote);
+    [LoggerMessage(EventId = 5, Level = LogLevel.Warning, Message = "Listener on port {Port} under SYN pressure: {SynsDropped} SYNs dropped (accept queue {Backlog} full), {CookiesSent} SYN cookies sent, {CookiesAccepted} accepted, {CookiesRejected} rejected, {HalfOpenEvicted} half-open evicted, {AcceptQueueOverflows} completing ACKs dropped (accept queue full); half-open {HalfOpen}/{MaxHalfOpen}")]
+    public static partial void ListenerUnderPressure(
+        this ILogger logger, int port, long synsDropped, int backlog, long cookiesSent, long cookiesAccepted, long cookiesRejected,
+        long halfOpenEvicted, long acceptQueueOverflows, int halfOpen, int maxHalfOpen);
 
     [LoggerMessage(EventId = 6, Level = LogLevel.Error, Message = "Engine: an exception escaped frame processing and was contained")]
     public static partial void FrameProcessingFailed(this ILogger logger, Exception exception);

@@ -27,6 +27,8 @@ internal static class StackFactory
             DelayedAck = t.DelayedAck,
             Nagle = t.Nagle,
             ReceiveBufferSize = t.ReceiveBufferSize,
+            MaxHalfOpen = t.MaxHalfOpen,
+            SynCookies = t.SynCookies,
             IdentifyMode = o.IdentifyMode,
             CongestionControl = t.CongestionControl switch
             {

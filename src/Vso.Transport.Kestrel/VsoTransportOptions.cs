@@ -144,8 +144,14 @@ public sealed class VsoTcpOptions
     /// <summary>Receive buffer (the advertised window's ceiling) per connection. Default 1 MiB.</summary>
     public int ReceiveBufferSize { get; set; } = 1 << 20;
 
-    /// <summary>Listen backlog: half-open plus not yet accepted connections per port. Default 512.</summary>
+    /// <summary>Listen backlog: established connections not yet accepted per port (the accept queue). Default 512.</summary>
     public int Backlog { get; set; } = 512;
+
+    /// <summary>Half-open connections per listener (Vso:Tcp:MaxHalfOpen). Default 1024.</summary>
+    public int MaxHalfOpen { get; set; } = 1024;
+
+    /// <summary>SYN cookies (Vso:Tcp:SynCookies, RFC 4987 §3.6): Auto (when the half-open queue is full), Always or Never. Default Auto.</summary>
+    public SynCookieMode SynCookies { get; set; } = SynCookieMode.Auto;
 }
 
 /// <summary>Pinning options (section Vso:Pinning).</summary>

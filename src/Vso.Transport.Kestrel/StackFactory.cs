@@ -26,6 +26,8 @@ internal static class StackFactory
             Nagle = t.Nagle,
             ReceiveBufferSize = t.ReceiveBufferSize,
             MemoryLimit = t.MemoryLimit,
+            MaxHalfOpen = t.MaxHalfOpen,
+            SynCookies = t.SynCookies,
             IdentifyMode = o.IdentifyMode,
             CongestionControl = t.CongestionControl switch
             {

@@ -147,8 +147,14 @@ public sealed class VsoTcpOptions
     /// <summary>Receive memory of the whole stack in bytes (Vso:Tcp:MemoryLimit; 0 for no limit): windows stop opening at 3/4, new connections are refused and the largest holders reset at the limit. Default 1 GiB.</summary>
     public long MemoryLimit { get; set; } = 1L << 30;
 
-    /// <summary>Listen backlog: half-open plus not yet accepted connections per port. Default 512.</summary>
+    /// <summary>Listen backlog: established connections not yet accepted per port (the accept queue). Default 512.</summary>
     public int Backlog { get; set; } = 512;
+
+    /// <summary>Half-open connections per listener (Vso:Tcp:MaxHalfOpen). Default 1024.</summary>
+    public int MaxHalfOpen { get; set; } = 1024;
+
+    /// <summary>SYN cookies (Vso:Tcp:SynCookies, RFC 4987 §3.6): Auto (when the half-open queue is full), Always or Never. Default Auto.</summary>
+    public SynCookieMode SynCookies { get; set; } = SynCookieMode.Auto;
 }
 
 /// <summary>Pinning options (section Vso:Pinning).</summary>

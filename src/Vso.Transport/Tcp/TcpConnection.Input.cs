@@ -367,6 +367,13 @@ internal sealed partial class TcpConnection
     {
         if (State == TcpState.SynReceived)
         {
+            // The accept queue is full: drop the ACK and stay half-open, the peer retransmits it (Linux's listen overflow).
+            if (Listener is { IsAcceptQueueFull: true } listener)
+            {
+                _layer.OnAcceptQueueOverflow(listener);
+                return false;
+            }
+
             _sender.UpdateSendWindow(seq, ack, rawWindow, isSyn: false);
             _sender.TakeRttSampleForSyn(options);
             Establish();

@@ -115,6 +115,12 @@ internal sealed partial class TcpConnection
     private void OnRetransmitTimer(long now)
     {
         var limit = State is TcpState.SynSent or TcpState.SynReceived ? _settings.MaxSynRetransmissions : _settings.MaxRetransmissions;
+        if (State == TcpState.SynReceived && Listener is { } listener)
+        {
+            // A SYN-ACK held back by ARP counts here too: the entry ends on the same schedule.
+            limit = listener.SynAckRetries(limit);
+        }
+
         if (_sender.RetransmissionsOfHead >= limit)
         {
             var what = State == TcpState.SynSent ? "connect" : "data";

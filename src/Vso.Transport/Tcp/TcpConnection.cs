@@ -105,6 +105,38 @@ internal sealed partial class TcpConnection
         SendSyn();
     }
 
+    /// <summary>
+    /// Passive open from a returning SYN cookie (RFC 4987 §3.6): the connection starts in SYN-RECEIVED as if it had
+    /// sent its SYN-ACK (the listener did, statelessly); the ACK that carried the cookie then completes it through
+    /// the ordinary path. The options are those the cookie preserved; TS.Recent is the ACK's TSval (as Linux does).
+    /// </summary>
+    public void AcceptCookie(in CookieHandshake cookie)
+    {
+        _sender.Initialize(new SeqNum(cookie.Iss));
+        _tsOffset = _layer.Isn.TimestampOffset(Id.LocalAddress, Id.LocalPort, Id.RemoteAddress, Id.RemotePort);
+        _timestamps = _settings.Timestamps;
+        _windowScaling = _settings.WindowScaling;
+        _sackPermitted = _settings.Sack;
+        _receiver.OnSyn(new SeqNum(cookie.PeerIsn));
+
+        var options = TcpOptions.None;
+        options.Mss = (ushort)cookie.Mss;
+        options.WindowScale = (sbyte)cookie.PeerWindowScale;
+        options.SackPermitted = cookie.SackPermitted;
+        options.HasTimestamp = cookie.Timestamps;
+        options.TsVal = cookie.TsVal;
+        ApplySynOptions(options);
+
+        // The SYN's window is not known: start from none; the ACK's window (scaled, §3.10.7.4) replaces it.
+        _sender.UpdateSendWindow(new SeqNum(cookie.PeerIsn), _sender.InitialSendSequence, 0, isSyn: true);
+        _sender.OnSynSending();
+        _lastAckSent = _receiver.Next;
+        State = TcpState.SynReceived;
+    }
+
+    /// <summary>This connection's place in its listener's half-open queue (<see cref="HalfOpenQueue"/>).</summary>
+    internal LinkedListNode<TcpConnection>? HalfOpenEntry { get; set; }
+
     /// <summary>ISS by RFC 6528, the timestamp offset, and the options we offer in our SYN.</summary>
     private void ChooseInitialSequence()
     {

@@ -49,6 +49,7 @@ internal sealed class TcpLayer : ITransportProtocol
         Isn = new IsnGenerator(settings.IsnKey);
         Memory = new MemoryBudget(settings.MemoryLimit, metrics);
         metrics.ObserveMemory(Memory);
+        _cookies = new SynCookieHandshake(this);
 
         // The stack-wide challenge-ACK budget is drawn from a secret seed: an attacker who could predict it would
         // have the side channel back (CVE-2016-5696).
@@ -79,6 +80,9 @@ internal sealed class TcpLayer : ITransportProtocol
         Metrics.ChallengeAcksSuppressedByStack.Add(1);
         return false;
     }
+
+    /// <summary>Stateless SYN-ACKs and the check of the ACKs that return them (RFC 4987 §3.6).</summary>
+    private readonly SynCookieHandshake _cookies;
 
     public TcpSettings Settings { get; }
 
@@ -114,7 +118,7 @@ internal sealed class TcpLayer : ITransportProtocol
 
     public TcpListenerCore Listen(ushort port, int backlog, ITcpListenerObserver? observer)
     {
-        var listener = new TcpListenerCore(port, backlog, observer);
+        var listener = new TcpListenerCore(port, backlog, Settings.MaxHalfOpen, observer);
         if (!_listeners.TryAdd(port, listener))
         {
             throw new InvalidOperationException($"Port {port} already has a listener on {_ip.Address}; stop the other listener or choose another port.");
@@ -199,7 +203,12 @@ internal sealed class TcpLayer : ITransportProtocol
         SendResetForUnknown(id, segment);
     }
 
-    /// <summary>RFC 9293 §3.10.7.2 (LISTEN): RST is ignored, ACK answered with RST, SYN opens a connection.</summary>
+    /// <summary>
+    /// RFC 9293 §3.10.7.2 (LISTEN): RST is ignored, an ACK is answered with RST unless it returns a valid SYN cookie,
+    /// a SYN opens a connection. Two queues bound what a flood can take (RFC 4987 §3): a full accept queue drops the
+    /// SYN (the peer retries), a full half-open queue answers it with a cookie (<see cref="SynCookieMode"/>) or
+    /// drops the oldest half-open entry to make room (RFC 4987 §3.4).
+    /// </summary>
     private void OnSegmentForListener(TcpListenerCore listener, ConnectionId id, in TcpSegment segment)
     {
         var flags = segment.Flags;
@@ -210,6 +219,11 @@ internal sealed class TcpLayer : ITransportProtocol
 
         if ((flags & TcpFlags.Ack) != 0)
         {
+            if ((flags & TcpFlags.Syn) == 0 && TryCompleteCookieHandshake(listener, id, segment))
+            {
+                return;
+            }
+
             SendResetFor(id, segment.AcknowledgmentNumber, 0, TcpFlags.Rst);
             return;
         }
@@ -226,19 +240,104 @@ internal sealed class TcpLayer : ITransportProtocol
             return;
         }
 
-        if (listener.IsFull)
+        var now = Clock.NowMicroseconds;
+        if (listener.IsAcceptQueueFull)
         {
+            // Linux drops SYNs while the accept queue is full, cookies or not: a connection made now would have nowhere to go.
             listener.SynsDropped++;
             Metrics.SynsDropped.Add(1);
-            Log.BacklogFull(listener.Port, listener.Backlog, $"{id.RemoteAddress}:{id.RemotePort}");
+            listener.PressureLog.SynDropped(listener, Log, now);
             return;
+        }
+
+        var mode = Settings.SynCookies;
+        if (mode == SynCookieMode.Always || (mode == SynCookieMode.Auto && listener.IsHalfOpenFull))
+        {
+            if (_cookies.SendCookie(id, segment))
+            {
+                listener.LastCookieSentAt = now;
+                Metrics.SynCookiesSent.Add(1);
+                listener.PressureLog.CookieSent(listener, Log, now);
+            }
+
+            return;
+        }
+
+        while (listener.IsHalfOpenFull && listener.HalfOpen.Oldest is { } oldest)
+        {
+            // RFC 4987 §3.4: without cookies, the oldest half-open entry makes room (silently: it is most likely spoofed).
+            oldest.ForceClose();
+            _timers.Sync(oldest);
+            Metrics.HalfOpenEvicted.Add(1);
+            listener.PressureLog.HalfOpenEvicted(listener, Log, now);
         }
 
         var connection = new TcpConnection(this, id, observer: null) { Listener = listener };
         _connections.Add(id, connection);
-        listener.HalfOpen++;
+        listener.HalfOpen.Add(connection);
         connection.AcceptSyn(segment.SequenceNumber, segment.Window, segment.Options);
         AfterEvent(connection);
+    }
+
+    /// <summary>
+    /// An ACK that matches no connection may return a SYN cookie (RFC 4987 §3.6): if it is valid the connection is
+    /// built in SYN-RECEIVED and the ACK completes it; true when the ACK was consumed (also when dropped for a full
+    /// accept queue). Cookies are looked for only where they can exist: in Always mode, or in Auto mode while one sent
+    /// by this listener can still be alive (Linux's tcp_synq_no_recent_overflow), which keeps forgers' odds at zero otherwise.
+    /// </summary>
+    private bool TryCompleteCookieHandshake(TcpListenerCore listener, ConnectionId id, in TcpSegment segment)
+    {
+        var now = Clock.NowMicroseconds;
+        var mayHoldCookie = Settings.SynCookies switch
+        {
+            SynCookieMode.Always => true,
+            SynCookieMode.Auto => listener.LastCookieSentAt != long.MinValue && now - listener.LastCookieSentAt <= SynCookieHandshake.LifetimeMicroseconds,
+            _ => false,
+        };
+        if (!mayHoldCookie)
+        {
+            return false;
+        }
+
+        if (!_cookies.TryValidate(id, segment, out var handshake))
+        {
+            // Answered with RST by the caller, as for any unknown connection.
+            Metrics.SynCookiesRejected.Add(1);
+            listener.PressureLog.CookieRejected(listener, Log, now);
+            return false;
+        }
+
+        if (listener.IsAcceptQueueFull)
+        {
+            // As Linux: drop, keep nothing; the peer retransmits its ACK (or data) and the cookie is checked again.
+            OnAcceptQueueOverflow(listener);
+            return true;
+        }
+
+        var connection = new TcpConnection(this, id, observer: null) { Listener = listener };
+        _connections.Add(id, connection);
+        connection.AcceptCookie(handshake);
+        Metrics.SynCookiesAccepted.Add(1);
+        listener.PressureLog.CookieAccepted(listener, Log, now);
+        try
+        {
+            connection.OnPeerActivity(now);
+            connection.OnSegment(segment);
+            AfterEvent(connection);
+        }
+        catch (Exception ex) when (Faults is not null && ex is not OutOfMemoryException)
+        {
+            Faults.Contain(EngineEntry.LinkReceive, ex, connection);
+        }
+
+        return true;
+    }
+
+    /// <summary>A handshake-completing ACK was dropped because the listener's accept queue is full.</summary>
+    public void OnAcceptQueueOverflow(TcpListenerCore listener)
+    {
+        Metrics.AcceptQueueOverflows.Add(1);
+        listener.PressureLog.AcceptQueueOverflow(listener, Log, Clock.NowMicroseconds);
     }
 
     /// <summary>
@@ -460,7 +559,7 @@ internal sealed class TcpLayer : ITransportProtocol
         LogEstablished(connection);
         if (connection.Listener is { } listener)
         {
-            listener.HalfOpen--;
+            listener.HalfOpen.Remove(connection);
             if (!_listeners.TryGetValue(listener.Port, out var current) || current != listener)
             {
                 // The listener was unbound during the handshake.
@@ -489,7 +588,7 @@ internal sealed class TcpLayer : ITransportProtocol
 
         if (connection.Listener is { } listener && connection.WasHalfOpen)
         {
-            listener.HalfOpen--;
+            listener.HalfOpen.Remove(connection);
         }
 
         if (Log.IsEnabled(LogLevel.Debug) && _connectionLog.TryAcquire(Clock.NowMicroseconds, out var suppressed))

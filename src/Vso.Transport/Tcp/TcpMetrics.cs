@@ -15,7 +15,7 @@ internal sealed class TcpMetrics
         FastRecoveries = meter.CreateCounter<long>("vso.tcp.fast_recoveries", "{recovery}", "Entries into fast recovery.");
         ConnectionsOpened = meter.CreateCounter<long>("vso.tcp.connections_opened", "{connection}", "Connections established.");
         ResetsSent = meter.CreateCounter<long>("vso.tcp.resets_sent", "{segment}", "RST segments sent for segments that match no connection.");
-        SynsDropped = meter.CreateCounter<long>("vso.tcp.syns_dropped", "{segment}", "SYNs dropped because a listener's backlog was full.");
+        SynsDropped = meter.CreateCounter<long>("vso.tcp.syns_dropped", "{segment}", "SYNs dropped because a listener's accept queue was full.");
         Rtt = meter.CreateHistogram<double>("vso.tcp.rtt", "ms", "Round-trip time samples.");
         TailLossProbes = meter.CreateCounter<long>("vso.tcp.tail_loss_probes", "{probe}", "Tail loss probes sent (RFC 8985 §7).");
         SpuriousRetransmissions = meter.CreateCounter<long>("vso.tcp.spurious_retransmissions", "{segment}", "Retransmissions a D-SACK proved unnecessary (RFC 3708).");
@@ -28,6 +28,11 @@ internal sealed class TcpMetrics
         ChallengeAcksSuppressedByStack = meter.CreateCounter<long>("vso.tcp.challenge_acks_suppressed.stack", "{segment}", "Challenge ACKs not sent: the stack's randomised limit (RFC 5961 §7).");
         InvalidSegmentAcksSuppressed = meter.CreateCounter<long>("vso.tcp.invalid_segment_acks_suppressed", "{segment}", "Duplicate ACKs for out-of-window or PAWS-failing segments not sent (rate limit).");
         ResetsSuppressed = meter.CreateCounter<long>("vso.tcp.resets_suppressed", "{segment}", "RSTs for unknown connections not sent (rate limit).");
+        SynCookiesSent = meter.CreateCounter<long>("vso.tcp.syn_cookies_sent", "{segment}", "SYN-ACKs carrying a SYN cookie, sent without keeping state (RFC 4987 §3.6).");
+        SynCookiesAccepted = meter.CreateCounter<long>("vso.tcp.syn_cookies_accepted", "{connection}", "Connections established from a valid returning SYN cookie.");
+        SynCookiesRejected = meter.CreateCounter<long>("vso.tcp.syn_cookies_rejected", "{segment}", "ACKs to a listener whose cookie was invalid or expired.");
+        HalfOpenEvicted = meter.CreateCounter<long>("vso.tcp.half_open_evicted", "{connection}", "Half-open connections dropped to admit a new SYN (RFC 4987 §3.4).");
+        AcceptQueueOverflows = meter.CreateCounter<long>("vso.tcp.accept_queue_overflows", "{segment}", "Handshake-completing ACKs dropped because the accept queue was full.");
     }
 
     public Counter<long> RetransmittedSegments { get; }
@@ -82,6 +87,15 @@ internal sealed class TcpMetrics
     public Counter<long> InvalidSegmentAcksSuppressed { get; }
 
     public Counter<long> ResetsSuppressed { get; }
+    public Counter<long> SynCookiesSent { get; }
+
+    public Counter<long> SynCookiesAccepted { get; }
+
+    public Counter<long> SynCookiesRejected { get; }
+
+    public Counter<long> HalfOpenEvicted { get; }
+
+    public Counter<long> AcceptQueueOverflows { get; }
 
     public void RecordRtt(long microseconds) => Rtt.Record(microseconds / 1000.0);
 }

@@ -81,6 +81,15 @@ public sealed class TcpSettings
     public byte[] IsnKey { get; set; } = [];
 
     /// <summary>
+    /// Half-open connections (SYN-RECEIVED) a listener holds, apart from its accept queue (the backlog). Beyond it a
+    /// SYN gets a cookie or evicts the oldest entry, by <see cref="SynCookies"/>. Default 1024 (Linux's tcp_max_syn_backlog).
+    /// </summary>
+    public int MaxHalfOpen { get; set; } = 1024;
+
+    /// <summary>SYN cookies (RFC 4987 §3.6): when a listener answers a SYN without keeping state. Default <see cref="SynCookieMode.Auto"/>.</summary>
+    public SynCookieMode SynCookies { get; set; } = SynCookieMode.Auto;
+
+    /// <summary>
     /// RACK-TLP (RFC 8985) when SACK was negotiated, which it needs (RFC 8985 §4: it detects losses from what the
     /// receiver SACKs); NewReno (RFC 6582) when the peer has no SACK.
     /// </summary>
@@ -111,6 +120,8 @@ public sealed class TcpSettings
         Require(ChallengeAckLimit >= 0, nameof(ChallengeAckLimit), ChallengeAckLimit, "use a non-negative count (1000 by default, zero for no limit)");
         Require(ResetsPerSecond >= 0, nameof(ResetsPerSecond), ResetsPerSecond, "use a non-negative rate (1000 by default, zero for no limit)");
         Require(ResetBurst >= 1, nameof(ResetBurst), ResetBurst, "use at least 1");
+        Require(MaxHalfOpen is >= 1 and <= 1 << 20, nameof(MaxHalfOpen), MaxHalfOpen, "use 1 to 1048576");
+        Require(Enum.IsDefined(SynCookies), nameof(SynCookies), SynCookies, "use Auto, Always or Never");
     }
 
     private static void Require(bool ok, string key, object value, string fix)

@@ -3,38 +3,55 @@ using static Vso.Transport.Tests.Traces.TraceFlags;
 
 namespace Vso.Transport.Tests.Traces;
 
-/// <summary>The listen backlog (RFC 9293 §3.10.1): half-open plus not-yet-accepted connections are bounded.</summary>
+/// <summary>
+/// The listen backlog (RFC 9293 §3.10.1) bounds the accept queue: established connections not yet accepted. Half-open
+/// ones have a queue of their own (TcpSettings.MaxHalfOpen, see SynCookieTraces), as in Linux.
+/// </summary>
 public sealed class ListenTraces
 {
     [Fact]
-    public void SYNs_beyond_the_backlog_are_dropped_until_a_connection_is_accepted()
+    public void SYNs_and_completing_ACKs_beyond_the_accept_queue_are_dropped_until_a_connection_is_accepted()
     {
-        using var peer = new RawPeer();
+        using var peer = new RawPeer(s => s.SynCookies = SynCookieMode.Never);
         using var listener = peer.Stack.Listen(80, backlog: 2);
 
+        // Half-open connections do not count against the backlog: three handshakes start.
         peer.Port = 40001;
         peer.Send(Syn, seq: 1000, options: RawPeer.SynOptions());
-        peer.Expect(SynAck, ack: 1001);
+        var first = peer.Expect(SynAck, ack: 1001);
         peer.Port = 40002;
         peer.Send(Syn, seq: 2000, options: RawPeer.SynOptions());
         var second = peer.Expect(SynAck, ack: 2001);
-
-        // Two half-open connections fill a backlog of 2: the third SYN gets no answer (the client retries).
         peer.Port = 40003;
         peer.Send(Syn, seq: 3000, options: RawPeer.SynOptions());
-        peer.ExpectNothing(TimeSpan.FromMilliseconds(100));
+        var third = peer.Expect(SynAck, ack: 3001);
 
-        // Completing a handshake does not free room (the connection waits to be accepted) ...
+        // Two complete and fill the accept queue of 2 ...
+        peer.Port = 40001;
+        peer.Send(Ack, seq: 1001, ack: first.Seq + 1);
         peer.Port = 40002;
         peer.Send(Ack, seq: 2001, ack: second.Seq + 1);
+        peer.ExpectNothing();
+
+        // ... so the third's ACK is dropped (it stays half-open, its peer retries), and a new SYN gets no answer.
         peer.Port = 40003;
-        peer.Send(Syn, seq: 3000, options: RawPeer.SynOptions());
+        peer.Send(Ack, seq: 3001, ack: third.Seq + 1);
+        peer.ExpectNothing();
+        Assert.Contains(peer.Stack.Core.Tcp.Connections, c => c.Id.RemotePort == 40003 && c.State == TcpState.SynReceived);
+        peer.Port = 40004;
+        peer.Send(Syn, seq: 4000, options: RawPeer.SynOptions());
         peer.ExpectNothing(TimeSpan.FromMilliseconds(100));
 
-        // ... accepting it does.
+        // Accepting one makes room: the third's retransmitted ACK completes it, and new SYNs are answered again.
         Assert.True(listener.TryAccept(out var accepted));
         Assert.Equal(TcpState.Established, accepted.GetInfo().State);
-        peer.Send(Syn, seq: 3000, options: RawPeer.SynOptions());
-        peer.Expect(SynAck, ack: 3001);
+        peer.Port = 40003;
+        peer.Send(Ack, seq: 3001, ack: third.Seq + 1);
+        peer.ExpectNothing();
+        Assert.Contains(peer.Stack.Core.Tcp.Connections, c => c.Id.RemotePort == 40003 && c.State == TcpState.Established);
+        Assert.True(listener.TryAccept(out _));
+        peer.Port = 40004;
+        peer.Send(Syn, seq: 4000, options: RawPeer.SynOptions());
+        peer.Expect(SynAck, ack: 4001);
     }
 }

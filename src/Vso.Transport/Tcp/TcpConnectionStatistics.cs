@@ -30,4 +30,7 @@ internal sealed class TcpConnectionStatistics
     public long TailLossProbes;
     public long RackLosses;
     public long DsacksSent;
+
+    /// <summary>Times an ICMP "fragmentation needed" lowered the MSS (RFC 1191).</summary>
+    public long PathMtuReductions;
 }

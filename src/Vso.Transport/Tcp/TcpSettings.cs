@@ -98,7 +98,14 @@ public sealed class TcpSettings
         Require(Enum.IsDefined(IdentifyMode), nameof(IdentifyMode), IdentifyMode, "use Pinned or Copy");
         Require(LossRecovery is not null, nameof(LossRecovery), "null", "give a selector such as TcpSettings.DefaultLossRecovery");
         Require(CongestionControl is not null, nameof(CongestionControl), "null", "give a factory");
+        Require(EphemeralPortFirst >= 1 && EphemeralPortLast >= EphemeralPortFirst, nameof(EphemeralPortFirst), $"{EphemeralPortFirst}-{EphemeralPortLast}", "give a non-empty range of ports from 1 to 65535");
     }
+
+    /// <summary>First local port for active opens (RFC 6056, chosen at random within the range). Default 49152 (RFC 6335 §6).</summary>
+    public ushort EphemeralPortFirst { get; set; } = 49152;
+
+    /// <summary>Last local port for active opens. Default 65535.</summary>
+    public ushort EphemeralPortLast { get; set; } = 65535;
 
     private static void Require(bool ok, string key, object value, string fix)
     {

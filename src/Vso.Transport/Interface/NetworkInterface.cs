@@ -181,8 +181,8 @@ internal sealed class NetworkInterface : IFrameReceiver, IIpOutput
         return reason == MartianReason.None && !CanReach(ip.Source) ? MartianReason.NoRoute : reason;
     }
 
-    /// <summary>Whether a datagram to <paramref name="peer"/> has a next hop: on our subnet, or any address behind a gateway.</summary>
-    public bool CanReach(Ipv4Address peer) => Gateway != Ipv4Address.Any || _martianFilter.IsOnLink(peer);
+    /// <inheritdoc/>
+    public bool CanReach(Ipv4Address destination) => Gateway != Ipv4Address.Any || _martianFilter.IsOnLink(destination);
 
     /// <summary>Hands the datagrams of <see cref="ITransportProtocol.Protocol"/> to <paramref name="transport"/>; one per protocol.</summary>
     public void Register(ITransportProtocol transport)

@@ -88,6 +88,11 @@ internal sealed class TcpLayer : ITransportProtocol
     /// </summary>
     public TcpConnection Connect(Ipv4Address remote, ushort remotePort, ITcpConnectionObserver observer)
     {
+        if (!_ip.CanReach(remote))
+        {
+            throw new InvalidOperationException($"No route to {remote}: it is off the subnet of {_ip.Address} and no gateway is configured.");
+        }
+
         if (!_ports.TryAllocate(_ip.Address, remote, remotePort, new PortInUseProbe(this), out var port))
         {
             throw new InvalidOperationException(

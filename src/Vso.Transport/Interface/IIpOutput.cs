@@ -27,6 +27,9 @@ internal interface IIpOutput
     /// <summary>The neighbour a datagram to <paramref name="destination"/> goes to: itself on the subnet, else the gateway.</summary>
     Ipv4Address NextHop(Ipv4Address destination);
 
+    /// <summary>Whether <paramref name="destination"/> has a next hop at all: on our subnet, or anywhere behind a gateway.</summary>
+    bool CanReach(Ipv4Address destination);
+
     /// <summary>
     /// Starts a datagram of <paramref name="protocol"/> to <paramref name="destination"/>. Returns false (and asks ARP)
     /// when the next hop's hardware address is not known yet; nothing is begun then.

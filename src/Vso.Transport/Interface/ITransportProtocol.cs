@@ -17,4 +17,12 @@ internal interface ITransportProtocol
 
     /// <summary>A neighbour's hardware address became known (or changed): datagrams through it can leave now.</summary>
     void OnNeighborResolved(Ipv4Address neighbor);
+
+    /// <summary>
+    /// An ICMP error (RFC 792, RFC 1122 §3.2.2.1) whose quoted datagram carries this protocol and our address as its
+    /// source; the outer datagram passed the martian filter. Must not throw. A transport without use for them ignores them.
+    /// </summary>
+    void OnIcmpError(in IcmpErrorMessage error)
+    {
+    }
 }

@@ -31,4 +31,10 @@ internal enum MartianReason
 
     /// <summary>A TCP segment from our own address and port to themselves (the "land" attack).</summary>
     Land,
+
+    /// <summary>
+    /// A source off our subnet while no gateway is configured: we have no route to answer it, so it gets no ARP
+    /// request, no ARP cache slot and no state (RFC 1122 §3.3.1.1: off-net destinations go through a gateway).
+    /// </summary>
+    NoRoute,
 }

@@ -1,3 +1,4 @@
+using System.Buffers.Binary;
 using Microsoft.Extensions.Logging;
 using Vso.MemoryPinning;
 using Vso.Transport.Engine;
@@ -18,6 +19,7 @@ internal sealed class NetworkInterface : IFrameReceiver, IIpOutput
     private readonly IClock _clock;
     private readonly ILogger _log;
     private readonly ArpCache _arp;
+    private readonly MartianFilter _martianFilter;
     private readonly ITransportProtocol?[] _transportByProtocol = new ITransportProtocol?[256];
     private readonly List<ITransportProtocol> _transports = [];
     private ushort _nextIdentification;
@@ -49,6 +51,7 @@ internal sealed class NetworkInterface : IFrameReceiver, IIpOutput
         Batch = new TransmitBatch(64, EthernetFrame.HeaderLength + Mtu);
         _arp = new ArpCache(TimeSpan.FromSeconds(60), TimeSpan.FromSeconds(1), 5);
         _echoReplyLimit = TokenBucket.PerSecond(EchoRepliesPerSecond, EchoReplyBurst, clock.NowMicroseconds);
+        _martianFilter = new MartianFilter(address, prefixLength);
     }
 
     /// <summary>Linux's icmp_msgs_per_sec default.</summary>
@@ -56,6 +59,9 @@ internal sealed class NetworkInterface : IFrameReceiver, IIpOutput
 
     /// <summary>Linux's icmp_msgs_burst default.</summary>
     public const int EchoReplyBurst = 50;
+
+    /// <summary>Datagrams and ARP packets refused by the martian filter, per reason.</summary>
+    public MartianCounters Martians { get; } = new();
 
     public Ipv4Address Address { get; }
 
@@ -159,6 +165,14 @@ internal sealed class NetworkInterface : IFrameReceiver, IIpOutput
             return;
         }
 
+        // Before any protocol sees it (so before any state or ARP request exists for its source).
+        var martian = ClassifyInput(ip);
+        if (martian != MartianReason.None)
+        {
+            Martians.Drop(martian);
+            return;
+        }
+
         if (ip.Protocol == IpProtocol.Icmp)
         {
             OnIcmp(ip.Source, ip.Payload);
@@ -172,6 +186,23 @@ internal sealed class NetworkInterface : IFrameReceiver, IIpOutput
             Counters.Drop(WireLayer.Ipv4, WireStatus.UnsupportedProtocol);
         }
     }
+
+    /// <summary>
+    /// Why a datagram addressed to us must be dropped unseen, or None: a source that cannot be genuine (RFC 1122
+    /// §3.2.1.3, RFC 1812 §5.3.7), a land TCP segment, or a source we have no route back to (no gateway and off
+    /// our subnet: answering would mean an ARP request and a cache slot for an address that is not on the link).
+    /// </summary>
+    private MartianReason ClassifyInput(in Ipv4Packet ip)
+    {
+        var payload = ip.Payload;
+        var reason = ip.Protocol == IpProtocol.Tcp && payload.Length >= 4
+            ? _martianFilter.ClassifyTcp(ip.Source, BinaryPrimitives.ReadUInt16BigEndian(payload), ip.Destination, BinaryPrimitives.ReadUInt16BigEndian(payload[2..]))
+            : _martianFilter.Classify(ip.Source, ip.Destination);
+        return reason == MartianReason.None && !CanReach(ip.Source) ? MartianReason.NoRoute : reason;
+    }
+
+    /// <inheritdoc/>
+    public bool CanReach(Ipv4Address destination) => Gateway != Ipv4Address.Any || _martianFilter.IsOnLink(destination);
 
     /// <summary>Hands the datagrams of <see cref="ITransportProtocol.Protocol"/> to <paramref name="transport"/>; one per protocol.</summary>
     public void Register(ITransportProtocol transport)
@@ -189,6 +220,12 @@ internal sealed class NetworkInterface : IFrameReceiver, IIpOutput
     /// <summary>RFC 792: an echo request is answered with the same identifier, sequence number and data.</summary>
     private void OnIcmp(Ipv4Address source, ReadOnlySpan<byte> message)
     {
+        if (message.Length > 0 && message[0] == IcmpErrorMessage.DestinationUnreachable)
+        {
+            OnIcmpError(message);
+            return;
+        }
+
         var status = IcmpEchoMessage.TryParse(message, out var echo);
         if (status != WireStatus.Ok)
         {
@@ -224,6 +261,34 @@ internal sealed class NetworkInterface : IFrameReceiver, IIpOutput
         EchoRepliesSent++;
     }
 
+    /// <summary>
+    /// RFC 1122 §3.2.2.1: a Destination Unreachable goes to the transport the quoted datagram belongs to, when
+    /// that datagram was one of ours (its quoted source is our address). Malformed messages are dropped and counted.
+    /// </summary>
+    private void OnIcmpError(ReadOnlySpan<byte> message)
+    {
+        var status = IcmpErrorMessage.TryParse(message, out var error);
+        if (status != WireStatus.Ok)
+        {
+            Counters.Drop(WireLayer.Icmp, status);
+            return;
+        }
+
+        if (error.QuotedSource != Address)
+        {
+            Counters.Drop(WireLayer.Icmp, WireStatus.BadAddress);
+            return;
+        }
+
+        if (error.QuotedProtocol == IpProtocol.Icmp || _transportByProtocol[(byte)error.QuotedProtocol] is not { } transport)
+        {
+            Counters.Drop(WireLayer.Icmp, WireStatus.UnsupportedProtocol);
+            return;
+        }
+
+        transport.OnIcmpError(error);
+    }
+
     /// <summary>RFC 826 packet reception: merge the sender's mapping, answer requests for our address.</summary>
     private void OnArp(ReadOnlySpan<byte> packet)
     {
@@ -231,6 +296,20 @@ internal sealed class NetworkInterface : IFrameReceiver, IIpOutput
         if (status != WireStatus.Ok)
         {
             Counters.Drop(WireLayer.Arp, status);
+            return;
+        }
+
+        // A sender that cannot be a neighbour (a martian, or off our subnet) gets no cache slot and no reply:
+        // we would never send to it through ARP (RFC 1122 §3.2.1.3; RFC 5227 probes from 0.0.0.0 included).
+        var martian = _martianFilter.ClassifySource(arp.SenderProtocol);
+        if (martian == MartianReason.None && !_martianFilter.IsOnLink(arp.SenderProtocol))
+        {
+            martian = MartianReason.NoRoute;
+        }
+
+        if (martian != MartianReason.None)
+        {
+            Martians.Drop(martian);
             return;
         }
 
@@ -280,6 +359,12 @@ internal sealed class NetworkInterface : IFrameReceiver, IIpOutput
     /// <inheritdoc/>
     public bool TryBegin(Ipv4Address destination, IpProtocol protocol)
     {
+        // No route (no gateway, off our subnet): no ARP request, no cache slot; the datagram is not sent.
+        if (!CanReach(destination))
+        {
+            return false;
+        }
+
         var nextHop = NextHop(destination);
         var now = _clock.NowMicroseconds;
         if (_arp.TryGet(nextHop, now, out var mac, out var refreshDue))

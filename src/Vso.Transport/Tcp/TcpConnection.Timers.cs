@@ -124,7 +124,7 @@ internal sealed partial class TcpConnection
         if (_sender.RetransmissionsOfHead >= limit)
         {
             var what = State == TcpState.SynSent ? "connect" : "data";
-            Terminate(new TcpConnectionException(TcpError.TimedOut, $"Connection {Id} timed out: {what} unacknowledged after {_sender.RetransmissionsOfHead} retransmissions."));
+            Terminate(TimeoutError($"Connection {Id} timed out: {what} unacknowledged after {_sender.RetransmissionsOfHead} retransmissions."));
             return;
         }
 
@@ -165,7 +165,7 @@ internal sealed partial class TcpConnection
 
         if (_keepaliveProbesSent >= _settings.KeepaliveProbes)
         {
-            Terminate(new TcpConnectionException(TcpError.TimedOut, $"Connection {Id} timed out: no answer to {_keepaliveProbesSent} keepalive probes."));
+            Terminate(TimeoutError($"Connection {Id} timed out: no answer to {_keepaliveProbesSent} keepalive probes."));
             return;
         }
 

@@ -37,4 +37,7 @@ internal sealed class TcpConnectionStatistics
 
     /// <summary>Duplicate ACKs for unacceptable segments held back by the connection's limit.</summary>
     public long InvalidSegmentAcksSuppressed;
+
+    /// <summary>Times an ICMP "fragmentation needed" lowered the MSS (RFC 1191).</summary>
+    public long PathMtuReductions;
 }

@@ -11,7 +11,7 @@ public enum TcpError
     /// <summary>A segment went unacknowledged through every retransmission, or keepalive got no answer.</summary>
     TimedOut,
 
-    /// <summary>The peer answered the SYN with RST: nothing listens there.</summary>
+    /// <summary>The peer answered the SYN with RST, or an ICMP port or protocol unreachable: nothing listens there.</summary>
     Refused,
 
     /// <summary>The application aborted the connection (RST sent).</summary>
@@ -22,6 +22,15 @@ public enum TcpError
 
     /// <summary>The stack's receive memory limit was reached and this connection held the most (RST sent).</summary>
     MemoryLimit,
+
+    /// <summary>
+    /// An ICMP host unreachable (or administratively prohibited) ended a connect, or was the last soft error of a
+    /// connection that then timed out (RFC 1122 §4.2.3.9).
+    /// </summary>
+    HostUnreachable,
+
+    /// <summary>An ICMP network unreachable ended a connect, or was the last soft error before a timeout.</summary>
+    NetworkUnreachable,
 }
 
 /// <summary>A connection failed; every pending send and receive completes with this.</summary>

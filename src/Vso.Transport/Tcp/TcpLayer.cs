@@ -1,3 +1,4 @@
+using System.Security.Cryptography;
 using System.Collections.Concurrent;
 using Microsoft.Extensions.Logging;
 using Vso.Transport.Engine;
@@ -21,7 +22,7 @@ internal sealed class TcpLayer : ITransportProtocol
     private readonly TimerQueue _timers = new();
     private readonly IIpOutput _ip;
     private readonly WireCounters _counters;
-    private ushort _nextEphemeralPort = 49152;
+    private readonly EphemeralPortAllocator _ports;
 
     /// <summary>RFC 5961 §7: the stack-wide, randomised cap on challenge ACKs (null: no cap).</summary>
     private readonly RandomizedIntervalLimit? _challengeAckBudget;
@@ -60,6 +61,8 @@ internal sealed class TcpLayer : ITransportProtocol
         {
             _resetLimit = TokenBucket.PerSecond(settings.ResetsPerSecond, settings.ResetBurst, clock.NowMicroseconds);
         }
+
+        _ports = new EphemeralPortAllocator(PortSelectionKey(settings.IsnKey), settings.EphemeralPortFirst, settings.EphemeralPortLast);
     }
 
     /// <summary>RSTs for unknown connections held back by <see cref="TcpSettings.ResetsPerSecond"/>.</summary>
@@ -83,6 +86,10 @@ internal sealed class TcpLayer : ITransportProtocol
 
     /// <summary>Stateless SYN-ACKs and the check of the ACKs that return them (RFC 4987 §3.6).</summary>
     private readonly SynCookieHandshake _cookies;
+
+    /// <summary>The RFC 6056 key: random, or derived from a configured ISN key so that a given key reproduces the same ports.</summary>
+    private static byte[] PortSelectionKey(byte[] isnKey) =>
+        isnKey.Length == 0 ? [] : HMACSHA256.HashData(isnKey, "RFC 6056 port selection"u8)[..SipHashKey.Size];
 
     public TcpSettings Settings { get; }
 
@@ -129,27 +136,36 @@ internal sealed class TcpLayer : ITransportProtocol
 
     public void Unlisten(TcpListenerCore listener) => _listeners.TryRemove(new KeyValuePair<ushort, TcpListenerCore>(listener.Port, listener));
 
-    /// <summary>Active open from an ephemeral port (engine thread).</summary>
+    /// <summary>
+    /// Active open from an ephemeral port (engine thread), chosen by RFC 6056 Algorithm 4 so that an off-path
+    /// attacker cannot guess it (the ports were sequential from 49152 before).
+    /// </summary>
     public TcpConnection Connect(Ipv4Address remote, ushort remotePort, ITcpConnectionObserver observer)
     {
-        for (var attempt = 0; attempt < 16384; attempt++)
+        if (!_ip.CanReach(remote))
         {
-            var port = _nextEphemeralPort;
-            _nextEphemeralPort = _nextEphemeralPort == ushort.MaxValue ? (ushort)49152 : (ushort)(_nextEphemeralPort + 1);
-            var id = new ConnectionId(_ip.Address, port, remote, remotePort);
-            if (_connections.ContainsKey(id) || _listeners.ContainsKey(port))
-            {
-                continue;
-            }
-
-            var connection = new TcpConnection(this, id, observer);
-            _connections.Add(id, connection);
-            connection.Open();
-            _timers.Sync(connection);
-            return connection;
+            throw new InvalidOperationException($"No route to {remote}: it is off the subnet of {_ip.Address} and no gateway is configured.");
         }
 
-        throw new InvalidOperationException($"No ephemeral port left for {remote}:{remotePort}.");
+        if (!_ports.TryAllocate(_ip.Address, remote, remotePort, new PortInUseProbe(this), out var port))
+        {
+            throw new InvalidOperationException(
+                $"No ephemeral port left for {remote}:{remotePort}: every port of {_ports.FirstPort}-{_ports.LastPort} is in use towards it (a connection, TIME-WAIT or listener).");
+        }
+
+        var id = new ConnectionId(_ip.Address, port, remote, remotePort);
+        var connection = new TcpConnection(this, id, observer);
+        _connections.Add(id, connection);
+        connection.Open();
+        _timers.Sync(connection);
+        return connection;
+    }
+
+    /// <summary>A candidate 4-tuple is taken by a connection (TIME-WAIT included) or its local port by a listener.</summary>
+    private readonly struct PortInUseProbe(TcpLayer layer) : IPortInUseProbe
+    {
+        public bool IsInUse(in ConnectionId candidate) =>
+            layer._connections.ContainsKey(candidate) || layer._listeners.ContainsKey(candidate.LocalPort);
     }
 
     // ---- Input ----
@@ -167,6 +183,37 @@ internal sealed class TcpLayer : ITransportProtocol
 
         OnSegment(datagram.Source, datagram.Destination, segment);
     }
+
+    /// <summary>
+    /// An ICMP Destination Unreachable quoting one of our TCP segments (RFC 1122 §4.2.3.9): goes to the connection
+    /// the quote names; a quote naming none is dropped and counted. Never throws out of the engine.
+    /// </summary>
+    void ITransportProtocol.OnIcmpError(in IcmpErrorMessage error)
+    {
+        var id = new ConnectionId(error.QuotedSource, error.QuotedSourcePort, error.QuotedDestination, error.QuotedDestinationPort);
+        if (!_connections.TryGetValue(id, out var connection))
+        {
+            IcmpErrorsIgnored++;
+            return;
+        }
+
+        try
+        {
+            if (!connection.OnIcmpError(error.Code, error.QuotedSequenceNumber, error.NextHopMtu, error.QuotedTotalLength))
+            {
+                IcmpErrorsIgnored++;
+            }
+
+            AfterEvent(connection);
+        }
+        catch (Exception ex) when (Faults is not null && ex is not OutOfMemoryException)
+        {
+            Faults.Contain(EngineEntry.LinkReceive, ex, connection);
+        }
+    }
+
+    /// <summary>ICMP errors for no connection, or refused by the connection's checks (RFC 5927 §4.1: sequence number not in flight).</summary>
+    public long IcmpErrorsIgnored { get; private set; }
 
     public void OnSegment(Ipv4Address source, Ipv4Address destination, in TcpSegment segment)
     {

@@ -122,7 +122,14 @@ public sealed class TcpSettings
         Require(ResetBurst >= 1, nameof(ResetBurst), ResetBurst, "use at least 1");
         Require(MaxHalfOpen is >= 1 and <= 1 << 20, nameof(MaxHalfOpen), MaxHalfOpen, "use 1 to 1048576");
         Require(Enum.IsDefined(SynCookies), nameof(SynCookies), SynCookies, "use Auto, Always or Never");
+        Require(EphemeralPortFirst >= 1 && EphemeralPortLast >= EphemeralPortFirst, nameof(EphemeralPortFirst), $"{EphemeralPortFirst}-{EphemeralPortLast}", "give a non-empty range of ports from 1 to 65535");
     }
+
+    /// <summary>First local port for active opens (RFC 6056, chosen at random within the range). Default 49152 (RFC 6335 §6).</summary>
+    public ushort EphemeralPortFirst { get; set; } = 49152;
+
+    /// <summary>Last local port for active opens. Default 65535.</summary>
+    public ushort EphemeralPortLast { get; set; } = 65535;
 
     private static void Require(bool ok, string key, object value, string fix)
     {

@@ -39,6 +39,7 @@ public sealed class FrameFuzzTests(ITestOutputHelper output)
 
         var generator = new FrameGenerator(seed: 0x5EED_F022, serverMac: net.ServerWire.HardwareAddress, clientMac: net.ClientWire.HardwareAddress);
         var expected = new long[WireLayerInfo.Count, WireStatusInfo.Count];
+        var expectedMartians = new long[1];
         var injector = net.Injector!;
         var frame = new byte[2048];
         var injected = 0;
@@ -56,7 +57,7 @@ public sealed class FrameFuzzTests(ITestOutputHelper output)
                     continue;
                 }
 
-                Classify(span, net.ServerWire.HardwareAddress, expected);
+                Classify(span, net.ServerWire.HardwareAddress, expected, expectedMartians);
                 injector.Inject(span);
                 injected++;
             }
@@ -115,6 +116,9 @@ public sealed class FrameFuzzTests(ITestOutputHelper output)
                     $"{(WireLayer)layer}/{(WireStatus)status}: expected {expected[layer, status]}, counted {counters.Dropped((WireLayer)layer, (WireStatus)status)}");
             }
         }
+
+        // Datagrams from sources that cannot be genuine (or that we have no route to) are counted apart, before any protocol.
+        Assert.Equal(expectedMartians[0], net.Server.Core.Interface.Martians.Total);
 
         // The mix reaches every kind of damage, and plenty of hostile but valid segments reach the TCP layer.
         foreach (var (layer, status) in new[]
@@ -190,7 +194,7 @@ public sealed class FrameFuzzTests(ITestOutputHelper output)
     }
 
     /// <summary>The oracle: what NetworkInterface must count for this frame, from the wire parsers themselves.</summary>
-    private static void Classify(ReadOnlySpan<byte> frame, MacAddress ours, long[,] expected)
+    private static void Classify(ReadOnlySpan<byte> frame, MacAddress ours, long[,] expected, long[] martians)
     {
         var status = EthernetFrame.TryParse(frame, out var ethernet);
         if (status != WireStatus.Ok)
@@ -219,6 +223,17 @@ public sealed class FrameFuzzTests(ITestOutputHelper output)
                     return;
                 }
 
+                // The martian filter (RFC 1122 §3.2.1.3) runs before any protocol: no gateway, a /24.
+                var filter = new MartianFilter(SimulatedNetwork.ServerAddress, 24);
+                var martian = ip.Protocol == IpProtocol.Tcp && ip.Payload.Length >= 4
+                    ? filter.ClassifyTcp(ip.Source, BinaryPrimitives.ReadUInt16BigEndian(ip.Payload), ip.Destination, BinaryPrimitives.ReadUInt16BigEndian(ip.Payload[2..]))
+                    : filter.Classify(ip.Source, ip.Destination);
+                if (martian != MartianReason.None || !filter.IsOnLink(ip.Source))
+                {
+                    martians[0]++;
+                    return;
+                }
+
                 switch (ip.Protocol)
                 {
                     case IpProtocol.Tcp:
@@ -226,6 +241,22 @@ public sealed class FrameFuzzTests(ITestOutputHelper output)
                         if (status != WireStatus.Ok)
                         {
                             expected[(int)WireLayer.Tcp, (int)status]++;
+                        }
+
+                        return;
+                    case IpProtocol.Icmp when ip.Payload.Length > 0 && ip.Payload[0] == IcmpErrorMessage.DestinationUnreachable:
+                        status = IcmpErrorMessage.TryParse(ip.Payload, out var error);
+                        if (status != WireStatus.Ok)
+                        {
+                            expected[(int)WireLayer.Icmp, (int)status]++;
+                        }
+                        else if (error.QuotedSource != SimulatedNetwork.ServerAddress)
+                        {
+                            expected[(int)WireLayer.Icmp, (int)WireStatus.BadAddress]++;
+                        }
+                        else if (error.QuotedProtocol != IpProtocol.Tcp)
+                        {
+                            expected[(int)WireLayer.Icmp, (int)WireStatus.UnsupportedProtocol]++;
                         }
 
                         return;
@@ -243,10 +274,18 @@ public sealed class FrameFuzzTests(ITestOutputHelper output)
                 }
 
             case EtherType.Arp:
-                status = ArpPacket.TryParse(ethernet.Payload, out _);
+                status = ArpPacket.TryParse(ethernet.Payload, out var arp);
                 if (status != WireStatus.Ok)
                 {
                     expected[(int)WireLayer.Arp, (int)status]++;
+                }
+                else
+                {
+                    var arpFilter = new MartianFilter(SimulatedNetwork.ServerAddress, 24);
+                    if (arpFilter.ClassifySource(arp.SenderProtocol) != MartianReason.None || !arpFilter.IsOnLink(arp.SenderProtocol))
+                    {
+                        martians[0]++;
+                    }
                 }
 
                 return;

@@ -168,8 +168,9 @@ public sealed class HandshakeTraces
         var (a, b) = SimulatedLink.CreatePair(clock, new SimulatedLinkOptions { PropagationDelay = TimeSpan.FromMilliseconds(5) });
         var addressA = Ipv4Address.Parse("198.18.0.1");
         var addressB = Ipv4Address.Parse("198.18.0.2");
-        using var stackA = new VsoStack(a, new VsoStackOptions { Address = addressA, Tcp = new TcpSettings { IsnKey = [1] }, InlineContinuations = true }, clock);
-        using var stackB = new VsoStack(b, new VsoStackOptions { Address = addressB, Tcp = new TcpSettings { IsnKey = [2] }, InlineContinuations = true }, clock);
+        // Ports are random (RFC 6056): a range of one port makes both stacks pick 49152.
+        using var stackA = new VsoStack(a, new VsoStackOptions { Address = addressA, Tcp = new TcpSettings { IsnKey = [1], EphemeralPortFirst = 49152, EphemeralPortLast = 49152 }, InlineContinuations = true }, clock);
+        using var stackB = new VsoStack(b, new VsoStackOptions { Address = addressB, Tcp = new TcpSettings { IsnKey = [2], EphemeralPortFirst = 49152, EphemeralPortLast = 49152 }, InlineContinuations = true }, clock);
         var driver = new VirtualTimeDriver(clock, stackA, stackB);
 
         // Both pick the first ephemeral port, 49152, and connect to each other's 49152: one 4-tuple, two SYNs crossing.

@@ -116,6 +116,16 @@ internal sealed class RackTlpRecovery : ILossRecovery
         }
     }
 
+    /// <summary>
+    /// The MSS fell (RFC 1191 path MTU): everything in flight is lost and is resent from SND.UNA at the new size,
+    /// like after a timeout (RFC 6675 §5.1) but without a congestion response: the path, not congestion, dropped it.
+    /// </summary>
+    internal void OnSegmentSizeReduced()
+    {
+        _sender.Scoreboard.MarkAllLost();
+        _repair.RestartAtUnacknowledged();
+    }
+
     public void OnRetransmissionTimeout()
     {
         var sender = _sender;

@@ -108,7 +108,7 @@ public sealed partial class AttackCampaign
     /// <summary>forged_segment.py: a control injection with an acceptable ACK, then the attack with one 2^30 behind.</summary>
     private static ForgedSegmentFigures ForgedSegment(AttackRig rig)
     {
-        var result = NetnsHarness.Exec(rig.Client, TimeSpan.FromSeconds(120), "/usr/bin/python3", rig.Script("forged_segment.py"), AttackRig.ClientDevice, AttackRig.Host, AttackRig.Port);
+        var result = rig.RunClient(TimeSpan.FromSeconds(120), "/usr/bin/python3", rig.Script("forged_segment.py"), AttackRig.ClientDevice, AttackRig.Host, AttackRig.Port);
         var control = Line(result, "control=");
         var attack = Line(result, "attack=");
         return new ForgedSegmentFigures(control, attack);
@@ -159,7 +159,7 @@ public sealed partial class AttackCampaign
         rig,
         SlowFloodSeconds,
         new FloodAttack(
-            () => rig.StartTimed(
+            () => rig.StartAttack(
                 SlowFloodSeconds + 30,
                 "/usr/bin/python3",
                 rig.Script("spoofed_syns.py"),
@@ -178,7 +178,7 @@ public sealed partial class AttackCampaign
         rig,
         SynFloodSeconds,
         new FloodAttack(
-            () => rig.StartTimed(SynFloodSeconds, "hping3", "-q", "-S", "--flood", "--rand-source", "-p", AttackRig.Port, AttackRig.Host),
+            () => rig.StartAttack(SynFloodSeconds, "hping3", "-q", "-S", "--flood", "--rand-source", "-p", AttackRig.Port, AttackRig.Host),
             ReadyLine: null,
             _ => rig.FloodSynsSent()));
 

@@ -6,7 +6,7 @@ using Vso.Transport.Tests.Interop;
 namespace Vso.Transport.Kestrel.Tests.Interop;
 
 /// <summary>The transport the HelloServer sample runs on in an attack test.</summary>
-public enum SampleTransport
+internal enum SampleTransport
 {
     /// <summary>The stack, on AF_PACKET at the server's veth end (no kernel address there).</summary>
     Vso,
@@ -22,6 +22,9 @@ public enum SampleTransport
 /// spoofed_syns.py, forged_segment.py). The same server configuration on both transports, Kestrel's
 /// RequestHeadersTimeout shortened to <see cref="RequestHeadersTimeout"/>. Dispose stops the server by its PID and
 /// deletes the namespaces, also after a failure.
+/// The attacker is another machine in real life: with two CPUs or more, the attack tools run on the first CPU this
+/// process may use and the server and its clients (wrk, the probe, the horde) on the others, the same for the runs
+/// without attack, so a flood is judged by what it does to the server rather than by the CPU the flooder burns.
 /// </summary>
 internal sealed partial class AttackRig : IDisposable
 {
@@ -39,6 +42,9 @@ internal sealed partial class AttackRig : IDisposable
     public const long MaxFloodSyns = 3_000_000;
 
     private const int SynBytes = 40; // hping3's SYN: IPv4 and TCP headers without options or data
+
+    /// <summary>taskset CPU lists: the attack tools', and the server's and its clients' (null: one CPU, no pinning).</summary>
+    private static readonly (string? Attacker, string? Service) Cpus = SplitCpus();
 
     private readonly NetnsHarness _net;
     private readonly StringBuilder _log;
@@ -95,7 +101,13 @@ internal sealed partial class AttackRig : IDisposable
             ["Kestrel__Limits__RequestHeadersTimeout"] = RequestHeadersTimeout.ToString("c", CultureInfo.InvariantCulture),
         };
         _server = SampleServer.Start(_net.Server, environment, "--urls", BaseUrl);
-        Log($"server started, PID {_server.Pid}");
+        if (Cpus.Service is { } service)
+        {
+            // Every thread so far; the runtime's later threads inherit the mask from the ones that create them.
+            _ = Shell.Check("taskset", "-a", "-p", "-c", service, _server.Pid.ToString(CultureInfo.InvariantCulture));
+        }
+
+        Log($"server started, PID {_server.Pid}, CPUs {Cpus.Service ?? "all"} (attack tools: {Cpus.Attacker ?? "all"})");
         _ = KeepAliveRequestsPerSecond(2); // warm-up (JIT, pools), not recorded
     }
 
@@ -137,21 +149,32 @@ internal sealed partial class AttackRig : IDisposable
     /// <summary>Requests/s of wrk -t1 -c8 (keep-alive) over <paramref name="seconds"/>.</summary>
     public double KeepAliveRequestsPerSecond(int seconds)
     {
-        var wrk = NetnsHarness.Exec(Client, TimeSpan.FromSeconds(seconds + 20), "wrk", "-t1", "-c8", $"-d{seconds}s", BaseUrl + "/");
+        var wrk = RunClient(TimeSpan.FromSeconds(seconds + 20), "wrk", "-t1", "-c8", $"-d{seconds}s", BaseUrl + "/");
         return ParseRequestsPerSecond(wrk.Output);
     }
 
+    /// <summary>A client command in the client namespace, on the server's side of the CPUs, run to its end or its timeout.</summary>
+    public CommandResult RunClient(TimeSpan timeout, string file, params string[] arguments) =>
+        Cpus.Service is { } cpus
+            ? NetnsHarness.Exec(Client, timeout, "taskset", ["-c", cpus, file, .. arguments])
+            : NetnsHarness.Exec(Client, timeout, file, arguments);
+
     /// <summary>wrk -t1 -c8 in the background for <paramref name="seconds"/>.</summary>
     public BackgroundCommand StartKeepAliveLoad(int seconds) =>
-        BackgroundCommand.StartIn(Client, "wrk", "-t1", "-c8", $"-d{seconds}s", BaseUrl + "/");
+        StartClient("wrk", "-t1", "-c8", $"-d{seconds}s", BaseUrl + "/");
 
     /// <summary>benchmarks/load/attack_clients.py MODE HOST PORT ARGS... in the client namespace.</summary>
     public BackgroundCommand StartClients(string mode, params string[] arguments) =>
-        BackgroundCommand.StartIn(Client, "/usr/bin/python3", [Script("attack_clients.py"), mode, Host, Port, .. arguments]);
+        StartClient("/usr/bin/python3", [Script("attack_clients.py"), mode, Host, Port, .. arguments]);
 
-    /// <summary>Any command in the client namespace, under `timeout SECONDS` so it ends on its own.</summary>
-    public BackgroundCommand StartTimed(int seconds, string file, params string[] arguments) =>
-        BackgroundCommand.StartIn(Client, "timeout", [seconds.ToString(CultureInfo.InvariantCulture), file, .. arguments]);
+    /// <summary>An attack tool in the client namespace, on the attacker's CPU, under `timeout SECONDS` so it ends on its own.</summary>
+    public BackgroundCommand StartAttack(int seconds, string file, params string[] arguments)
+    {
+        string[] timed = ["timeout", seconds.ToString(CultureInfo.InvariantCulture), file, .. arguments];
+        return Cpus.Attacker is { } cpu
+            ? BackgroundCommand.StartIn(Client, "taskset", ["-c", cpu, .. timed])
+            : BackgroundCommand.StartIn(Client, timed[0], timed[1..]);
+    }
 
     public string Script(string name) => Path.Combine(_scripts, name);
 
@@ -193,6 +216,35 @@ internal sealed partial class AttackRig : IDisposable
         {
             _net.Dispose();
         }
+    }
+
+    private BackgroundCommand StartClient(string file, params string[] arguments) =>
+        Cpus.Service is { } cpus
+            ? BackgroundCommand.StartIn(Client, "taskset", ["-c", cpus, file, .. arguments])
+            : BackgroundCommand.StartIn(Client, file, arguments);
+
+    /// <summary>The CPUs this process may use (sched_getaffinity): the first for the attack tools, the rest for the server.</summary>
+    private static (string? Attacker, string? Service) SplitCpus()
+    {
+        if (!OperatingSystem.IsLinux())
+        {
+            return (null, null);
+        }
+
+        using var self = System.Diagnostics.Process.GetCurrentProcess();
+        var mask = (ulong)(long)self.ProcessorAffinity;
+        var cpus = new List<int>();
+        for (var cpu = 0; cpu < 64; cpu++)
+        {
+            if ((mask & (1UL << cpu)) != 0)
+            {
+                cpus.Add(cpu);
+            }
+        }
+
+        return cpus.Count < 2
+            ? (null, null)
+            : (cpus[0].ToString(CultureInfo.InvariantCulture), string.Join(',', cpus.Skip(1).Select(c => c.ToString(CultureInfo.InvariantCulture))));
     }
 
     private static string Ends(string text, int each = 2048) =>

@@ -4,7 +4,7 @@
 # e.g. ./test.sh --filter "FullyQualifiedName~Wire".
 set -euo pipefail
 cd "$(dirname "$0")"
-# System packages the tests use (tshark, iproute2, iptables, ethtool, curl, ping, wrk, h2load): installed if missing.
+# System packages the tests use (tshark, iproute2, iptables, ethtool, curl, ping, wrk, h2load, hping3, scapy): installed if missing.
 ./scripts/prerequisites.sh
 results="${VSO_TEST_RESULTS:-TestResults}"
 rm -rf "$results"

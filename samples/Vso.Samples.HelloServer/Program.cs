@@ -22,6 +22,10 @@ if (useVso)
     builder.WebHost.UseVsoTransport();
 }
 
+// Kestrel's limits from configuration, which Kestrel itself does not bind (only its endpoints): for example
+// Kestrel__Limits__RequestHeadersTimeout=00:00:10, as the attack interop tests set it on both transports.
+builder.WebHost.ConfigureKestrel((context, kestrel) => context.Configuration.GetSection("Kestrel:Limits").Bind(kestrel.Limits));
+
 // Optional extra endpoints: HTTPS with a self-signed certificate made at start (HttpsUrl=https://198.18.0.2:8443)
 // and HTTP/2 over cleartext with prior knowledge (H2cUrl=http://198.18.0.2:8081; Kestrel serves h2c only on an
 // endpoint limited to HTTP/2). When either is set, the Urls are listened to explicitly next to them.

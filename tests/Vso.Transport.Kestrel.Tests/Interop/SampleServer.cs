@@ -47,7 +47,26 @@ internal sealed class SampleServer : IDisposable
         }
     }
 
-    public static string SampleDirectory()
+    /// <summary>Characters written to stdout and stderr so far (the server's log; ASCII, so bytes).</summary>
+    public long LogLength
+    {
+        get
+        {
+            long length;
+            lock (_output)
+            {
+                length = _output.Length;
+            }
+
+            lock (_error)
+            {
+                return length + _error.Length;
+            }
+        }
+    }
+
+    /// <summary>The directory holding Vso.Transport.sln, above the test assembly.</summary>
+    public static string RepositoryRoot()
     {
         var dir = new DirectoryInfo(AppContext.BaseDirectory);
         while (dir is not null && !File.Exists(Path.Combine(dir.FullName, "Vso.Transport.sln")))
@@ -55,8 +74,13 @@ internal sealed class SampleServer : IDisposable
             dir = dir.Parent;
         }
 
+        return dir?.FullName ?? throw new InvalidOperationException("Vso.Transport.sln not found above the test assembly.");
+    }
+
+    public static string SampleDirectory()
+    {
         var configuration = AppContext.BaseDirectory.Contains("/Debug/", StringComparison.Ordinal) ? "Debug" : "Release";
-        var path = Path.Combine(dir?.FullName ?? throw new InvalidOperationException("Vso.Transport.sln not found above the test assembly."), "samples", "Vso.Samples.HelloServer", "bin", configuration, "net10.0");
+        var path = Path.Combine(RepositoryRoot(), "samples", "Vso.Samples.HelloServer", "bin", configuration, "net10.0");
         if (!File.Exists(Path.Combine(path, "Vso.Samples.HelloServer.dll")))
         {
             throw new InvalidOperationException($"The sample is not built at {path}: build the solution first.");

@@ -88,7 +88,9 @@ internal sealed class ForeignMemoryPinner : IPinLeaseOwner
     /// <summary>Ends a lease. Each lease has its own token, so ending one twice does nothing.</summary>
     void IPinLeaseOwner.EndLease(nint address, int length, long token)
     {
+#pragma warning disable CA2000 // The pin is owned by the pinner's table, not by this lease: ending a lease only counts down.
         if (!_leases.TryRemove(token, out var pin, out var leased))
+#pragma warning restore CA2000
         {
             return;
         }

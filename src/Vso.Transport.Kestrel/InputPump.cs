@@ -133,7 +133,9 @@ internal sealed class InputPump
         {
             result = await flush.ConfigureAwait(false);
         }
+#pragma warning disable CA1031 // Whatever failed the flush, the reader is gone: treat it as completed, as Kestrel's own pumps do.
         catch (Exception)
+#pragma warning restore CA1031
         {
             result = new FlushResult(false, true);
         }

@@ -91,7 +91,9 @@ internal sealed class PinnedBlockClasses : IDisposable
             {
                 var blockSize = Base.BlockSize << index;
                 var options = new PinnedBlockPoolOptions { BlockSize = blockSize, SlabSize = Math.Max(Base.SlabSize, blockSize), Mlock = Base.Mlock };
+#pragma warning disable CA2000 // Owned by _classes: Dispose disposes every class made.
                 Volatile.Write(ref _classes[index], new PinnedBlockPool(options, Base.Metrics));
+#pragma warning restore CA2000
             }
 
             return _classes[index];

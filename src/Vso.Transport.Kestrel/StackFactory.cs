@@ -111,7 +111,9 @@ internal static class StackFactory
 
         if (!string.IsNullOrWhiteSpace(o.Capture.PcapPath))
         {
+#pragma warning disable CA2000 // The capturing link owns its writer and disposes it with itself.
             link = new CapturingLink(link, new PcapWriter(o.Capture.PcapPath, clock));
+#pragma warning restore CA2000
         }
 
         return link;

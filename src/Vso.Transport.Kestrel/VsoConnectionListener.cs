@@ -89,6 +89,19 @@ internal sealed class VsoConnectionListener : IConnectionListener
     public ValueTask DisposeAsync() => UnbindAsync();
 
     /// <summary>Engine thread: wraps an established connection for Kestrel's accept loop; false resets it.</summary>
-    private bool OnAccepted(VsoConnectionEndpoint endpoint) =>
-        _accepted.Writer.TryWrite(new VsoTransportConnection(endpoint, _blocks, _options, _log));
+    private bool OnAccepted(VsoConnectionEndpoint endpoint)
+    {
+#pragma warning disable CA2000 // Handed to Kestrel's accept loop, which disposes it; disposed here when it cannot be handed over.
+        var connection = new VsoTransportConnection(endpoint, _blocks, _options, _log);
+#pragma warning restore CA2000
+        if (_accepted.Writer.TryWrite(connection))
+        {
+            return true;
+        }
+
+        // The listener is closing and nobody will accept it: its input pipe may already hold pooled blocks. Disposing
+        // returns them (and closes, asynchronously, what the reset leaves); the endpoint itself is reset by false.
+        _ = connection.DisposeAsync().AsTask();
+        return false;
+    }
 }

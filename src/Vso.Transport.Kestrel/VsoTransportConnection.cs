@@ -155,7 +155,9 @@ internal sealed class VsoTransportConnection : ConnectionContext,
             {
                 state._closedSource.Cancel();
             }
+#pragma warning disable CA1031 // Application callbacks on ConnectionClosed: any exception is logged, as Kestrel's SocketConnection does.
             catch (Exception ex)
+#pragma warning restore CA1031
             {
                 // An application callback threw: log it, never let it take the process down.
                 state._log.ClosedCallbackFailed(state.ConnectionId, ex);

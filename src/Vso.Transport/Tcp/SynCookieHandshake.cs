@@ -24,13 +24,8 @@ internal sealed class SynCookieHandshake
     {
         _layer = layer;
 
-        // RFC 7323 §2.3: the smallest shift that lets the whole buffer be advertised, the one TcpReceiver offers in a
-        // connection's own SYN-ACK (the connection rebuilt from the cookie advertises its windows with that shift).
-        var settings = layer.Settings;
-        while (settings.WindowScaling && (settings.ReceiveBufferSize >> _receiveWindowShift) > ushort.MaxValue && _receiveWindowShift < 14)
-        {
-            _receiveWindowShift++;
-        }
+        // The shift a connection's own SYN-ACK offers: the connection rebuilt from the cookie advertises with it.
+        _receiveWindowShift = TcpReceiver.OfferedWindowShift(layer.Settings);
     }
 
     /// <summary>Answers <paramref name="syn"/> with a cookie SYN-ACK; returns whether it left.</summary>

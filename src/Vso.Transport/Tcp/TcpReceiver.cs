@@ -53,12 +53,19 @@ internal sealed class TcpReceiver
         _settings = settings;
         _memory = layer.Memory;
         _buffer = new ReceiveBuffer(settings.ReceiveBufferSize, settings.MaxOutOfOrderRanges, _memory);
+        _windowShift = OfferedWindowShift(settings);
+    }
 
-        // RFC 7323 §2.3: the smallest shift that lets the whole buffer be advertised.
-        while (settings.WindowScaling && (settings.ReceiveBufferSize >> _windowShift) > ushort.MaxValue && _windowShift < 14)
+    /// <summary>RFC 7323 §2.3: the smallest shift that lets the whole receive buffer be advertised (0 without scaling).</summary>
+    public static int OfferedWindowShift(TcpSettings settings)
+    {
+        var shift = 0;
+        while (settings.WindowScaling && (settings.ReceiveBufferSize >> shift) > ushort.MaxValue && shift < 14)
         {
-            _windowShift++;
+            shift++;
         }
+
+        return shift;
     }
 
     /// <summary>IRS.</summary>

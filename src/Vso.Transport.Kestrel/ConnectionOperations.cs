@@ -1,4 +1,3 @@
-using System.Collections.Concurrent;
 using Microsoft.AspNetCore.Connections;
 using Microsoft.Extensions.Logging;
 using Vso.Transport.Api;
@@ -14,7 +13,11 @@ namespace Vso.Transport.Kestrel;
 internal sealed class ConnectionOperations : IVsoEndpointObserver
 {
     private readonly VsoConnectionEndpoint _endpoint;
-    private readonly ConcurrentQueue<Operation> _operations = new();
+    // Two small queues swapped under a lock instead of a ConcurrentQueue: a ConcurrentQueue's first segment holds 32
+    // slots (about 1.6 KiB per connection, idle ones included); these grow only as far as a turn's operations need.
+    private readonly Lock _incomingLock = new();
+    private Queue<Operation> _incoming = new(4);
+    private Queue<Operation> _draining = new(4);
     private readonly string _connectionId;
     private readonly ILogger _log;
     private readonly Action _onEnded;
@@ -68,7 +71,11 @@ internal sealed class ConnectionOperations : IVsoEndpointObserver
 
     private void Enqueue(in Operation operation)
     {
-        _operations.Enqueue(operation);
+        lock (_incomingLock)
+        {
+            _incoming.Enqueue(operation);
+        }
+
         _endpoint.RequestTurn();
     }
 
@@ -78,8 +85,16 @@ internal sealed class ConnectionOperations : IVsoEndpointObserver
     {
         // Flushes that queued up since the last turn and continue each other in one block (Kestrel answering
         // pipelined requests one flush each) become one descriptor: fewer, fuller segments.
+        Queue<Operation> operations;
+        lock (_incomingLock)
+        {
+            operations = _incoming;
+            _incoming = _draining;
+            _draining = operations;
+        }
+
         var pending = default(Operation);
-        while (_operations.TryDequeue(out var op))
+        while (operations.TryDequeue(out var op))
         {
             if (op.Kind == OperationKind.Send)
             {

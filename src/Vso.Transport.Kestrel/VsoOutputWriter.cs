@@ -22,6 +22,7 @@ internal sealed class VsoOutputWriter : PipeWriter
     private readonly FlushCompletion _flush;
     private readonly List<(BlockRef Block, int Start, int Length)> _unflushed = [];
     private BlockRef? _current;
+    private BlockRef? _parked;                   // under _gate: the current block after a flush, until written again or all is acknowledged
     private int _written;
     private int _flushedTo;
     private long _unflushedBytes;
@@ -93,6 +94,7 @@ internal sealed class VsoOutputWriter : PipeWriter
         HandOver();
         lock (_gate)
         {
+            Park();
             if (_cancelNext)
             {
                 _cancelNext = false;
@@ -162,6 +164,11 @@ internal sealed class VsoOutputWriter : PipeWriter
 
         _completed = true;
         ReleaseCurrent();
+        lock (_gate)
+        {
+            ReleaseParked();
+        }
+
         DropUnflushed();
         if (reset)
         {
@@ -214,6 +221,11 @@ internal sealed class VsoOutputWriter : PipeWriter
         if (_completed)
         {
             throw new InvalidOperationException("Writing is not allowed after the writer was completed.");
+        }
+
+        if (_current is null)
+        {
+            Unpark();
         }
 
         // A PipeWriter returns at least sizeHint bytes: a hint above the block size rents from a larger class.
@@ -274,6 +286,49 @@ internal sealed class VsoOutputWriter : PipeWriter
         _unflushedBytes = 0;
     }
 
+    /// <summary>
+    /// Under <see cref="_gate"/>, after a flush handed everything over: the current block waits for the next write, or, once
+    /// the peer has acknowledged every flushed byte, goes back to the pool (<see cref="OnReleased"/>), so an idle
+    /// keep-alive connection holds no pinned block.
+    /// </summary>
+    private void Park()
+    {
+        if (_current is null || _written != _flushedTo)
+        {
+            return;
+        }
+
+        _parked = _current;
+        _current = null;
+        if (Interlocked.Read(ref _inFlight) == 0)
+        {
+            ReleaseParked();
+        }
+    }
+
+    /// <summary>Takes the parked block back for writing; if the engine released it meanwhile, a new block is rented.</summary>
+    private void Unpark()
+    {
+        lock (_gate)
+        {
+            _current = _parked;
+            _parked = null;
+        }
+
+        if (_current is null)
+        {
+            _written = 0;
+            _flushedTo = 0;
+        }
+    }
+
+    /// <summary>Under <see cref="_gate"/>.</summary>
+    private void ReleaseParked()
+    {
+        _parked?.Release();
+        _parked = null;
+    }
+
     private void ReleaseCurrent()
     {
         _current?.Release();
@@ -297,6 +352,17 @@ internal sealed class VsoOutputWriter : PipeWriter
     public void OnReleased(long length)
     {
         var left = Interlocked.Add(ref _inFlight, -length);
+        if (left == 0)
+        {
+            lock (_gate)
+            {
+                if (Interlocked.Read(ref _inFlight) == 0)
+                {
+                    ReleaseParked();
+                }
+            }
+        }
+
         if (left >= ResumeThreshold)
         {
             return;

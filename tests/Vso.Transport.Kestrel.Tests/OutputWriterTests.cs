@@ -53,6 +53,41 @@ public sealed class OutputWriterTests
     }
 
     /// <summary>
+    /// An idle keep-alive connection holds no pinned block: once the peer acknowledged every flushed byte the writer's
+    /// block goes back to the pool, and the next response rents one again and arrives intact.
+    /// </summary>
+    [Fact]
+    public async Task Once_everything_flushed_is_acknowledged_the_writer_holds_no_block()
+    {
+        using var pair = SimulatedPair.Create();
+        var listener = await pair.Factory.BindAsync(Endpoint);
+        var acceptTask = listener.AcceptAsync().AsTask();
+        var client = await pair.Client.ConnectAsync(Endpoint).WaitAsync(Timeout);
+        var server = (await acceptTask.WaitAsync(Timeout))!;
+        var idle = pair.Factory.PinnedBytes;
+
+        for (var response = 0; response < 2; response++)
+        {
+            var data = RandomNumberGenerator.GetBytes(1000);
+            await server.Transport.Output.WriteAsync(data);
+            var received = new byte[data.Length];
+            var offset = 0;
+            while (offset < received.Length)
+            {
+                var n = await client.ReceiveAsync(received.AsMemory(offset)).AsTask().WaitAsync(Timeout);
+                Assert.NotEqual(0, n);
+                offset += n;
+            }
+
+            Assert.Equal(data, received);
+            await TransportTests.WaitUntil(() => pair.Factory.PinnedBytes == idle, "the writer's block back in the pool once the response is acknowledged");
+        }
+
+        await server.DisposeAsync();
+        await listener.UnbindAsync();
+    }
+
+    /// <summary>
     /// Kestrel passes one token for a connection's lifetime. A flush that had to wait registers on it; once the flush
     /// completed the registration must go, or every waiting flush leaves one (holding the writer) on the token.
     /// </summary>

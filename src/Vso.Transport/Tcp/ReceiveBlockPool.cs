@@ -10,8 +10,13 @@ internal sealed class ReceiveBlockPool
     /// <summary>Bytes per block: about eleven full-sized Ethernet segments, small enough that an idle connection holds none for long.</summary>
     public const int BlockSize = 16 * 1024;
 
+    /// <summary>Slot tables kept for reuse (at most this many).</summary>
+    private const int MaxRetainedTables = 64;
+
     private readonly byte[]?[] _free;
     private int _freeCount;
+    private readonly byte[]?[]?[] _freeTables = new byte[]?[]?[MaxRetainedTables];
+    private int _freeTableCount;
 
     public ReceiveBlockPool(int maxRetained) => _free = new byte[]?[maxRetained];
 
@@ -38,6 +43,31 @@ internal sealed class ReceiveBlockPool
         if (_freeCount < _free.Length)
         {
             _free[_freeCount++] = block;
+        }
+    }
+
+    /// <summary>
+    /// A receive buffer's slot table (one reference per block of its ring), all null. A buffer holds its table only while
+    /// it holds a block, so an idle connection holds neither; tables of another length than asked are not reused.
+    /// </summary>
+    public byte[]?[] RentTable(int slots)
+    {
+        if (_freeTableCount > 0 && _freeTables[_freeTableCount - 1]!.Length == slots)
+        {
+            var table = _freeTables[--_freeTableCount]!;
+            _freeTables[_freeTableCount] = null;
+            return table;
+        }
+
+        return new byte[]?[slots];
+    }
+
+    /// <summary>Takes back a table whose every slot is null.</summary>
+    public void ReturnTable(byte[]?[] table)
+    {
+        if (_freeTableCount < _freeTables.Length)
+        {
+            _freeTables[_freeTableCount++] = table;
         }
     }
 }

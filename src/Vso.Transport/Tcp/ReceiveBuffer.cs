@@ -17,7 +17,10 @@ internal sealed class ReceiveBuffer
     private readonly int _capacity;
     private readonly int _maxRanges;
 
-    /// <summary>Block of each slot of the ring (slot i covers ring positions [i * BlockSize, (i + 1) * BlockSize)); null when empty. Made on the first byte.</summary>
+    /// <summary>
+    /// Block of each slot of the ring (slot i covers ring positions [i * BlockSize, (i + 1) * BlockSize)); null when empty.
+    /// Rented from the pool with the first block and returned with the last.
+    /// </summary>
     private byte[]?[]? _blocks;
 
     // Out-of-order ranges, sorted and disjoint; made on the first out-of-order segment.
@@ -235,7 +238,7 @@ internal sealed class ReceiveBuffer
 
     private byte[] BlockAt(int slot)
     {
-        _blocks ??= new byte[]?[SlotCount];
+        _blocks ??= _memory.Pool.RentTable(SlotCount);
         if (_blocks[slot] is { } block)
         {
             return block;
@@ -267,7 +270,7 @@ internal sealed class ReceiveBuffer
             return;
         }
 
-        for (var slot = 0; slot < _blocks.Length && BlocksHeld > 0; slot++)
+        for (var slot = 0; BlocksHeld > 0 && slot < _blocks!.Length; slot++)
         {
             ReleaseIfEmpty(slot);
         }
@@ -314,6 +317,11 @@ internal sealed class ReceiveBuffer
         _blocks[slot] = null;
         BlocksHeld--;
         _memory.Return(block);
+        if (BlocksHeld == 0)
+        {
+            _memory.Pool.ReturnTable(_blocks);
+            _blocks = null;
+        }
     }
 
     private static bool Overlaps(int firstStart, int firstEnd, int secondStart, int secondEnd, int start, int end) =>

@@ -85,4 +85,27 @@ public sealed class ReceiveBufferTests
         Assert.Equal(0, memory.HeldBytes);
         Assert.Equal(0, memory.InOrderBytes);
     }
+
+    /// <summary>An idle connection holds no slot table either: it goes back to the pool with the last block and is reused.</summary>
+    [Fact]
+    public void The_slot_table_goes_back_with_the_last_block_and_is_reused()
+    {
+        var memory = new MemoryBudget(0, metrics: null);
+        var buffer = new ReceiveBuffer(64 * 1024, 64, memory);
+        var data = new byte[100];
+        Assert.Equal(100, buffer.Write(0, 0, data));
+        Assert.Equal(100, buffer.Read(new byte[100]));
+        Assert.Equal(0, buffer.BlocksHeld);
+
+        var returned = memory.Pool.RentTable(4);
+        Assert.All(returned, Assert.Null);
+        memory.Pool.ReturnTable(returned);
+
+        // The next connection (or the next burst) takes the same table back instead of allocating one.
+        var other = new ReceiveBuffer(64 * 1024, 64, memory);
+        Assert.Equal(100, other.Write(0, 0, data));
+        Assert.NotSame(returned, memory.Pool.RentTable(4));
+        Assert.Equal(100, other.Read(new byte[100]));
+        Assert.Same(returned, memory.Pool.RentTable(4));
+    }
 }

@@ -29,6 +29,7 @@ public sealed class PinnedBlockPool : MemoryPool<byte>, IPinLeaseOwner
     private readonly List<Slot> _slots = [];
     private readonly Stack<Slot> _free = new();
     private readonly LeaseTable<Slot> _leases = new();
+    private readonly Stack<int> _retiredRanges = new(); // first slot id of each trimmed slab's run of slots, reused by AddSlab
     private Slot[] _slotTable = []; // _slots as an array, republished (never changed in place) when a slab is added
     private readonly PageLocker _locker;
     private readonly int _blockSize;
@@ -137,6 +138,8 @@ public sealed class PinnedBlockPool : MemoryPool<byte>, IPinLeaseOwner
             }
 
             var slot = _free.Pop();
+            slot.Slab.Outstanding++;
+            slot.Slab.Uses++;
             slot.Generation = ++_lastGeneration;
             Volatile.Write(ref slot.Word, Slot.Pack(slot.Generation, 0, SlotState.Rented));
             var block = new PinnedBlock(this, slot.Id, slot.Address, _blockSize, slot.Generation);
@@ -279,6 +282,61 @@ public sealed class PinnedBlockPool : MemoryPool<byte>, IPinLeaseOwner
         }
     }
 
+    /// <summary>
+    /// Frees the slabs with no block rented, and none rented or returned since the previous call, (the first slab is kept), so memory taken at a
+    /// peak goes back to the system once the peak has passed; call it periodically. Returns the bytes freed.
+    /// </summary>
+    public long TrimExcess()
+    {
+        lock (_gate)
+        {
+            if (_disposed)
+            {
+                return 0;
+            }
+
+            long freed = 0;
+            for (var i = _slabs.Count - 1; i > 0; i--)
+            {
+                var slab = _slabs[i];
+                var idle = slab.Outstanding == 0 && slab.Uses == slab.UsesAtLastTrim;
+                slab.UsesAtLastTrim = slab.Uses;
+                if (!idle || slab.Size != _slabSize)
+                {
+                    continue;
+                }
+
+                freed += slab.Size;
+                _slabs.RemoveAt(i);
+                _retiredRanges.Push(slab.FirstSlotId);
+                FreeSlab(slab);
+            }
+
+            if (freed > 0)
+            {
+                _allocatedBytes -= freed;
+
+                // The free list loses the freed slabs' slots, keeping the others in their order.
+                var kept = new Slot[_free.Count];
+                var n = 0;
+                while (_free.TryPop(out var slot))
+                {
+                    if (!slot.Slab.IsFreed)
+                    {
+                        kept[n++] = slot;
+                    }
+                }
+
+                for (var i = n - 1; i >= 0; i--)
+                {
+                    _free.Push(kept[i]);
+                }
+            }
+
+            return freed;
+        }
+    }
+
     protected override void Dispose(bool disposing)
     {
         lock (_gate)
@@ -333,6 +391,8 @@ public sealed class PinnedBlockPool : MemoryPool<byte>, IPinLeaseOwner
     private void CompleteReturn(Slot slot)
     {
         _outstanding--;
+        slot.Slab.Outstanding--;
+        slot.Slab.Uses++;
         Metrics.AddPinned(-_blockSize);
         if (!_disposed)
         {
@@ -379,13 +439,30 @@ public sealed class PinnedBlockPool : MemoryPool<byte>, IPinLeaseOwner
         _slabs.Add(slab);
         _allocatedBytes += size;
         var count = (int)(size / _blockSize);
-        var firstId = _slots.Count;
-        for (var i = 0; i < count; i++)
+        int firstId;
+        if (count == _slabSize / _blockSize && _retiredRanges.TryPop(out firstId))
         {
-            _slots.Add(new Slot(firstId + i, slab.Address + (nint)((long)i * _blockSize)));
+            // A trimmed slab's slot ids, so ids stay bounded however often the pool grows and shrinks; their generations
+            // go on rising, so a descriptor of the old memory is still refused as released.
+            for (var i = 0; i < count; i++)
+            {
+                var slot = _slots[firstId + i];
+                slot.Address = slab.Address + (nint)((long)i * _blockSize);
+                slot.Slab = slab;
+            }
+        }
+        else
+        {
+            firstId = _slots.Count;
+            for (var i = 0; i < count; i++)
+            {
+                _slots.Add(new Slot(firstId + i, slab.Address + (nint)((long)i * _blockSize), slab));
+            }
+
+            Volatile.Write(ref _slotTable, [.. _slots]);
         }
 
-        Volatile.Write(ref _slotTable, [.. _slots]);
+        slab.FirstSlotId = firstId;
 
         // Lowest address on top, so blocks are handed out in address order.
         for (var i = count - 1; i >= 0; i--)
@@ -399,20 +476,25 @@ public sealed class PinnedBlockPool : MemoryPool<byte>, IPinLeaseOwner
         _free.Clear();
         foreach (var slab in _slabs)
         {
-            if (slab.LockedBytes > 0)
-            {
-                _locker.Unlock(slab.Address, slab.Size);
-                Metrics.AddLocked(-slab.LockedBytes);
-                slab.LockedBytes = 0;
-            }
-
-            slab.Free();
+            FreeSlab(slab);
         }
 
         _slabs.Clear();
         _allocatedBytes = 0;
 
         // Slots stay (state Free), so late descriptors are still refused as released rather than unknown.
+    }
+
+    private void FreeSlab(Slab slab)
+    {
+        if (slab.LockedBytes > 0)
+        {
+            _locker.Unlock(slab.Address, slab.Size);
+            Metrics.AddLocked(-slab.LockedBytes);
+            slab.LockedBytes = 0;
+        }
+
+        slab.Free();
     }
 
     private enum SlotState
@@ -422,7 +504,7 @@ public sealed class PinnedBlockPool : MemoryPool<byte>, IPinLeaseOwner
         ReturnPending,
     }
 
-    private sealed class Slot(int id, nint address)
+    private sealed class Slot(int id, nint address, Slab slab)
     {
         public const long StateMask = 3;
         public const long OneLease = 4;
@@ -436,7 +518,10 @@ public sealed class PinnedBlockPool : MemoryPool<byte>, IPinLeaseOwner
 
         public int Id { get; } = id;
 
-        public nint Address { get; } = address;
+        /// <summary>Changes only when a trimmed slab's slots are given a new slab (under the lock, while Free).</summary>
+        public nint Address { get; set; } = address;
+
+        public Slab Slab { get; set; } = slab;
 
         public SlotState State => (SlotState)(Volatile.Read(ref Word) & StateMask);
 

@@ -23,6 +23,17 @@ internal sealed class Slab
 
     public bool IsFreed { get; private set; }
 
+    /// <summary>Id of the slab's first slot in its pool; its slots' ids follow.</summary>
+    public int FirstSlotId { get; set; }
+
+    /// <summary>Blocks of this slab rented, or returned and still leased (under the pool's lock).</summary>
+    public int Outstanding { get; set; }
+
+    /// <summary>Rentals and returns of this slab's blocks ever, and their count at the pool's last trim: equal means unused since then.</summary>
+    public long Uses { get; set; }
+
+    public long UsesAtLastTrim { get; set; }
+
     public static unsafe Slab Allocate(long size, int alignment)
     {
         // Page alignment: mlock(2) works on whole pages, and a block of one page then never shares a page.

@@ -64,6 +64,21 @@ internal sealed class PinnedBlockClasses : IDisposable
 
     public static int BlockId(long hostToken) => (int)(hostToken & 0xFFFF_FFFF);
 
+    /// <summary>Every class gives back the slabs it did not use since the last call (<see cref="PinnedBlockPool.TrimExcess"/>).</summary>
+    public long TrimExcess()
+    {
+        long freed = 0;
+        for (var i = 0; i < _classes.Length; i++)
+        {
+            if (Volatile.Read(ref _classes[i]) is { } pool)
+            {
+                freed += pool.TrimExcess();
+            }
+        }
+
+        return freed;
+    }
+
     /// <summary>Frees the larger classes; class 0 belongs to the transport factory.</summary>
     public void Dispose()
     {

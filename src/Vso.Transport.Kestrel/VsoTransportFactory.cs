@@ -29,7 +29,11 @@ internal sealed class VsoTransportFactory : IConnectionListenerFactory, IConnect
     private ILink? _link;
     private PinnedBlockPool? _pool;
     private PinnedBlockClasses? _blocks;
+    private Timer? _trimTimer;
     private bool _disposed;
+
+    /// <summary>How often the pinned pools give back slabs unused since the last time, so a peak's memory is returned.</summary>
+    private static readonly TimeSpan TrimInterval = TimeSpan.FromSeconds(10);
 
     // Kestrel builds its factories with the server, before options are validated at start: read them lazily.
     public VsoTransportFactory(IOptions<VsoTransportOptions> options, ILoggerFactory loggerFactory)
@@ -116,6 +120,7 @@ internal sealed class VsoTransportFactory : IConnectionListenerFactory, IConnect
         {
             _stack = _createStack();
             _stack.Start();
+            _trimTimer = new Timer(static blocks => ((PinnedBlockClasses)blocks!).TrimExcess(), _blocks, TrimInterval, TrimInterval);
         }
         catch
         {
@@ -152,6 +157,7 @@ internal sealed class VsoTransportFactory : IConnectionListenerFactory, IConnect
             }
 
             _disposed = true;
+            _trimTimer?.Dispose();
             foreach (var listener in _listeners.ToArray())
             {
                 listener.UnbindAsync().AsTask().GetAwaiter().GetResult();

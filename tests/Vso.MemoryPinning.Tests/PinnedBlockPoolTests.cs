@@ -198,6 +198,47 @@ public sealed class PinnedBlockPoolTests
         Assert.Throws<ArgumentException>(() => new PinnedBlockPool(new PinnedBlockPoolOptions { BlockSize = blockSize, SlabSize = slabSize }));
     }
 
+    /// <summary>
+    /// A peak's slabs go back once unused for a whole trim interval (the first slab stays); a descriptor of a freed slab is
+    /// refused as released, and the pool grows again into the same slot ids.
+    /// </summary>
+    [Fact]
+    public void TrimExcess_frees_slabs_unused_since_the_last_trim_and_refuses_their_old_descriptors()
+    {
+        using var pool = new PinnedBlockPool(new PinnedBlockPoolOptions { SlabSize = 4 * 4096 });
+        var peak = Enumerable.Range(0, 12).Select(_ => pool.Rent()).ToList(); // three slabs
+        Assert.Equal(3 * 4 * 4096, pool.AllocatedBytes);
+        var old = peak[11];
+        var (oldId, oldGeneration, oldAddress) = (old.Id, old.Generation, old.Address);
+
+        // Still rented: nothing to free.
+        Assert.Equal(0, pool.TrimExcess());
+        foreach (var block in peak.Skip(1))
+        {
+            block.Dispose();
+        }
+
+        // Used since the last trim: kept one more interval, so a steady load does not free and allocate slabs in turn.
+        Assert.Equal(0, pool.TrimExcess());
+        Assert.Equal(2 * 4 * 4096, pool.TrimExcess());
+        Assert.Equal(4 * 4096, pool.AllocatedBytes);
+        Assert.Equal(1, pool.RentedBlocks);
+        var stale = Assert.Throws<StaleDescriptorException>(() => pool.Lease(oldId, oldGeneration, oldAddress, 16));
+        Assert.Equal(StaleDescriptorReason.Released, stale.Reason);
+
+        // Growing again reuses the freed slabs' slot ids instead of adding new ones.
+        var again = Enumerable.Range(0, 11).Select(_ => pool.Rent()).ToList();
+        Assert.Equal(3 * 4 * 4096, pool.AllocatedBytes);
+        Assert.All(again, block => Assert.InRange(block.Id, 0, 11));
+        Assert.Equal(12, again.Concat(peak.Take(1)).Select(block => block.Id).Distinct().Count());
+        again[^1].GetSpan().Fill(0x5a);
+        Assert.Throws<StaleDescriptorException>(() => pool.Validate(oldId, oldGeneration, oldAddress, 16));
+        foreach (var block in again.Append(peak[0]))
+        {
+            block.Dispose();
+        }
+    }
+
     [Fact]
     public void Dispose_frees_slabs_when_nothing_is_rented()
     {

@@ -93,13 +93,19 @@ internal static class StackFactory
             }
             else
             {
-                link = new AfPacketLink(
-                    new AfPacketLinkOptions
-                    {
-                        InterfaceName = o.Interface,
-                        SegmentationOffload = o.AfPacket.SegmentationOffload,
-                    },
-                    log);
+                var packet = new AfPacketLinkOptions
+                {
+                    InterfaceName = o.Interface,
+                    SegmentationOffload = o.AfPacket.SegmentationOffload,
+                };
+                if (o.AfPacket.KernelFilter && VsoTransportOptionsValidator.TryParseCidr(o.Address, out var address, out var prefix))
+                {
+                    // Without a gateway the stack answers no off-subnet peer: the kernel may drop those frames for it.
+                    packet.FilterAddress = address;
+                    packet.FilterOnLinkPrefixLength = string.IsNullOrWhiteSpace(o.Gateway) ? prefix : 0;
+                }
+
+                link = new AfPacketLink(packet, log);
             }
         }
         catch (LinkException ex)

@@ -98,6 +98,12 @@ public sealed class VsoAfPacketOptions
     /// generic segmentation offload). Default true.
     /// </summary>
     public bool SegmentationOffload { get; set; } = true;
+
+    /// <summary>
+    /// A classic BPF filter on the socket keeps from the stack the IPv4 frames it would only drop: those addressed elsewhere
+    /// and, without a gateway, those from off-subnet sources, so a flood of spoofed sources costs no engine time. Default true.
+    /// </summary>
+    public bool KernelFilter { get; set; } = true;
 }
 
 /// <summary>Tap backend options (section Vso:Tap).</summary>

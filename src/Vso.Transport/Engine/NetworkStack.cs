@@ -26,7 +26,7 @@ internal sealed class NetworkStack : IDisposable
     {
         _link = link;
         Clock = clock;
-        Interface = new NetworkInterface(link, address, prefixLength, gateway, clock, new WireCounters(meter), log);
+        Interface = new NetworkInterface(link, address, prefixLength, gateway, clock, new WireCounters(meter), log, new MartianCounters(meter));
         _faults = new EngineFaults(Interface, clock, meter, log);
         Tcp = new TcpLayer(Interface, Interface.Counters, settings, clock, new TcpMetrics(meter), log) { Faults = _faults };
         _faults.Tcp = Tcp;

@@ -1,14 +1,28 @@
+using System.Diagnostics.Metrics;
+
 namespace Vso.Transport.Interface;
 
 /// <summary>
 /// Datagrams dropped by the martian filter, one count per <see cref="MartianReason"/>. Incremented on the packet
-/// path by the engine thread (one interlocked add, no allocation); readable from any thread.
+/// path by the engine thread (one interlocked add, no allocation); readable from any thread and exported as the
+/// observable counter "vso.ip.martians_dropped" with the reason as a tag.
 /// </summary>
 internal sealed class MartianCounters
 {
     private static readonly int ReasonCount = Enum.GetValues<MartianReason>().Length;
 
     private readonly long[] _dropped = new long[ReasonCount];
+
+    public const string InstrumentName = "vso.ip.martians_dropped";
+
+    public MartianCounters(Meter? meter = null)
+    {
+        meter?.CreateObservableCounter(
+            InstrumentName,
+            Observe,
+            unit: "{packet}",
+            description: "Datagrams dropped for a martian source or destination, a land segment or an off-subnet source without a gateway (RFC 1122 §3.2.1.3, RFC 1812 §5.3.7), by reason.");
+    }
 
     public void Drop(MartianReason reason) => Interlocked.Increment(ref _dropped[(int)reason]);
 
@@ -25,6 +39,19 @@ internal sealed class MartianCounters
             }
 
             return total;
+        }
+    }
+
+    // Only non-zero series are reported.
+    private IEnumerable<Measurement<long>> Observe()
+    {
+        for (var i = 1; i < _dropped.Length; i++)
+        {
+            var value = Volatile.Read(ref _dropped[i]);
+            if (value != 0)
+            {
+                yield return new Measurement<long>(value, new KeyValuePair<string, object?>("reason", ((MartianReason)i).ToString()));
+            }
         }
     }
 }

@@ -38,7 +38,7 @@ internal sealed class NetworkInterface : IFrameReceiver, IIpOutput
     private int _buildingLinearLength;
     private int _buildingGatheredLength;
 
-    public NetworkInterface(ILink link, Ipv4Address address, int prefixLength, Ipv4Address gateway, IClock clock, WireCounters counters, ILogger log)
+    public NetworkInterface(ILink link, Ipv4Address address, int prefixLength, Ipv4Address gateway, IClock clock, WireCounters counters, ILogger log, MartianCounters? martians = null)
     {
         _link = link;
         _clock = clock;
@@ -47,6 +47,7 @@ internal sealed class NetworkInterface : IFrameReceiver, IIpOutput
         PrefixLength = prefixLength;
         Gateway = gateway;
         Counters = counters;
+        Martians = martians ?? new MartianCounters();
         Mtu = link.Mtu;
         Batch = new TransmitBatch(64, EthernetFrame.HeaderLength + Mtu);
         _arp = new ArpCache(TimeSpan.FromSeconds(60), TimeSpan.FromSeconds(1), 5);
@@ -61,7 +62,7 @@ internal sealed class NetworkInterface : IFrameReceiver, IIpOutput
     public const int EchoReplyBurst = 50;
 
     /// <summary>Datagrams and ARP packets refused by the martian filter, per reason.</summary>
-    public MartianCounters Martians { get; } = new();
+    public MartianCounters Martians { get; }
 
     public Ipv4Address Address { get; }
 

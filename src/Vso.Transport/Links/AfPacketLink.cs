@@ -75,6 +75,11 @@ public sealed unsafe class AfPacketLink : ILink
                 SetOption(LinuxNative.SOL_PACKET, LinuxNative.PACKET_QDISC_BYPASS, 1, "PACKET_QDISC_BYPASS");
             }
 
+            if (options.FilterAddress is { } filterAddress)
+            {
+                AttachFilter(PacketFilter.Build(filterAddress, options.FilterOnLinkPrefixLength));
+            }
+
             var sendBuffer = options.SendBufferSize;
             if (LinuxNative.setsockopt(_fd, LinuxNative.SOL_SOCKET, LinuxNative.SO_SNDBUFFORCE, &sendBuffer, 4) < 0)
             {
@@ -372,6 +377,25 @@ public sealed unsafe class AfPacketLink : ILink
         {
             throw LinkException.FromErrno(Marshal.GetLastPInvokeError(), $"setsockopt {what} on '{_name}'", "CAP_NET_RAW");
         }
+    }
+
+    private void AttachFilter(PacketFilter.SockFilter[] program)
+    {
+        fixed (PacketFilter.SockFilter* filter = program)
+        {
+            var fprog = new SockFprog { Length = (ushort)program.Length, Filter = filter };
+            if (LinuxNative.setsockopt(_fd, LinuxNative.SOL_SOCKET, LinuxNative.SO_ATTACH_FILTER, &fprog, (uint)sizeof(SockFprog)) < 0)
+            {
+                throw LinkException.FromErrno(Marshal.GetLastPInvokeError(), $"setsockopt SO_ATTACH_FILTER on '{_name}'", "CAP_NET_RAW");
+            }
+        }
+    }
+
+    /// <summary>struct sock_fprog (linux/filter.h).</summary>
+    private struct SockFprog
+    {
+        public ushort Length;
+        public PacketFilter.SockFilter* Filter;
     }
 
     private static bool IsPowerOfTwo(long n) => (n & (n - 1)) == 0;

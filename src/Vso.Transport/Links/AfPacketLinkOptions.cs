@@ -60,6 +60,19 @@ public sealed class AfPacketLinkOptions
     /// <summary>SO_SNDBUF of the socket (forced as root). Default 4 MiB.</summary>
     public int SendBufferSize { get; set; } = 4 << 20;
 
+    /// <summary>
+    /// When set, the kernel keeps IPv4 frames not addressed to this address from the socket (a classic BPF filter, so a
+    /// flood aimed elsewhere costs the stack nothing); ARP always passes. Such frames are then not counted by the stack.
+    /// Default null: every frame reaches the stack.
+    /// </summary>
+    public Wire.Ipv4Address? FilterAddress { get; set; }
+
+    /// <summary>
+    /// With <see cref="FilterAddress"/>: IPv4 frames whose source lies outside FilterAddress/this prefix length are kept
+    /// from the socket too, for a stack without a gateway, which answers no off-subnet peer. 0 (default): any source.
+    /// </summary>
+    public int FilterOnLinkPrefixLength { get; set; }
+
     public void Validate()
     {
         if (string.IsNullOrWhiteSpace(InterfaceName) || InterfaceName.Length > 15)
@@ -70,6 +83,11 @@ public sealed class AfPacketLinkOptions
         if (!Enum.IsDefined(ReceiveRing))
         {
             throw new ArgumentException($"ReceiveRing = {ReceiveRing} is invalid: use V2 (latency) or V3 (batching).", nameof(ReceiveRing));
+        }
+
+        if (FilterOnLinkPrefixLength is < 0 or > 32)
+        {
+            throw new ArgumentException($"FilterOnLinkPrefixLength = {FilterOnLinkPrefixLength} is invalid: use 0 (any source) to 32.", nameof(FilterOnLinkPrefixLength));
         }
 
         if (BlockSize < 4096 || (BlockSize & (BlockSize - 1)) != 0)

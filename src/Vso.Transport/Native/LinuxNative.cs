@@ -108,6 +108,7 @@ internal static unsafe partial class LinuxNative
     public const int SO_SNDBUF = 7;
     public const int SO_RCVBUF = 8;
     public const int SO_SNDBUFFORCE = 32;
+    public const int SO_ATTACH_FILTER = 26;
     public const int SO_RCVBUFFORCE = 33;
     public const int SOL_PACKET = 263;
     public const int PACKET_RX_RING = 5;

@@ -1,3 +1,4 @@
+using System.Security.Cryptography;
 using Vso.Transport.Interface;
 using Vso.Transport.Wire;
 
@@ -16,9 +17,16 @@ internal sealed class SynCookieHandshake
     /// <summary>How long a cookie stays valid (the current and the previous counter period): about two minutes.</summary>
     public const long LifetimeMicroseconds = SynCookies.MaxAgeInPeriods * SynCookies.CounterPeriodMicroseconds;
 
+    /// <summary>
+    /// How long one secret makes cookies. Replacing it bounds how long an attacker can work against one key; a cookie made
+    /// just before a rotation stays valid for its lifetime under the previous secret.
+    /// </summary>
+    public const long SecretLifetimeMicroseconds = 10 * 60 * 1_000_000L;
+
     private readonly TcpLayer _layer;
     private readonly SynCookies _cookies = new(ReadOnlySpan<byte>.Empty);
     private readonly int _receiveWindowShift;
+    private long _rotateAtMicroseconds = -1;
 
     public SynCookieHandshake(TcpLayer layer)
     {
@@ -28,12 +36,16 @@ internal sealed class SynCookieHandshake
         _receiveWindowShift = TcpReceiver.OfferedWindowShift(layer.Settings);
     }
 
+    /// <summary>Secrets replaced since the stack started.</summary>
+    public int SecretRotations { get; private set; }
+
     /// <summary>Answers <paramref name="syn"/> with a cookie SYN-ACK; returns whether it left.</summary>
     public bool SendCookie(in ConnectionId id, in TcpSegment syn)
     {
         var settings = _layer.Settings;
         var now = _layer.Clock.NowMicroseconds;
         var peer = syn.Options;
+        RotateSecretIfDue(now);
 
         // RFC 9293 §3.7.1: without the option the peer takes 536.
         var iss = _cookies.CreateIsn(id, syn.SequenceNumber, now, peer.Mss != 0 ? peer.Mss : 536, out _);
@@ -110,6 +122,27 @@ internal sealed class SynCookieHandshake
 
         handshake = new CookieHandshake(peerIsn, iss, mss, windowScale, sack, timestamps, ack.Options.TsVal);
         return true;
+    }
+
+    private void RotateSecretIfDue(long now)
+    {
+        if (_rotateAtMicroseconds < 0)
+        {
+            _rotateAtMicroseconds = now + SecretLifetimeMicroseconds;
+            return;
+        }
+
+        if (now < _rotateAtMicroseconds)
+        {
+            return;
+        }
+
+        Span<byte> secret = stackalloc byte[SynCookies.SecretSize];
+        RandomNumberGenerator.Fill(secret);
+        _cookies.RotateSecret(secret, now);
+        CryptographicOperations.ZeroMemory(secret);
+        _rotateAtMicroseconds = now + SecretLifetimeMicroseconds;
+        SecretRotations++;
     }
 
     /// <summary>The connection's own timestamp clock (<see cref="TcpConnection.TimestampNow"/>): TSvals stay monotonic after the cookie.</summary>

@@ -87,6 +87,9 @@ internal sealed class TcpLayer : ITransportProtocol
     /// <summary>Stateless SYN-ACKs and the check of the ACKs that return them (RFC 4987 §3.6).</summary>
     private readonly SynCookieHandshake _cookies;
 
+    /// <summary>The stateless handshake (cookies and their secret).</summary>
+    internal SynCookieHandshake CookieHandshake => _cookies;
+
     /// <summary>The RFC 6056 key: random, or derived from a configured ISN key so that a given key reproduces the same ports.</summary>
     private static byte[] PortSelectionKey(byte[] isnKey) =>
         isnKey.Length == 0 ? [] : HMACSHA256.HashData(isnKey, "RFC 6056 port selection"u8)[..SipHashKey.Size];

@@ -168,6 +168,38 @@ public sealed class SynCookieTraces
         Assert.True(listener.TryAccept(out _));
     }
 
+    /// <summary>The secret is replaced every ten minutes; a cookie made just before stays valid under the previous one.</summary>
+    [Fact]
+    public void RFC4987_3_6_the_secret_rotates_and_a_cookie_made_before_the_rotation_is_still_accepted()
+    {
+        using var peer = new RawPeer(s => s.SynCookies = SynCookieMode.Always);
+        using var listener = peer.Stack.Listen(80);
+        var handshake = peer.Stack.Core.Tcp.CookieHandshake;
+
+        peer.Send(Syn, seq: 1000, options: RawPeer.SynOptions());
+        peer.Expect(SynAck, ack: 1001);
+        peer.Advance(TimeSpan.FromMinutes(9) + TimeSpan.FromSeconds(50));
+        peer.Port = 40001;
+        peer.Send(Syn, seq: 3000, options: RawPeer.SynOptions());
+        var before = peer.Expect(SynAck, ack: 3001);
+        Assert.Equal(0, handshake.SecretRotations);
+
+        peer.Advance(TimeSpan.FromSeconds(20));
+        peer.Port = 40002;
+        peer.Send(Syn, seq: 5000, options: RawPeer.SynOptions());
+        var after = peer.Expect(SynAck, ack: 5001);
+        Assert.Equal(1, handshake.SecretRotations);
+
+        peer.Port = 40001;
+        peer.Send(Ack, seq: 3001, ack: before.Seq + 1);
+        peer.ExpectNothing();
+        peer.Port = 40002;
+        peer.Send(Ack, seq: 5001, ack: after.Seq + 1);
+        peer.ExpectNothing();
+        Assert.True(listener.TryAccept(out _));
+        Assert.True(listener.TryAccept(out _));
+    }
+
     [Fact]
     public void RFC4987_3_6_a_forged_cookie_ACK_is_rejected_with_RST_and_opens_nothing()
     {

@@ -70,4 +70,43 @@ public sealed class WireCountersTests
         Assert.Contains((2L, "tcp", "BadOption"), seen);
         Assert.Contains((1L, "arp", "Unsupported"), seen);
     }
+
+    [Fact]
+    public void Martian_drops_are_exported_by_reason()
+    {
+        using var meter = new Meter("Vso.Transport.Tests.Martians." + Guid.NewGuid().ToString("N"));
+        var counters = new Vso.Transport.Interface.MartianCounters(meter);
+        counters.Drop(Vso.Transport.Interface.MartianReason.NoRoute);
+        counters.Drop(Vso.Transport.Interface.MartianReason.NoRoute);
+        counters.Drop(Vso.Transport.Interface.MartianReason.Land);
+
+        var seen = new List<(long Value, string? Reason)>();
+        using var listener = new MeterListener();
+        listener.InstrumentPublished = (instrument, l) =>
+        {
+            if (instrument.Meter == meter && instrument.Name == "vso.ip.martians_dropped")
+            {
+                l.EnableMeasurementEvents(instrument);
+            }
+        };
+        listener.SetMeasurementEventCallback<long>((_, value, tags, _) =>
+        {
+            string? reason = null;
+            foreach (var tag in tags)
+            {
+                if (tag.Key == "reason")
+                {
+                    reason = tag.Value as string;
+                }
+            }
+
+            seen.Add((value, reason));
+        });
+        listener.Start();
+        listener.RecordObservableInstruments();
+
+        Assert.Equal(2, seen.Count);
+        Assert.Contains((2L, "NoRoute"), seen);
+        Assert.Contains((1L, "Land"), seen);
+    }
 }

@@ -3,11 +3,13 @@
 # at the same address 198.18.0.2 in the same namespaces, alternately within one run:
 #   Vso      the sample with Transport=Vso, Vso__Backend=AfPacket on veth end vsos0 (no kernel address)
 #   Sockets  the sample with Transport=Sockets; 198.18.0.2/24 is put on vsos0 for the kernel while it runs
-# Workloads (wrk -t2 unless said; --latency): plaintext GET / at -c64 and -c256; plaintext pipelined 16 deep
+# Workloads (wrk -t2 unless said; --latency): plaintext GET / at -c1 (one connection, one request at a time: the
+# round trip), -c64 and -c256; new connections (Connection: close, -c64: one handshake per request); plaintext pipelined 16 deep
 # (pipeline.lua) at -c64; 1 MiB responses (/bytes/1048576) at -c8; h2load h2c prior knowledge (-c16 -m10); the
 # 1 MiB case under 1% random loss each way (iptables statistic in the client namespace, INPUT and OUTPUT).
 # Each server start is followed by 8 s of unrecorded warm-up (the four workload kinds, 2 s each) so that both run JIT-tiered code.
-# Prints the median over ROUNDS of requests/s, MB/s, p50, p99, and the Vso/Sockets ratio of requests/s.
+# Prints the median over ROUNDS of requests/s, MB/s, p50, p99, the Vso/Sockets ratio of requests/s, and the server's
+# CPU cost (utime + stime of the server process from /proc/PID/stat over the workload) per 1,000 requests and per MiB.
 # Needs root, wrk, h2load (nghttp2-client), iptables, ethtool. Usage: benchmarks/load/kestrel.sh [ROUNDS=3] [SECONDS=10]
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -59,11 +61,25 @@ stop_server() { # TRANSPORT
   if [[ "$1" == Sockets ]]; then ip -n "$server" addr del 198.18.0.2/24 dev vsos0; fi
 }
 
-# record TRANSPORT WORKLOAD TOOL-OUTPUT: appends "transport workload rps mbps p50_ms p99_ms" to $results.
+# The server's CPU time so far, in clock ticks (utime + stime, proc(5)).
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$pid/stat"; }
+
+# measure TRANSPORT WORKLOAD COMMAND...: runs the load in the client namespace, records it with the server's CPU time.
+measure() {
+  local t="$1" w="$2" before after out
+  shift 2
+  before=$(cpu_ticks)
+  out=$(ip netns exec "$client" "$@" 2>&1) || true
+  after=$(cpu_ticks)
+  record "$t" "$w" "$out" $((after - before))
+}
+
+# record TRANSPORT WORKLOAD TOOL-OUTPUT CPU-TICKS: appends "transport workload rps mbps p50_ms p99_ms cpu_s" to $results.
 record() {
-  python3 - "$1" "$2" "$3" >>"$results" <<'PY'
+  python3 - "$1" "$2" "$3" "$4" "$(getconf CLK_TCK)" >>"$results" <<'PY'
 import re, sys
 t, w, out = sys.argv[1], sys.argv[2], sys.argv[3]
+cpu = int(sys.argv[4]) / int(sys.argv[5])
 def ms(v, u): return float(v) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[u]
 def mb(v, u): return float(v) * {"B": 1e-6, "KB": 1.024e-3, "MB": 1.048576, "GB": 1073.741824}[u]
 rps = mbps = p50 = p99 = float("nan")
@@ -80,21 +96,23 @@ else:  # h2load
     if m: rps = float(m.group(1)); mbps = mb(m.group(2), m.group(3))
     m = re.search(r"time for request:\s+([\d.]+)(us|ms|s)\s+([\d.]+)(us|ms|s)\s+([\d.]+)(us|ms|s)", out)
     if m: p50 = ms(m.group(5), m.group(6))  # h2load prints no percentiles: mean
-print(t, w, rps, mbps, p50, p99)
+print(t, w, rps, mbps, p50, p99, cpu)
 PY
 }
 
 run_workloads() { # TRANSPORT
-  local t="$1" out
-  out=$(ip netns exec "$client" wrk -t2 -c64 -d"${secs}s" --latency "$base/" 2>&1); record "$t" "plaintext-c64" "$out"
-  out=$(ip netns exec "$client" wrk -t2 -c256 -d"${secs}s" --latency "$base/" 2>&1); record "$t" "plaintext-c256" "$out"
-  out=$(ip netns exec "$client" wrk -t2 -c64 -d"${secs}s" --latency -s "$here/pipeline.lua" "$base/" 2>&1); record "$t" "pipelined16-c64" "$out"
-  out=$(ip netns exec "$client" wrk -t2 -c8 -d"${secs}s" --latency "$base/bytes/1048576" 2>&1); record "$t" "1MiB-c8" "$out"
-  out=$(ip netns exec "$client" h2load -D "$secs" -c16 -m10 -t2 http://198.18.0.2:8081/ 2>&1); record "$t" "h2c-c16-m10" "$out"
+  local t="$1"
+  measure "$t" plaintext-c1 wrk -t1 -c1 -d"${secs}s" --latency "$base/"
+  measure "$t" plaintext-c64 wrk -t2 -c64 -d"${secs}s" --latency "$base/"
+  measure "$t" plaintext-c256 wrk -t2 -c256 -d"${secs}s" --latency "$base/"
+  measure "$t" close-c64 wrk -t2 -c64 -d"${secs}s" --latency -H "Connection: close" "$base/"
+  measure "$t" pipelined16-c64 wrk -t2 -c64 -d"${secs}s" --latency -s "$here/pipeline.lua" "$base/"
+  measure "$t" 1MiB-c8 wrk -t2 -c8 -d"${secs}s" --latency "$base/bytes/1048576"
+  measure "$t" h2c-c16-m10 h2load -D "$secs" -c16 -m10 -t2 http://198.18.0.2:8081/
   for chain in INPUT OUTPUT; do
     ip netns exec "$client" iptables -A "$chain" -p tcp -m statistic --mode random --probability 0.01 -j DROP
   done
-  out=$(ip netns exec "$client" wrk -t2 -c8 -d"${secs}s" --latency "$base/bytes/1048576" 2>&1); record "$t" "1MiB-c8-loss1%" "$out"
+  measure "$t" 1MiB-c8-loss1% wrk -t2 -c8 -d"${secs}s" --latency "$base/bytes/1048576"
   for chain in INPUT OUTPUT; do
     ip netns exec "$client" iptables -D "$chain" -p tcp -m statistic --mode random --probability 0.01 -j DROP
   done
@@ -118,13 +136,21 @@ for line in open(sys.argv[1]):
 def med(t, w, i):
     vals = [r[i] for r in rows.get((t, w), []) if r[i] == r[i]]
     return statistics.median(vals) if vals else float("nan")
-order = ["plaintext-c64", "plaintext-c256", "pipelined16-c64", "1MiB-c8", "h2c-c16-m10", "1MiB-c8-loss1%"]
-print(f"median of {sys.argv[2]} rounds, {sys.argv[3]} s each, alternating Vso and Sockets")
-print("| workload | Vso req/s | Sockets req/s | Vso/Sockets | Vso MB/s | Sockets MB/s | Vso p50 / p99 ms | Sockets p50 / p99 ms |")
-print("|---|---:|---:|---:|---:|---:|---:|---:|")
+secs = float(sys.argv[3])
+def cost(t, w):
+    # Server CPU seconds per 1,000 requests (ms/kreq) and per MiB sent, from the median run's figures.
+    rps, mbps, cpu = med(t, w, 0), med(t, w, 1), med(t, w, 4)
+    per_kreq = 1000 * cpu / (rps * secs) * 1000 if rps == rps and rps > 0 else float("nan")
+    per_mib = 1000 * cpu / (mbps / 1.048576 * secs) if mbps == mbps and mbps > 0 else float("nan")
+    return per_kreq, per_mib
+order = ["plaintext-c1", "plaintext-c64", "plaintext-c256", "close-c64", "pipelined16-c64", "1MiB-c8", "h2c-c16-m10", "1MiB-c8-loss1%"]
+print(f"median of {sys.argv[2]} rounds, {sys.argv[3]} s each, alternating Vso and Sockets; server CPU = utime + stime of the server process")
+print("| workload | Vso req/s | Sockets req/s | Vso/Sockets | Vso MB/s | Sockets MB/s | Vso p50 / p99 ms | Sockets p50 / p99 ms | server CPU ms per 1k req, Vso / Sockets | server CPU ms per MiB, Vso / Sockets |")
+print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 for w in order:
     v = [med("Vso", w, i) for i in range(4)]; s = [med("Sockets", w, i) for i in range(4)]
     ratio = v[0] / s[0] if s[0] else float("nan")
-    print(f"| {w} | {v[0]:,.0f} | {s[0]:,.0f} | {ratio:.2f} | {v[1]:,.1f} | {s[1]:,.1f} | {v[2]:.2f} / {v[3]:.2f} | {s[2]:.2f} / {s[3]:.2f} |")
+    (vk, vm), (sk, sm) = cost("Vso", w), cost("Sockets", w)
+    print(f"| {w} | {v[0]:,.0f} | {s[0]:,.0f} | {ratio:.2f} | {v[1]:,.1f} | {s[1]:,.1f} | {v[2]:.2f} / {v[3]:.2f} | {s[2]:.2f} / {s[3]:.2f} | {vk:.1f} / {sk:.1f} | {vm:.1f} / {sm:.1f} |")
 print("(h2load prints no percentiles: its p50 column is the mean time per request; p99 n/a)")
 PY

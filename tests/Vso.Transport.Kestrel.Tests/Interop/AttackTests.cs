@@ -17,18 +17,24 @@ public sealed class AttackTests(AttackCampaign campaign, ITestOutputHelper outpu
     private const double ResidualAllowanceMiB = 32;
 
     /// <summary>
-    /// The stack's RSS growth may be at most this multiple of Sockets'. Issue 10 asks 1.25; measured 1.83 (idle horde)
-    /// and 1.79 (peak) after receive memory began to follow the data (6.4 before), so CI holds the gain at 2.25 while
-    /// the rest of the gap (per-connection objects of the endpoint and the transport) is open.
+    /// The stack's RSS growth may be at most this multiple of Sockets'. Issue 10 asks 1.25; benchmarks/load/attack.sh
+    /// measured 1.19 (idle horde) and 1.18 to 1.23 (peak) once idle connections held no pinned block, no receive slot
+    /// table and no ConcurrentQueue segment (1.83 before, 6.4 at first); CI allows 1.4 for the run-to-run spread of two
+    /// GC heaps.
     /// </summary>
-    private const double MemoryRatio = 2.25;
+    private const double MemoryRatio = 1.4;
 
     /// <summary>
-    /// Keep-alive requests/s during a flood, relative to none. Issue 10 asks 0.5: Sockets measured 0.95, the stack 0.50
-    /// (its one engine thread shares a core with wrk while it drops a million spoofed SYNs), so CI holds 0.35 until
-    /// off-subnet sources are dropped in the kernel by a socket filter or the engine is sharded.
+    /// Keep-alive requests/s during a flood, relative to none: issue 10's 0.5. With the AF_PACKET socket filter the
+    /// spoofed off-subnet SYNs never reach the engine (measured 0.97; 0.50 without the filter).
     /// </summary>
-    private const double FloodThroughputRatio = 0.35;
+    private const double FloodThroughputRatio = 0.5;
+
+    /// <summary>
+    /// The Sockets reference only proves the harness (the flood ran, the probe and wrk worked): the kernel's own
+    /// figure varies with what shares the two cores (0.49 to 0.95 measured), so it is held to less than the target.
+    /// </summary>
+    private const double ReferenceFloodThroughputRatio = 0.35;
 
     [RootFact]
     public void Syn_flood_Sockets_reference_keeps_serving() => AssertFloodSurvived(SampleTransport.Sockets, "SYN flood", f => f.SynFlood, minPackets: 10_000);
@@ -49,7 +55,7 @@ public sealed class AttackTests(AttackCampaign campaign, ITestOutputHelper outpu
         AssertMemory(SampleTransport.Sockets);
 
     [RootFact]
-    public void Idle_horde_and_slowloris_Vso_memory_within_2_25x_of_Sockets() =>
+    public void Idle_horde_and_slowloris_Vso_memory_within_1_4x_of_Sockets() =>
         AssertMemory(SampleTransport.Vso);
 
     [RootFact]
@@ -64,7 +70,8 @@ public sealed class AttackTests(AttackCampaign campaign, ITestOutputHelper outpu
     private static int SlowFloodMinimum => AttackCampaign.SlowFloodBurst + AttackCampaign.SlowFloodPerSecond * (AttackCampaign.SlowFloodSeconds - 2);
 
     /// <summary>
-    /// During the flood ≥ 95% of new connections succeed and keep-alive requests/s stay ≥ <see cref="FloodThroughputRatio"/> of a run without it;
+    /// During the flood ≥ 95% of new connections succeed and keep-alive requests/s stay ≥ <see cref="FloodThroughputRatio"/> of a run without it
+    /// (<see cref="ReferenceFloodThroughputRatio"/> for the Sockets reference);
     /// after it a new client is answered within 2 s; the server's log grows by less than 1 MiB (every log line that
     /// network input can cause is rate limited). The attack really ran: at least <paramref name="minPackets"/> sent.
     /// </summary>
@@ -75,7 +82,8 @@ public sealed class AttackTests(AttackCampaign campaign, ITestOutputHelper outpu
         expect.That(flood.AttackPackets >= minPackets, $"only {flood.AttackPackets} attack packets sent, want ≥ {minPackets} (harness)");
         expect.That(flood.Attempts > 0, "the probe made no attempt (harness)");
         expect.That(flood.SucceededShare >= 0.95, $"new connections {flood.Succeeded}/{flood.Attempts} = {100 * flood.SucceededShare:F1}%, want ≥ 95%");
-        expect.That(flood.ThroughputRatio >= FloodThroughputRatio, $"keep-alive {flood.RequestsPerSecond:F0} req/s = {flood.ThroughputRatio:F2} of {flood.BaselineRequestsPerSecond:F0} without the flood, want ≥ {FloodThroughputRatio:F2}");
+        var wanted = transport == SampleTransport.Vso ? FloodThroughputRatio : ReferenceFloodThroughputRatio;
+        expect.That(flood.ThroughputRatio >= wanted, $"keep-alive {flood.RequestsPerSecond:F0} req/s = {flood.ThroughputRatio:F2} of {flood.BaselineRequestsPerSecond:F0} without the flood, want ≥ {wanted:F2}");
         expect.That(flood.SecondsUntilAnswered is <= 2.0, $"a new client answered {(flood.SecondsUntilAnswered is { } s ? $"{s:F2} s" : $"not within {AttackCampaign.AnswerLimitSeconds} s")} after the flood, want ≤ 2 s");
         expect.That(flood.LogGrowthBytes < 1 << 20, $"log grew {flood.LogGrowthBytes} bytes, want < 1 MiB");
         expect.Verify();

@@ -5,7 +5,9 @@ using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
 using System.Text.Json;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
+using Microsoft.Extensions.Options;
 using Vso.MemoryPinning;
+using Vso.Transport.Links;
 using Vso.Transport.Kestrel;
 
 var builder = WebApplication.CreateBuilder(args);
@@ -68,6 +70,25 @@ if (!string.IsNullOrWhiteSpace(httpsUrl) || !string.IsNullOrWhiteSpace(h2cUrl))
 }
 
 var app = builder.Build();
+
+// Configuration is checked before anything needs privileges (the TAP device, the AF_PACKET socket come up at the
+// first bind): a bad value ends the process with its message as the last line and exit code 1.
+if (useVso)
+{
+    try
+    {
+        _ = app.Services.GetRequiredService<IOptions<VsoTransportOptions>>().Value;
+    }
+    catch (OptionsValidationException ex)
+    {
+        foreach (var failure in ex.Failures)
+        {
+            Console.Error.WriteLine(failure);
+        }
+
+        return 1;
+    }
+}
 
 app.MapGet("/", () => Results.Text("Hello, World!", "text/plain"));
 
@@ -157,7 +178,16 @@ app.Lifetime.ApplicationStarted.Register(() =>
     }
 });
 
-await app.RunAsync();
+try
+{
+    await app.RunAsync();
+}
+catch (LinkException ex)
+{
+    // The link opens at the first bind (privileges, a missing interface): its message names the keys to change.
+    Console.Error.WriteLine(ex.Message);
+    return 1;
+}
 
 // RunAsync disposed the host and with it the transport: every pinned block is back.
 Console.WriteLine($"HelloServer stopped; pinned bytes: {PinningMetrics.Global.PinnedBytes}");

@@ -7,8 +7,9 @@ using System.Text.Json;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.Extensions.Options;
 using Vso.MemoryPinning;
-using Vso.Transport.Links;
+using Vso.Samples.HelloServer;
 using Vso.Transport.Kestrel;
+using Vso.Transport.Links;
 
 var builder = WebApplication.CreateBuilder(args);
 var transport = builder.Configuration["Transport"] ?? "Vso";
@@ -19,10 +20,19 @@ if (!useVso && !transport.Equals("Sockets", StringComparison.OrdinalIgnoreCase))
     return 2;
 }
 
+if (!SampleMetrics.TryParse(builder.Configuration["Metrics"], out var metrics))
+{
+    Console.Error.WriteLine($"Metrics = '{builder.Configuration["Metrics"]}' is invalid: use None, Prometheus or Otlp.");
+    return 1;
+}
+
 if (useVso)
 {
     builder.WebHost.UseVsoTransport();
 }
+
+// Metrics=Prometheus (scraped at /metrics) or Otlp: the stack's meters and Kestrel's through OpenTelemetry.
+SampleMetrics.Add(builder.Services, metrics);
 
 // Kestrel's limits from configuration, which Kestrel itself does not bind (only its endpoints): for example
 // Kestrel__Limits__RequestHeadersTimeout=00:00:10, as the attack interop tests set it on both transports.
@@ -90,6 +100,7 @@ if (useVso)
     }
 }
 
+SampleMetrics.Map(app, metrics);
 app.MapGet("/", () => Results.Text("Hello, World!", "text/plain"));
 
 app.MapGet("/bytes/{n:long}", async (long n, HttpContext context) =>

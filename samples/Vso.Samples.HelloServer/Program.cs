@@ -5,8 +5,11 @@ using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
 using System.Text.Json;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
+using Microsoft.Extensions.Options;
 using Vso.MemoryPinning;
+using Vso.Samples.HelloServer;
 using Vso.Transport.Kestrel;
+using Vso.Transport.Links;
 
 var builder = WebApplication.CreateBuilder(args);
 var transport = builder.Configuration["Transport"] ?? "Vso";
@@ -17,10 +20,19 @@ if (!useVso && !transport.Equals("Sockets", StringComparison.OrdinalIgnoreCase))
     return 2;
 }
 
+if (!SampleMetrics.TryParse(builder.Configuration["Metrics"], out var metrics))
+{
+    Console.Error.WriteLine($"Metrics = '{builder.Configuration["Metrics"]}' is invalid: use None, Prometheus or Otlp.");
+    return 1;
+}
+
 if (useVso)
 {
     builder.WebHost.UseVsoTransport();
 }
+
+// Metrics=Prometheus (scraped at /metrics) or Otlp: the stack's meters and Kestrel's through OpenTelemetry.
+SampleMetrics.Add(builder.Services, metrics);
 
 // Kestrel's limits from configuration, which Kestrel itself does not bind (only its endpoints): for example
 // Kestrel__Limits__RequestHeadersTimeout=00:00:10, as the attack interop tests set it on both transports.
@@ -69,6 +81,26 @@ if (!string.IsNullOrWhiteSpace(httpsUrl) || !string.IsNullOrWhiteSpace(h2cUrl))
 
 var app = builder.Build();
 
+// Configuration is checked before anything needs privileges (the TAP device, the AF_PACKET socket come up at the
+// first bind): a bad value ends the process with its message as the last line and exit code 1.
+if (useVso)
+{
+    try
+    {
+        _ = app.Services.GetRequiredService<IOptions<VsoTransportOptions>>().Value;
+    }
+    catch (OptionsValidationException ex)
+    {
+        foreach (var failure in ex.Failures)
+        {
+            Console.Error.WriteLine(failure);
+        }
+
+        return 1;
+    }
+}
+
+SampleMetrics.Map(app, metrics);
 app.MapGet("/", () => Results.Text("Hello, World!", "text/plain"));
 
 app.MapGet("/bytes/{n:long}", async (long n, HttpContext context) =>
@@ -157,7 +189,16 @@ app.Lifetime.ApplicationStarted.Register(() =>
     }
 });
 
-await app.RunAsync();
+try
+{
+    await app.RunAsync();
+}
+catch (LinkException ex)
+{
+    // The link opens at the first bind (privileges, a missing interface): its message names the keys to change.
+    Console.Error.WriteLine(ex.Message);
+    return 1;
+}
 
 // RunAsync disposed the host and with it the transport: every pinned block is back.
 Console.WriteLine($"HelloServer stopped; pinned bytes: {PinningMetrics.Global.PinnedBytes}");

@@ -19,13 +19,13 @@ internal sealed class VsoTransportOptionsValidator : IValidateOptions<VsoTranspo
 
     public static List<string> Check(VsoTransportOptions o)
     {
-        var failures = new List<string>();
-        void Fail(string key, object? value, string fix) =>
-            failures.Add(string.Create(CultureInfo.InvariantCulture, $"Vso:{key} = '{value}' is invalid: {fix}."));
+        // Values that did not parse come first: the keys they belong to kept their defaults.
+        var failures = new List<string>(VsoTransportOptionsBinder.FailuresOf(o));
+        void Fail(string key, object? value, string fix) => failures.Add(Invalid(key, value, fix));
 
         if (!Enum.IsDefined(o.Backend))
         {
-            Fail("Backend", o.Backend, "use AfPacket or Tap (AfXdp is not available yet)");
+            Fail("Backend", o.Backend, "use AfPacket or Tap" + EnumNote("Backend"));
         }
 
         if (string.IsNullOrWhiteSpace(o.Interface) || o.Interface.Length > 15)
@@ -65,7 +65,7 @@ internal sealed class VsoTransportOptionsValidator : IValidateOptions<VsoTranspo
             }
             else if (mtu is < 576 or > 65521)
             {
-                Fail("Mtu", mtu, "use 576 to 65521, such as 1500");
+                Fail("Mtu", mtu, "use " + AcceptedRange("Mtu"));
             }
         }
 
@@ -104,22 +104,22 @@ internal sealed class VsoTransportOptionsValidator : IValidateOptions<VsoTranspo
 
         if (t.Backlog is < 1 or > 65535)
         {
-            Fail("Tcp:Backlog", t.Backlog, "use 1 to 65535");
+            Fail("Tcp:Backlog", t.Backlog, "use " + AcceptedRange("Tcp:Backlog"));
         }
 
         if (o.Pinning.BlockSize is < 1024 or > (1 << 20) || (o.Pinning.BlockSize & (o.Pinning.BlockSize - 1)) != 0)
         {
-            Fail("Pinning:BlockSize", o.Pinning.BlockSize, "use a power of two from 1024 to 1048576, such as 4096");
+            Fail("Pinning:BlockSize", o.Pinning.BlockSize, "use " + AcceptedRange("Pinning:BlockSize"));
         }
 
         if (o.MaxWriteBufferSize < 64 * 1024)
         {
-            Fail("MaxWriteBufferSize", o.MaxWriteBufferSize, "use at least 65536 bytes, well above a typical flush (2097152 by default)");
+            Fail("MaxWriteBufferSize", o.MaxWriteBufferSize, "use " + AcceptedRange("MaxWriteBufferSize"));
         }
 
         if (o.MaxReadBufferSize < 16 * 1024)
         {
-            Fail("MaxReadBufferSize", o.MaxReadBufferSize, "use at least 16384 bytes (1048576 by default)");
+            Fail("MaxReadBufferSize", o.MaxReadBufferSize, "use " + AcceptedRange("MaxReadBufferSize"));
         }
 
         if (!string.IsNullOrWhiteSpace(o.Capture.PcapPath))
@@ -143,6 +143,34 @@ internal sealed class VsoTransportOptionsValidator : IValidateOptions<VsoTranspo
 
         return failures;
     }
+
+    /// <summary>The one shape of every message: <c>Vso:Key = 'value' is invalid: fix.</c></summary>
+    public static string Invalid(string key, object? value, string fix) =>
+        string.Create(CultureInfo.InvariantCulture, $"Vso:{key} = '{value}' is invalid: {fix}.");
+
+    /// <summary>
+    /// The range a numeric or duration key accepts, in the words of its check (here, or TcpSettings.Validate for the
+    /// Tcp:* keys it owns), so that a value that does not parse is answered as one out of range; null: no range.
+    /// </summary>
+    public static string? AcceptedRange(string key) => key switch
+    {
+        "Mtu" => "576 to 65521, such as 1500",
+        "Tcp:Backlog" => "1 to 65535",
+        "Tcp:ReceiveBufferSize" => "2048 to 1073741824 bytes",
+        "Tcp:MemoryLimit" => "0 (no limit) or at least 65536 bytes",
+        "Tcp:MaxHalfOpen" => "1 to 1048576",
+        "Tcp:DelayedAck" => "0 to 200 ms",
+        "Tcp:MinRto" => "a positive time",
+        "Tcp:MaxRto" => "at least Tcp:MinRto",
+        "Tcp:InitialRto" => "between Tcp:MinRto and Tcp:MaxRto",
+        "Pinning:BlockSize" => "a power of two from 1024 to 1048576, such as 4096",
+        "MaxWriteBufferSize" => "at least 65536 bytes, well above a typical flush (2097152 by default)",
+        "MaxReadBufferSize" => "at least 16384 bytes (1048576 by default)",
+        _ => null,
+    };
+
+    /// <summary>A remark after the list of an enum key's values.</summary>
+    public static string EnumNote(string key) => key == "Backend" ? " (AfXdp is not available yet)" : "";
 
     public static bool TryParseCidr(string? text, out Ipv4Address address, out int prefix)
     {

@@ -23,8 +23,10 @@ public static class WebHostBuilderVsoExtensions
         ArgumentNullException.ThrowIfNull(configure);
         return builder.ConfigureServices((context, services) =>
         {
+            // Bound key by key so that a value that does not parse reaches the validator with the others.
+            var section = context.Configuration.GetSection(VsoTransportOptions.SectionName);
             services.AddOptions<VsoTransportOptions>()
-                .Bind(context.Configuration.GetSection(VsoTransportOptions.SectionName))
+                .Configure(o => VsoTransportOptionsBinder.Bind(section, o))
                 .Configure(configure)
                 .ValidateOnStart();
             services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<VsoTransportOptions>, VsoTransportOptionsValidator>());

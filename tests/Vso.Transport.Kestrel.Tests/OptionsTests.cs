@@ -45,7 +45,7 @@ public sealed class OptionsTests
     }
 
     [Fact]
-    public async Task Unknown_backend_fails_at_binding_with_the_key()
+    public async Task Unknown_backend_fails_at_start_through_the_validator()
     {
         var builder = WebApplication.CreateBuilder();
         builder.Configuration.AddInMemoryCollection(new Dictionary<string, string?>
@@ -56,8 +56,8 @@ public sealed class OptionsTests
         });
         builder.WebHost.UseVsoTransport();
         await using var app = builder.Build();
-        var error = await Assert.ThrowsAsync<InvalidOperationException>(() => app.StartAsync());
-        Assert.Contains("Vso:Backend", error.Message + error.InnerException?.Message, StringComparison.Ordinal);
+        var error = await Assert.ThrowsAsync<OptionsValidationException>(() => app.StartAsync());
+        Assert.Equal(["Vso:Backend = 'AfXdp' is invalid: use AfPacket or Tap (AfXdp is not available yet)."], error.Failures);
     }
 
     [Fact]

@@ -32,11 +32,15 @@ internal sealed class SimulatedPair : IDisposable
         Address = ServerAddress + "/24",
     };
 
-    public static SimulatedPair Create(VsoTransportOptions? options = null)
+    /// <param name="options">The server's transport options; <see cref="DefaultOptions"/> when null.</param>
+    /// <param name="wire">The wire; 50 µs of propagation delay when null.</param>
+    /// <param name="serverFaults">Faults on what the server sends (seeded), none when null.</param>
+    public static SimulatedPair Create(VsoTransportOptions? options = null, SimulatedLinkOptions? wire = null, FaultOptions? serverFaults = null)
     {
         options ??= DefaultOptions();
         var clock = SystemClock.Instance;
-        var (a, b) = SimulatedLink.CreatePair(clock, new SimulatedLinkOptions { PropagationDelay = TimeSpan.FromMicroseconds(50) });
+        var (a, simulated) = SimulatedLink.CreatePair(clock, wire ?? new SimulatedLinkOptions { PropagationDelay = TimeSpan.FromMicroseconds(50) });
+        ILink b = serverFaults is null ? simulated : new FaultInjector(simulated, clock, serverFaults);
         var client = new VsoStack(a, new VsoStackOptions { Address = Ipv4Address.Parse(ClientAddress), PrefixLength = 24, Tcp = new Tcp.TcpSettings { Nagle = false } }, clock);
         client.Start();
         var factory = new VsoTransportFactory(

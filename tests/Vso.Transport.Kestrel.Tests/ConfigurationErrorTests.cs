@@ -1,0 +1,167 @@
+using System.Diagnostics;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Options;
+using Vso.Transport.Kestrel.Tests.Interop;
+
+namespace Vso.Transport.Kestrel.Tests;
+
+/// <summary>
+/// Every key of the "Vso" section, whatever its kind, fails through the validator as
+/// <c>Vso:Key = 'value' is invalid: what the key accepts.</c> (issue 15 item 1): values ConfigurationBinder cannot
+/// convert included, every bad key reported at once, and the sample exits with code 1 and the message last.
+/// </summary>
+public sealed class ConfigurationErrorTests
+{
+    [Theory]
+    [InlineData("Backend", "AfXdp", "Vso:Backend = 'AfXdp' is invalid: use AfPacket or Tap (AfXdp is not available yet).")]
+    [InlineData("Backend", "1", "Vso:Backend = '1' is invalid: use AfPacket or Tap (AfXdp is not available yet).")]
+    [InlineData("Tcp:CongestionControl", "bbr", "Vso:Tcp:CongestionControl = 'bbr' is invalid: use NewReno or Cubic.")]
+    [InlineData("Tcp:SynCookies", "sometimes", "Vso:Tcp:SynCookies = 'sometimes' is invalid: use Auto, Always or Never.")]
+    [InlineData("IdentifyMode", "Zero", "Vso:IdentifyMode = 'Zero' is invalid: use Pinned or Copy.")]
+    public void An_enum_key_names_its_values(string key, string value, string expected) =>
+        Assert.Equal([expected], Failures(key, value));
+
+    [Theory]
+    [InlineData("Tcp:Backlog", "lots", "Vso:Tcp:Backlog = 'lots' is invalid: use 1 to 65535.")]
+    [InlineData("Tcp:Backlog", "0", "Vso:Tcp:Backlog = '0' is invalid: use 1 to 65535.")]
+    [InlineData("Tcp:Backlog", "99999999999", "Vso:Tcp:Backlog = '99999999999' is invalid: use 1 to 65535.")]
+    [InlineData("Tcp:ReceiveBufferSize", "1MB", "Vso:Tcp:ReceiveBufferSize = '1MB' is invalid: use 2048 to 1073741824 bytes.")]
+    [InlineData("Tcp:ReceiveBufferSize", "1024", "Vso:Tcp:ReceiveBufferSize = '1024' is invalid: use 2048 to 1073741824 bytes.")]
+    [InlineData("Mtu", "jumbo", "Vso:Mtu = 'jumbo' is invalid: use 576 to 65521, such as 1500, or leave it empty.")]
+    [InlineData("MaxWriteBufferSize", "2 MiB", "Vso:MaxWriteBufferSize = '2 MiB' is invalid: use at least 65536 bytes, well above a typical flush (2097152 by default).")]
+    public void A_number_key_names_its_range(string key, string value, string expected) =>
+        Assert.Equal([expected], Failures(key, value));
+
+    [Theory]
+    [InlineData("Tcp:MinRto", "soon", "Vso:Tcp:MinRto = 'soon' is invalid: use a duration written [d.]hh:mm:ss[.fffffff], such as 00:00:00.2 for 200 ms (a positive time).")]
+    [InlineData("Tcp:MinRto", "200", "Vso:Tcp:MinRto = '200' is invalid: use a duration written [d.]hh:mm:ss[.fffffff], such as 00:00:00.2 for 200 ms (a positive time).")]
+    [InlineData("Tcp:DelayedAck", "40ms", "Vso:Tcp:DelayedAck = '40ms' is invalid: use a duration written [d.]hh:mm:ss[.fffffff], such as 00:00:00.2 for 200 ms (0 to 200 ms).")]
+    [InlineData("Tcp:DelayedAck", "00:00:01", "Vso:Tcp:DelayedAck = '00:00:01' is invalid: use 0 to 200 ms.")]
+    public void A_duration_key_names_its_form_and_range(string key, string value, string expected) =>
+        Assert.Equal([expected], Failures(key, value));
+
+    [Theory]
+    [InlineData("Address", "198.18.0.2", "Vso:Address = '198.18.0.2' is invalid: give the stack's IPv4 address with its prefix length, such as 198.18.0.2/24 (Vso__Address=198.18.0.2/24).")]
+    [InlineData("Address", "198.18.0.2/33", "Vso:Address = '198.18.0.2/33' is invalid: give the stack's IPv4 address with its prefix length, such as 198.18.0.2/24 (Vso__Address=198.18.0.2/24).")]
+    [InlineData("Tap:HostAddress", "198.18.0.1/32", "Vso:Tap:HostAddress = '198.18.0.1/32' is invalid: give the kernel side's address with a prefix length of 1 to 31, such as 198.18.0.1/24, or leave it empty for none.")]
+    public void A_cidr_key_names_its_form(string key, string value, string expected) =>
+        Assert.Equal([expected], Failures(key, value));
+
+    [Theory]
+    [InlineData("Tcp:Sack", "yes", "Vso:Tcp:Sack = 'yes' is invalid: use true or false.")]
+    [InlineData("Tap:Create", "1", "Vso:Tap:Create = '1' is invalid: use true or false.")]
+    [InlineData("FinOnError", "on", "Vso:FinOnError = 'on' is invalid: use true or false.")]
+    [InlineData("AfPacket:SegmentationOffload", "off", "Vso:AfPacket:SegmentationOffload = 'off' is invalid: use true or false.")]
+    public void A_bool_key_names_true_and_false(string key, string value, string expected) =>
+        Assert.Equal([expected], Failures(key, value));
+
+    [Fact]
+    public void Every_bad_key_is_reported_not_only_the_first()
+    {
+        var failures = Failures(("Tcp:CongestionControl", "bbr"), ("Tcp:MinRto", "soon"), ("Tcp:Nagle", "maybe"), ("Tcp:Backlog", "0"));
+        Assert.Equal(
+            [
+                "Vso:Tcp:CongestionControl = 'bbr' is invalid: use NewReno or Cubic.",
+                "Vso:Tcp:MinRto = 'soon' is invalid: use a duration written [d.]hh:mm:ss[.fffffff], such as 00:00:00.2 for 200 ms (a positive time).",
+                "Vso:Tcp:Nagle = 'maybe' is invalid: use true or false.",
+                "Vso:Tcp:Backlog = '0' is invalid: use 1 to 65535.",
+            ],
+            failures);
+    }
+
+    [Fact]
+    public void Good_values_of_every_kind_are_bound()
+    {
+        var o = Bind(
+            ("Backend", "tap"), ("Tcp:CongestionControl", "cubic"), ("Tcp:MinRto", "00:00:00.1"), ("Tcp:Backlog", " 64 "),
+            ("Tcp:Sack", "False"), ("Tcp:LossRecovery", "NewReno"), ("Mtu", ""), ("Tcp:MemoryLimit", "0"));
+        Assert.Equal(VsoBackend.Tap, o.Backend);
+        Assert.Equal(VsoCongestionControl.Cubic, o.Tcp.CongestionControl);
+        Assert.Equal(TimeSpan.FromMilliseconds(100), o.Tcp.MinRto);
+        Assert.Equal(64, o.Tcp.Backlog);
+        Assert.False(o.Tcp.Sack);
+        Assert.Null(o.Mtu);
+        Assert.Equal(0, o.Tcp.MemoryLimit);
+    }
+
+    /// <summary>A value that does not parse is answered with the words of the key's range check, for every numeric key.</summary>
+    [Theory]
+    [InlineData("Mtu", "100")]
+    [InlineData("Tcp:Backlog", "0")]
+    [InlineData("Tcp:ReceiveBufferSize", "1")]
+    [InlineData("Tcp:MemoryLimit", "1")]
+    [InlineData("Tcp:MaxHalfOpen", "0")]
+    [InlineData("Pinning:BlockSize", "3000")]
+    [InlineData("MaxWriteBufferSize", "1")]
+    [InlineData("MaxReadBufferSize", "1")]
+    public void Unparsable_and_out_of_range_numbers_get_the_same_answer(string key, string outOfRange)
+    {
+        static string Fix(string message) => message[(message.IndexOf(" is invalid: ", StringComparison.Ordinal) + 13)..].Replace(", or leave it empty", "", StringComparison.Ordinal);
+        var unparsable = Assert.Single(Failures(key, "x"));
+        var ranged = Assert.Single(Failures(key, outOfRange));
+        Assert.Equal(Fix(ranged), Fix(unparsable));
+    }
+
+    /// <summary>The sample as an operator runs it: exit code 1, the message as its last line, no crash report.</summary>
+    [Fact]
+    public async Task The_sample_exits_with_code_1_and_the_message_last()
+    {
+        var dir = SampleServer.SampleDirectory();
+        var info = new ProcessStartInfo("dotnet")
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            UseShellExecute = false,
+            WorkingDirectory = dir,
+        };
+        info.ArgumentList.Add(Path.Combine(dir, "Vso.Samples.HelloServer.dll"));
+        info.ArgumentList.Add("--Vso:Backend=Bogus");
+        info.Environment["DOTNET_CLI_TELEMETRY_OPTOUT"] = "1";
+        using var process = Process.Start(info)!;
+        var stdout = process.StandardOutput.ReadToEndAsync();
+        var stderr = process.StandardError.ReadToEndAsync();
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+        await process.WaitForExitAsync(timeout.Token);
+        var output = await stdout + await stderr;
+
+        Assert.Equal(1, process.ExitCode);
+        Assert.Equal(
+            "Vso:Backend = 'Bogus' is invalid: use AfPacket or Tap (AfXdp is not available yet).",
+            (await stderr).TrimEnd('\n').Split('\n')[^1]);
+        Assert.Equal("", (await stdout).Trim());
+        Assert.DoesNotContain("Unhandled", output, StringComparison.Ordinal);
+        Assert.DoesNotContain("   at ", output, StringComparison.Ordinal);
+    }
+
+    private static List<string> Failures(string key, string value) => Failures((key, value));
+
+    private static List<string> Failures(params (string Key, string Value)[] values)
+    {
+        var error = Assert.Throws<OptionsValidationException>(() => Bind(values));
+        return [.. error.Failures];
+    }
+
+    // As UseVsoTransport binds at start: the options are resolved, which runs the binder and then the validator.
+    private static VsoTransportOptions Bind(params (string Key, string Value)[] values)
+    {
+        var settings = new Dictionary<string, string?>
+        {
+            ["Vso:Backend"] = "Tap",
+            ["Vso:Interface"] = "vso0",
+            ["Vso:Address"] = "198.18.0.2/24",
+        };
+        foreach (var (key, value) in values)
+        {
+            settings["Vso:" + key] = value;
+        }
+
+        var builder = WebApplication.CreateBuilder();
+        builder.Configuration.AddInMemoryCollection(settings);
+        builder.WebHost.UseVsoTransport();
+        using var app = builder.Build();
+        return app.Services.GetRequiredService<IOptions<VsoTransportOptions>>().Value;
+    }
+}

@@ -60,13 +60,25 @@ internal sealed class ConnectionOperations : IVsoEndpointObserver
 
     /// <summary>
     /// Resets the connection (RFC 9293 §3.10.5: RST, pending data discarded). As Kestrel's Sockets transport: with
-    /// <see cref="VsoTransportOptions.FinOnError"/> the connection ends with FIN after the flushed data instead.
+    /// <see cref="VsoTransportOptions.FinOnError"/>, or without a reason, the connection ends with FIN after the flushed
+    /// data instead. Either way the writer takes nothing more: later flushes report IsCompleted.
     /// </summary>
     public void PostAbort(ConnectionAbortedException? reason)
     {
-        // Kestrel passes null at times (HTTP/2 frame writer on connection close).
-        _log.Aborted(_connectionId, reason?.Message ?? "no reason given");
-        Enqueue(new Operation(FinOnError ? OperationKind.AbortWithFin : OperationKind.Abort, null, 0, 0, reason));
+        // Kestrel passes null when the connection ends in order: HTTP/1.1 and HTTP/2 after the client's FIN
+        // (OnInputOrOutputCompleted), on which the Sockets transport's Shutdown(null) closes gracefully, not with RST.
+        var fin = FinOnError || reason is null;
+        if (fin)
+        {
+            _log.AbortedWithFin(_connectionId, reason?.Message ?? "no reason given");
+        }
+        else
+        {
+            _log.Aborted(_connectionId, reason!.Message);
+        }
+
+        _output.OnConnectionClosed();
+        Enqueue(new Operation(fin ? OperationKind.AbortWithFin : OperationKind.Abort, null, 0, 0, reason));
     }
 
     private void Enqueue(in Operation operation)

@@ -17,15 +17,18 @@ internal sealed class InputPump
     private readonly PinnedBlockPool _pool;
     private readonly Pipe _pipe;
     private readonly Action _resume;
+    private readonly Action? _peerFin;
     private bool _paused;
     private bool _done;
 
     /// <param name="resume">Called (any thread) once a paused pipe drained: it must bring <see cref="Resume"/> to the engine thread.</param>
-    public InputPump(VsoConnectionEndpoint endpoint, PinnedBlockPool pool, long maxReadBufferSize, Action resume)
+    /// <param name="peerFin">Called (engine thread, once) when the input ended because the peer's FIN was read; null for nobody.</param>
+    public InputPump(VsoConnectionEndpoint endpoint, PinnedBlockPool pool, long maxReadBufferSize, Action resume, Action? peerFin = null)
     {
         _endpoint = endpoint;
         _pool = pool;
         _resume = resume;
+        _peerFin = peerFin;
 
         // Reader continuations run on the thread pool, never on the engine thread; the writer (engine) side only posts.
         _pipe = new Pipe(new PipeOptions(
@@ -100,10 +103,12 @@ internal sealed class InputPump
             }
         }
 
-        if (_endpoint.IsEndOfStream)
+        if (_endpoint.IsEndOfStream && !_done)
         {
-            // The peer's FIN: end of the input stream.
+            // The peer's FIN, every byte before it in the pipe: end of the input stream, then tell the connection, as
+            // the Sockets transport's receive loop completes its input and fires ConnectionClosed in that order.
             Complete(null);
+            _peerFin?.Invoke();
         }
     }
 

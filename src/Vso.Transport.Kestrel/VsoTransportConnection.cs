@@ -52,7 +52,7 @@ internal sealed class VsoTransportConnection : ConnectionContext,
         ConnectionClosed = _closedSource.Token;
 
         _operations = new ConnectionOperations(endpoint, ConnectionId, options.FinOnError, log, OnEnded);
-        _input = new InputPump(endpoint, _pool, options.MaxReadBufferSize, _operations.PostResumeRead);
+        _input = new InputPump(endpoint, _pool, options.MaxReadBufferSize, _operations.PostResumeRead, options.ConnectionClosedOnPeerFin ? FireClosed : null);
         _output = new VsoOutputWriter(_operations, blocks, options.MaxWriteBufferSize);
         _host = new PinnedBlockSendHost(blocks, _output);
         _operations.Attach(_input, _output, _host);
@@ -96,7 +96,8 @@ internal sealed class VsoTransportConnection : ConnectionContext,
 
     /// <summary>
     /// Resets the connection (RFC 9293 §3.10.5: RST, pending data discarded); ConnectionClosed fires. As Kestrel's Sockets
-    /// transport: with <see cref="VsoTransportOptions.FinOnError"/> the connection ends with FIN after the flushed data instead.
+    /// transport: with <see cref="VsoTransportOptions.FinOnError"/>, or with a null reason (Kestrel's orderly end), the
+    /// connection ends with FIN after the flushed data instead.
     /// </summary>
     public override void Abort(ConnectionAbortedException abortReason) => _operations.PostAbort(abortReason);
 
@@ -141,6 +142,8 @@ internal sealed class VsoTransportConnection : ConnectionContext,
         _ended.TrySetResult();
     }
 
+    /// <summary>Any thread: ConnectionClosed fires (once) on the thread pool. The TCP connection ended, the application disposed
+    /// the connection, or (<see cref="VsoTransportOptions.ConnectionClosedOnPeerFin"/>) the peer's FIN was read.</summary>
     private void FireClosed()
     {
         if (_closedSource.IsCancellationRequested)

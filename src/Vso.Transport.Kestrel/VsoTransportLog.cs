@@ -29,6 +29,9 @@ internal static partial class VsoTransportLog
     [LoggerMessage(EventId = 307, Level = LogLevel.Warning, Message = "Connection id \"{ConnectionId}\" still had {Bytes} unacknowledged bytes when disposed after {Milliseconds} ms.")]
     public static partial void DrainTimedOut(this ILogger logger, string connectionId, long bytes, long milliseconds);
 
+    [LoggerMessage(EventId = 309, Level = LogLevel.Debug, Message = "Connection id \"{ConnectionId}\" aborted by the application, ending with FIN after the flushed data: {Reason}.")]
+    public static partial void AbortedWithFin(this ILogger logger, string connectionId, string reason);
+
     [LoggerMessage(EventId = 308, Level = LogLevel.Error, Message = "Connection id \"{ConnectionId}\": a ConnectionClosed callback threw.")]
     public static partial void ClosedCallbackFailed(this ILogger logger, string connectionId, Exception exception);
 }

@@ -88,6 +88,14 @@ public sealed class VsoTransportOptions
     /// acknowledged is discarded. True (as <c>SocketTransportOptions.FinOnError</c>): FIN after the data already flushed.
     /// </summary>
     public bool FinOnError { get; set; }
+
+    /// <summary>
+    /// When <c>ConnectionClosed</c> fires. True (default, as Kestrel's Sockets transport, whose receive loop completes
+    /// <c>Transport.Input</c> and fires it on the peer's FIN): when the peer's FIN has been read, so that
+    /// <c>RequestAborted</c> and HTTP/2's connection handling see the client leave. False: only when the whole TCP
+    /// connection ends (both FINs exchanged, reset or failure); a half-closed client still gets its full response.
+    /// </summary>
+    public bool ConnectionClosedOnPeerFin { get; set; } = true;
 }
 
 /// <summary>AfPacket backend options (section Vso:AfPacket).</summary>

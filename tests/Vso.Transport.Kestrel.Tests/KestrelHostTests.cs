@@ -53,6 +53,79 @@ public sealed class KestrelHostTests
         await app.DisposeAsync();
     }
 
+    /// <summary>
+    /// A client that sends its FIN in the middle of a 16 MiB response (shutdown(SHUT_WR)). As on Kestrel's Sockets transport
+    /// (ConnectionClosedOnPeerFin, the default): Kestrel hears the client leave, RequestAborted fires, the response stops
+    /// and the connection ends with FIN after what was already flushed, no RST. With the setting off: the whole response.
+    /// </summary>
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public async Task A_client_FIN_mid_response_aborts_the_request_as_on_Sockets_unless_turned_off(bool closedOnPeerFin)
+    {
+        var options = SimulatedPair.DefaultOptions();
+        options.ConnectionClosedOnPeerFin = closedOnPeerFin;
+        using var pair = SimulatedPair.Create(options);
+        var builder = WebApplication.CreateBuilder();
+        builder.Services.AddSingleton<IConnectionListenerFactory>(pair.Factory);
+        builder.WebHost.UseUrls($"http://{SimulatedPair.ServerAddress}:8080");
+        var app = builder.Build();
+        var aborted = new TaskCompletionSource();
+        const int Length = 16 << 20;
+        app.MapGet("/big", async (HttpContext c) =>
+        {
+            c.RequestAborted.Register(() => aborted.TrySetResult());
+            c.Response.ContentLength = Length;
+            var chunk = new byte[64 * 1024];
+            for (var sent = 0; sent < Length && !c.RequestAborted.IsCancellationRequested; sent += chunk.Length)
+            {
+                try
+                {
+                    await c.Response.Body.WriteAsync(chunk, c.RequestAborted);
+                }
+                catch (OperationCanceledException)
+                {
+                    return;
+                }
+            }
+        });
+        await app.StartAsync();
+
+        var client = await pair.Client.ConnectAsync(new IPEndPoint(IPAddress.Parse(SimulatedPair.ServerAddress), 8080)).WaitAsync(Timeout);
+        await client.SendAsync(Encoding.ASCII.GetBytes("GET /big HTTP/1.1\r\nHost: x\r\n\r\n")).WaitAsync(Timeout);
+
+        // The response has started: its first bytes are here. Then the client's FIN.
+        var buffer = new byte[256 * 1024];
+        long received = await client.ReceiveAsync(buffer).AsTask().WaitAsync(Timeout);
+        client.ShutdownSend();
+        while (true)
+        {
+            // An RST would throw here: the end must be an orderly FIN either way.
+            var n = await client.ReceiveAsync(buffer).AsTask().WaitAsync(Timeout);
+            if (n == 0)
+            {
+                break;
+            }
+
+            received += n;
+        }
+
+        if (closedOnPeerFin)
+        {
+            await aborted.Task.WaitAsync(Timeout);
+            Assert.True(received < Length, $"the whole response arrived ({received} bytes) although the client left");
+        }
+        else
+        {
+            Assert.False(aborted.Task.IsCompleted, "RequestAborted fired although ConnectionClosedOnPeerFin is false");
+            Assert.True(received > Length, $"{received} bytes: the response (16 MiB and its head) was cut short");
+        }
+
+        await app.StopAsync().WaitAsync(Timeout);
+        await TransportTests.WaitUntil(() => pair.Factory.PinnedBytes == 0, "pinned bytes back to zero after StopAsync");
+        await app.DisposeAsync();
+    }
+
     /// <summary>Reads HTTP/1.1 responses with Content-Length or chunked bodies from a VsoConnection.</summary>
     private sealed class ResponseReader(VsoConnection connection)
     {

@@ -210,6 +210,91 @@ public sealed class TransportTests
         await WaitUntil(() => pair.Factory.PinnedBytes == 0, "every pinned block back in the pool");
     }
 
+    /// <summary>
+    /// Kestrel's Sockets transport completes Transport.Input and then fires ConnectionClosed when its receive loop reads the
+    /// peer's FIN (SocketConnection.DoReceive), which is how Kestrel learns that a client left (RequestAborted, HTTP/2).
+    /// The TCP connection is only half-closed (RFC 9293 §3.10.4, CLOSE-WAIT): the server can still send.
+    /// </summary>
+    [Fact]
+    public async Task Peer_FIN_completes_input_and_fires_ConnectionClosed_while_the_server_can_still_send()
+    {
+        using var pair = SimulatedPair.Create();
+        var (listener, client, server) = await OpenAsync(pair);
+        var closed = new TaskCompletionSource();
+        server.ConnectionClosed.Register(() => closed.TrySetResult());
+
+        await client.SendAsync("request"u8.ToArray()).WaitAsync(Timeout);
+        client.ShutdownSend();
+        Assert.Equal("request"u8.ToArray(), await ReadToEndAsync(server.Transport.Input).WaitAsync(Timeout));
+        await closed.Task.WaitAsync(Timeout);
+        Assert.Equal(TcpState.CloseWait, ((VsoTransportConnection)server).GetInfo().State);
+
+        // Half-closed, not closed: what the application still writes reaches the client, then FIN.
+        await server.Transport.Output.WriteAsync("response"u8.ToArray());
+        await server.Transport.Output.CompleteAsync();
+        Assert.Equal("response"u8.ToArray(), await ReceiveExactlyAsync(client, 8).WaitAsync(Timeout));
+        Assert.Equal(0, await client.ReceiveAsync(new byte[16]).AsTask().WaitAsync(Timeout));
+        await server.DisposeAsync();
+        await listener.UnbindAsync();
+        await WaitUntil(() => pair.Factory.PinnedBytes == 0, "every pinned block back in the pool");
+    }
+
+    /// <summary>ConnectionClosedOnPeerFin = false keeps the earlier behaviour: ConnectionClosed waits for the whole TCP connection to end.</summary>
+    [Fact]
+    public async Task Without_ConnectionClosedOnPeerFin_ConnectionClosed_waits_for_the_connection_to_end()
+    {
+        var options = SimulatedPair.DefaultOptions();
+        options.ConnectionClosedOnPeerFin = false;
+        using var pair = SimulatedPair.Create(options);
+        var (listener, client, server) = await OpenAsync(pair);
+        var closed = new TaskCompletionSource();
+        server.ConnectionClosed.Register(() => closed.TrySetResult());
+
+        await client.SendAsync("request"u8.ToArray()).WaitAsync(Timeout);
+        client.ShutdownSend();
+        Assert.Equal("request"u8.ToArray(), await ReadToEndAsync(server.Transport.Input).WaitAsync(Timeout));
+
+        // A round trip after the input ended (the response reaches the client): still not fired.
+        await server.Transport.Output.WriteAsync("response"u8.ToArray());
+        Assert.Equal("response"u8.ToArray(), await ReceiveExactlyAsync(client, 8).WaitAsync(Timeout));
+        Assert.False(closed.Task.IsCompleted, "ConnectionClosed fired on the peer's FIN although ConnectionClosedOnPeerFin is false");
+        Assert.Equal(TcpState.CloseWait, ((VsoTransportConnection)server).GetInfo().State);
+
+        // The server's FIN, acknowledged by the client: the TCP connection has ended, ConnectionClosed fires.
+        await server.Transport.Output.CompleteAsync();
+        Assert.Equal(0, await client.ReceiveAsync(new byte[16]).AsTask().WaitAsync(Timeout));
+        await closed.Task.WaitAsync(Timeout);
+        await server.DisposeAsync();
+        await listener.UnbindAsync();
+        await WaitUntil(() => pair.Factory.PinnedBytes == 0, "every pinned block back in the pool");
+    }
+
+    /// <summary>
+    /// Kestrel aborts with a null reason when a connection ends in order (HTTP/1.1 and HTTP/2 after the client's FIN); the
+    /// Sockets transport then shuts the socket down gracefully (SocketConnection.Shutdown(null): FIN, not RST).
+    /// </summary>
+    [Fact]
+    public async Task Abort_without_a_reason_ends_with_FIN_after_the_flushed_data()
+    {
+        using var pair = SimulatedPair.Create();
+        var (listener, client, server) = await OpenAsync(pair);
+
+        var payload = "flushed before the abort"u8.ToArray();
+        await server.Transport.Output.WriteAsync(payload);
+        server.Abort(null!);
+
+        // Written after the abort: dropped, and the flush says the connection is done, as on Sockets.
+        server.Transport.Output.Write("never sent"u8);
+        var late = await server.Transport.Output.FlushAsync().AsTask().WaitAsync(Timeout);
+        Assert.True(late.IsCompleted);
+
+        Assert.Equal(payload, await ReceiveExactlyAsync(client, payload.Length).WaitAsync(Timeout));
+        Assert.Equal(0, await client.ReceiveAsync(new byte[16]).AsTask().WaitAsync(Timeout));
+        await server.DisposeAsync();
+        await listener.UnbindAsync();
+        await WaitUntil(() => pair.Factory.PinnedBytes == 0, "every pinned block back in the pool");
+    }
+
     [Fact]
     public async Task Unbind_stops_accepting_and_new_connections_are_refused()
     {
@@ -300,6 +385,25 @@ public sealed class TransportTests
         var acceptTask = listener.AcceptAsync().AsTask();
         var client = await pair.Client.ConnectAsync(Endpoint).WaitAsync(Timeout);
         return (listener, client, (await acceptTask.WaitAsync(Timeout))!);
+    }
+
+    private static async Task<byte[]> ReadToEndAsync(PipeReader input)
+    {
+        var received = new MemoryStream();
+        while (true)
+        {
+            var result = await input.ReadAsync();
+            foreach (var segment in result.Buffer)
+            {
+                received.Write(segment.Span);
+            }
+
+            input.AdvanceTo(result.Buffer.End);
+            if (result.IsCompleted)
+            {
+                return received.ToArray();
+            }
+        }
     }
 
     private static async Task EchoAsync(ConnectionContext connection)

@@ -37,13 +37,14 @@ internal sealed partial class NetnsHarness : IDisposable
         CleanupStale();
         var n = Interlocked.Increment(ref _counter);
         var pid = Environment.ProcessId;
-        Client = $"vso-c-{pid}-{n}";
+        var tag = Tag();
+        Client = $"vso-c{tag}-{pid}-{n}";
         try
         {
             AddNamespace(Client);
             if (kind == RealLinkKind.AfPacket)
             {
-                Server = $"vso-s-{pid}-{n}";
+                Server = $"vso-s{tag}-{pid}-{n}";
                 AddNamespace(Server);
                 Shell.Check("ip", "-n", Client, "link", "add", ClientDevice, "type", "veth", "peer", "name", ServerDevice, "netns", Server);
                 Shell.Check("ip", "-n", Client, "addr", "add", $"{KernelAddress}/24", "dev", ClientDevice);
@@ -208,6 +209,22 @@ internal sealed partial class NetnsHarness : IDisposable
                 _ = Shell.Run(TimeSpan.FromSeconds(30), "ip", "netns", "delete", name);
             }
         }
+    }
+
+    /// <summary>VSO_NETNS_TAG (letters only, lower-cased): who made a namespace, when several test runs share a machine.</summary>
+    private static string Tag()
+    {
+        var tag = Environment.GetEnvironmentVariable("VSO_NETNS_TAG") ?? "";
+        var letters = new System.Text.StringBuilder();
+        foreach (var c in tag)
+        {
+            if (char.IsAsciiLetter(c) && letters.Length < 8)
+            {
+                letters.Append(char.ToLowerInvariant(c));
+            }
+        }
+
+        return letters.ToString();
     }
 
     private static bool IsAlive(int pid)

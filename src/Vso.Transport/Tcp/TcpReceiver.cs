@@ -344,6 +344,20 @@ internal sealed class TcpReceiver
         }
     }
 
+    /// <summary>
+    /// A FIN on a segment without text. Above a hole it is kept for later and acknowledged at once, as any out-of-order
+    /// segment (RFC 5681 §4.2): the duplicate ACK tells the sender of the hole now, not when the hole fills.
+    /// </summary>
+    public void ReceiveFin(SeqNum finSequence)
+    {
+        NoteFin(finSequence);
+        if (!_finReceived && finSequence > Next)
+        {
+            _connection.Statistics.OutOfOrderSegments++;
+            _connection.SendAck();
+        }
+    }
+
     /// <summary>A FIN that arrived out of order is processed once the text before it has filled in.</summary>
     public void ProcessPendingFin()
     {

@@ -128,4 +128,24 @@ public sealed class ConformanceTraces
         Assert.Equal(100, probe.Length);
         Assert.Equal(1, p.Info.TailLossProbes);
     }
+
+    // ---- Item 6: a FIN above a hole (RFC 5681 §4.2) ----
+
+    [Fact]
+    public void Rfc5681_4_2_a_zero_length_FIN_above_a_hole_gets_an_immediate_duplicate_ACK()
+    {
+        using var peer = new RawPeer(s => s.DelayedAck = TimeSpan.FromMilliseconds(40));
+        var (_, iss) = peer.OpenPassive();
+
+        // The FIN is out of order (100 bytes before it are missing): an immediate ACK of RCV.NXT tells the sender.
+        peer.Send(FinAck, seq: R + 100, ack: iss + 1);
+        peer.Expect(Ack, seq: iss + 1, ack: R, within: TimeSpan.Zero);
+        peer.ExpectNothing(TimeSpan.FromMilliseconds(100));
+        Assert.Equal(TcpState.Established, peer.State);
+
+        // The hole fills: the FIN is processed and acknowledged with the data.
+        peer.Send(PshAck, seq: R, ack: iss + 1, payload: TraceAssert.Bytes(100));
+        peer.Expect(Ack, seq: iss + 1, ack: R + 101, within: TimeSpan.Zero);
+        Assert.Equal(TcpState.CloseWait, peer.State);
+    }
 }

@@ -148,4 +148,67 @@ public sealed class ConformanceTraces
         peer.Expect(Ack, seq: iss + 1, ack: R + 101, within: TimeSpan.Zero);
         Assert.Equal(TcpState.CloseWait, peer.State);
     }
+
+    // ---- Item 5: a handshake behind ARP, and a RST behind ARP ----
+
+    private static readonly TimeSpan HandshakeRtt = TimeSpan.FromMilliseconds(100);
+
+    [Fact]
+    public void Rfc6298_2_2_a_SYN_that_waited_for_ARP_is_timed_from_when_it_left()
+    {
+        // The gateway is not resolved: the SYN waits for ARP, then leaves; the SYN-ACK comes 100 ms after it. The first
+        // RTT sample is those 100 ms (RFC 6298 §2.2: SRTT = R, RTTVAR = R/2, RTO = R + 4 * R/2 = 3R), not the initial 1 s.
+        using var peer = new RawPeer(asGateway: true);
+        var connecting = peer.Stack.ConnectAsync(peer.Remote, peer.Port);
+        var syn = peer.Expect(Syn, ack: 0, within: TimeSpan.Zero);
+        peer.StackPort = syn.SourcePort;
+        peer.Advance(HandshakeRtt);
+        peer.Send(SynAck, seq: 5000, ack: syn.Seq + 1, options: RawPeer.SynOptions(sackPermitted: true));
+        peer.Expect(Ack, seq: syn.Seq + 1, ack: 5001, within: TimeSpan.Zero);
+        var info = peer.Await(connecting, TimeSpan.Zero).GetInfo();
+        Assert.Equal(HandshakeRtt, info.SmoothedRtt);
+        Assert.Equal(HandshakeRtt * 3, info.Rto);
+        Assert.Equal(HandshakeRtt.Ticks / 10, peer.Connection!.Sender.MinRttMicroseconds); // RACK's min_RTT (RFC 8985 §6.2)
+    }
+
+    [Fact]
+    public void Rfc6298_2_2_a_SYN_ACK_that_waited_for_ARP_is_timed_from_when_it_left()
+    {
+        using var peer = new RawPeer(asGateway: true);
+        using var listener = peer.Stack.Listen(peer.StackPort);
+        var accepted = listener.AcceptAsync().AsTask();
+        peer.Send(Syn, seq: 1000, options: RawPeer.SynOptions(sackPermitted: true));
+        var synAck = peer.Expect(SynAck, ack: 1001, within: TimeSpan.Zero);
+        peer.Advance(HandshakeRtt);
+        peer.Send(Ack, seq: 1001, ack: synAck.Seq + 1);
+        var info = peer.Await(accepted, TimeSpan.Zero).GetInfo();
+        Assert.Equal(HandshakeRtt, info.SmoothedRtt);
+        Assert.Equal(HandshakeRtt * 3, info.Rto);
+        Assert.Equal(HandshakeRtt.Ticks / 10, peer.Connection!.Sender.MinRttMicroseconds);
+    }
+
+    [Fact]
+    public void Rfc9293_3_10_7_1_a_RST_to_a_peer_behind_an_unresolved_next_hop_waits_for_ARP()
+    {
+        // A segment to a closed port from behind the gateway, whose ARP entry the stack does not have yet: the RST is
+        // queued behind the resolution like any segment (RFC 1122 §2.3.2.2 allows queuing), not dropped.
+        using var peer = new RawPeer(asGateway: true);
+        peer.Send(Ack, seq: 5000, ack: 7000);
+        peer.Expect(Rst, seq: 7000, ack: 0, within: TimeSpan.Zero);
+        peer.ExpectNothing(TimeSpan.FromSeconds(10));
+        Assert.Equal(1, peer.Stack.Core.Tcp.ResetsSent);
+    }
+
+    [Fact]
+    public void Rfc9293_3_10_5_an_abort_whose_next_hop_entry_expired_sends_its_RST_once_ARP_answers()
+    {
+        using var peer = new RawPeer(asGateway: true);
+        var (connection, iss) = peer.OpenActive();
+
+        // The gateway's ARP entry (60 s) expires with no refresh; the application aborts: RST after the new resolution.
+        peer.Clock.AdvanceTo(peer.Clock.NowMicroseconds + 61_000_000);
+        connection.Abort();
+        peer.Expect(RstAck, seq: iss + 1, ack: 5001, within: TimeSpan.Zero);
+        Assert.Equal(TcpState.Closed, peer.State);
+    }
 }

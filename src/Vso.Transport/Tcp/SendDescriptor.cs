@@ -25,8 +25,15 @@ internal sealed class SendDescriptor
     /// <summary>A second host word, for hosts that need one (the block's generation, a registration slot).</summary>
     public long HostTag { get; internal set; }
 
+    /// <summary>
+    /// A segment that ended at this descriptor's last byte carried PSH when it was first sent (it emptied the queue,
+    /// RFC 1122 §4.2.2.2); a retransmission that covers that byte carries PSH again.
+    /// </summary>
+    public bool Pushed { get; internal set; }
+
     internal void Reset()
     {
+        Pushed = false;
         Address = 0;
         Length = 0;
         Sequence = 0;

@@ -124,6 +124,34 @@ internal sealed class SendQueue
         return null;
     }
 
+    /// <summary>The segment being sent ends at the last queued byte and carries PSH: remember it on the last descriptor.</summary>
+    public void MarkLastPushed()
+    {
+        if (_tail is { } tail)
+        {
+            tail.Pushed = true;
+        }
+    }
+
+    /// <summary>
+    /// Whether [<paramref name="sequence"/>, +<paramref name="length"/>) holds the last byte of a descriptor whose first
+    /// transmission ended with PSH: the segment then carries PSH too (as Linux keeps a segment's flags, and merges them
+    /// when it resends two segments as one).
+    /// </summary>
+    public bool CoversPushedEnd(uint sequence, int length)
+    {
+        var end = sequence + (uint)length;
+        for (var d = Locate(sequence, out _); d is not null && SequenceNumber.Lt(d.Sequence, end); d = d.Next)
+        {
+            if (d.Pushed && SequenceNumber.Le(d.Sequence + (uint)d.Length, end))
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
+
     /// <summary>
     /// How many of <paramref name="length"/> bytes from <paramref name="sequence"/> fit in at most
     /// <paramref name="maxPieces"/> descriptors: a gathered frame has a bounded number of segments.

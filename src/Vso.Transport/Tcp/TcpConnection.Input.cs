@@ -162,7 +162,7 @@ internal sealed partial class TcpConnection
         }
         else if ((flags & TcpFlags.Fin) != 0 && State is TcpState.Established or TcpState.FinWait1 or TcpState.FinWait2)
         {
-            _receiver.NoteFin(seq + payload.Length);
+            _receiver.ReceiveFin(seq);
         }
         else if ((flags & TcpFlags.Fin) != 0 && State == TcpState.TimeWait)
         {

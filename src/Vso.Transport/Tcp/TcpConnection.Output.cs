@@ -10,22 +10,49 @@ internal sealed partial class TcpConnection
     private void SendSyn()
     {
         _sender.OnSynSending();
-        if (Emit(_sender.InitialSendSequence.Value, State == TcpState.SynSent ? TcpFlags.Syn : TcpFlags.Syn | TcpFlags.Ack, 0, isRetransmission: false))
-        {
-            _sender.TimeSegment(_sender.InitialSendSequence);
-        }
-
+        EmitSyn();
         _sender.ArmRetransmitTimer(NowMicroseconds);
     }
 
     internal void RetransmitSyn()
     {
-        _sender.StopRttTiming();
-        Emit(_sender.InitialSendSequence.Value, State == TcpState.SynSent ? TcpFlags.Syn : TcpFlags.Syn | TcpFlags.Ack, 0, isRetransmission: true);
+        if (_synLeft)
+        {
+            _sender.StopRttTiming(); // Karn's rule (RFC 6298 §3): the copy that is answered is unknown
+        }
+
+        EmitSyn();
         if (_sender.RetransmitDeadline == 0)
         {
             _sender.ArmRetransmitTimer(NowMicroseconds);
         }
+    }
+
+    /// <summary>A copy of our SYN (or SYN-ACK) has left: a later one is a retransmission and its answer ambiguous.</summary>
+    private bool _synLeft;
+
+    /// <summary>
+    /// Sends our SYN (SYN-ACK in SYN-RECEIVED). The first copy to leave is timed for the first RTT sample (RFC 6298 §2.2)
+    /// from the moment it is emitted, not from when it was first handed to IP: one that waited for ARP would otherwise
+    /// measure the resolution too, a one-time local delay, not the path the RTO and RACK's min_RTT (RFC 8985 §6.2, a
+    /// minimum that a too-large first sample would hold until a later one) estimate. No earlier copy reached the
+    /// wire, so Karn's rule does not apply to it.
+    /// </summary>
+    private bool EmitSyn()
+    {
+        var first = !_synLeft;
+        if (!Emit(_sender.InitialSendSequence.Value, State == TcpState.SynSent ? TcpFlags.Syn : TcpFlags.Syn | TcpFlags.Ack, 0, isRetransmission: !first))
+        {
+            return false;
+        }
+
+        _synLeft = true;
+        if (first)
+        {
+            _sender.TimeSegment(_sender.InitialSendSequence);
+        }
+
+        return true;
     }
 
     /// <summary>
@@ -48,6 +75,13 @@ internal sealed partial class TcpConnection
         var ip = _layer.Ip;
         if (!ip.TryBegin(Id.RemoteAddress, IpProtocol.Tcp))
         {
+            if ((flags & TcpFlags.Rst) != 0)
+            {
+                // The connection ends with this RST and will not send it again: it waits for ARP in the layer.
+                _layer.DeferReset(Id, sequence, (flags & TcpFlags.Ack) != 0 ? _receiver.Next.Value : 0, flags);
+                return false;
+            }
+
             _emitBlocked = true;
 
             // The path waits for ARP. If the request or its reply is lost, only a retry asks again; with nothing in

@@ -305,7 +305,7 @@ internal sealed partial class TcpConnection
         _emitBlocked = false;
         if (State is TcpState.SynSent or TcpState.SynReceived)
         {
-            Emit(_sender.InitialSendSequence.Value, State == TcpState.SynSent ? TcpFlags.Syn : TcpFlags.Syn | TcpFlags.Ack, 0, isRetransmission: false);
+            EmitSyn();
             return;
         }
 

@@ -450,12 +450,6 @@ internal sealed class TcpLayer : ITransportProtocol
     /// </summary>
     public void SendResetFor(ConnectionId id, uint sequence, uint acknowledgment, TcpFlags flags)
     {
-        var reset = TcpRepr.Empty;
-        reset.SourcePort = id.LocalPort;
-        reset.DestinationPort = id.RemotePort;
-        reset.SequenceNumber = sequence;
-        reset.AcknowledgmentNumber = acknowledgment;
-        reset.Flags = flags;
         if (Settings.ResetsPerSecond > 0 && !_resetLimit.TryTake(Clock.NowMicroseconds))
         {
             ResetsSuppressed++;
@@ -463,9 +457,37 @@ internal sealed class TcpLayer : ITransportProtocol
             return;
         }
 
+        if (!TryEmitReset(id, sequence, acknowledgment, flags))
+        {
+            DeferReset(id, sequence, acknowledgment, flags);
+        }
+    }
+
+    /// <summary>
+    /// A RST that could not leave because its next hop waits for ARP: sent when the neighbour is resolved
+    /// (<see cref="OnNeighborResolved"/>), as any segment would be. Nothing is kept for a destination without a route.
+    /// </summary>
+    public void DeferReset(in ConnectionId id, uint sequence, uint acknowledgment, TcpFlags flags)
+    {
+        if (_ip.CanReach(id.RemoteAddress))
+        {
+            _deferredResets.Add(id, sequence, acknowledgment, flags, Clock.NowMicroseconds);
+        }
+    }
+
+    private readonly DeferredResets _deferredResets = new();
+
+    private bool TryEmitReset(in ConnectionId id, uint sequence, uint acknowledgment, TcpFlags flags)
+    {
+        var reset = TcpRepr.Empty;
+        reset.SourcePort = id.LocalPort;
+        reset.DestinationPort = id.RemotePort;
+        reset.SequenceNumber = sequence;
+        reset.AcknowledgmentNumber = acknowledgment;
+        reset.Flags = flags;
         if (!_ip.TryBegin(id.RemoteAddress, IpProtocol.Tcp))
         {
-            return;
+            return false;
         }
 
         var header = _ip.Append(reset.HeaderLength);
@@ -474,6 +496,7 @@ internal sealed class TcpLayer : ITransportProtocol
         _ip.Commit();
         ResetsSent++;
         Metrics.ResetsSent.Add(1);
+        return true;
     }
 
     // ---- Output and timers ----
@@ -551,6 +574,25 @@ internal sealed class TcpLayer : ITransportProtocol
     /// <summary>A neighbour became reachable: connections through it (to it, or behind it when it is the gateway) that could not send try again.</summary>
     public void OnNeighborResolved(Ipv4Address address)
     {
+        var now = Clock.NowMicroseconds;
+        for (var i = 0; i < _deferredResets.Count;)
+        {
+            var reset = _deferredResets[i];
+            if (_ip.NextHop(reset.Id.RemoteAddress) != address && now - reset.QueuedAt <= DeferredResets.MaxAgeMicroseconds)
+            {
+                i++;
+                continue;
+            }
+
+            _deferredResets.RemoveAt(i);
+            if (now - reset.QueuedAt <= DeferredResets.MaxAgeMicroseconds && !TryEmitReset(reset.Id, reset.Sequence, reset.Acknowledgment, reset.Flags))
+            {
+                // The path refused it again: keep it (and the rest) for the next resolution.
+                DeferReset(reset.Id, reset.Sequence, reset.Acknowledgment, reset.Flags);
+                break;
+            }
+        }
+
         foreach (var connection in _connections.Values)
         {
             if (_ip.NextHop(connection.Id.RemoteAddress) == address)

@@ -44,7 +44,9 @@ internal sealed class TcpReceiver
     private SeqNum _dsackEnd;
 
     private long _delayedAckDeadline;
-    private int _segmentsSinceAck;
+
+    /// <summary>New in-order bytes received since our last ACK, for the ACK every 2*RMSS (RFC 9293 §3.8.6.3).</summary>
+    private int _bytesSinceAck;
 
     public TcpReceiver(TcpConnection connection, TcpLayer layer, TcpSettings settings)
     {
@@ -342,6 +344,20 @@ internal sealed class TcpReceiver
         }
     }
 
+    /// <summary>
+    /// A FIN on a segment without text. Above a hole it is kept for later and acknowledged at once, as any out-of-order
+    /// segment (RFC 5681 §4.2): the duplicate ACK tells the sender of the hole now, not when the hole fills.
+    /// </summary>
+    public void ReceiveFin(SeqNum finSequence)
+    {
+        NoteFin(finSequence);
+        if (!_finReceived && finSequence > Next)
+        {
+            _connection.Statistics.OutOfOrderSegments++;
+            _connection.SendAck();
+        }
+    }
+
     /// <summary>A FIN that arrived out of order is processed once the text before it has filled in.</summary>
     public void ProcessPendingFin()
     {
@@ -416,7 +432,7 @@ internal sealed class TcpReceiver
     {
         AckOwed = false;
         _delayedAckDeadline = 0;
-        _segmentsSinceAck = 0;
+        _bytesSinceAck = 0;
         _advertisedRightEdge = Next + ((uint)window << shift);
         _offeredRightEdge = _hasAdvertised ? SeqNum.Max(_offeredRightEdge, _advertisedRightEdge) : _advertisedRightEdge;
         _hasAdvertised = true;
@@ -433,15 +449,15 @@ internal sealed class TcpReceiver
 
     private void ScheduleDelayedAck(int payloadLength)
     {
-        if (payloadLength >= _connection.MaxSegmentSize)
-        {
-            _segmentsSinceAck++;
-        }
+        // RFC 9293 §3.8.6.3 / RFC 5681 §4.2: an ACK for at least every second full-sized segment, counted in bytes
+        // (2*RMSS of new data), so that one segment carrying two or more (coalesced by GRO/LRO on the way, or a
+        // burst at a larger MSS) is acknowledged at once, not after the delay. Full-sized is what this peer can
+        // send: the smaller of the two MSS less the timestamp option each segment carries (RFC 6691).
+        _bytesSinceAck += payloadLength;
 
-        // RFC 9293 §3.8.6.3 / RFC 5681 §4.2: at least every second full-sized segment, and within the delay.
         // Sent at once, not at the end of the batch: a burst of segments read in one turn still gets its
         // ACKs, which clock the sender (no stretch ACKs).
-        if (_settings.DelayedAck == TimeSpan.Zero || _segmentsSinceAck >= _settings.DelayedAckSegments)
+        if (_settings.DelayedAck == TimeSpan.Zero || _bytesSinceAck >= _settings.DelayedAckSegments * _connection.MaxSegmentSize)
         {
             _connection.SendAck();
             return;

@@ -580,12 +580,7 @@ internal sealed partial class TcpSender : ILossRecoverySender
                 }
             }
 
-            var flags = TcpFlags.Ack;
-            if (length > 0 && length == available)
-            {
-                flags |= TcpFlags.Psh;
-            }
-
+            var flags = TcpFlags.Ack | PushFlag(SendNext, length);
             if (_finQueued && SendNext + length == dataEnd)
             {
                 flags |= TcpFlags.Fin;
@@ -673,7 +668,7 @@ internal sealed partial class TcpSender : ILossRecoverySender
             length = _send.ClampToPieces(sequence.Value, length, _layer.Ip.MaxGatherPieces);
         }
 
-        var flags = TcpFlags.Ack;
+        var flags = TcpFlags.Ack | PushFlag(sequence, length);
         if (_finSent && sequence + length == _finSequence)
         {
             flags |= TcpFlags.Fin;
@@ -720,7 +715,7 @@ internal sealed partial class TcpSender : ILossRecoverySender
             length = _send.ClampToPieces(SendNext.Value, length, _layer.Ip.MaxGatherPieces);
         }
 
-        var flags = TcpFlags.Ack | (length == available ? TcpFlags.Psh : TcpFlags.None);
+        var flags = TcpFlags.Ack | PushFlag(SendNext, length);
         if (!_connection.Emit(SendNext.Value, flags, length, isRetransmission: false))
         {
             return 0;
@@ -735,6 +730,28 @@ internal sealed partial class TcpSender : ILossRecoverySender
         }
 
         return length;
+    }
+
+    /// <summary>
+    /// PSH (RFC 1122 §4.2.2.2): set on the segment that empties the send queue, the last byte queued so far, which the
+    /// queue's last descriptor remembers. A retransmission (timeout, fast retransmit, RACK, probe, go-back-N) decides
+    /// it from the descriptors the same way: it carries PSH when it holds the end of a write that was pushed when first
+    /// sent, so the flag survives resegmentation too. New data beyond SND.MAX holds no such end.
+    /// </summary>
+    private TcpFlags PushFlag(SeqNum sequence, int length)
+    {
+        if (length <= 0)
+        {
+            return TcpFlags.None;
+        }
+
+        if (sequence + length == new SeqNum(_send.EndSequence))
+        {
+            _send.MarkLastPushed();
+            return TcpFlags.Psh;
+        }
+
+        return sequence < SendMax && _send.CoversPushedEnd(sequence.Value, length) ? TcpFlags.Psh : TcpFlags.None;
     }
 
     /// <summary>The segments of a super-segment of new data, one by one, as the link cut it (FIN on the last).</summary>

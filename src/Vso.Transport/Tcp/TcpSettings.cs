@@ -34,7 +34,7 @@ public sealed class TcpSettings
     /// <summary>Longest an ACK may be delayed (RFC 9293 §3.8.6.3; at most 200 ms here). Default 40 ms; zero acknowledges every segment at once.</summary>
     public TimeSpan DelayedAck { get; set; } = TimeSpan.FromMilliseconds(40);
 
-    /// <summary>Acknowledge at least every this many full-sized segments (RFC 5681 §4.2). Default 2.</summary>
+    /// <summary>Acknowledge at least every this many full-sized segments' worth of new bytes (RFC 9293 §3.8.6.3, RFC 5681 §4.2). Default 2.</summary>
     public int DelayedAckSegments { get; set; } = 2;
 
     /// <summary>Initial retransmission timeout (RFC 6298 §2.1). Default 1 s.</summary>

@@ -75,11 +75,16 @@ internal sealed class RawPeer : IFrameReceiver, IDisposable
     /// The peer is the stack's gateway (at <see cref="PeerAddress"/>) and the remote TCP sits behind it at
     /// <see cref="OffLinkAddress"/>; the peer does not announce itself, so the stack must resolve the gateway first.
     /// </param>
-    public RawPeer(Action<TcpSettings>? configure = null, bool asGateway = false)
+    /// <param name="wireMtu">
+    /// When above 1500: the wire carries frames up to this MTU while the stack is told 1500 (its MSS stays 1460), so the
+    /// peer can send segments that a receive offload (GRO/LRO) would have coalesced (<see cref="CoalescingLink"/>).
+    /// </param>
+    public RawPeer(Action<TcpSettings>? configure = null, bool asGateway = false, int wireMtu = 1500)
     {
         SynchronizationContext.SetSynchronizationContext(null);
         Clock = new VirtualClock();
-        var (a, b) = SimulatedLink.CreatePair(Clock, new SimulatedLinkOptions { PropagationDelay = TimeSpan.Zero });
+        var (a, wire) = SimulatedLink.CreatePair(Clock, new SimulatedLinkOptions { PropagationDelay = TimeSpan.Zero, Mtu = wireMtu });
+        ILink b = wireMtu > 1500 ? new CoalescingLink(wire, 1500) : wire;
         _link = a;
         _batch = new TransmitBatch(4, EthernetFrame.HeaderLength + a.Mtu);
         Settings = new TcpSettings { IsnKey = [1, 2, 3, 4] };

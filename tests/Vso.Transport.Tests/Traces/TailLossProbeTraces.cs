@@ -36,7 +36,7 @@ public sealed class TailLossProbeTraces
         var end = s + 2000;
 
         // No ACK: the probe retransmits the last segment (no new data to send).
-        var probe = peer.Expect(Ack, seq: last.Seq, ack: R, within: TimeSpan.FromSeconds(2));
+        var probe = peer.Expect(PshAck, seq: last.Seq, ack: R, within: TimeSpan.FromSeconds(2)); // resent as it was sent, PSH kept (RFC 1122 §4.2.2.2)
         Assert.Equal(last.Length, probe.Length);
         Assert.Equal(1, connection.GetInfo().TailLossProbes);
         var before = connection.GetInfo();
@@ -69,7 +69,7 @@ public sealed class TailLossProbeTraces
         var first = peer.Expect(Ack, seq: s, ack: R);
         var last = peer.Expect(PshAck, seq: s + (uint)first.Length, ack: R);
         var end = s + 2000;
-        peer.Expect(Ack, seq: last.Seq, ack: R, within: TimeSpan.FromSeconds(2));
+        peer.Expect(PshAck, seq: last.Seq, ack: R, within: TimeSpan.FromSeconds(2));
         var before = connection.GetInfo();
 
         // The last original was lost, the probe repaired it: ACK = end_seq, then new data is acknowledged

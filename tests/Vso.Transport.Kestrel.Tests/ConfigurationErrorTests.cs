@@ -106,8 +106,12 @@ public sealed class ConfigurationErrorTests
     }
 
     /// <summary>The sample as an operator runs it: exit code 1, the message as its last line, no crash report.</summary>
-    [Fact]
-    public async Task The_sample_exits_with_code_1_and_the_message_last()
+    [Theory]
+    [InlineData("--Vso:Backend=Bogus", "Vso:Backend = 'Bogus' is invalid: use AfPacket or Tap (AfXdp is not available yet).")]
+    [InlineData("--Vso:Tcp:MinRto=soon", "Vso:Tcp:MinRto = 'soon' is invalid: use a duration written [d.]hh:mm:ss[.fffffff], such as 00:00:00.2 for 200 ms (a positive time).")]
+    [InlineData("--Vso:Address=198.18.0.2", "Vso:Address = '198.18.0.2' is invalid: give the stack's IPv4 address with its prefix length, such as 198.18.0.2/24 (Vso__Address=198.18.0.2/24).")]
+    [InlineData("--Metrics=Graphite", "Metrics = 'Graphite' is invalid: use None, Prometheus or Otlp.")]
+    public async Task The_sample_exits_with_code_1_and_the_message_last(string argument, string expected)
     {
         var dir = SampleServer.SampleDirectory();
         var info = new ProcessStartInfo("dotnet")
@@ -118,7 +122,7 @@ public sealed class ConfigurationErrorTests
             WorkingDirectory = dir,
         };
         info.ArgumentList.Add(Path.Combine(dir, "Vso.Samples.HelloServer.dll"));
-        info.ArgumentList.Add("--Vso:Backend=Bogus");
+        info.ArgumentList.Add(argument);
         info.Environment["DOTNET_CLI_TELEMETRY_OPTOUT"] = "1";
         using var process = Process.Start(info)!;
         var stdout = process.StandardOutput.ReadToEndAsync();
@@ -128,9 +132,7 @@ public sealed class ConfigurationErrorTests
         var output = await stdout + await stderr;
 
         Assert.Equal(1, process.ExitCode);
-        Assert.Equal(
-            "Vso:Backend = 'Bogus' is invalid: use AfPacket or Tap (AfXdp is not available yet).",
-            (await stderr).TrimEnd('\n').Split('\n')[^1]);
+        Assert.Equal(expected, (await stderr).TrimEnd('\n').Split('\n')[^1]);
         Assert.Equal("", (await stdout).Trim());
         Assert.DoesNotContain("Unhandled", output, StringComparison.Ordinal);
         Assert.DoesNotContain("   at ", output, StringComparison.Ordinal);

@@ -6,6 +6,7 @@ using Microsoft.AspNetCore.Connections;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.DependencyInjection;
+using OpenTelemetry.Exporter;
 using Vso.Samples.HelloServer;
 using Vso.Transport.Api;
 using Vso.Transport.Links;
@@ -31,7 +32,7 @@ public sealed class ProcessMetersCollection
 [Collection(ProcessMetersCollection.Name)]
 public sealed class MetricsTests(ITestOutputHelper output)
 {
-    private const int Size = 2 << 20;
+    private const int Size = 4 << 20;
     private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(60);
     private static readonly TimeSpan OneWayDelay = TimeSpan.FromMilliseconds(10);
 
@@ -46,19 +47,17 @@ public sealed class MetricsTests(ITestOutputHelper output)
         builder.Services.AddSingleton<IConnectionListenerFactory>(pair.Factory);
         builder.WebHost.UseUrls($"http://{SimulatedPair.ServerAddress}:8080", "http://127.0.0.1:0");
         SampleMetrics.Add(builder.Services, MetricsExport.Prometheus);
+
+        // Each scrape collects afresh (the exporter caches a response for 300 ms by default).
+        builder.Services.Configure<PrometheusAspNetCoreOptions>(o => o.ScrapeResponseCacheDurationMilliseconds = 0);
         await using var app = builder.Build();
         SampleMetrics.Map(app, MetricsExport.Prometheus);
+        IVsoTcpInfoFeature? server = null;
         app.MapGet("/bytes", (HttpContext c) =>
         {
+            server = c.Features.Get<IVsoTcpInfoFeature>();
             c.Response.ContentLength = Size;
             return c.Response.Body.WriteAsync(new byte[Size]).AsTask();
-        });
-        app.MapGet("/info", (HttpContext c) =>
-        {
-            var info = c.Features.Get<IVsoTcpInfoFeature>()!.GetInfo();
-            var text = Encoding.ASCII.GetBytes(string.Create(CultureInfo.InvariantCulture, $"{info.RetransmittedSegments} {info.SmoothedRtt.TotalMilliseconds}"));
-            c.Response.ContentLength = text.Length;
-            return c.Response.Body.WriteAsync(text).AsTask();
         });
         await app.StartAsync();
         var metricsUrl = app.Urls.Single(u => u.StartsWith("http://127.0.0.1:", StringComparison.Ordinal)) + "/metrics";
@@ -67,37 +66,40 @@ public sealed class MetricsTests(ITestOutputHelper output)
         var client = await pair.Client.ConnectAsync(new IPEndPoint(IPAddress.Parse(SimulatedPair.ServerAddress), 8080)).WaitAsync(Timeout);
         var reader = new BodyReader(client);
         await client.SendAsync(Encoding.ASCII.GetBytes("GET /bytes HTTP/1.1\r\nHost: x\r\n\r\n")).WaitAsync(Timeout);
-        Task<string>? during = null;
-        var received = await reader.ReadBodyAsync(got =>
+
+        // Mid-way the client stops reading: its window closes with half the body still at the server, the transfer
+        // holds still, and the figures can be compared without a race.
+        var paused = false;
+        var received = await reader.ReadBodyAsync(Size / 4, async got =>
         {
-            // Scraped while the rest of the body is still on its way.
-            if (during is null && got >= Size / 4)
-            {
-                during = http.GetStringAsync(metricsUrl);
-            }
+            paused = true;
+            var scrape = await MatchAsync(http, metricsUrl, server!, client);
+            Assert.True(Value(scrape, "kestrel_active_connections") >= 1, "Kestrel's meter beside the stack's\n" + scrape);
+            Assert.True(Value(scrape, "vso_pinning_pinned_bytes") > 0, "blocks held for the response\n" + scrape);
+            Assert.True(got < Size / 2, "more than half the body is still to come");
         }).WaitAsync(Timeout);
+        Assert.True(paused);
         Assert.Equal(Size, received);
-        Assert.NotNull(during);
-        var scrape = await during.WaitAsync(Timeout);
-        Assert.True(Value(scrape, "vso_tcp_rtt_milliseconds_count") > 0, "RTT samples during the transfer\n" + scrape);
-        Assert.True(Value(scrape, "kestrel_active_connections") >= 1, "Kestrel's meter beside the stack's\n" + scrape);
-        Assert.True(Value(scrape, "vso_pinning_pinned_bytes") > 0, "the pinning meter during the transfer\n" + scrape);
+        await MatchAsync(http, metricsUrl, server!, client);
+        await app.StopAsync().WaitAsync(Timeout);
+    }
 
-        // TCP info of the server's side of this very connection, and of the client's.
-        await client.SendAsync(Encoding.ASCII.GetBytes("GET /info HTTP/1.1\r\nHost: x\r\n\r\n")).WaitAsync(Timeout);
-        var info = (await reader.ReadTextAsync().WaitAsync(Timeout)).Split(' ');
-        var serverRetransmitted = long.Parse(info[0], CultureInfo.InvariantCulture);
-        var serverSrtt = double.Parse(info[1], CultureInfo.InvariantCulture);
-        var clientInfo = client.GetInfo();
-        Assert.True(serverRetransmitted > 0, "the lossy download retransmitted");
-
-        // Both stacks add to the one process-wide series; the scrape is cached for 300 ms, so ask until it is fresh.
-        var expected = serverRetransmitted + clientInfo.RetransmittedSegments;
+    /// <summary>
+    /// Scrapes until the retransmission counter equals the sum of the server's and the client's TCP info (both stacks
+    /// add to the one process-wide series; a last probe may be under way) and checks the RTT histogram against srtt.
+    /// </summary>
+    private async Task<string> MatchAsync(HttpClient http, string metricsUrl, IVsoTcpInfoFeature server, VsoConnection client)
+    {
+        TcpConnectionInfo serverInfo, clientInfo;
+        string scrape;
         var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(10);
         while (true)
         {
+            serverInfo = server.GetInfo();
+            clientInfo = client.GetInfo();
             scrape = await http.GetStringAsync(metricsUrl);
-            if (Value(scrape, "vso_tcp_retransmitted_segments_total") == expected || DateTime.UtcNow > deadline)
+            if (Value(scrape, "vso_tcp_retransmitted_segments_total") == serverInfo.RetransmittedSegments + clientInfo.RetransmittedSegments
+                || DateTime.UtcNow > deadline)
             {
                 break;
             }
@@ -105,24 +107,28 @@ public sealed class MetricsTests(ITestOutputHelper output)
             await Task.Delay(100);
         }
 
+        var retransmitted = Value(scrape, "vso_tcp_retransmitted_segments_total");
+        Assert.True(serverInfo.RetransmittedSegments > 0, "the lossy download retransmitted");
         Assert.True(
-            Value(scrape, "vso_tcp_retransmitted_segments_total") == expected,
-            $"retransmissions: TCP info says {serverRetransmitted} (server) + {clientInfo.RetransmittedSegments} (client)\n{scrape}");
+            retransmitted == serverInfo.RetransmittedSegments + clientInfo.RetransmittedSegments,
+            $"retransmissions: scraped {retransmitted}, TCP info says {serverInfo.RetransmittedSegments} (server) + {clientInfo.RetransmittedSegments} (client)\n{scrape}");
 
         // Every RTT sample includes the 20 ms the wire takes both ways. The smoothed RTT is an average of the very
-        // samples the histogram records (RFC 6298 §2), so it lies between the lowest and the highest bucket holding
-        // any; real time on a shared machine spreads them, so no tighter agreement is asked.
+        // samples the histogram records (RFC 6298 §2), scraped after it, so it lies between the lowest and the highest
+        // bucket holding any; real time on a shared machine spreads them, so no tighter agreement is asked.
+        var srtt = serverInfo.SmoothedRtt.TotalMilliseconds;
         var roundTrip = 2 * OneWayDelay.TotalMilliseconds;
         var count = Value(scrape, "vso_tcp_rtt_milliseconds_count");
         var mean = Value(scrape, "vso_tcp_rtt_milliseconds_sum") / count;
-        Assert.True(serverSrtt >= roundTrip, $"srtt {serverSrtt} ms");
+        Assert.True(srtt >= roundTrip, $"srtt {srtt} ms");
         Assert.True(mean >= roundTrip, $"mean RTT sample {mean} ms\n{scrape}");
         Assert.Equal(0, Cumulative(scrape, "vso_tcp_rtt_milliseconds", roundTrip / 2));
         var (lowest, highest) = Occupied(scrape, "vso_tcp_rtt_milliseconds");
-        Assert.True(serverSrtt > lowest && serverSrtt <= highest, $"srtt {serverSrtt} ms within the samples' buckets ({lowest}, {highest}]\n{scrape}");
-        output.WriteLine(string.Create(CultureInfo.InvariantCulture,
-            $"retransmitted: server {serverRetransmitted}, client {clientInfo.RetransmittedSegments}, scraped {Value(scrape, "vso_tcp_retransmitted_segments_total")}; srtt {serverSrtt} ms, RTT samples {count} in ({lowest}, {highest}] ms, mean {mean:F2} ms"));
-        await app.StopAsync().WaitAsync(Timeout);
+        Assert.True(srtt > lowest && srtt <= highest, $"srtt {srtt} ms within the samples' buckets ({lowest}, {highest}]\n{scrape}");
+        output.WriteLine(string.Create(
+            CultureInfo.InvariantCulture,
+            $"retransmitted: server {serverInfo.RetransmittedSegments}, client {clientInfo.RetransmittedSegments}, scraped {retransmitted}; srtt {srtt} ms, RTT samples {count} in ({lowest}, {highest}] ms, mean {mean:F2} ms"));
+        return scrape;
     }
 
     /// <summary>The sum of a metric's samples over its series, in Prometheus' text format; 0 when absent.</summary>
@@ -210,17 +216,19 @@ public sealed class MetricsTests(ITestOutputHelper output)
         throw new InvalidOperationException($"No {bucket} with {label}.");
     }
 
-    /// <summary>Reads Content-Length responses from a VsoConnection.</summary>
+    /// <summary>Reads a Content-Length response from a VsoConnection.</summary>
     private sealed class BodyReader(VsoConnection connection)
     {
         private readonly byte[] _chunk = new byte[64 * 1024];
         private readonly List<byte> _pending = [];
 
-        public async Task<long> ReadBodyAsync(Action<long> progress)
+        /// <summary>Reads the body, calling <paramref name="pause"/> once, without reading, after <paramref name="pauseAt"/> bytes.</summary>
+        public async Task<long> ReadBodyAsync(long pauseAt, Func<long, Task> pause)
         {
             var length = await ReadHeadAsync();
             long got = Math.Min(length, _pending.Count);
             _pending.RemoveRange(0, (int)got);
+            var paused = false;
             while (got < length)
             {
                 var n = await connection.ReceiveAsync(_chunk);
@@ -232,23 +240,14 @@ public sealed class MetricsTests(ITestOutputHelper output)
                 var body = (int)Math.Min(n, length - got);
                 got += body;
                 _pending.AddRange(_chunk.AsSpan(body, n - body).ToArray());
-                progress(got);
+                if (!paused && got >= pauseAt)
+                {
+                    paused = true;
+                    await pause(got);
+                }
             }
 
             return got;
-        }
-
-        public async Task<string> ReadTextAsync()
-        {
-            var length = await ReadHeadAsync();
-            while (_pending.Count < length)
-            {
-                await FillAsync();
-            }
-
-            var text = Encoding.ASCII.GetString(_pending.GetRange(0, (int)length).ToArray());
-            _pending.RemoveRange(0, (int)length);
-            return text;
         }
 
         private async Task<long> ReadHeadAsync()

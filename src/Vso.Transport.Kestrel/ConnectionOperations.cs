@@ -182,6 +182,8 @@ internal sealed class ConnectionOperations : IVsoEndpointObserver
 
     void IVsoEndpointObserver.OnReadable() => _input.Pump();
 
+    bool IVsoEndpointObserver.TryTakeInOrder(ReadOnlySpan<byte> payload) => _input.TryTake(payload);
+
     void IVsoEndpointObserver.OnClosed(TcpConnectionException? error)
     {
         if (_ended)

@@ -20,6 +20,7 @@ internal sealed class InputPump
     private readonly Action? _peerFin;
     private bool _paused;
     private bool _done;
+    private int _taken;   // bytes written into the pipe straight from frames, not yet flushed
 
     /// <param name="resume">Called (any thread) once a paused pipe drained: it must bring <see cref="Resume"/> to the engine thread.</param>
     /// <param name="peerFin">Called (engine thread, once) when the input ended because the peer's FIN was read; null for nobody.</param>
@@ -49,6 +50,32 @@ internal sealed class InputPump
         Pump();
     }
 
+    /// <summary>
+    /// In-order bytes straight from a frame (issue 12: one copy on receive): written into the pipe's pinned memory now and
+    /// flushed by the <see cref="Pump"/> that follows the segment. Refused while the pipe is paused or the input ended,
+    /// so that the bytes wait in the receive buffer and the window closes as before.
+    /// </summary>
+    public bool TryTake(ReadOnlySpan<byte> payload)
+    {
+        if (_paused || _done)
+        {
+            return false;
+        }
+
+        var writer = _pipe.Writer;
+        while (!payload.IsEmpty)
+        {
+            var span = writer.GetSpan(Math.Min(payload.Length, _pool.BlockSize));
+            var n = Math.Min(span.Length, payload.Length);
+            payload[..n].CopyTo(span);
+            writer.Advance(n);
+            payload = payload[n..];
+            _taken += n;
+        }
+
+        return true;
+    }
+
     /// <summary>Moves received bytes into the input pipe until the connection's buffer is empty or the pipe is full.</summary>
     public void Pump()
     {
@@ -69,7 +96,8 @@ internal sealed class InputPump
         }
 
         var writer = _pipe.Writer;
-        var moved = 0;
+        var moved = _taken;
+        _taken = 0;
         while (_endpoint.ReadableBytes > 0)
         {
             var span = writer.GetSpan(Math.Min(_endpoint.ReadableBytes, _pool.BlockSize));

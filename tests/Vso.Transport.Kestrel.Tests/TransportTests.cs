@@ -357,6 +357,38 @@ public sealed class TransportTests
         await listener.UnbindAsync();
     }
 
+    /// <summary>
+    /// Issue 12, one copy on receive: in-order bytes go from the frame straight into Transport.Input's pinned memory, never
+    /// through the receive buffer, so the stack copies each received byte once (twice through the buffer).
+    /// </summary>
+    [Fact]
+    public async Task In_order_bytes_are_copied_once_from_the_frame_into_the_input_pipe()
+    {
+        using var pair = SimulatedPair.Create();
+        var (listener, client, server) = await OpenAsync(pair);
+        var data = System.Security.Cryptography.RandomNumberGenerator.GetBytes(768 * 1024); // below the pipe's pause threshold (1 MiB): never paused
+        var sending = client.SendAsync(data);
+
+        var received = new MemoryStream();
+        while (received.Length < data.Length)
+        {
+            var result = await server.Transport.Input.ReadAsync().AsTask().WaitAsync(TimeSpan.FromSeconds(30));
+            foreach (var segment in result.Buffer)
+            {
+                received.Write(segment.Span);
+            }
+
+            server.Transport.Input.AdvanceTo(result.Buffer.End);
+        }
+
+        await sending.WaitAsync(TimeSpan.FromSeconds(30));
+        Assert.Equal(data, received.ToArray());
+        var info = server.Features.Get<IVsoTcpInfoFeature>()!.GetInfo();
+        Assert.Equal(data.Length, info.ReceiveCopiedBytes);
+        await server.DisposeAsync();
+        await listener.UnbindAsync();
+    }
+
     [Fact]
     public async Task Host_refuses_a_stale_descriptor_without_reading()
     {

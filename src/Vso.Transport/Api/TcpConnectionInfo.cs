@@ -49,6 +49,12 @@ public sealed record TcpConnectionInfo
     /// <summary>Bytes copied in user space to build those first transmissions: 0 in Pinned mode, all of them in Copy mode.</summary>
     public long FirstTransmissionCopiedBytes { get; init; }
 
+    /// <summary>
+    /// User-space copies of received payload bytes: one per byte the application took straight from the frame (the Kestrel
+    /// transport's input), two per byte that waited in the receive buffer (in, then out).
+    /// </summary>
+    public long ReceiveCopiedBytes { get; init; }
+
     /// <summary>Super-segments of several segments handed to a link with segmentation offload (AF_PACKET GSO).</summary>
     public long OffloadedSuperSegments { get; init; }
 
@@ -101,6 +107,7 @@ public sealed record TcpConnectionInfo
         CongestionControl = c.Sender.CongestionControl.Name,
         FirstTransmissionBytes = c.Statistics.FirstTransmissionBytes,
         FirstTransmissionCopiedBytes = c.Statistics.FirstTransmissionCopiedBytes,
+        ReceiveCopiedBytes = c.Statistics.ReceiveCopiedBytes,
         OffloadedSuperSegments = c.Statistics.OffloadedSuperSegments,
         OutOfOrderSegments = c.Statistics.OutOfOrderSegments,
         ZeroWindowProbes = c.Statistics.ZeroWindowProbes,

@@ -176,6 +176,9 @@ public sealed class VsoConnectionEndpoint
 
         void ITcpConnectionObserver.OnReadable(TcpConnection connection) => endpoint._observer?.OnReadable();
 
+        bool ITcpConnectionObserver.TryTakeInOrder(TcpConnection connection, ReadOnlySpan<byte> payload) =>
+            endpoint._observer?.TryTakeInOrder(payload) ?? false;
+
         void ITcpConnectionObserver.OnClosed(TcpConnection connection, TcpConnectionException? error) => endpoint._observer?.OnClosed(error);
 
         void ISendHost.CopyTo(SendDescriptor descriptor, int offset, Span<byte> destination) =>

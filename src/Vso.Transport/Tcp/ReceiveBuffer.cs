@@ -137,6 +137,21 @@ internal sealed class ReceiveBuffer
         return advance;
     }
 
+    /// <summary>
+    /// In-order bytes the application took straight from the frame: with nothing buffered, the ring only moves past them,
+    /// so later out-of-order bytes still land at their place.
+    /// </summary>
+    public void SkipTaken(int length)
+    {
+        if (Count != 0 || RangeCount != 0)
+        {
+            throw new InvalidOperationException("Bytes can be taken past the buffer only when it holds nothing.");
+        }
+
+        _readPosition = (int)(((long)_readPosition + length) % _capacity);
+        _headSequence += (uint)length;
+    }
+
     /// <summary>Copies up to <c>destination.Length</c> in-order bytes out; returns how many. Blocks read to their end go back to the pool.</summary>
     public int Read(Span<byte> destination)
     {

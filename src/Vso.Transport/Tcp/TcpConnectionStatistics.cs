@@ -21,6 +21,13 @@ internal sealed class TcpConnectionStatistics
     public long OffloadedSuperSegments;
 
     public long BytesReceived;
+
+    /// <summary>
+    /// User-space copies of received payload: into the receive buffer, out of it, or once straight into the application's
+    /// memory (<see cref="ITcpConnectionObserver.TryTakeInOrder"/>). Per received byte: 1 when the application takes
+    /// in-order bytes from the frame, 2 through the buffer.
+    /// </summary>
+    public long ReceiveCopiedBytes;
     public long OutOfOrderSegments;
     public long ZeroWindowProbes;
     public long KeepaliveProbes;

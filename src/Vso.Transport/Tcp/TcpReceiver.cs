@@ -147,6 +147,7 @@ internal sealed class TcpReceiver
     public int Read(Span<byte> destination)
     {
         var n = _buffer.Read(destination);
+        _connection.Statistics.ReceiveCopiedBytes += n;
         if (n > 0 && ShouldSendWindowUpdate())
         {
             RequestAck();
@@ -218,7 +219,16 @@ internal sealed class TcpReceiver
             return;
         }
 
-        if (!TryTakeMemory(seq, payload.Length, inOrder))
+        int advance;
+        if (inOrder && !hadRanges && _buffer.Count == 0 && payload.Length > 0
+            && _connection.Observer is { } observer && observer.TryTakeInOrder(_connection, payload))
+        {
+            // The application took the bytes straight from the frame: the buffer only moves past them.
+            _buffer.SkipTaken(payload.Length);
+            _connection.Statistics.ReceiveCopiedBytes += payload.Length;
+            advance = payload.Length;
+        }
+        else if (!TryTakeMemory(seq, payload.Length, inOrder))
         {
             // Not acknowledged, so the peer sends it again (RFC 9293 §3.10.7.4 allows dropping what cannot be held).
             _connection.Statistics.DroppedSegments++;
@@ -229,13 +239,17 @@ internal sealed class TcpReceiver
 
             return;
         }
-
-        var advance = _buffer.Write(Next.Value, seq.Value, payload);
-        if (advance < 0)
+        else
         {
-            _connection.Statistics.DroppedSegments++;
-            RequestAck();
-            return;
+            advance = _buffer.Write(Next.Value, seq.Value, payload);
+            if (advance < 0)
+            {
+                _connection.Statistics.DroppedSegments++;
+                RequestAck();
+                return;
+            }
+
+            _connection.Statistics.ReceiveCopiedBytes += payload.Length;
         }
 
         _lastReceivedSequence = seq;

@@ -211,4 +211,48 @@ public sealed class ConformanceTraces
         peer.Expect(RstAck, seq: iss + 1, ack: 5001, within: TimeSpan.Zero);
         Assert.Equal(TcpState.Closed, peer.State);
     }
+
+    // ---- Item 4: RACK's reordering window when no reordering was seen (RFC 8985 §6.2 step 4) ----
+
+    [Fact]
+    public void Rfc8985_6_2_step_4_no_reordering_seen_and_three_segments_SACKed_retransmit_at_once_for_any_ISN()
+    {
+        // reo_wnd is 0 when no reordering was seen and DupThresh segments are SACKed: the hole goes with the third SACK,
+        // not min_RTT/4 (25 ms here) later. The ISN (from the key and the port) and the spacing of the ACKs vary: every
+        // one of them must behave the same, with ISNs in both halves of the sequence space.
+        var rtt = TimeSpan.FromMilliseconds(100);
+        var halves = new HashSet<bool>();
+        for (var seed = 0; seed < 16; seed++)
+        {
+            using var p = new SackPeer(s => s.IsnKey = [(byte)seed, 11, 13, 17]);
+            p.Peer.Port = (ushort)(40000 + (seed * 7));
+            p.Open(rtt + TimeSpan.FromTicks(10 * seed * 37));
+            var sending = p.SendData(5);
+            var flight = p.Drain();
+            Assert.Equal(5, flight.Count);
+            halves.Add((int)p.Seg(2) < 0);
+            p.Peer.Advance(rtt);
+            for (var i = 1; i <= 3; i++)
+            {
+                if (i > 1)
+                {
+                    p.Peer.Advance(TimeSpan.FromTicks(10 * ((seed * 13 % 7) + 1)));
+                }
+
+                p.ReceiveAndAck(flight[i]);
+                if (i < 3)
+                {
+                    Assert.Equal(0, p.Peer.Pending);
+                }
+            }
+
+            var thirdSack = p.Peer.Now;
+            var again = p.Peer.Next(TimeSpan.FromSeconds(1));
+            Assert.True(again.Seq == p.Seg(0) && again.Length == p.Mss, $"seed {seed}: expected the retransmission of {p.Seg(0)}, got {again}");
+            Assert.True(again.At == thirdSack, $"seed {seed} (S={p.S}): the retransmission waited {again.At - thirdSack} after the third SACK");
+            Assert.Equal(0, p.Info.TailLossProbes);
+        }
+
+        Assert.Equal(2, halves.Count);
+    }
 }

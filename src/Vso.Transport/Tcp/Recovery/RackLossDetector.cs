@@ -18,6 +18,13 @@ internal sealed class RackLossDetector(ILossRecoverySender sender)
     // Reordering (§6.2 steps 3-4): the highest sequence delivered, whether reordering was seen, and the window's
     // multiplier with its persistence, grown by D-SACK rounds.
     private uint _fack;
+
+    /// <summary>
+    /// RACK.fack holds a sequence number: no 0 sentinel. Serial-number comparison (RFC 1982) with 0 flips with the half
+    /// of the space the ISN lies in: with an ISN in the upper half the first delivery compared below 0, which set
+    /// reordering_seen on a path that never reordered and held every loss for min_RTT/4 (RFC 8985 §6.2 step 4).
+    /// </summary>
+    private bool _hasFack;
     private bool _reorderingSeen;
     private int _reorderWindowMultiplier = 1;
     private int _reorderWindowPersist;
@@ -164,6 +171,13 @@ internal sealed class RackLossDetector(ILossRecoverySender sender)
                 _rackXmitTs = ack.NewestSentAt;
                 _rackEndSeq = ack.NewestEnd;
             }
+        }
+
+        if (!_hasFack)
+        {
+            // Nothing was delivered before this ACK but what it acknowledges cumulatively.
+            _hasFack = true;
+            _fack = ack.Acknowledgment;
         }
 
         // Step 3: delivering a never-retransmitted segment below the highest delivered one means reordering.

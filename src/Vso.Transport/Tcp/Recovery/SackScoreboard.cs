@@ -55,6 +55,14 @@ public sealed class SackScoreboard
             Grow();
         }
 
+        if (Count == 0)
+        {
+            // The first segment in flight starts at snd.una. Never a 0 sentinel: serial-number comparison (RFC 1982)
+            // with 0 depends on the half of the space the ISN lies in, and with an ISN in the upper half no SACK ever
+            // moved this mark past 0, so RACK saw every delivery as reordered (RFC 8985 §6.2 step 3).
+            HighestSackedEnd = start;
+        }
+
         _ring[Slot(Count)] = new Record { Start = start, End = end, SentAt = Stamp(now), Transmissions = 1 };
         Count++;
     }

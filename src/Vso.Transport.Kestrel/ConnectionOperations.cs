@@ -55,6 +55,9 @@ internal sealed class ConnectionOperations : IVsoEndpointObserver
 
     public void PostResumeRead() => Enqueue(new Operation(OperationKind.ResumeRead, null, 0, 0, null));
 
+    /// <summary>Vso:ProxyProtocolTimeout ran out: a header still missing then is refused.</summary>
+    public void PostProxyHeaderTimeout() => Enqueue(new Operation(OperationKind.ProxyHeaderTimeout, null, 0, 0, null));
+
     /// <summary>
     /// Resets the connection (RFC 9293 §3.10.5: RST, pending data discarded). As Kestrel's Sockets transport: with
     /// <see cref="VsoTransportOptions.FinOnError"/>, or without a reason, the connection ends with FIN after the flushed
@@ -144,6 +147,9 @@ internal sealed class ConnectionOperations : IVsoEndpointObserver
             case OperationKind.ResumeRead:
                 _input.Resume();
                 return;
+            case OperationKind.ProxyHeaderTimeout:
+                _input.OnProxyHeaderTimeout();
+                return;
             case OperationKind.Abort:
                 _input.Complete(op.Error);
                 _endpoint.Abort();
@@ -186,6 +192,7 @@ internal sealed class ConnectionOperations : IVsoEndpointObserver
         Send,
         ShutdownSend,
         ResumeRead,
+        ProxyHeaderTimeout,
         Abort,
         AbortWithFin,
         Close,

@@ -19,16 +19,32 @@ internal sealed class VsoConnectionListener : IConnectionListener
     private readonly ILogger _log;
     private readonly Channel<VsoTransportConnection> _accepted = Channel.CreateUnbounded<VsoTransportConnection>(new UnboundedChannelOptions { SingleWriter = true });
     private readonly Action<VsoConnectionListener> _onUnbound;
+    private readonly VsoTransportMetrics _metrics;
+    private readonly ProxyProtocolPolicy? _proxy;
+    private readonly VsoProxyProtocol _proxyMode;
+    private readonly Action<VsoTransportConnection, ProxyRejection> _onProxyHeader;
     private VsoEndpointListener? _endpoints;
     private int _unbound;
 
-    public VsoConnectionListener(VsoStack stack, PinnedBlockClasses blocks, VsoTransportOptions options, IPEndPoint endPoint, ILogger log, Action<VsoConnectionListener> onUnbound)
+    public VsoConnectionListener(
+        VsoStack stack,
+        PinnedBlockClasses blocks,
+        VsoTransportOptions options,
+        IPEndPoint endPoint,
+        ILogger log,
+        Action<VsoConnectionListener> onUnbound,
+        VsoTransportMetrics metrics,
+        ProxyProtocolPolicy? proxy)
     {
         _stack = stack;
         _blocks = blocks;
         _options = options;
         _log = log;
         _onUnbound = onUnbound;
+        _metrics = metrics;
+        _proxy = proxy;
+        _proxyMode = proxy?.ModeFor(endPoint.Port) ?? VsoProxyProtocol.None;
+        _onProxyHeader = OnProxyHeader;
         EndPoint = endPoint;
     }
 
@@ -91,6 +107,23 @@ internal sealed class VsoConnectionListener : IConnectionListener
     /// <summary>Engine thread: wraps an established connection for Kestrel's accept loop; false resets it.</summary>
     private bool OnAccepted(VsoConnectionEndpoint endpoint)
     {
+        if (_proxyMode != VsoProxyProtocol.None)
+        {
+            if (!_proxy!.IsTrusted(endpoint.RemoteEndPoint))
+            {
+                // proxy-protocol.txt §2: only trusted balancers may speak for their clients. Reset before a byte is read.
+                _metrics.Rejected(ProxyRejection.Untrusted);
+                _log.ProxyHeaderRefused(endpoint.RemoteEndPoint?.ToString() ?? "?", VsoTransportMetrics.ReasonName(ProxyRejection.Untrusted));
+                return false;
+            }
+
+            // Handed to Kestrel by OnProxyHeader once the header is read (maybe at once, from the bytes already here).
+#pragma warning disable CA2000 // Disposed by OnProxyHeader when refused, by Kestrel once handed over.
+            _ = new VsoTransportConnection(endpoint, _blocks, _options, _log, _proxyMode, _onProxyHeader);
+#pragma warning restore CA2000
+            return true;
+        }
+
 #pragma warning disable CA2000 // Handed to Kestrel's accept loop, which disposes it; disposed here when it cannot be handed over.
         var connection = new VsoTransportConnection(endpoint, _blocks, _options, _log);
 #pragma warning restore CA2000
@@ -103,5 +136,30 @@ internal sealed class VsoConnectionListener : IConnectionListener
         // returns them (and closes, asynchronously, what the reset leaves); the endpoint itself is reset by false.
         _ = connection.DisposeAsync().AsTask();
         return false;
+    }
+
+    /// <summary>Engine thread: a connection's PROXY header was read (None) or refused; its backlog place is given back either way.</summary>
+    private void OnProxyHeader(VsoTransportConnection connection, ProxyRejection rejection)
+    {
+        if (rejection == ProxyRejection.None)
+        {
+            _metrics.ProxyHeadersAccepted.Add(1);
+            if (_accepted.Writer.TryWrite(connection))
+            {
+                return;
+            }
+
+            connection.Abort(new ConnectionAbortedException("The listener was unbound before the connection was accepted."));
+        }
+        else
+        {
+            // proxy-protocol.txt §2.1: a sequence that does not match the protocol aborts the connection.
+            _metrics.Rejected(rejection);
+            _log.ProxyHeaderRefused(connection.RemoteEndPoint?.ToString() ?? "?", VsoTransportMetrics.ReasonName(rejection));
+            connection.Abort(new ConnectionAbortedException("The PROXY protocol header was refused."));
+        }
+
+        _ = connection.DisposeAsync().AsTask();
+        _endpoints!.TakeAccepted();
     }
 }

@@ -37,11 +37,21 @@ internal sealed class VsoTransportConnection : ConnectionContext,
     private readonly PinnedBlockSendHost _host;
     private readonly CancellationTokenSource _closedSource = new();
     private readonly TaskCompletionSource _ended = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly Action<VsoTransportConnection, ProxyRejection>? _onProxyHeader;
+    private readonly Timer? _proxyTimer;
     private int _disposed;
     private IDictionary<object, object?>? _items;
 
     /// <summary>Engine thread (the listener's accept callback): from now on this connection is told of the endpoint's life.</summary>
-    public VsoTransportConnection(VsoConnectionEndpoint endpoint, PinnedBlockClasses blocks, VsoTransportOptions options, ILogger log)
+    /// <param name="proxyMode">The PROXY protocol versions expected before the application's bytes; None for none.</param>
+    /// <param name="onProxyHeader">Engine thread, once, with <paramref name="proxyMode"/>: the header was accepted (None) or refused.</param>
+    public VsoTransportConnection(
+        VsoConnectionEndpoint endpoint,
+        PinnedBlockClasses blocks,
+        VsoTransportOptions options,
+        ILogger log,
+        VsoProxyProtocol proxyMode = VsoProxyProtocol.None,
+        Action<VsoTransportConnection, ProxyRejection>? onProxyHeader = null)
     {
         _endpoint = endpoint;
         _pool = blocks.Base;
@@ -66,6 +76,14 @@ internal sealed class VsoTransportConnection : ConnectionContext,
         Features.Set<IConnectionLifetimeFeature>(this);
         Features.Set<IConnectionEndPointFeature>(this);
         Features.Set<IVsoTcpInfoFeature>(this);
+
+        if (proxyMode != VsoProxyProtocol.None)
+        {
+            // proxy-protocol.txt §2: a receiver may abort a connection whose header does not come within a few seconds.
+            _onProxyHeader = onProxyHeader;
+            _input.ExpectProxyHeader(new ProxyHeaderReader(proxyMode), OnProxyHeader);
+            _proxyTimer = new Timer(static state => ((ConnectionOperations)state!).PostProxyHeaderTimeout(), _operations, options.ProxyProtocolTimeout, System.Threading.Timeout.InfiniteTimeSpan);
+        }
 
         // Bytes may have arrived with the handshake's last ACK.
         _input.Pump();
@@ -114,6 +132,11 @@ internal sealed class VsoTransportConnection : ConnectionContext,
             return;
         }
 
+        if (_proxyTimer is not null)
+        {
+            await _proxyTimer.DisposeAsync().ConfigureAwait(false);
+        }
+
         _output.Complete();
         await _input.Reader.CompleteAsync().ConfigureAwait(false);
         _operations.PostClose();
@@ -134,6 +157,27 @@ internal sealed class VsoTransportConnection : ConnectionContext,
     }
 
     internal static TimeSpan DrainTimeout { get; set; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>
+    /// Engine thread: the PROXY header is done. Accepted, its end points become the connection's and its fields a feature,
+    /// all before the listener hands the connection to Kestrel; refused, the listener resets the connection.
+    /// </summary>
+    private void OnProxyHeader(ProxyHeaderReader reader)
+    {
+        _proxyTimer?.Dispose();
+        if (reader.Rejection == ProxyRejection.None)
+        {
+            var header = reader.Header;
+            Features.Set<IProxyProtocolFeature>(new ProxyProtocolFeature(header, RemoteEndPoint, reader.Tlvs));
+            if (header.IsProxied)
+            {
+                RemoteEndPoint = header.Source;
+                LocalEndPoint = header.Destination;
+            }
+        }
+
+        _onProxyHeader?.Invoke(this, reader.Rejection);
+    }
 
     /// <summary>Engine thread: the TCP connection ended.</summary>
     private void OnEnded()

@@ -29,6 +29,7 @@ internal sealed class VsoTransportFactory : IConnectionListenerFactory, IConnect
     private ILink? _link;
     private PinnedBlockPool? _pool;
     private PinnedBlockClasses? _blocks;
+    private ProxyProtocolPolicy? _proxy;
     private bool _disposed;
 
     // Kestrel builds its factories with the server, before options are validated at start: read them lazily.
@@ -53,6 +54,9 @@ internal sealed class VsoTransportFactory : IConnectionListenerFactory, IConnect
     }
 
     internal VsoStack? Stack => _stack;
+
+    /// <summary>The transport's own instruments (PROXY protocol, drain), on a meter named as the stack's.</summary>
+    internal VsoTransportMetrics Metrics { get; } = new();
 
     internal PinnedBlockPool? Pool => _pool;
 
@@ -86,7 +90,8 @@ internal sealed class VsoTransportFactory : IConnectionListenerFactory, IConnect
             }
 
             EnsureStarted();
-            listener = new VsoConnectionListener(_stack!, _blocks!, _options.Value, ip, _log, Forget);
+            _proxy ??= ProxyProtocolPolicy.From(_options.Value);
+            listener = new VsoConnectionListener(_stack!, _blocks!, _options.Value, ip, _log, Forget, Metrics, _proxy);
             listener.Bind();
             _listeners.Add(listener);
         }
@@ -166,6 +171,7 @@ internal sealed class VsoTransportFactory : IConnectionListenerFactory, IConnect
 
             _blocks?.Dispose();
             _pool?.Dispose();
+            Metrics.Dispose();
         }
     }
 }

@@ -32,6 +32,9 @@ internal static partial class VsoTransportLog
     [LoggerMessage(EventId = 309, Level = LogLevel.Debug, Message = "Connection id \"{ConnectionId}\" aborted by the application, ending with FIN after the flushed data: {Reason}.")]
     public static partial void AbortedWithFin(this ILogger logger, string connectionId, string reason);
 
+    [LoggerMessage(EventId = 310, Level = LogLevel.Debug, Message = "PROXY protocol: connection from {Peer} reset, header {Reason}.")]
+    public static partial void ProxyHeaderRefused(this ILogger logger, string peer, string reason);
+
     [LoggerMessage(EventId = 308, Level = LogLevel.Error, Message = "Connection id \"{ConnectionId}\": a ConnectionClosed callback threw.")]
     public static partial void ClosedCallbackFailed(this ILogger logger, string connectionId, Exception exception);
 }

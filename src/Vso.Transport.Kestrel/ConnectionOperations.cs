@@ -81,6 +81,14 @@ internal sealed class ConnectionOperations : IVsoEndpointObserver
         Enqueue(new Operation(fin ? OperationKind.AbortWithFin : OperationKind.Abort, null, 0, 0, reason));
     }
 
+    /// <summary>Resets the connection whatever FinOnError says (RFC 9293 §3.10.5): the drain's deadline has passed.</summary>
+    public void PostReset(ConnectionAbortedException reason)
+    {
+        _log.Aborted(_connectionId, reason.Message);
+        _output.OnConnectionClosed();
+        Enqueue(new Operation(OperationKind.Abort, null, 0, 0, reason));
+    }
+
     private void Enqueue(in Operation operation)
     {
         _operations.Enqueue(operation);

@@ -23,8 +23,10 @@ internal sealed class VsoConnectionListener : IConnectionListener
     private readonly ProxyProtocolPolicy? _proxy;
     private readonly VsoProxyProtocol _proxyMode;
     private readonly Action<VsoTransportConnection, ProxyRejection> _onProxyHeader;
+    private readonly ConnectionDrain _drain;
     private VsoEndpointListener? _endpoints;
     private int _unbound;
+    private int _disposed;
 
     public VsoConnectionListener(
         VsoStack stack,
@@ -46,7 +48,11 @@ internal sealed class VsoConnectionListener : IConnectionListener
         _proxyMode = proxy?.ModeFor(endPoint.Port) ?? VsoProxyProtocol.None;
         _onProxyHeader = OnProxyHeader;
         EndPoint = endPoint;
+        _drain = new ConnectionDrain(metrics, log, endPoint.ToString(), options.DrainTimeout);
     }
+
+    /// <summary>The drain that starts when the listener is unbound (tests read its counts).</summary>
+    internal ConnectionDrain Drain => _drain;
 
     public EndPoint EndPoint { get; }
 
@@ -81,11 +87,25 @@ internal sealed class VsoConnectionListener : IConnectionListener
         }
     }
 
+    /// <summary>
+    /// Kestrel's StopAsync begins here: no new connection (RST, or silence with Vso:DrainNewConnections=Drop), and the
+    /// drain of the open ones starts (<see cref="ConnectionDrain"/>). Connections accepted but not yet taken are reset.
+    /// </summary>
     public ValueTask UnbindAsync(CancellationToken cancellationToken = default)
     {
         if (Interlocked.Exchange(ref _unbound, 1) == 0 && _endpoints is not null)
         {
-            _endpoints.Dispose();
+            var drop = _options.DrainNewConnections == VsoDrainNewConnections.Drop;
+            if (drop)
+            {
+                _endpoints.StopAccepting();
+            }
+            else
+            {
+                _endpoints.Dispose();
+            }
+
+            _drain.Start(drop ? "no answer" : "RST");
             _accepted.Writer.TryComplete();
 
             // Established but never accepted: reset them (their peers must not wait for an answer that never comes).
@@ -102,7 +122,16 @@ internal sealed class VsoConnectionListener : IConnectionListener
         return ValueTask.CompletedTask;
     }
 
-    public ValueTask DisposeAsync() => UnbindAsync();
+    /// <summary>Kestrel disposes the listener once its connections are closed or aborted: the port is released (a silenced one too).</summary>
+    public async ValueTask DisposeAsync()
+    {
+        await UnbindAsync().ConfigureAwait(false);
+        if (Interlocked.Exchange(ref _disposed, 1) == 0)
+        {
+            _endpoints?.Dispose();
+            _drain.Dispose();
+        }
+    }
 
     /// <summary>Engine thread: wraps an established connection for Kestrel's accept loop; false resets it.</summary>
     private bool OnAccepted(VsoConnectionEndpoint endpoint)
@@ -119,13 +148,13 @@ internal sealed class VsoConnectionListener : IConnectionListener
 
             // Handed to Kestrel by OnProxyHeader once the header is read (maybe at once, from the bytes already here).
 #pragma warning disable CA2000 // Disposed by OnProxyHeader when refused, by Kestrel once handed over.
-            _ = new VsoTransportConnection(endpoint, _blocks, _options, _log, _proxyMode, _onProxyHeader);
+            _ = new VsoTransportConnection(endpoint, _blocks, _options, _log, _proxyMode, _onProxyHeader, _drain);
 #pragma warning restore CA2000
             return true;
         }
 
 #pragma warning disable CA2000 // Handed to Kestrel's accept loop, which disposes it; disposed here when it cannot be handed over.
-        var connection = new VsoTransportConnection(endpoint, _blocks, _options, _log);
+        var connection = new VsoTransportConnection(endpoint, _blocks, _options, _log, drain: _drain);
 #pragma warning restore CA2000
         if (_accepted.Writer.TryWrite(connection))
         {

@@ -60,6 +60,18 @@ internal sealed class VsoTransportFactory : IConnectionListenerFactory, IConnect
 
     internal PinnedBlockPool? Pool => _pool;
 
+    /// <summary>Listeners bound and not yet unbound.</summary>
+    internal int ListenerCount
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return _listeners.Count;
+            }
+        }
+    }
+
     /// <summary>Bytes of pinned blocks rented from the transport's pools (Kestrel's and the writers', every size class); 0 after a clean stop.</summary>
     internal long PinnedBytes => _pool?.Metrics.PinnedBytes ?? 0;
 

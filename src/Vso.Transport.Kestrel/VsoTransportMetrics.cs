@@ -13,9 +13,15 @@ internal sealed class VsoTransportMetrics : IDisposable
         Meter = new Meter("Vso.Transport");
         ProxyHeadersAccepted = Meter.CreateCounter<long>("vso.kestrel.proxy_protocol.accepted", "{connection}", "Connections whose PROXY protocol header was accepted.");
         ProxyHeadersRejected = Meter.CreateCounter<long>("vso.kestrel.proxy_protocol.rejected", "{connection}", "Connections reset for a missing, malformed, oversized, truncated or late PROXY header, or from an untrusted address (tag reason).");
+        ConnectionsDrained = Meter.CreateCounter<long>("vso.kestrel.drain.drained", "{connection}", "Connections open when a listener stopped that then finished by themselves (Vso:DrainTimeout).");
+        ConnectionsReset = Meter.CreateCounter<long>("vso.kestrel.drain.reset", "{connection}", "Connections open when a listener stopped that were reset: at Vso:DrainTimeout, by Kestrel's shutdown timeout, or never accepted.");
     }
 
     public Meter Meter { get; }
+
+    public Counter<long> ConnectionsDrained { get; }
+
+    public Counter<long> ConnectionsReset { get; }
 
     public Counter<long> ProxyHeadersAccepted { get; }
 

@@ -51,6 +51,16 @@ public enum VsoProxyProtocol
     Any,
 }
 
+/// <summary>What new connections meet while a stopping server drains (Vso:DrainNewConnections).</summary>
+public enum VsoDrainNewConnections
+{
+    /// <summary>The port is closed at once: SYNs are answered with RST (RFC 9293 §3.10.7.1), clients fail fast.</summary>
+    Reset,
+
+    /// <summary>The port stays taken but silent: SYNs get no answer, so the client (a balancer) retries, elsewhere or later.</summary>
+    Drop,
+}
+
 /// <summary>
 /// Options of the Vso Kestrel transport, bound from the "Vso" configuration section (appsettings.json,
 /// environment variables such as <c>Vso__Backend</c>). Validated when the host starts; every message names
@@ -132,6 +142,16 @@ public sealed class VsoTransportOptions
 
     /// <summary>How long a connection may take to send its PROXY header before it is reset (proxy-protocol.txt §2: at least 3 s). Default 5 s.</summary>
     public TimeSpan ProxyProtocolTimeout { get; set; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>
+    /// How long a stopping server lets its open connections finish their requests: from the moment Kestrel unbinds the
+    /// listener (StopAsync), the connections still open after this are reset. Kestrel itself aborts what is left at
+    /// HostOptions.ShutdownTimeout (30 s by default), so a longer drain needs a longer ShutdownTimeout. Default 30 s.
+    /// </summary>
+    public TimeSpan DrainTimeout { get; set; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>What SYNs meet once the listener stops: Reset (default, RST as a closed port) or Drop (no answer, for a balancer to retry elsewhere).</summary>
+    public VsoDrainNewConnections DrainNewConnections { get; set; } = VsoDrainNewConnections.Reset;
 }
 
 /// <summary>AfPacket backend options (section Vso:AfPacket).</summary>

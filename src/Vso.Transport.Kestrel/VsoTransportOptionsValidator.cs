@@ -153,6 +153,16 @@ internal sealed class VsoTransportOptionsValidator : IValidateOptions<VsoTranspo
             Fail("ProxyProtocolTimeout", o.ProxyProtocolTimeout, "use more than 00:00:00 and at most 01:00:00, such as 00:00:05 (proxy-protocol.txt asks for at least 3 s)");
         }
 
+        if (o.DrainTimeout < TimeSpan.Zero || o.DrainTimeout > TimeSpan.FromHours(1))
+        {
+            Fail("DrainTimeout", o.DrainTimeout, "use 00:00:00 (reset at once) to 01:00:00, such as 00:00:30; Kestrel aborts at HostOptions.ShutdownTimeout anyway");
+        }
+
+        if (!Enum.IsDefined(o.DrainNewConnections))
+        {
+            Fail("DrainNewConnections", o.DrainNewConnections, "use Reset or Drop");
+        }
+
         // The stack's own checks (RTO bounds, delayed ACK, buffer sizes) name the Tcp:* key already.
         try
         {

@@ -180,6 +180,11 @@ app.MapGet("/tcpinfo", (HttpContext context) =>
     }), "application/json");
 });
 
+// The client as the connection sees it; behind a balancer that speaks the PROXY protocol (Vso:ProxyProtocol), the one
+// its header names, not the balancer.
+app.MapGet("/whoami", (HttpContext context) => Results.Text(
+    $"{context.Connection.RemoteIpAddress}:{context.Connection.RemotePort} {context.Connection.LocalIpAddress}:{context.Connection.LocalPort}\n", "text/plain"));
+
 app.Lifetime.ApplicationStarted.Register(() =>
 {
     foreach (var address in app.Urls)

@@ -58,6 +58,9 @@ internal sealed class ConnectionOperations : IVsoEndpointObserver
 
     public void PostResumeRead() => Enqueue(new Operation(OperationKind.ResumeRead, null, 0, 0, null));
 
+    /// <summary>Vso:ProxyProtocolTimeout ran out: a header still missing then is refused.</summary>
+    public void PostProxyHeaderTimeout() => Enqueue(new Operation(OperationKind.ProxyHeaderTimeout, null, 0, 0, null));
+
     /// <summary>
     /// Resets the connection (RFC 9293 §3.10.5: RST, pending data discarded). As Kestrel's Sockets transport: with
     /// <see cref="VsoTransportOptions.FinOnError"/>, or without a reason, the connection ends with FIN after the flushed
@@ -79,6 +82,14 @@ internal sealed class ConnectionOperations : IVsoEndpointObserver
 
         _output.OnConnectionClosed();
         Enqueue(new Operation(fin ? OperationKind.AbortWithFin : OperationKind.Abort, null, 0, 0, reason));
+    }
+
+    /// <summary>Resets the connection whatever FinOnError says (RFC 9293 §3.10.5): the drain's deadline has passed.</summary>
+    public void PostReset(ConnectionAbortedException reason)
+    {
+        _log.Aborted(_connectionId, reason.Message);
+        _output.OnConnectionClosed();
+        Enqueue(new Operation(OperationKind.Abort, null, 0, 0, reason));
     }
 
     private void Enqueue(in Operation operation)
@@ -159,6 +170,9 @@ internal sealed class ConnectionOperations : IVsoEndpointObserver
             case OperationKind.ResumeRead:
                 _input.Resume();
                 return;
+            case OperationKind.ProxyHeaderTimeout:
+                _input.OnProxyHeaderTimeout();
+                return;
             case OperationKind.Abort:
                 _input.Complete(op.Error);
                 _endpoint.Abort();
@@ -203,6 +217,7 @@ internal sealed class ConnectionOperations : IVsoEndpointObserver
         Send,
         ShutdownSend,
         ResumeRead,
+        ProxyHeaderTimeout,
         Abort,
         AbortWithFin,
         Close,

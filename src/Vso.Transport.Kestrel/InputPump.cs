@@ -18,6 +18,8 @@ internal sealed class InputPump
     private readonly Pipe _pipe;
     private readonly Action _resume;
     private readonly Action? _peerFin;
+    private ProxyHeaderReader? _header;
+    private Action<ProxyHeaderReader>? _headerDone;
     private bool _paused;
     private bool _done;
     private int _taken;   // bytes written into the pipe straight from frames, not yet flushed
@@ -43,6 +45,25 @@ internal sealed class InputPump
 
     public PipeReader Reader => _pipe.Reader;
 
+    /// <summary>
+    /// Engine thread, before the first <see cref="Pump"/>: the connection starts with a PROXY protocol header, read here
+    /// before any byte reaches the pipe; <paramref name="done"/> is told once, accepted or refused.
+    /// </summary>
+    public void ExpectProxyHeader(ProxyHeaderReader reader, Action<ProxyHeaderReader> done)
+    {
+        _header = reader;
+        _headerDone = done;
+    }
+
+    /// <summary>Engine thread: the header's time is up.</summary>
+    public void OnProxyHeaderTimeout()
+    {
+        if (_header is not null)
+        {
+            RejectHeader(ProxyRejection.Timeout);
+        }
+    }
+
     /// <summary>Engine thread: the pipe drained below its resume threshold; move what waits.</summary>
     public void Resume()
     {
@@ -57,7 +78,7 @@ internal sealed class InputPump
     /// </summary>
     public bool TryTake(ReadOnlySpan<byte> payload)
     {
-        if (_paused || _done)
+        if (_paused || _done || _header is not null)
         {
             return false;
         }
@@ -98,6 +119,16 @@ internal sealed class InputPump
         var writer = _pipe.Writer;
         var moved = _taken;
         _taken = 0;
+        if (_header is not null)
+        {
+            // TryTake refuses while a PROXY header is awaited, so nothing was taken: the header reader sees every byte.
+            moved = ReadHeader();
+            if (moved < 0)
+            {
+                return;
+            }
+        }
+
         while (_endpoint.ReadableBytes > 0)
         {
             var span = writer.GetSpan(Math.Min(_endpoint.ReadableBytes, _pool.BlockSize));
@@ -144,6 +175,11 @@ internal sealed class InputPump
     public void OnClosed(TcpConnectionException? error)
     {
         Pump();
+        if (_header is not null)
+        {
+            RejectHeader(ProxyRejection.Truncated);
+        }
+
         Complete(error is null ? null : new ConnectionResetException(error.Message, error));
     }
 
@@ -157,6 +193,54 @@ internal sealed class InputPump
 
         _done = true;
         _pipe.Writer.Complete(error);
+    }
+
+    /// <summary>
+    /// Reads toward the PROXY header: -1 while it is incomplete or once it is refused; otherwise the number of bytes that
+    /// followed it, already written (not flushed) to the pipe, after the connection took the header's end points.
+    /// </summary>
+    private int ReadHeader()
+    {
+        var reader = _header!;
+        var status = reader.Read(_endpoint);
+        if (status == ProxyHeaderStatus.Incomplete)
+        {
+            if (_endpoint.IsEndOfStream)
+            {
+                RejectHeader(ProxyRejection.Truncated);
+            }
+
+            return -1;
+        }
+
+        if (status == ProxyHeaderStatus.Invalid)
+        {
+            RejectHeader(reader.Rejection);
+            return -1;
+        }
+
+        _header = null;
+        _headerDone!(reader);
+        var leftover = reader.Leftover;
+        var length = leftover.Length;
+        if (length > 0)
+        {
+            leftover.CopyTo(_pipe.Writer.GetSpan(length));
+            _pipe.Writer.Advance(length);
+        }
+
+        reader.Release();
+        return length;
+    }
+
+    private void RejectHeader(ProxyRejection reason)
+    {
+        var reader = _header!;
+        _header = null;
+        reader.Reject(reason);
+        reader.Release();
+        Complete(new ConnectionAbortedException("The PROXY protocol header was refused: " + VsoTransportMetrics.ReasonName(reason) + "."));
+        _headerDone!(reader);
     }
 
     private async Task ResumeWhenDrained(ValueTask<FlushResult> flush)

@@ -19,18 +19,40 @@ internal sealed class VsoConnectionListener : IConnectionListener
     private readonly ILogger _log;
     private readonly Channel<VsoTransportConnection> _accepted = Channel.CreateUnbounded<VsoTransportConnection>(new UnboundedChannelOptions { SingleWriter = true });
     private readonly Action<VsoConnectionListener> _onUnbound;
+    private readonly VsoTransportMetrics _metrics;
+    private readonly ProxyProtocolPolicy? _proxy;
+    private readonly VsoProxyProtocol _proxyMode;
+    private readonly Action<VsoTransportConnection, ProxyRejection> _onProxyHeader;
+    private readonly ConnectionDrain _drain;
     private VsoEndpointListener? _endpoints;
     private int _unbound;
+    private int _disposed;
 
-    public VsoConnectionListener(VsoStack stack, PinnedBlockClasses blocks, VsoTransportOptions options, IPEndPoint endPoint, ILogger log, Action<VsoConnectionListener> onUnbound)
+    public VsoConnectionListener(
+        VsoStack stack,
+        PinnedBlockClasses blocks,
+        VsoTransportOptions options,
+        IPEndPoint endPoint,
+        ILogger log,
+        Action<VsoConnectionListener> onUnbound,
+        VsoTransportMetrics metrics,
+        ProxyProtocolPolicy? proxy)
     {
         _stack = stack;
         _blocks = blocks;
         _options = options;
         _log = log;
         _onUnbound = onUnbound;
+        _metrics = metrics;
+        _proxy = proxy;
+        _proxyMode = proxy?.ModeFor(endPoint.Port) ?? VsoProxyProtocol.None;
+        _onProxyHeader = OnProxyHeader;
         EndPoint = endPoint;
+        _drain = new ConnectionDrain(metrics, log, endPoint.ToString(), options.DrainTimeout);
     }
+
+    /// <summary>The drain that starts when the listener is unbound (tests read its counts).</summary>
+    internal ConnectionDrain Drain => _drain;
 
     public EndPoint EndPoint { get; }
 
@@ -65,11 +87,25 @@ internal sealed class VsoConnectionListener : IConnectionListener
         }
     }
 
+    /// <summary>
+    /// Kestrel's StopAsync begins here: no new connection (RST, or silence with Vso:DrainNewConnections=Drop), and the
+    /// drain of the open ones starts (<see cref="ConnectionDrain"/>). Connections accepted but not yet taken are reset.
+    /// </summary>
     public ValueTask UnbindAsync(CancellationToken cancellationToken = default)
     {
         if (Interlocked.Exchange(ref _unbound, 1) == 0 && _endpoints is not null)
         {
-            _endpoints.Dispose();
+            var drop = _options.DrainNewConnections == VsoDrainNewConnections.Drop;
+            if (drop)
+            {
+                _endpoints.StopAccepting();
+            }
+            else
+            {
+                _endpoints.Dispose();
+            }
+
+            _drain.Start(drop ? "no answer" : "RST");
             _accepted.Writer.TryComplete();
 
             // Established but never accepted: reset them (their peers must not wait for an answer that never comes).
@@ -86,13 +122,39 @@ internal sealed class VsoConnectionListener : IConnectionListener
         return ValueTask.CompletedTask;
     }
 
-    public ValueTask DisposeAsync() => UnbindAsync();
+    /// <summary>Kestrel disposes the listener once its connections are closed or aborted: the port is released (a silenced one too).</summary>
+    public async ValueTask DisposeAsync()
+    {
+        await UnbindAsync().ConfigureAwait(false);
+        if (Interlocked.Exchange(ref _disposed, 1) == 0)
+        {
+            _endpoints?.Dispose();
+            _drain.Dispose();
+        }
+    }
 
     /// <summary>Engine thread: wraps an established connection for Kestrel's accept loop; false resets it.</summary>
     private bool OnAccepted(VsoConnectionEndpoint endpoint)
     {
+        if (_proxyMode != VsoProxyProtocol.None)
+        {
+            if (!_proxy!.IsTrusted(endpoint.RemoteEndPoint))
+            {
+                // proxy-protocol.txt §2: only trusted balancers may speak for their clients. Reset before a byte is read.
+                _metrics.Rejected(ProxyRejection.Untrusted);
+                _log.ProxyHeaderRefused(endpoint.RemoteEndPoint?.ToString() ?? "?", VsoTransportMetrics.ReasonName(ProxyRejection.Untrusted));
+                return false;
+            }
+
+            // Handed to Kestrel by OnProxyHeader once the header is read (maybe at once, from the bytes already here).
+#pragma warning disable CA2000 // Disposed by OnProxyHeader when refused, by Kestrel once handed over.
+            _ = new VsoTransportConnection(endpoint, _blocks, _options, _log, _proxyMode, _onProxyHeader, _drain);
+#pragma warning restore CA2000
+            return true;
+        }
+
 #pragma warning disable CA2000 // Handed to Kestrel's accept loop, which disposes it; disposed here when it cannot be handed over.
-        var connection = new VsoTransportConnection(endpoint, _blocks, _options, _log);
+        var connection = new VsoTransportConnection(endpoint, _blocks, _options, _log, drain: _drain);
 #pragma warning restore CA2000
         if (_accepted.Writer.TryWrite(connection))
         {
@@ -103,5 +165,30 @@ internal sealed class VsoConnectionListener : IConnectionListener
         // returns them (and closes, asynchronously, what the reset leaves); the endpoint itself is reset by false.
         _ = connection.DisposeAsync().AsTask();
         return false;
+    }
+
+    /// <summary>Engine thread: a connection's PROXY header was read (None) or refused; its backlog place is given back either way.</summary>
+    private void OnProxyHeader(VsoTransportConnection connection, ProxyRejection rejection)
+    {
+        if (rejection == ProxyRejection.None)
+        {
+            _metrics.ProxyHeadersAccepted.Add(1);
+            if (_accepted.Writer.TryWrite(connection))
+            {
+                return;
+            }
+
+            connection.Abort(new ConnectionAbortedException("The listener was unbound before the connection was accepted."));
+        }
+        else
+        {
+            // proxy-protocol.txt §2.1: a sequence that does not match the protocol aborts the connection.
+            _metrics.Rejected(rejection);
+            _log.ProxyHeaderRefused(connection.RemoteEndPoint?.ToString() ?? "?", VsoTransportMetrics.ReasonName(rejection));
+            connection.Abort(new ConnectionAbortedException("The PROXY protocol header was refused."));
+        }
+
+        _ = connection.DisposeAsync().AsTask();
+        _endpoints!.TakeAccepted();
     }
 }

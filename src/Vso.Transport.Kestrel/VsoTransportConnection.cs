@@ -37,12 +37,26 @@ internal sealed class VsoTransportConnection : ConnectionContext,
     private readonly PinnedBlockSendHost _host;
     private readonly CancellationTokenSource _closedSource = new();
     private readonly TaskCompletionSource _ended = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly Action<VsoTransportConnection, ProxyRejection>? _onProxyHeader;
+    private readonly Timer? _proxyTimer;
+    private readonly ConnectionDrain? _drain;
+    private int _drainState;
     private int _disposed;
     private IDictionary<object, object?>? _items;
 
     /// <summary>Engine thread (the listener's accept callback): from now on this connection is told of the endpoint's life.</summary>
-    public VsoTransportConnection(VsoConnectionEndpoint endpoint, PinnedBlockClasses blocks, VsoTransportOptions options, ILogger log)
+    /// <param name="proxyMode">The PROXY protocol versions expected before the application's bytes; None for none.</param>
+    /// <param name="onProxyHeader">Engine thread, once, with <paramref name="proxyMode"/>: the header was accepted (None) or refused.</param>
+    public VsoTransportConnection(
+        VsoConnectionEndpoint endpoint,
+        PinnedBlockClasses blocks,
+        VsoTransportOptions options,
+        ILogger log,
+        VsoProxyProtocol proxyMode = VsoProxyProtocol.None,
+        Action<VsoTransportConnection, ProxyRejection>? onProxyHeader = null,
+        ConnectionDrain? drain = null)
     {
+        _drain = drain;
         _endpoint = endpoint;
         _pool = blocks.Base;
         _log = log;
@@ -66,6 +80,17 @@ internal sealed class VsoTransportConnection : ConnectionContext,
         Features.Set<IConnectionLifetimeFeature>(this);
         Features.Set<IConnectionEndPointFeature>(this);
         Features.Set<IVsoTcpInfoFeature>(this);
+
+        if (proxyMode != VsoProxyProtocol.None)
+        {
+            // proxy-protocol.txt §2: a receiver may abort a connection whose header does not come within a few seconds.
+            _onProxyHeader = onProxyHeader;
+            _input.ExpectProxyHeader(new ProxyHeaderReader(proxyMode), OnProxyHeader);
+            _proxyTimer = new Timer(static state => ((ConnectionOperations)state!).PostProxyHeaderTimeout(), _operations, options.ProxyProtocolTimeout, System.Threading.Timeout.InfiniteTimeSpan);
+        }
+
+        // Known to the drain before anything can end it (the first bytes may already refuse a PROXY header).
+        _drain?.Add(this);
 
         // Bytes may have arrived with the handshake's last ACK.
         _input.Pump();
@@ -99,7 +124,54 @@ internal sealed class VsoTransportConnection : ConnectionContext,
     /// transport: with <see cref="VsoTransportOptions.FinOnError"/>, or with a null reason (Kestrel's orderly end), the
     /// connection ends with FIN after the flushed data instead.
     /// </summary>
-    public override void Abort(ConnectionAbortedException abortReason) => _operations.PostAbort(abortReason);
+    public override void Abort(ConnectionAbortedException abortReason)
+    {
+        if (abortReason is not null && !_operations.FinOnError)
+        {
+            // A reset while the listener drains (Kestrel's HostOptions.ShutdownTimeout, or a connection never accepted).
+            CountDrain(reset: true);
+        }
+
+        _operations.PostAbort(abortReason!);
+    }
+
+    /// <summary>Any thread: the listener stopped; from now on this connection's end is counted. False if it had ended already.</summary>
+    internal bool BeginDrain(ConnectionDrain drain) =>
+        drain == _drain && Interlocked.CompareExchange(ref _drainState, DrainOpen, 0) == 0;
+
+    /// <summary>Any thread: Vso:DrainTimeout passed with this connection still open: RST. False if it had finished already.</summary>
+    internal bool ResetForDrain()
+    {
+        if (!CountDrain(reset: true))
+        {
+            return false;
+        }
+
+        _operations.PostReset(new ConnectionAbortedException("The connection was reset because Vso:DrainTimeout passed while the server was stopping."));
+        return true;
+    }
+
+    private const int DrainOpen = 1;
+    private const int DrainCounted = 2;
+
+    /// <summary>Counts a draining connection's outcome once; false when it was not draining or was counted before.</summary>
+    private bool CountDrain(bool reset)
+    {
+        if (Interlocked.CompareExchange(ref _drainState, DrainCounted, DrainOpen) != DrainOpen)
+        {
+            return false;
+        }
+
+        _drain!.Count(reset);
+        return true;
+    }
+
+    /// <summary>The connection is done (TCP ended, or the application let it go): it no longer needs draining.</summary>
+    private void Finished()
+    {
+        CountDrain(reset: false);
+        _drain?.Remove(this);
+    }
 
     /// <summary>
     /// Ends the connection for the application: FIN after the written data (or RST if received bytes were left unread,
@@ -114,30 +186,59 @@ internal sealed class VsoTransportConnection : ConnectionContext,
             return;
         }
 
+        if (_proxyTimer is not null)
+        {
+            await _proxyTimer.DisposeAsync().ConfigureAwait(false);
+        }
+
         _output.Complete();
         await _input.Reader.CompleteAsync().ConfigureAwait(false);
         _operations.PostClose();
 
         var watch = Stopwatch.StartNew();
-        while (!_ended.Task.IsCompleted && _output.InFlightBytes > 0 && watch.Elapsed < DrainTimeout)
+        while (!_ended.Task.IsCompleted && _output.InFlightBytes > 0 && watch.Elapsed < AcknowledgeWait)
         {
             await Task.WhenAny(_ended.Task, Task.Delay(10)).ConfigureAwait(false);
         }
 
         if (!_ended.Task.IsCompleted && _output.InFlightBytes > 0)
         {
-            _log.DrainTimedOut(ConnectionId, _output.InFlightBytes, watch.ElapsedMilliseconds);
+            _log.AcknowledgeWaitTimedOut(ConnectionId, _output.InFlightBytes, watch.ElapsedMilliseconds);
         }
 
         FireClosed();
+        Finished();
         await base.DisposeAsync().ConfigureAwait(false);
     }
 
-    internal static TimeSpan DrainTimeout { get; set; } = TimeSpan.FromSeconds(5);
+    /// <summary>How long DisposeAsync waits for the peer to acknowledge what was sent (a drain ends it sooner by a reset).</summary>
+    internal static TimeSpan AcknowledgeWait { get; set; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>
+    /// Engine thread: the PROXY header is done. Accepted, its end points become the connection's and its fields a feature,
+    /// all before the listener hands the connection to Kestrel; refused, the listener resets the connection.
+    /// </summary>
+    private void OnProxyHeader(ProxyHeaderReader reader)
+    {
+        _proxyTimer?.Dispose();
+        if (reader.Rejection == ProxyRejection.None)
+        {
+            var header = reader.Header;
+            Features.Set<IProxyProtocolFeature>(new ProxyProtocolFeature(header, RemoteEndPoint, reader.Tlvs));
+            if (header.IsProxied)
+            {
+                RemoteEndPoint = header.Source;
+                LocalEndPoint = header.Destination;
+            }
+        }
+
+        _onProxyHeader?.Invoke(this, reader.Rejection);
+    }
 
     /// <summary>Engine thread: the TCP connection ended.</summary>
     private void OnEnded()
     {
+        Finished();
         FireClosed();
         _ended.TrySetResult();
     }

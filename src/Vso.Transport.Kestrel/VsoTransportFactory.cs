@@ -30,6 +30,7 @@ internal sealed class VsoTransportFactory : IConnectionListenerFactory, IConnect
     private PinnedBlockPool? _pool;
     private PinnedBlockClasses? _blocks;
     private Timer? _trimTimer;
+    private ProxyProtocolPolicy? _proxy;
     private bool _disposed;
 
     /// <summary>How often the pinned pools give back slabs unused since the last time, so a peak's memory is returned.</summary>
@@ -58,7 +59,22 @@ internal sealed class VsoTransportFactory : IConnectionListenerFactory, IConnect
 
     internal VsoStack? Stack => _stack;
 
+    /// <summary>The transport's own instruments (PROXY protocol, drain), on a meter named as the stack's.</summary>
+    internal VsoTransportMetrics Metrics { get; } = new();
+
     internal PinnedBlockPool? Pool => _pool;
+
+    /// <summary>Listeners bound and not yet unbound.</summary>
+    internal int ListenerCount
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return _listeners.Count;
+            }
+        }
+    }
 
     /// <summary>Bytes of pinned blocks rented from the transport's pools (Kestrel's and the writers', every size class); 0 after a clean stop.</summary>
     internal long PinnedBytes => _pool?.Metrics.PinnedBytes ?? 0;
@@ -90,7 +106,8 @@ internal sealed class VsoTransportFactory : IConnectionListenerFactory, IConnect
             }
 
             EnsureStarted();
-            listener = new VsoConnectionListener(_stack!, _blocks!, _options.Value, ip, _log, Forget);
+            _proxy ??= ProxyProtocolPolicy.From(_options.Value);
+            listener = new VsoConnectionListener(_stack!, _blocks!, _options.Value, ip, _log, Forget, Metrics, _proxy);
             listener.Bind();
             _listeners.Add(listener);
         }
@@ -172,6 +189,7 @@ internal sealed class VsoTransportFactory : IConnectionListenerFactory, IConnect
 
             _blocks?.Dispose();
             _pool?.Dispose();
+            Metrics.Dispose();
         }
     }
 }

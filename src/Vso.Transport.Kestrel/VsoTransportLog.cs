@@ -27,10 +27,22 @@ internal static partial class VsoTransportLog
     public static partial void StackDown(this ILogger logger, string address, long pinnedBytes);
 
     [LoggerMessage(EventId = 307, Level = LogLevel.Warning, Message = "Connection id \"{ConnectionId}\" still had {Bytes} unacknowledged bytes when disposed after {Milliseconds} ms.")]
-    public static partial void DrainTimedOut(this ILogger logger, string connectionId, long bytes, long milliseconds);
+    public static partial void AcknowledgeWaitTimedOut(this ILogger logger, string connectionId, long bytes, long milliseconds);
 
     [LoggerMessage(EventId = 309, Level = LogLevel.Debug, Message = "Connection id \"{ConnectionId}\" aborted by the application, ending with FIN after the flushed data: {Reason}.")]
     public static partial void AbortedWithFin(this ILogger logger, string connectionId, string reason);
+
+    [LoggerMessage(EventId = 310, Level = LogLevel.Debug, Message = "PROXY protocol: connection from {Peer} reset, header {Reason}.")]
+    public static partial void ProxyHeaderRefused(this ILogger logger, string peer, string reason);
+
+    [LoggerMessage(EventId = 311, Level = LogLevel.Information, Message = "Vso listener on {EndPoint} stopped; draining {Connections} connections for up to {Timeout} (new connections: {NewConnections}).")]
+    public static partial void DrainStarted(this ILogger logger, string endPoint, int connections, TimeSpan timeout, string newConnections);
+
+    [LoggerMessage(EventId = 312, Level = LogLevel.Warning, Message = "Vso listener on {EndPoint}: Vso:DrainTimeout ({Timeout}) reached, resetting {Connections} connections still open.")]
+    public static partial void DrainDeadline(this ILogger logger, string endPoint, TimeSpan timeout, int connections);
+
+    [LoggerMessage(EventId = 313, Level = LogLevel.Information, Message = "Vso listener on {EndPoint} drained: {Drained} connections finished, {Reset} reset.")]
+    public static partial void DrainDone(this ILogger logger, string endPoint, long drained, long reset);
 
     [LoggerMessage(EventId = 308, Level = LogLevel.Error, Message = "Connection id \"{ConnectionId}\": a ConnectionClosed callback threw.")]
     public static partial void ClosedCallbackFailed(this ILogger logger, string connectionId, Exception exception);

@@ -35,6 +35,32 @@ public enum VsoLossRecovery
     RackTlp,
 }
 
+/// <summary>PROXY protocol versions a listener expects before the application's bytes (Vso:ProxyProtocol).</summary>
+public enum VsoProxyProtocol
+{
+    /// <summary>No header: the connection's bytes are the application's from the first one.</summary>
+    None,
+
+    /// <summary>The text header of version 1 (HAProxy's proxy-protocol.txt §2.1).</summary>
+    V1,
+
+    /// <summary>The binary header of version 2 (§2.2), with its TLVs.</summary>
+    V2,
+
+    /// <summary>Either version, told apart by its signature.</summary>
+    Any,
+}
+
+/// <summary>What new connections meet while a stopping server drains (Vso:DrainNewConnections).</summary>
+public enum VsoDrainNewConnections
+{
+    /// <summary>The port is closed at once: SYNs are answered with RST (RFC 9293 §3.10.7.1), clients fail fast.</summary>
+    Reset,
+
+    /// <summary>The port stays taken but silent: SYNs get no answer, so the client (a balancer) retries, elsewhere or later.</summary>
+    Drop,
+}
+
 /// <summary>
 /// Options of the Vso Kestrel transport, bound from the "Vso" configuration section (appsettings.json,
 /// environment variables such as <c>Vso__Backend</c>). Validated when the host starts; every message names
@@ -96,6 +122,36 @@ public sealed class VsoTransportOptions
     /// connection ends (both FINs exchanged, reset or failure); a half-closed client still gets its full response.
     /// </summary>
     public bool ConnectionClosedOnPeerFin { get; set; } = true;
+
+    /// <summary>
+    /// PROXY protocol (HAProxy's proxy-protocol.txt) on the listeners of <see cref="ProxyProtocolPorts"/>: None (default),
+    /// V1, V2 or Any. Every connection must then start with a header from a trusted balancer; its addresses become the
+    /// connection's RemoteEndPoint and LocalEndPoint before Kestrel sees a byte. A connection without a valid header, or
+    /// from an untrusted address, is reset and counted.
+    /// </summary>
+    public VsoProxyProtocol ProxyProtocol { get; set; } = VsoProxyProtocol.None;
+
+    /// <summary>
+    /// The balancers allowed to send PROXY headers: IPv4 addresses or CIDR ranges separated by commas, such as
+    /// <c>198.18.0.1, 10.0.0.0/8</c>. Required when <see cref="ProxyProtocol"/> is set (<c>0.0.0.0/0</c> trusts every source).
+    /// </summary>
+    public string ProxyProtocolTrustedAddresses { get; set; } = "";
+
+    /// <summary>The ports whose listeners expect PROXY headers, separated by commas; empty (default) for every endpoint on the stack.</summary>
+    public string ProxyProtocolPorts { get; set; } = "";
+
+    /// <summary>How long a connection may take to send its PROXY header before it is reset (proxy-protocol.txt §2: at least 3 s). Default 5 s.</summary>
+    public TimeSpan ProxyProtocolTimeout { get; set; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>
+    /// How long a stopping server lets its open connections finish their requests: from the moment Kestrel unbinds the
+    /// listener (StopAsync), the connections still open after this are reset. Kestrel itself aborts what is left at
+    /// HostOptions.ShutdownTimeout (30 s by default), so a longer drain needs a longer ShutdownTimeout. Default 30 s.
+    /// </summary>
+    public TimeSpan DrainTimeout { get; set; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>What SYNs meet once the listener stops: Reset (default, RST as a closed port) or Drop (no answer, for a balancer to retry elsewhere).</summary>
+    public VsoDrainNewConnections DrainNewConnections { get; set; } = VsoDrainNewConnections.Reset;
 }
 
 /// <summary>AfPacket backend options (section Vso:AfPacket).</summary>

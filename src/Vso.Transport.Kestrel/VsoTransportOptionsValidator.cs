@@ -131,6 +131,38 @@ internal sealed class VsoTransportOptionsValidator : IValidateOptions<VsoTranspo
             }
         }
 
+        if (!Enum.IsDefined(o.ProxyProtocol))
+        {
+            Fail("ProxyProtocol", o.ProxyProtocol, "use None, V1, V2 or Any");
+        }
+
+        if (!ProxyProtocolPolicy.TryParseTrusted(o.ProxyProtocolTrustedAddresses, out _)
+            && (o.ProxyProtocol != VsoProxyProtocol.None || !string.IsNullOrWhiteSpace(o.ProxyProtocolTrustedAddresses)))
+        {
+            Fail("ProxyProtocolTrustedAddresses", o.ProxyProtocolTrustedAddresses,
+                "give the balancers' IPv4 addresses or CIDR ranges separated by commas, such as 198.18.0.1, 10.0.0.0/8 (0.0.0.0/0 trusts every source)");
+        }
+
+        if (!ProxyProtocolPolicy.TryParsePorts(o.ProxyProtocolPorts, out _))
+        {
+            Fail("ProxyProtocolPorts", o.ProxyProtocolPorts, "give ports 1 to 65535 separated by commas, such as 8080, 8443, or leave it empty for every endpoint on the stack");
+        }
+
+        if (o.ProxyProtocolTimeout <= TimeSpan.Zero || o.ProxyProtocolTimeout > TimeSpan.FromHours(1))
+        {
+            Fail("ProxyProtocolTimeout", o.ProxyProtocolTimeout, "use more than 00:00:00 and at most 01:00:00, such as 00:00:05 (proxy-protocol.txt asks for at least 3 s)");
+        }
+
+        if (o.DrainTimeout < TimeSpan.Zero || o.DrainTimeout > TimeSpan.FromHours(1))
+        {
+            Fail("DrainTimeout", o.DrainTimeout, "use 00:00:00 (reset at once) to 01:00:00, such as 00:00:30; Kestrel aborts at HostOptions.ShutdownTimeout anyway");
+        }
+
+        if (!Enum.IsDefined(o.DrainNewConnections))
+        {
+            Fail("DrainNewConnections", o.DrainNewConnections, "use Reset or Drop");
+        }
+
         // The stack's own checks (RTO bounds, delayed ACK, buffer sizes) name the Tcp:* key already.
         try
         {

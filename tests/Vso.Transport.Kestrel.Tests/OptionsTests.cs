@@ -44,6 +44,28 @@ public sealed class OptionsTests
         Assert.Contains(expected, error.Message, StringComparison.Ordinal);
     }
 
+    [Theory]
+    [InlineData("V1", "", "", "00:00:05", "Vso:ProxyProtocolTrustedAddresses = '' is invalid: give the balancers' IPv4 addresses or CIDR ranges")]
+    [InlineData("Any", "198.18.0.1, 10.0.0.0/33", "", "00:00:05", "Vso:ProxyProtocolTrustedAddresses = '198.18.0.1, 10.0.0.0/33' is invalid")]
+    [InlineData("V2", "10.0.0.0/8", "8080, 0", "00:00:05", "Vso:ProxyProtocolPorts = '8080, 0' is invalid: give ports 1 to 65535")]
+    [InlineData("V2", "10.0.0.0/8", "", "00:00:00", "Vso:ProxyProtocolTimeout = '00:00:00' is invalid")]
+    [InlineData("None", "10.0.0", "", "00:00:05", "Vso:ProxyProtocolTrustedAddresses = '10.0.0' is invalid")]
+    public void Proxy_protocol_keys_are_validated(string mode, string trusted, string ports, string timeout, string expected)
+    {
+        var o = new VsoTransportOptions { Backend = VsoBackend.Tap, Interface = "vso0", Address = "198.18.0.2/24" };
+        o.ProxyProtocol = Enum.Parse<VsoProxyProtocol>(mode);
+        o.ProxyProtocolTrustedAddresses = trusted;
+        o.ProxyProtocolPorts = ports;
+        o.ProxyProtocolTimeout = TimeSpan.Parse(timeout, System.Globalization.CultureInfo.InvariantCulture);
+        Assert.Contains(VsoTransportOptionsValidator.Check(o), f => f.StartsWith(expected, StringComparison.Ordinal));
+
+        // The same with every key right is valid.
+        o.ProxyProtocolTrustedAddresses = "198.18.0.1, 10.0.0.0/8";
+        o.ProxyProtocolPorts = "8080, 8443";
+        o.ProxyProtocolTimeout = TimeSpan.FromSeconds(5);
+        Assert.Empty(VsoTransportOptionsValidator.Check(o));
+    }
+
     [Fact]
     public async Task Unknown_backend_fails_at_start_through_the_validator()
     {

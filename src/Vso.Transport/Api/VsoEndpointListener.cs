@@ -30,6 +30,13 @@ public sealed class VsoEndpointListener : IDisposable
     /// <summary>Any thread: the embedding's application took a connection handed over; its backlog place is free.</summary>
     public void TakeAccepted() => _core.TakeAccepted();
 
+    /// <summary>
+    /// Any thread: stops taking connections but keeps the port, so new SYNs get no answer at all (the peer retries, as
+    /// after a loss: a balancer moves on, a restarted server may take the retry) until <see cref="Dispose"/>, after which
+    /// they are answered with RST. Handshakes under way are reset when they complete. Connections handed over live on.
+    /// </summary>
+    public void StopAccepting() => _core.IsSilenced = true;
+
     /// <summary>Any thread: unbinds at once; new SYNs are answered with RST. Connections handed over live on.</summary>
     public void Dispose()
     {

@@ -262,8 +262,9 @@ internal sealed class TcpLayer : ITransportProtocol
     private void OnSegmentForListener(TcpListenerCore listener, ConnectionId id, in TcpSegment segment)
     {
         var flags = segment.Flags;
-        if ((flags & TcpFlags.Rst) != 0)
+        if ((flags & TcpFlags.Rst) != 0 || listener.IsSilenced)
         {
+            // A silenced listener (draining) answers nothing: the peer's SYN or cookie ACK is as good as lost.
             return;
         }
 
@@ -652,9 +653,9 @@ internal sealed class TcpLayer : ITransportProtocol
         if (connection.Listener is { } listener)
         {
             listener.HalfOpen.Remove(connection);
-            if (!_listeners.TryGetValue(listener.Port, out var current) || current != listener)
+            if (!_listeners.TryGetValue(listener.Port, out var current) || current != listener || listener.IsSilenced)
             {
-                // The listener was unbound during the handshake.
+                // The listener was unbound or silenced during the handshake.
                 connection.Listener = null;
                 connection.Abort();
                 return;

@@ -44,6 +44,18 @@ internal sealed class TcpListenerCore
     /// <summary>Established connections handed to the application side but not yet accepted by it.</summary>
     public int AwaitingAccept;
 
+    private volatile bool _silenced;
+
+    /// <summary>
+    /// Stopped taking connections but still holding the port (any thread may set it): SYNs get no answer, as if lost, so
+    /// that a balancer's retry goes elsewhere or finds the next server, instead of the RST an unbound port gives.
+    /// </summary>
+    public bool IsSilenced
+    {
+        get => _silenced;
+        set => _silenced = value;
+    }
+
     /// <summary>The accept queue (ready plus handed out, not yet accepted) is at its bound.</summary>
     public bool IsAcceptQueueFull => _ready.Count + Volatile.Read(ref AwaitingAccept) >= Backlog;
 

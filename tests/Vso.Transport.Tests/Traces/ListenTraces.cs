@@ -54,4 +54,43 @@ public sealed class ListenTraces
         peer.Send(Syn, seq: 4000, options: RawPeer.SynOptions());
         peer.Expect(SynAck, ack: 4001);
     }
+
+    /// <summary>
+    /// A draining listener (VsoEndpointListener.StopAccepting) keeps its port but answers nothing: a SYN gets neither the
+    /// SYN-ACK of RFC 9293 §3.10.7.2 nor the RST of a closed port (§3.10.7.1), as if it were lost, so a balancer's retry
+    /// goes to another server. A handshake already under way is reset when it completes (there is nobody to accept it).
+    /// Once unbound, the closed port answers with RST again.
+    /// </summary>
+    [Fact]
+    public void A_silenced_listener_leaves_SYNs_unanswered_until_it_is_unbound()
+    {
+        using var peer = new RawPeer();
+        var handedOver = 0;
+        var listener = peer.Stack.ListenEndpoints(80, null, _ =>
+        {
+            handedOver++;
+            return true;
+        });
+
+        peer.Port = 40001;
+        peer.Send(Syn, seq: 1000, options: RawPeer.SynOptions());
+        var synAck = peer.Expect(SynAck, ack: 1001);
+        listener.StopAccepting();
+
+        // The handshake under way completes into a reset, never into the application's hands.
+        peer.Send(Ack, seq: 1001, ack: synAck.Seq + 1);
+        peer.Expect(RstAck, seq: synAck.Seq + 1);
+
+        // New SYNs: silence, through what would be two SYN retransmissions of the peer.
+        peer.Port = 40002;
+        peer.Send(Syn, seq: 2000, options: RawPeer.SynOptions());
+        peer.ExpectNothing(TimeSpan.FromSeconds(1));
+        peer.Send(Syn, seq: 2000, options: RawPeer.SynOptions());
+        peer.ExpectNothing(TimeSpan.FromSeconds(2));
+        Assert.Equal(0, handedOver);
+
+        listener.Dispose();
+        peer.Send(Syn, seq: 2000, options: RawPeer.SynOptions());
+        peer.Expect(RstAck, seq: 0, ack: 2001);
+    }
 }

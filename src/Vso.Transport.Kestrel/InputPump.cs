@@ -26,17 +26,18 @@ internal sealed class InputPump
 
     /// <param name="resume">Called (any thread) once a paused pipe drained: it must bring <see cref="Resume"/> to the engine thread.</param>
     /// <param name="peerFin">Called (engine thread, once) when the input ended because the peer's FIN was read; null for nobody.</param>
-    public InputPump(VsoConnectionEndpoint endpoint, PinnedBlockPool pool, long maxReadBufferSize, Action resume, Action? peerFin = null)
+    public InputPump(VsoConnectionEndpoint endpoint, PinnedBlockPool pool, long maxReadBufferSize, Action resume, Action? peerFin = null, bool readerOnEngineThread = false)
     {
         _endpoint = endpoint;
         _pool = pool;
         _resume = resume;
         _peerFin = peerFin;
 
-        // Reader continuations run on the thread pool, never on the engine thread; the writer (engine) side only posts.
+        // Reader continuations run on the thread pool, or, with VsoTransportOptions.ApplicationOnEngineThread, inline on the
+        // engine thread that flushes; the writer (engine) side only posts.
         _pipe = new Pipe(new PipeOptions(
             pool,
-            readerScheduler: PipeScheduler.ThreadPool,
+            readerScheduler: readerOnEngineThread ? PipeScheduler.Inline : PipeScheduler.ThreadPool,
             writerScheduler: PipeScheduler.Inline,
             pauseWriterThreshold: maxReadBufferSize,
             resumeWriterThreshold: maxReadBufferSize / 2,

@@ -152,6 +152,14 @@ public sealed class VsoTransportOptions
 
     /// <summary>What SYNs meet once the listener stops: Reset (default, RST as a closed port) or Drop (no answer, for a balancer to retry elsewhere).</summary>
     public VsoDrainNewConnections DrainNewConnections { get; set; } = VsoDrainNewConnections.Reset;
+
+    /// <summary>
+    /// Run the application's input continuations (Kestrel's request parsing, the app's handler up to its first await) on
+    /// the engine thread, in the turn the bytes arrived, instead of the thread pool: no thread hop between a request and
+    /// its response, which then leaves in the same engine turn. The app must not block (a synchronous wait stalls every
+    /// connection of the stack); an exception it throws is contained like any on the engine thread. Default false.
+    /// </summary>
+    public bool ApplicationOnEngineThread { get; set; }
 }
 
 /// <summary>AfPacket backend options (section Vso:AfPacket).</summary>

@@ -54,6 +54,50 @@ public sealed class KestrelHostTests
     }
 
     /// <summary>
+    /// Issue 12, no thread hop: with ApplicationOnEngineThread the handler runs on the stack's engine thread (in the turn
+    /// the request arrived); without it, on the thread pool. Either way keep-alive requests and a 3 MiB response are served.
+    /// </summary>
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public async Task With_ApplicationOnEngineThread_the_handler_runs_on_the_engine_thread(bool onEngine)
+    {
+        var options = SimulatedPair.DefaultOptions();
+        options.ApplicationOnEngineThread = onEngine;
+        using var pair = SimulatedPair.Create(options);
+        var builder = WebApplication.CreateBuilder();
+        builder.Services.AddSingleton<IConnectionListenerFactory>(pair.Factory);
+        builder.WebHost.UseUrls($"http://{SimulatedPair.ServerAddress}:8080");
+        var app = builder.Build();
+        app.MapGet("/thread", () => Results.Text(Thread.CurrentThread.Name ?? "(pool)", "text/plain"));
+        app.MapGet("/big", (HttpContext c) => c.Response.Body.WriteAsync(new byte[3 << 20]).AsTask());
+        await app.StartAsync();
+
+        var client = await pair.Client.ConnectAsync(new IPEndPoint(IPAddress.Parse(SimulatedPair.ServerAddress), 8080)).WaitAsync(Timeout);
+        var reader = new ResponseReader(client);
+        for (var i = 0; i < 3; i++)
+        {
+            await client.SendAsync(Encoding.ASCII.GetBytes("GET /thread HTTP/1.1\r\nHost: x\r\n\r\n")).WaitAsync(Timeout);
+            var (status, body) = await reader.ReadAsync().WaitAsync(Timeout);
+            Assert.Equal(200, status);
+            var thread = Encoding.ASCII.GetString(body);
+
+            // The first request may be read before Kestrel waits on the input (on the pool thread that starts the
+            // connection); every later one wakes Kestrel's waiting read, inline on the engine thread when asked.
+            if (i > 0 || !onEngine)
+            {
+                Assert.True(onEngine == thread.StartsWith("vso-engine", StringComparison.Ordinal), $"request {i} ran on '{thread}'");
+            }
+        }
+
+        await client.SendAsync(Encoding.ASCII.GetBytes("GET /big HTTP/1.1\r\nHost: x\r\n\r\n")).WaitAsync(Timeout);
+        Assert.Equal(3 << 20, (await reader.ReadAsync().WaitAsync(Timeout)).Body.Length);
+        await app.StopAsync().WaitAsync(Timeout);
+        await TransportTests.WaitUntil(() => pair.Factory.PinnedBytes == 0, "pinned bytes back to zero after StopAsync");
+        await app.DisposeAsync();
+    }
+
+    /// <summary>
     /// A client that sends its FIN in the middle of a 16 MiB response (shutdown(SHUT_WR)). As on Kestrel's Sockets transport
     /// (ConnectionClosedOnPeerFin, the default): Kestrel hears the client leave, RequestAborted fires, the response stops
     /// and the connection ends with FIN after what was already flushed, no RST. With the setting off: the whole response.

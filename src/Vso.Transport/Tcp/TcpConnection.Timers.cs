@@ -27,6 +27,8 @@ internal sealed partial class TcpConnection
             Consider(ref next, _sender.PersistDeadline);
             Consider(ref next, _keepaliveDeadline);
             Consider(ref next, _timeWaitDeadline);
+            Consider(ref next, _lingerDeadline);
+            Consider(ref next, UserTimeoutDeadline);
             if (State is not (TcpState.Closed or TcpState.TimeWait))
             {
                 Consider(ref next, _sender.LossRecovery.TimerDeadline);
@@ -94,6 +96,11 @@ internal sealed partial class TcpConnection
         {
             _keepaliveDeadline = 0;
             OnKeepaliveTimer(now);
+        }
+
+        if (State != TcpState.Closed)
+        {
+            OnOptionTimers(now);
         }
     }
 
@@ -163,8 +170,10 @@ internal sealed partial class TcpConnection
             return;
         }
 
-        if (_keepaliveProbesSent >= _settings.KeepaliveProbes)
+        if (_keepaliveProbesSent >= _settings.KeepaliveProbes
+            || (_settings.UserTimeout > TimeSpan.Zero && _keepaliveProbesSent > 0 && now - _lastReceivedAt >= Micros(_settings.UserTimeout)))
         {
+            // Linux's TCP_USER_TIMEOUT bounds keepalive too: a silent peer is given up after the user timeout.
             Terminate(TimeoutError($"Connection {Id} timed out: no answer to {_keepaliveProbesSent} keepalive probes."));
             return;
         }
@@ -204,5 +213,6 @@ internal sealed partial class TcpConnection
         _receiver.CancelDelayedAck();
         _keepaliveDeadline = 0;
         _timeWaitDeadline = 0;
+        _lingerDeadline = 0;
     }
 }

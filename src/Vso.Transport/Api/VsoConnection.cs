@@ -41,8 +41,7 @@ public sealed class VsoConnection
     // The send limit (engine thread): sends held back while the queue is at the limit, and who waits for room.
     private readonly Queue<Operation> _held = new();
     private long _heldBytes;
-    private long _queuedBytes;              // handed to TCP and not yet acknowledged or failed
-    private long _publishedSendQueue;       // _heldBytes + _queuedBytes, for any thread
+    private long _queuedBytes;              // of sends handed to TCP and not yet wholly acknowledged or failed
     private int _sendLimit;
     private int _notSentLowWatermark;
     private List<TaskCompletionSource>? _writableWaiters;
@@ -229,8 +228,9 @@ public sealed class VsoConnection
         lock (_stack.Core.Gate)
         {
             ApplyOperations();
-            if (!IsWritable())
+            if (_held.Count > 0 || !IsWritable())
             {
+                // Held operations go first, in order; a send could not overtake them.
                 completion = null;
                 return false;
             }
@@ -250,8 +250,18 @@ public sealed class VsoConnection
         return true;
     }
 
-    /// <summary>Bytes sent (or waiting to be) and not yet acknowledged: what <see cref="SendBufferSize"/> bounds.</summary>
-    public long SendQueueBytes => Volatile.Read(ref _publishedSendQueue);
+    /// <summary>Bytes queued (or waiting to be) and not yet acknowledged: what <see cref="SendBufferSize"/> bounds.</summary>
+    public long SendQueueBytes
+    {
+        get
+        {
+            lock (_stack.Core.Gate)
+            {
+                ApplyOperations();
+                return _heldBytes + QueuedNow;
+            }
+        }
+    }
 
     /// <summary>Queued bytes not sent even once yet (what <see cref="NotSentLowWatermark"/> bounds).</summary>
     public long NotSentBytes
@@ -552,17 +562,34 @@ public sealed class VsoConnection
                 return;
         }
 
+        if (_held.Count > 0 && op.Kind is OperationKind.Send or OperationKind.Shutdown or OperationKind.Close)
+        {
+            // Behind sends held at the limit: a FIN must not overtake them.
+            Hold(op);
+            return;
+        }
+
+        Execute(op);
+    }
+
+    private void Hold(in Operation op)
+    {
+        _held.Enqueue(op);
+        _heldBytes += op.Send.Length;
+        Watch();
+    }
+
+    private void Execute(in Operation op)
+    {
         var open = _endpoint.IsOpen;
         var error = _error ?? _endpoint.Error;
         switch (op.Kind)
         {
             case OperationKind.Send:
-                if (_held.Count > 0 || (_sendLimit != 0 && _queuedBytes >= _sendLimit))
+                if (_sendLimit != 0 && QueuedNow >= _sendLimit)
                 {
                     // At the send limit: the send waits, pinned by nobody yet, and goes whole once acknowledgments make room.
-                    _held.Enqueue(op);
-                    _heldBytes += op.Send.Length;
-                    PublishSendQueue();
+                    Hold(op);
                     return;
                 }
 
@@ -683,27 +710,28 @@ public sealed class VsoConnection
         }
 
         _queuedBytes += data.Length; // before Enqueue: a refusal calls Failed at once
-        PublishSendQueue();
         _endpoint.Enqueue(registration.Address, data.Length, registration.Slot, registration.Generation);
     }
 
-    /// <summary>Held sends go, in order, while the queue is below the limit.</summary>
+    /// <summary>Held sends go, in order, while the queue is below the limit; a shutdown or close held behind them follows.</summary>
     private void ReleaseHeld()
     {
-        while (_held.Count > 0 && (_sendLimit == 0 || _queuedBytes < _sendLimit))
+        while (_held.TryPeek(out var op))
         {
-            var op = _held.Dequeue();
-            _heldBytes -= op.Send.Length;
-            SendNow(op.Send, op.SendCompletion!);
-        }
+            if (op.Kind == OperationKind.Send && _sendLimit != 0 && QueuedNow >= _sendLimit)
+            {
+                return;
+            }
 
-        PublishSendQueue();
+            _held.Dequeue();
+            _heldBytes -= op.Send.Length;
+            Execute(op);
+        }
     }
 
     private void OnSendDone(int length)
     {
         _queuedBytes -= length;
-        PublishSendQueue();
         if (_held.Count > 0 || _writableWaiters is { Count: > 0 })
         {
             // Called from inside the sender's ACK processing: the held sends go in a turn of their own.
@@ -711,15 +739,19 @@ public sealed class VsoConnection
         }
     }
 
-    private void PublishSendQueue() => Volatile.Write(ref _publishedSendQueue, _heldBytes + _queuedBytes);
+    /// <summary>
+    /// Bytes TCP holds unacknowledged: exact (a partly acknowledged send counts only its rest) while the connection is
+    /// open, and 0 once every send it held has failed or completed.
+    /// </summary>
+    private long QueuedNow => Math.Min(_queuedBytes, _endpoint.Tcp?.Sender.QueuedBytes ?? 0);
 
     private long NotSentNow => _heldBytes + (_endpoint.Tcp?.Sender.NotSentBytes ?? 0);
 
     private bool IsWritable() =>
-        (_sendLimit == 0 || _heldBytes + _queuedBytes < _sendLimit)
+        (_sendLimit == 0 || _heldBytes + QueuedNow < _sendLimit)
         && (_notSentLowWatermark == 0 || NotSentNow < _notSentLowWatermark);
 
-    /// <summary>Hear of the send side's progress while someone waits on it.</summary>
+    /// <summary>Hear of the send side's progress (new data sent, data or FIN acknowledged) while someone waits on it.</summary>
     private void Watch()
     {
         if (_endpoint.Tcp is { } tcp)
@@ -747,7 +779,7 @@ public sealed class VsoConnection
             lingering.TrySetResult();
         }
 
-        if (_writableWaiters is not { Count: > 0 } && _lingerClose is null && _endpoint.Tcp is { } tcp)
+        if (_writableWaiters is not { Count: > 0 } && _lingerClose is null && _held.Count == 0 && _endpoint.Tcp is { } tcp)
         {
             tcp.SendWatcher = null;
         }
@@ -808,11 +840,17 @@ public sealed class VsoConnection
         var failure = _error ?? new TcpConnectionException(TcpError.Aborted, "The connection closed before the send could be queued.");
         while (_held.TryDequeue(out var held))
         {
-            held.SendCompletion!.TrySetException(failure);
+            if (held.Kind == OperationKind.Send)
+            {
+                held.SendCompletion!.TrySetException(failure);
+            }
+            else if (held.SendCompletion is { } heldClose)
+            {
+                CompleteLinger(heldClose, _error);
+            }
         }
 
         _heldBytes = 0;
-        PublishSendQueue();
         if (_writableWaiters is { Count: > 0 } waiters)
         {
             foreach (var waiter in waiters)

@@ -489,6 +489,7 @@ internal sealed partial class TcpSender : ILossRecoverySender
         SampleDeliveryRate(now, newlyAcked);
         _send.Acknowledge(ack.Value, Host!);
         _connection.ResetKeepaliveProbes();
+        _connection.SendWatcher?.OnSendProgress();
 
         if (!_recovery.InRecovery)
         {

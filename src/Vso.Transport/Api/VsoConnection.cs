@@ -298,8 +298,9 @@ public sealed class VsoConnection
     /// <summary>
     /// Receives into <paramref name="buffer"/>; 0 means the peer closed its side (or receiving was shut down). One
     /// receive at a time: await it (once) before the next. Completes synchronously when bytes, the end of stream or an
-    /// error are already there and the engine is between turns. Allocates nothing: the ValueTask is backed by one
-    /// reusable completion of the connection.
+    /// error are already there and the engine is between turns (not when called from inside a turn, by a continuation
+    /// run inline on the engine thread: that receive is taken in the next turn). Allocates nothing: the ValueTask is
+    /// backed by one reusable completion of the connection.
     /// </summary>
     public ValueTask<int> ReceiveAsync(Memory<byte> buffer)
     {
@@ -316,9 +317,11 @@ public sealed class VsoConnection
 
         var version = _receive.Version;
         var gate = _stack.Core.Gate;
-        if (!gate.TryEnter())
+        if (gate.IsHeldByCurrentThread || !gate.TryEnter())
         {
-            // The engine is in a turn: do not wait for it, it takes the receive after what was posted before.
+            // The engine is in a turn: do not wait for it, it takes the receive after what was posted before. Called from
+            // inside a turn (a continuation run inline), the receive is posted too: it is taken after the frames of this
+            // turn, not in the middle of them, as it always was.
             Enqueue(new Operation(OperationKind.Receive, default, buffer, null));
             return new ValueTask<int>(_engine, version);
         }

@@ -170,10 +170,12 @@ internal sealed partial class TcpConnection
             return;
         }
 
-        if (_keepaliveProbesSent >= _settings.KeepaliveProbes
-            || (_settings.UserTimeout > TimeSpan.Zero && _keepaliveProbesSent > 0 && now - _lastReceivedAt >= Micros(_settings.UserTimeout)))
+        // With a user timeout (RFC 5482) it decides instead of the probe count, as Linux's tcp_keepalive_timer does: a
+        // silent peer is given up once it has been silent that long and at least one probe went unanswered.
+        if (_settings.UserTimeout > TimeSpan.Zero
+            ? _keepaliveProbesSent > 0 && now - _lastReceivedAt >= Micros(_settings.UserTimeout)
+            : _keepaliveProbesSent >= _settings.KeepaliveProbes)
         {
-            // Linux's TCP_USER_TIMEOUT bounds keepalive too: a silent peer is given up after the user timeout.
             Terminate(TimeoutError($"Connection {Id} timed out: no answer to {_keepaliveProbesSent} keepalive probes."));
             return;
         }

@@ -150,6 +150,30 @@ public sealed class ConnectionOptionTraces
         Assert.Equal(TimeSpan.FromSeconds(14), peer.Now - lastHeard); // the probe count reached, one interval after the last
     }
 
+    [Theory]
+    [InlineData(0, 15)]  // one probe (at 10 s), unanswered for an interval: the probe count ends it
+    [InlineData(17, 20)] // the user timeout replaces the count: probes at 10 and 15 s, given up at the first probe past 17 s
+    public void UserTimeout_decides_instead_of_the_keepalive_probe_count(int userTimeoutSeconds, int endSeconds)
+    {
+        // RFC 5482 §3.3 and Linux's tcp_keepalive_timer: with TCP_USER_TIMEOUT set, a keepalive-probed peer is given up
+        // once it has been silent for the user timeout, whatever TCP_KEEPCNT says.
+        using var peer = new RawPeer(s =>
+        {
+            s.Keepalive = true;
+            s.KeepaliveIdle = TimeSpan.FromSeconds(10);
+            s.KeepaliveInterval = TimeSpan.FromSeconds(5);
+            s.KeepaliveProbes = 1;
+            s.UserTimeout = TimeSpan.FromSeconds(userTimeoutSeconds);
+        });
+        var (connection, iss) = peer.OpenPassive();
+        var lastHeard = peer.Now;
+        Assert.True(peer.RunUntil(() => connection.Closed.IsCompleted, TimeSpan.FromMinutes(1)));
+        Assert.Equal(TimeSpan.FromSeconds(endSeconds), peer.Now - lastHeard);
+        Assert.Equal(TcpError.TimedOut, connection.Error!.Error);
+        Assert.Equal((endSeconds - 10) / 5, peer.Pending); // the probes, each SEG.SEQ = SND.NXT - 1
+        Assert.Equal(iss, peer.Next(TimeSpan.Zero).Seq);
+    }
+
     [Fact]
     public void UserTimeout_fails_the_connection_when_data_stays_unacknowledged_that_long()
     {

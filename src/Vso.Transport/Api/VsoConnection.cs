@@ -227,7 +227,7 @@ public sealed class VsoConnection
         var send = _stack.NewCompletion();
         lock (_stack.Core.Gate)
         {
-            ApplyOperations();
+            var caughtUp = CatchUp();
             if (_held.Count > 0 || !IsWritable())
             {
                 // Held operations go first, in order; a send could not overtake them.
@@ -239,9 +239,14 @@ public sealed class VsoConnection
             {
                 send.SetResult();
             }
-            else
+            else if (caughtUp)
             {
                 SendNow(data, send);
+            }
+            else
+            {
+                // Inside a turn the sender may be in the middle of its queue (an ACK being processed): taken, and queued next turn.
+                Enqueue(new Operation(OperationKind.Send, data, default, send));
             }
         }
 
@@ -257,7 +262,7 @@ public sealed class VsoConnection
         {
             lock (_stack.Core.Gate)
             {
-                ApplyOperations();
+                CatchUp();
                 return _heldBytes + QueuedNow;
             }
         }
@@ -270,7 +275,7 @@ public sealed class VsoConnection
         {
             lock (_stack.Core.Gate)
             {
-                ApplyOperations();
+                CatchUp();
                 return NotSentNow;
             }
         }
@@ -373,7 +378,7 @@ public sealed class VsoConnection
         TcpConnectionException? error;
         lock (_stack.Core.Gate)
         {
-            ApplyOperations();
+            CatchUp();
             if (_receivePending || Volatile.Read(ref _receiveBusy) != 0)
             {
                 throw new InvalidOperationException("A receive is pending on this connection; await it before receiving again.");
@@ -405,7 +410,7 @@ public sealed class VsoConnection
     {
         lock (_stack.Core.Gate)
         {
-            ApplyOperations();
+            CatchUp();
             return _receiveShutdown ? 0 : _endpoint.Tcp?.Receiver.Peek(destination) ?? 0;
         }
     }
@@ -417,7 +422,7 @@ public sealed class VsoConnection
         {
             lock (_stack.Core.Gate)
             {
-                ApplyOperations();
+                CatchUp();
                 return _receiveShutdown ? 0 : _endpoint.ReadableBytes;
             }
         }
@@ -430,7 +435,7 @@ public sealed class VsoConnection
         {
             lock (_stack.Core.Gate)
             {
-                ApplyOperations();
+                CatchUp();
                 return _error is null && _endpoint.Error is null
                     && (_receiveShutdown || _endpoint.IsEndOfStream || (_endpoint.IsOpen && _endpoint.State == TcpState.Closed && _closedInOrder));
             }
@@ -444,7 +449,7 @@ public sealed class VsoConnection
         {
             lock (_stack.Core.Gate)
             {
-                ApplyOperations();
+                CatchUp();
                 return _error ?? _endpoint.Error;
             }
         }
@@ -526,6 +531,22 @@ public sealed class VsoConnection
         ReleaseHeld();
         ApplyOperations();
         NotifyWaiters();
+    }
+
+    /// <summary>
+    /// With the gate held: applies what was posted before, so that a synchronous call sees it, and returns true; false,
+    /// leaving it for the next turn as always, when called from inside a turn (a continuation run inline on the engine
+    /// thread), where the engine may be in the middle of this connection's work.
+    /// </summary>
+    private bool CatchUp()
+    {
+        if (_stack.Core.InTurn)
+        {
+            return false;
+        }
+
+        ApplyOperations();
+        return true;
     }
 
     private void ApplyOperations()

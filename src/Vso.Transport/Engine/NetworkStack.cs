@@ -71,17 +71,33 @@ internal sealed class NetworkStack : IDisposable
     /// <summary>Exclusion with the engine's turns (<see cref="Poll"/>); any thread.</summary>
     public Lock Gate => _gate;
 
+    private bool _inTurn;
+
+    /// <summary>
+    /// For the holder of <see cref="Gate"/>: a turn is running, so the holder is the engine thread inside it (a continuation
+    /// run inline), possibly in the middle of a connection's work.
+    /// </summary>
+    public bool InTurn => _inTurn;
+
     /// <summary>One turn of the loop. Returns whether anything happened.</summary>
     public bool Poll()
     {
         lock (_gate)
         {
-            var progress = RunPostedWork();
-            progress |= ReceiveFrames();
-            progress |= RunTimers();
-            progress |= ProcessOutput();
-            progress |= Flush();
-            return progress;
+            _inTurn = true;
+            try
+            {
+                var progress = RunPostedWork();
+                progress |= ReceiveFrames();
+                progress |= RunTimers();
+                progress |= ProcessOutput();
+                progress |= Flush();
+                return progress;
+            }
+            finally
+            {
+                _inTurn = false;
+            }
         }
     }
 

@@ -81,6 +81,37 @@ public sealed class SendLimitTraces
     }
 
     [Fact]
+    public void TrySend_from_a_completion_inside_the_engine_queues_in_order()
+    {
+        // The first send completes inside the sender's ACK processing (continuations run inline here): the send taken
+        // there is queued in the next turn of the same instant, behind a send posted before it.
+        using var peer = new RawPeer(s => s.Nagle = false);
+        var (connection, iss) = peer.OpenPassive();
+        var s = iss + 1;
+        var first = connection.SendAsync(TraceAssert.Bytes(100));
+        peer.Expect(PshAck, seq: s, within: TimeSpan.Zero);
+        var taken = false;
+        Task? fromCompletion = null;
+        _ = first.ContinueWith(
+            _ =>
+            {
+                _ = connection.SendAsync(TraceAssert.Bytes(10, start: 1));
+                taken = connection.TrySend(TraceAssert.Bytes(20, start: 2), out fromCompletion);
+            },
+            CancellationToken.None,
+            TaskContinuationOptions.ExecuteSynchronously,
+            TaskScheduler.Default);
+        peer.Send(Ack, seq: R, ack: s + 100);
+        Assert.True(taken);
+        var next = peer.Expect(PshAck, seq: s + 100, within: TimeSpan.Zero);
+        Assert.Equal(30, next.Length);
+        Assert.Equal(TraceAssert.Bytes(10, start: 1), next.Payload[..10]);
+        Assert.Equal(TraceAssert.Bytes(20, start: 2), next.Payload[10..]);
+        peer.Send(Ack, seq: R, ack: s + 130);
+        Assert.True(fromCompletion!.IsCompletedSuccessfully);
+    }
+
+    [Fact]
     public void WaitWritable_waits_for_the_unsent_bytes_to_fall_below_the_low_water_mark()
     {
         // TCP_NOTSENT_LOWAT: writable only while fewer than the mark are not yet sent; the peer's window (RFC 9293 §3.8.6) meters them out.

@@ -224,7 +224,7 @@ public sealed class VsoConnection
     /// </summary>
     public bool TrySend(ReadOnlyMemory<byte> data, [NotNullWhen(true)] out Task? completion)
     {
-        var send = _stack.NewCompletion();
+        TaskCompletionSource send;
         lock (_stack.Core.Gate)
         {
             var caughtUp = CatchUp();
@@ -235,6 +235,7 @@ public sealed class VsoConnection
                 return false;
             }
 
+            send = _stack.NewCompletion();
             if (data.IsEmpty)
             {
                 send.SetResult();
@@ -291,7 +292,8 @@ public sealed class VsoConnection
         var waiter = _stack.NewCompletion();
         if (cancellationToken.CanBeCanceled)
         {
-            cancellationToken.UnsafeRegister(static (state, token) => ((TaskCompletionSource)state!).TrySetCanceled(token), waiter);
+            var registration = cancellationToken.UnsafeRegister(static (state, token) => ((TaskCompletionSource)state!).TrySetCanceled(token), waiter);
+            _ = waiter.Task.ContinueWith(static (_, state) => ((CancellationTokenRegistration)state!).Dispose(), registration, CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
         }
 
         Enqueue(new Operation(OperationKind.WaitWritable, default, default, waiter));

@@ -150,6 +150,21 @@ public sealed class SendLimitTraces
     }
 
     [Fact]
+    public void WaitWritable_can_be_cancelled()
+    {
+        using var peer = new RawPeer(s => s.Nagle = false);
+        var (connection, _) = peer.OpenPassive(window: 0);
+        connection.SendBufferSize = 100;
+        _ = connection.SendAsync(TraceAssert.Bytes(100));
+        using var cancel = new CancellationTokenSource();
+        var writable = connection.WaitWritableAsync(cancel.Token);
+        peer.Advance(TimeSpan.FromMilliseconds(10));
+        cancel.Cancel();
+        Assert.True(writable.IsCanceled);
+        Assert.Equal(TcpState.Established, peer.State);
+    }
+
+    [Fact]
     public void Held_sends_fail_with_the_connection()
     {
         using var peer = new RawPeer(s => s.Nagle = false);

@@ -54,7 +54,8 @@ internal sealed class VsoConnectionListener : IConnectionListener
     /// <summary>The drain that starts when the listener is unbound (tests read its counts).</summary>
     internal ConnectionDrain Drain => _drain;
 
-    public EndPoint EndPoint { get; }
+    /// <summary>Where the listener is bound; for port 0, the port the stack chose (Kestrel reports it as the server's address).</summary>
+    public EndPoint EndPoint { get; private set; }
 
     internal void Bind()
     {
@@ -66,6 +67,11 @@ internal sealed class VsoConnectionListener : IConnectionListener
         catch (InvalidOperationException ex)
         {
             throw new AddressInUseException($"Vso transport: {endPoint} is already bound on the stack ({ex.Message}).", ex);
+        }
+
+        if (endPoint.Port == 0)
+        {
+            EndPoint = endPoint = new IPEndPoint(endPoint.Address, _endpoints.Port);
         }
 
         _log.Bound(endPoint.ToString());

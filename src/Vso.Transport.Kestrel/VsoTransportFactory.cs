@@ -89,11 +89,6 @@ internal sealed class VsoTransportFactory : IConnectionListenerFactory, IConnect
             throw new NotSupportedException($"The Vso transport binds only endpoints on its address {_address.Value} (Vso:Address), not {endpoint}.");
         }
 
-        if (ip.Port == 0)
-        {
-            throw new NotSupportedException($"The Vso transport needs an explicit port for {endpoint}: dynamic ports (port 0) are not supported.");
-        }
-
         VsoConnectionListener listener;
         lock (_gate)
         {

@@ -167,6 +167,29 @@ public sealed class KestrelHostTests
 
         await app.StopAsync().WaitAsync(Timeout);
         await TransportTests.WaitUntil(() => pair.Factory.PinnedBytes == 0, "pinned bytes back to zero after StopAsync");
+
+    [Fact]
+    public async Task Kestrel_binds_a_dynamic_port_and_reports_it_in_its_addresses()
+    {
+        using var pair = SimulatedPair.Create();
+        var builder = WebApplication.CreateBuilder();
+        builder.Services.AddSingleton<IConnectionListenerFactory>(pair.Factory);
+        builder.WebHost.UseUrls($"http://{SimulatedPair.ServerAddress}:0");
+        var app = builder.Build();
+        app.MapGet("/", () => Results.Text("dynamic", "text/plain"));
+        await app.StartAsync();
+
+        // Kestrel reads the bound port back from the listener's EndPoint into IServerAddressesFeature (app.Urls).
+        var url = new Uri(Assert.Single(app.Urls));
+        Assert.Equal(SimulatedPair.ServerAddress, url.Host);
+        Assert.InRange(url.Port, 49152, 65535);
+        var client = await pair.Client.ConnectAsync(new IPEndPoint(IPAddress.Parse(SimulatedPair.ServerAddress), url.Port)).WaitAsync(Timeout);
+        var reader = new ResponseReader(client);
+        await client.SendAsync(Encoding.ASCII.GetBytes("GET / HTTP/1.1\r\nHost: x\r\n\r\n")).WaitAsync(Timeout);
+        var (status, body) = await reader.ReadAsync().WaitAsync(Timeout);
+        Assert.Equal(200, status);
+        Assert.Equal("dynamic", Encoding.ASCII.GetString(body));
+        await app.StopAsync().WaitAsync(Timeout);
         await app.DisposeAsync();
     }
 

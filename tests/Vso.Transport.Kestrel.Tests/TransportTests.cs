@@ -331,6 +331,26 @@ public sealed class TransportTests
     }
 
     [Fact]
+    public async Task Binding_port_0_reports_the_chosen_port_and_accepts_on_it()
+    {
+        // Kestrel's dynamic port binding (http://198.18.0.2:0) reads the bound port back from the listener's EndPoint.
+        using var pair = SimulatedPair.Create();
+        var listener = await pair.Factory.BindAsync(new IPEndPoint(IPAddress.Parse(SimulatedPair.ServerAddress), 0));
+        var bound = Assert.IsType<IPEndPoint>(listener.EndPoint);
+        Assert.InRange(bound.Port, 49152, 65535);
+        var other = await pair.Factory.BindAsync(new IPEndPoint(IPAddress.Parse(SimulatedPair.ServerAddress), 0));
+        Assert.NotEqual(bound.Port, ((IPEndPoint)other.EndPoint).Port);
+
+        var accepting = listener.AcceptAsync().AsTask();
+        var client = await pair.Client.ConnectAsync(bound).WaitAsync(Timeout);
+        await using var server = (await accepting.WaitAsync(Timeout))!;
+        Assert.Equal(bound, server.LocalEndPoint);
+        client.Abort();
+        await listener.UnbindAsync();
+        await other.UnbindAsync();
+    }
+
+    [Fact]
     public void Selector_claims_only_the_stack_address()
     {
         using var pair = SimulatedPair.Create();

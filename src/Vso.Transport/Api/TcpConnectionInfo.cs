@@ -84,7 +84,55 @@ public sealed record TcpConnectionInfo
 
     public long LostBytes { get; init; }
 
-    internal static TcpConnectionInfo From(TcpConnection c) => new()
+    /// <summary>The receive window offered to the peer now (tcpi_rcv_wnd): from RCV.NXT to the furthest right edge advertised.</summary>
+    public long ReceiveWindow { get; init; }
+
+    /// <summary>The peer's window, scaled (tcpi_snd_wnd, SND.WND).</summary>
+    public long SendWindow { get; init; }
+
+    /// <summary>The smallest RTT measured (tcpi_min_rtt); zero before the first sample.</summary>
+    public TimeSpan MinRtt { get; init; }
+
+    /// <summary>Bytes acknowledged per second over the last round trip of acknowledgments (tcpi_delivery_rate).</summary>
+    public long DeliveryRate { get; init; }
+
+    /// <summary>The peer's acknowledgments showed segments reordered on the path (RACK, RFC 8985 §6.2; Linux's TCPI_OPT reordering).</summary>
+    public bool ReorderingSeen { get; init; }
+
+    /// <summary>Segments sent and not cumulatively acknowledged (tcpi_unacked).</summary>
+    public int UnackedSegments { get; init; }
+
+    /// <summary>Of those, segments the peer SACKed (tcpi_sacked).</summary>
+    public int SackedSegments { get; init; }
+
+    /// <summary>Of those, segments marked lost and not yet retransmitted (tcpi_lost).</summary>
+    public int LostSegments { get; init; }
+
+    /// <summary>Of those, segments retransmitted and not yet acknowledged or SACKed (tcpi_retrans).</summary>
+    public int RetransmittingSegments { get; init; }
+
+    /// <summary>Payload bytes retransmitted over the connection's life (tcpi_bytes_retrans).</summary>
+    public long BytesRetransmitted { get; init; }
+
+    /// <summary>Queued bytes not sent even once (tcpi_notsent_bytes).</summary>
+    public long NotSentBytes { get; init; }
+
+    /// <summary>Engine thread or the engine's gate held: the scoreboard is walked.</summary>
+    internal static TcpConnectionInfo From(TcpConnection c)
+    {
+        var scoreboard = c.Sender.Scoreboard;
+        int lost = 0, retransmitting = 0;
+        for (var i = 0; i < scoreboard.Count; i++)
+        {
+            ref readonly var record = ref scoreboard[i];
+            lost += record.IsLost ? 1 : 0;
+            retransmitting += record.IsRetransmittedInFlight ? 1 : 0;
+        }
+
+        return From(c, lost, retransmitting);
+    }
+
+    private static TcpConnectionInfo From(TcpConnection c, int lostSegments, int retransmittingSegments) => new()
     {
         State = c.State,
         SendUnacknowledged = c.Sender.SendUnacknowledged.Value,
@@ -119,5 +167,16 @@ public sealed record TcpConnectionInfo
         ScoreboardSegments = c.Sender.Scoreboard.Count,
         SackedBytes = c.Sender.Scoreboard.SackedBytes,
         LostBytes = c.Sender.Scoreboard.LostBytes,
+        ReceiveWindow = c.Receiver.AdvertisedWindow,
+        SendWindow = c.Sender.PeerWindow,
+        MinRtt = TimeSpan.FromTicks(c.Sender.MinRttMicroseconds * 10),
+        DeliveryRate = c.Sender.DeliveryRate,
+        ReorderingSeen = c.Sender.LossRecovery is Tcp.Recovery.RackTlpRecovery { ReorderingSeen: true },
+        UnackedSegments = c.Sender.Scoreboard.Count,
+        SackedSegments = c.Sender.Scoreboard.SackedSegments,
+        LostSegments = lostSegments,
+        RetransmittingSegments = retransmittingSegments,
+        BytesRetransmitted = c.Statistics.BytesRetransmitted,
+        NotSentBytes = c.Sender.NotSentBytes,
     };
 }

@@ -46,8 +46,14 @@ public sealed class VsoConnectionEndpoint
 
     public IPEndPoint? RemoteEndPoint => _tcp is { } t ? new IPEndPoint(t.Id.RemoteAddress.ToIPAddress(), t.Id.RemotePort) : null;
 
-    /// <summary>A snapshot of the connection's TCP state (read without stopping the engine; fields may be a turn apart).</summary>
-    public TcpConnectionInfo GetInfo() => _tcp is { } t ? TcpConnectionInfo.From(t) : new TcpConnectionInfo { State = TcpState.Closed };
+    /// <summary>A snapshot of the connection's TCP state, taken between two turns of the engine (any thread).</summary>
+    public TcpConnectionInfo GetInfo()
+    {
+        lock (_stack.Core.Gate)
+        {
+            return _tcp is { } t ? TcpConnectionInfo.From(t) : new TcpConnectionInfo { State = TcpState.Closed };
+        }
+    }
 
     /// <summary>
     /// Sets who is told of the connection and who owns the bytes it sends. Once, before the first turn: from the
@@ -78,14 +84,17 @@ public sealed class VsoConnectionEndpoint
     // ---- Engine thread ----
 
     /// <summary>Active open (RFC 9293 §3.10.1) from an ephemeral port. Throws <see cref="InvalidOperationException"/> if none is free.</summary>
-    public void Connect(Ipv4Address remote, ushort port)
+    public void Connect(Ipv4Address remote, ushort port) => Connect(remote, port, null, 0);
+
+    /// <summary>Active open with the connection's own <paramref name="settings"/> (null: a copy of the stack's) from <paramref name="localPort"/> (0: ephemeral).</summary>
+    internal void Connect(Ipv4Address remote, ushort port, TcpSettings? settings, ushort localPort)
     {
         if (_tcp is not null)
         {
             throw new InvalidOperationException("The endpoint is already open.");
         }
 
-        Bind(_stack.Core.Tcp.Connect(remote, port, _engine));
+        Bind(_stack.Core.Tcp.Connect(remote, port, _engine, settings, localPort));
     }
 
     /// <summary>The connection's state (RFC 9293 §3.3.2).</summary>

@@ -23,9 +23,17 @@ public sealed class VsoEndpointListener : IDisposable
         _observer = new Observer(this);
     }
 
+    /// <summary>The bound port: the one asked for, or the one chosen for port 0.</summary>
     public ushort Port => _core.Port;
 
-    internal void Bind(ushort port, int backlog) => _core = _stack.Core.Tcp.Listen(port, backlog, _observer);
+    /// <summary>Binds <paramref name="port"/>, or a free one for 0; under the gate, since a free port is one no connection uses either.</summary>
+    internal void Bind(ushort port, int backlog)
+    {
+        lock (_stack.Core.Gate)
+        {
+            _core = _stack.Core.Tcp.Listen(port, backlog, _observer);
+        }
+    }
 
     /// <summary>Any thread: the embedding's application took a connection handed over; its backlog place is free.</summary>
     public void TakeAccepted() => _core.TakeAccepted();

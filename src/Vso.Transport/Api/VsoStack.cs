@@ -81,7 +81,10 @@ public sealed class VsoStack : IDisposable
     /// <summary>For a virtual-time driver: announce the address (gratuitous ARP).</summary>
     internal void StartVirtual() => Core.Start();
 
-    /// <summary>Accepts connections to <paramref name="port"/> on the stack's address.</summary>
+    /// <summary>
+    /// Accepts connections to <paramref name="port"/> on the stack's address; 0 binds a free port of the ephemeral range,
+    /// which <see cref="VsoListener.Port"/> reports. Throws <see cref="InvalidOperationException"/> if the port is bound.
+    /// </summary>
     public VsoListener Listen(ushort port, int? backlog = null)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
@@ -115,7 +118,43 @@ public sealed class VsoStack : IDisposable
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
         var connection = new VsoConnection(this, null);
-        connection.PostConnect(remote, port);
+        connection.PostConnect(remote, port, 0, CancellationToken.None);
+        return connection.Connected;
+    }
+
+    /// <summary>
+    /// Opens a connection to <paramref name="remote"/>. <paramref name="localEndPoint"/> binds before connecting: its
+    /// address must be the stack's (or Any), its port is used as given (0: ephemeral); a port a listener or another
+    /// connection uses fails the task with <see cref="InvalidOperationException"/>. <paramref name="settings"/>, when
+    /// given, are the connection's own (copied now; the stack-wide keys in it are ignored), so that what must be known
+    /// before the SYN (<see cref="TcpSettings.MssClamp"/>, <see cref="TcpSettings.ReceiveBufferSize"/> and with it the
+    /// window scale) can be set. Cancelling <paramref name="cancellationToken"/> before the handshake completes closes the
+    /// connection (RFC 9293 §3.10.5: silently in SYN-SENT, where a late SYN-ACK then meets RST) and cancels the task.
+    /// </summary>
+    public Task<VsoConnection> ConnectAsync(IPEndPoint remote, IPEndPoint? localEndPoint, TcpSettings? settings, CancellationToken cancellationToken)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        ArgumentNullException.ThrowIfNull(remote);
+        ushort localPort = 0;
+        if (localEndPoint is not null)
+        {
+            var local = Ipv4Address.FromIPAddress(localEndPoint.Address);
+            if (local != Ipv4Address.Any && local != Address)
+            {
+                throw new ArgumentException($"Local address {localEndPoint.Address} is not the stack's ({Address}): bind to it or to Any.", nameof(localEndPoint));
+            }
+
+            localPort = (ushort)localEndPoint.Port;
+        }
+
+        settings?.Validate();
+        if (cancellationToken.IsCancellationRequested)
+        {
+            return Task.FromCanceled<VsoConnection>(cancellationToken);
+        }
+
+        var connection = new VsoConnection(this, null, settings);
+        connection.PostConnect(Ipv4Address.FromIPAddress(remote.Address), (ushort)remote.Port, localPort, cancellationToken);
         return connection.Connected;
     }
 

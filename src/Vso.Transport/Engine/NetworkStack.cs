@@ -22,6 +22,13 @@ internal sealed class NetworkStack : IDisposable
     private readonly ILink _link;
     private readonly EngineFaults _faults;
 
+    /// <summary>
+    /// Held for each turn. An application thread takes it to act on its connection synchronously (a receive that completes
+    /// at once, a peek, a send that may be refused) as if it were the engine, instead of posting and waiting a turn.
+    /// Reentrant, so a continuation that runs inline on the engine thread may take it again.
+    /// </summary>
+    private readonly Lock _gate = new();
+
     public NetworkStack(ILink link, Ipv4Address address, int prefixLength, Ipv4Address gateway, TcpSettings settings, IClock clock, Meter meter, ILogger log)
     {
         _link = link;
@@ -61,15 +68,37 @@ internal sealed class NetworkStack : IDisposable
         Interface.Flush();
     }
 
+    /// <summary>Exclusion with the engine's turns (<see cref="Poll"/>); any thread.</summary>
+    public Lock Gate => _gate;
+
+    private bool _inTurn;
+
+    /// <summary>
+    /// For the holder of <see cref="Gate"/>: a turn is running, so the holder is the engine thread inside it (a continuation
+    /// run inline), possibly in the middle of a connection's work.
+    /// </summary>
+    public bool InTurn => _inTurn;
+
     /// <summary>One turn of the loop. Returns whether anything happened.</summary>
     public bool Poll()
     {
-        var progress = RunPostedWork();
-        progress |= ReceiveFrames();
-        progress |= RunTimers();
-        progress |= ProcessOutput();
-        progress |= Flush();
-        return progress;
+        lock (_gate)
+        {
+            _inTurn = true;
+            try
+            {
+                var progress = RunPostedWork();
+                progress |= ReceiveFrames();
+                progress |= RunTimers();
+                progress |= ProcessOutput();
+                progress |= Flush();
+                return progress;
+            }
+            finally
+            {
+                _inTurn = false;
+            }
+        }
     }
 
     // Connections are contained one by one inside the TCP layer; these catch what escapes the layer itself.
@@ -172,7 +201,10 @@ internal sealed class NetworkStack : IDisposable
 
     public void Dispose()
     {
-        Tcp.ShutdownAll();
-        Interface.Flush();
+        lock (_gate)
+        {
+            Tcp.ShutdownAll();
+            Interface.Flush();
+        }
     }
 }

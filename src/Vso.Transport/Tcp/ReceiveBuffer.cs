@@ -14,7 +14,7 @@ internal sealed class ReceiveBuffer
     private const int BlockSize = ReceiveBlockPool.BlockSize;
 
     private readonly MemoryBudget _memory;
-    private readonly int _capacity;
+    private int _capacity;
     private readonly int _maxRanges;
 
     /// <summary>
@@ -196,6 +196,46 @@ internal sealed class ReceiveBuffer
         }
 
         return n;
+    }
+
+    /// <summary>Copies up to <c>destination.Length</c> in-order bytes out without consuming them; returns how many.</summary>
+    public int Peek(Span<byte> destination)
+    {
+        var n = Math.Min(destination.Length, Count);
+        var position = _readPosition;
+        var copied = 0;
+        while (copied < n)
+        {
+            var slot = position / BlockSize;
+            var chunk = Math.Min(n - copied, SlotEnd(slot) - position);
+            _blocks![slot].AsSpan(position - (slot * BlockSize), chunk).CopyTo(destination[copied..]);
+            copied += chunk;
+            position = Advance(position, chunk);
+        }
+
+        return n;
+    }
+
+    /// <summary>
+    /// A new size for the ring, taken only while it holds nothing (the ring's layout depends on it); false otherwise.
+    /// </summary>
+    public bool TryResize(int capacity)
+    {
+        if (Count > 0 || RangeCount > 0)
+        {
+            return false;
+        }
+
+        ReleaseEmptySlots();
+        if (BlocksHeld > 0)
+        {
+            return false;
+        }
+
+        _capacity = capacity;
+        _readPosition = 0;
+        _blocks = null;
+        return true;
     }
 
     /// <summary>

@@ -156,6 +156,12 @@ internal sealed partial class TcpConnection
         }
 
         // Seventh: segment text, in the states that still receive.
+        if (IsReceiveShutdown && payload.Length > 0 && seq + payload.Length > _receiver.Next && State is TcpState.Established or TcpState.FinWait1 or TcpState.FinWait2)
+        {
+            OnDataAfterReceiveShutdown();
+            return;
+        }
+
         if (payload.Length > 0 && State is TcpState.Established or TcpState.FinWait1 or TcpState.FinWait2)
         {
             _receiver.ReceiveText(seq, payload, (flags & TcpFlags.Fin) != 0);
@@ -440,6 +446,7 @@ internal sealed partial class TcpConnection
         {
             case TcpState.FinWait1:
                 State = TcpState.FinWait2;
+                OnFinAcknowledgedForLinger();
                 break;
             case TcpState.Closing:
                 StartTimeWait();

@@ -252,7 +252,7 @@ internal sealed partial class TcpConnection
         var isSyn = (flags & TcpFlags.Syn) != 0;
         if (isSyn)
         {
-            options.Mss = (ushort)_layer.MaxSegmentSize;
+            options.Mss = (ushort)AnnouncedMss;
             if (_windowScaling)
             {
                 options.WindowScale = (sbyte)_receiver.WindowShift;

@@ -27,6 +27,8 @@ internal sealed partial class TcpConnection
             Consider(ref next, _sender.PersistDeadline);
             Consider(ref next, _keepaliveDeadline);
             Consider(ref next, _timeWaitDeadline);
+            Consider(ref next, _lingerDeadline);
+            Consider(ref next, UserTimeoutDeadline);
             if (State is not (TcpState.Closed or TcpState.TimeWait))
             {
                 Consider(ref next, _sender.LossRecovery.TimerDeadline);
@@ -94,6 +96,11 @@ internal sealed partial class TcpConnection
         {
             _keepaliveDeadline = 0;
             OnKeepaliveTimer(now);
+        }
+
+        if (State != TcpState.Closed)
+        {
+            OnOptionTimers(now);
         }
     }
 
@@ -163,7 +170,11 @@ internal sealed partial class TcpConnection
             return;
         }
 
-        if (_keepaliveProbesSent >= _settings.KeepaliveProbes)
+        // With a user timeout (RFC 5482) it decides instead of the probe count, as Linux's tcp_keepalive_timer does: a
+        // silent peer is given up once it has been silent that long and at least one probe went unanswered.
+        if (_settings.UserTimeout > TimeSpan.Zero
+            ? _keepaliveProbesSent > 0 && now - _lastReceivedAt >= Micros(_settings.UserTimeout)
+            : _keepaliveProbesSent >= _settings.KeepaliveProbes)
         {
             Terminate(TimeoutError($"Connection {Id} timed out: no answer to {_keepaliveProbesSent} keepalive probes."));
             return;
@@ -204,5 +215,6 @@ internal sealed partial class TcpConnection
         _receiver.CancelDelayedAck();
         _keepaliveDeadline = 0;
         _timeWaitDeadline = 0;
+        _lingerDeadline = 0;
     }
 }

@@ -18,10 +18,11 @@ internal sealed partial class TcpConnection
     private readonly TcpSender _sender;
     private readonly TcpReceiver _receiver;
 
-    public TcpConnection(TcpLayer layer, ConnectionId id, ITcpConnectionObserver? observer)
+    /// <param name="settings">The connection's own settings (an active open's, already copied); null copies the stack's now.</param>
+    public TcpConnection(TcpLayer layer, ConnectionId id, ITcpConnectionObserver? observer, TcpSettings? settings = null)
     {
         _layer = layer;
-        _settings = layer.Settings;
+        _settings = settings ?? layer.Settings.Clone();
         Id = id;
         Observer = observer;
         _receiver = new TcpReceiver(this, layer, _settings);
@@ -244,7 +245,7 @@ internal sealed partial class TcpConnection
 
         _sackPermitted &= options.SackPermitted;
 
-        var ourMss = _layer.MaxSegmentSize;
+        var ourMss = AnnouncedMss;
         MaxSegmentSize = Math.Max(64, Math.Min(_peerMss, ourMss) - (_timestamps ? 12 : 0));
         _sender.ChooseLossRecovery(_sackPermitted);
     }

@@ -126,8 +126,17 @@ internal sealed class TcpLayer : ITransportProtocol
 
     // ---- Binding (any thread for listeners) ----
 
+    /// <summary>
+    /// Binds a listener. Port 0 takes a free port of the ephemeral range (one no listener and no connection uses), as
+    /// bind(2) to port 0 does; the caller must hold the engine's gate then, since the connection table is read.
+    /// </summary>
     public TcpListenerCore Listen(ushort port, int backlog, ITcpListenerObserver? observer)
     {
+        if (port == 0)
+        {
+            return ListenOnFreePort(backlog, observer);
+        }
+
         var listener = new TcpListenerCore(port, backlog, Settings.MaxHalfOpen, observer);
         if (!_listeners.TryAdd(port, listener))
         {
@@ -137,27 +146,80 @@ internal sealed class TcpLayer : ITransportProtocol
         return listener;
     }
 
+    private TcpListenerCore ListenOnFreePort(int backlog, ITcpListenerObserver? observer)
+    {
+        var first = _ports.FirstPort;
+        var count = _ports.LastPort - first + 1;
+        var start = System.Security.Cryptography.RandomNumberGenerator.GetInt32(count);
+        for (var i = 0; i < count; i++)
+        {
+            var port = (ushort)(first + ((start + i) % count));
+            if (IsLocalPortUsedByConnection(port))
+            {
+                continue;
+            }
+
+            var listener = new TcpListenerCore(port, backlog, Settings.MaxHalfOpen, observer);
+            if (_listeners.TryAdd(port, listener))
+            {
+                return listener;
+            }
+        }
+
+        throw new InvalidOperationException($"No free port in {first}-{_ports.LastPort} on {_ip.Address} to listen on.");
+    }
+
+    /// <summary>A connection (TIME-WAIT included) uses <paramref name="port"/> locally. Engine thread (or the gate held).</summary>
+    private bool IsLocalPortUsedByConnection(ushort port)
+    {
+        foreach (var id in _connections.Keys)
+        {
+            if (id.LocalPort == port)
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
+
     public void Unlisten(TcpListenerCore listener) => _listeners.TryRemove(new KeyValuePair<ushort, TcpListenerCore>(listener.Port, listener));
 
     /// <summary>
     /// Active open from an ephemeral port (engine thread), chosen by RFC 6056 Algorithm 4 so that an off-path
     /// attacker cannot guess it (the ports were sequential from 49152 before).
     /// </summary>
-    public TcpConnection Connect(Ipv4Address remote, ushort remotePort, ITcpConnectionObserver observer)
+    /// <param name="settings">The connection's own copy of the settings; null copies the stack's.</param>
+    /// <param name="localPort">
+    /// Bind-before-connect: this local port, refused (<see cref="InvalidOperationException"/>) when a listener or any
+    /// connection, TIME-WAIT included, uses it (bind(2) without SO_REUSEADDR); 0 for an ephemeral port.
+    /// </param>
+    public TcpConnection Connect(Ipv4Address remote, ushort remotePort, ITcpConnectionObserver observer, TcpSettings? settings = null, ushort localPort = 0)
     {
         if (!_ip.CanReach(remote))
         {
             throw new InvalidOperationException($"No route to {remote}: it is off the subnet of {_ip.Address} and no gateway is configured.");
         }
 
-        if (!_ports.TryAllocate(_ip.Address, remote, remotePort, new PortInUseProbe(this), out var port))
+        ushort port;
+        if (localPort != 0)
+        {
+            if (_listeners.ContainsKey(localPort) || IsLocalPortUsedByConnection(localPort))
+            {
+                throw new InvalidOperationException(
+                    $"Local port {localPort} on {_ip.Address} is in use (by a listener or a connection, TIME-WAIT included); choose another, or 0 for an ephemeral port.");
+            }
+
+            port = localPort;
+        }
+        else if (!_ports.TryAllocate(_ip.Address, remote, remotePort, new PortInUseProbe(this), out port))
         {
             throw new InvalidOperationException(
                 $"No ephemeral port left for {remote}:{remotePort}: every port of {_ports.FirstPort}-{_ports.LastPort} is in use towards it (a connection, TIME-WAIT or listener).");
         }
 
         var id = new ConnectionId(_ip.Address, port, remote, remotePort);
-        var connection = new TcpConnection(this, id, observer);
+        var connection = new TcpConnection(this, id, observer, settings);
         _connections.Add(id, connection);
         connection.Open();
         _timers.Sync(connection);

@@ -148,12 +148,52 @@ internal sealed class TcpReceiver
     {
         var n = _buffer.Read(destination);
         _connection.Statistics.ReceiveCopiedBytes += n;
+        if (n > 0 && _requestedCapacity != 0)
+        {
+            ApplyRequestedCapacity();
+        }
+
         if (n > 0 && ShouldSendWindowUpdate())
         {
             RequestAck();
         }
 
         return n;
+    }
+
+    /// <summary>Copies readable bytes out without consuming them.</summary>
+    public int Peek(Span<byte> destination) => _buffer.Peek(destination);
+
+    /// <summary>A receive buffer size asked for on the open connection and not yet in force (0: none).</summary>
+    private int _requestedCapacity;
+
+    /// <summary>
+    /// SO_RCVBUF on an open connection: the buffer takes the new size once it is empty (at once, usually), and never
+    /// below the window already offered (RFC 9293 §3.8.6: the right edge is not moved back). A larger window is
+    /// announced at once. The window scale stays what the SYNs settled (RFC 7323 §2.2), so the window field saturates.
+    /// </summary>
+    public void Resize(int capacity)
+    {
+        _requestedCapacity = capacity;
+        ApplyRequestedCapacity();
+    }
+
+    private void ApplyRequestedCapacity()
+    {
+        var capacity = _hasAdvertised ? Math.Max(_requestedCapacity, AdvertisedWindow) : _requestedCapacity;
+        if (!_buffer.TryResize(capacity))
+        {
+            return;
+        }
+
+        if (capacity == _requestedCapacity)
+        {
+            _requestedCapacity = 0; // else held by the window offered: smaller once more of it is used
+        }
+        if (ShouldSendWindowUpdate())
+        {
+            RequestAck();
+        }
     }
 
     /// <summary>Owes an ACK now and asks the engine to run output.</summary>

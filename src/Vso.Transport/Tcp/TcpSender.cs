@@ -213,7 +213,52 @@ internal sealed partial class TcpSender : ILossRecoverySender
     }
 
     /// <summary>Half-close (RFC 9293 §3.10.4): FIN after every queued byte.</summary>
-    public void QueueFin() => _finQueued = true;
+    public void QueueFin()
+    {
+        NoteQueueStarting();
+        _finQueued = true;
+    }
+
+    /// <summary>Nothing was unacknowledged: the user timeout (RFC 5482) counts from now.</summary>
+    private void NoteQueueStarting()
+    {
+        if (!HasUnacknowledged)
+        {
+            ProgressAt = NowMicroseconds;
+        }
+    }
+
+    /// <summary>Data or a FIN is queued or in flight and not acknowledged.</summary>
+    public bool HasUnacknowledged => SendUnacknowledged != SendMax || !_send.IsEmpty || (_finQueued && !_finSent);
+
+    /// <summary>
+    /// When the acknowledgments last moved forward, or when queuing started with nothing unacknowledged: the user
+    /// timeout (RFC 5482) runs from here while <see cref="HasUnacknowledged"/>.
+    /// </summary>
+    public long ProgressAt { get; private set; }
+
+    /// <summary>Queued bytes never sent yet (TCP_NOTSENT_LOWAT's measure).</summary>
+    public long NotSentBytes => Math.Max(0, new SeqNum(_send.EndSequence) - SendMax);
+
+    /// <summary>Bytes acknowledged per second over the last round trip or more of acknowledgments (Linux's delivery_rate, without its per-segment snapshots).</summary>
+    public long DeliveryRate { get; private set; }
+
+    // The interval the delivery rate is measured over: from the first new data sent into an empty pipe, or the last sample.
+    private long _rateStartAt;
+    private long _rateDelivered;
+
+    /// <summary>Counts <paramref name="acknowledged"/> bytes into the delivery rate; samples once the interval spans a smoothed RTT or the pipe empties.</summary>
+    private void SampleDeliveryRate(long now, long acknowledged)
+    {
+        _rateDelivered += acknowledged;
+        var elapsed = now - _rateStartAt;
+        if (elapsed > 0 && (elapsed >= Math.Max(_rtt.SmoothedRtt, 1000) || SendUnacknowledged == SendMax))
+        {
+            DeliveryRate = _rateDelivered * 1_000_000 / elapsed;
+            _rateStartAt = now;
+            _rateDelivered = 0;
+        }
+    }
 
     /// <summary>Our FIN has been sent and <paramref name="ack"/> acknowledges it.</summary>
     public bool IsFinAcknowledgedBy(SeqNum ack) => _finSent && ack > _finSequence;
@@ -221,6 +266,7 @@ internal sealed partial class TcpSender : ILossRecoverySender
     /// <summary>Queues a descriptor of the host's memory. The host learns its fate through Acknowledged or Failed.</summary>
     public void Enqueue(nint address, int length, long hostToken, long hostTag)
     {
+        NoteQueueStarting();
         _send.Append(Rent(address, length, hostToken, hostTag));
         _connection.RequestOutput();
     }
@@ -439,8 +485,11 @@ internal sealed partial class TcpSender : ILossRecoverySender
             SendNext = ack;
         }
 
+        ProgressAt = now;
+        SampleDeliveryRate(now, newlyAcked);
         _send.Acknowledge(ack.Value, Host!);
         _connection.ResetKeepaliveProbes();
+        _connection.SendWatcher?.OnSendProgress();
 
         if (!_recovery.InRecovery)
         {
@@ -502,6 +551,16 @@ internal sealed partial class TcpSender : ILossRecoverySender
 
     /// <summary>Sends new data (and the FIN) as far as the windows, Nagle and loss recovery allow.</summary>
     public void OutputData()
+    {
+        var sentBefore = SendMax;
+        SendNewData();
+        if (SendMax != sentBefore)
+        {
+            NotifySendWatcher();
+        }
+    }
+
+    private void SendNewData()
     {
         while (true)
         {
@@ -587,6 +646,13 @@ internal sealed partial class TcpSender : ILossRecoverySender
             }
 
             var isRetransmission = SendNext < SendMax;
+            if (!isRetransmission && SendUnacknowledged == SendMax)
+            {
+                // New data into an empty pipe: the delivery rate's interval starts here, not across the idle time before.
+                _rateStartAt = NowMicroseconds;
+                _rateDelivered = 0;
+            }
+
             if (!_connection.Emit(SendNext.Value, flags, length, isRetransmission, gsoSize))
             {
                 break;
@@ -632,6 +698,9 @@ internal sealed partial class TcpSender : ILossRecoverySender
             }
         }
     }
+
+    /// <summary>New data may have left: a connection waiting for its not-sent bytes to fall hears of it.</summary>
+    private void NotifySendWatcher() => _connection.SendWatcher?.OnSendProgress();
 
     private void OnFinSent(SeqNum finSequence)
     {
@@ -729,6 +798,7 @@ internal sealed partial class TcpSender : ILossRecoverySender
             ArmRetransmitTimer(NowMicroseconds);
         }
 
+        NotifySendWatcher();
         return length;
     }
 

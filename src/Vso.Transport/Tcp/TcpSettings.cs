@@ -98,7 +98,6 @@ public sealed class TcpSettings
     /// <summary>Throws with the setting's name, its value and the fix when a value cannot work.</summary>
     public void Validate()
     {
-        Require(ReceiveBufferSize is >= 2048 and <= (1 << 30), nameof(ReceiveBufferSize), ReceiveBufferSize, "use 2048 to 1073741824 bytes");
         Require(MemoryLimit == 0 || MemoryLimit >= 4 * ReceiveBlockPool.BlockSize, nameof(MemoryLimit), MemoryLimit, $"use 0 (no limit) or at least {4 * ReceiveBlockPool.BlockSize} bytes");
         Require(MaxOutOfOrderRanges is >= 1 and <= 4096, nameof(MaxOutOfOrderRanges), MaxOutOfOrderRanges, "use 1 to 4096");
         Require(DelayedAck >= TimeSpan.Zero && DelayedAck <= TimeSpan.FromMilliseconds(200), nameof(DelayedAck), DelayedAck, "use 0 to 200 ms");
@@ -109,9 +108,6 @@ public sealed class TcpSettings
         Require(MaxRetransmissions is >= 1 and <= 100, nameof(MaxRetransmissions), MaxRetransmissions, "use 1 to 100");
         Require(MaxSynRetransmissions is >= 0 and <= 100, nameof(MaxSynRetransmissions), MaxSynRetransmissions, "use 0 to 100");
         Require(TimeWait >= TimeSpan.Zero, nameof(TimeWait), TimeWait, "use a non-negative time (2*MSL, 60 s by default)");
-        Require(KeepaliveIdle > TimeSpan.Zero, nameof(KeepaliveIdle), KeepaliveIdle, "use a positive time");
-        Require(KeepaliveInterval > TimeSpan.Zero, nameof(KeepaliveInterval), KeepaliveInterval, "use a positive time");
-        Require(KeepaliveProbes >= 1, nameof(KeepaliveProbes), KeepaliveProbes, "use at least 1");
         Require(Enum.IsDefined(IdentifyMode), nameof(IdentifyMode), IdentifyMode, "use Pinned or Copy");
         Require(LossRecovery is not null, nameof(LossRecovery), "null", "give a selector such as TcpSettings.DefaultLossRecovery");
         Require(CongestionControl is not null, nameof(CongestionControl), "null", "give a factory");
@@ -123,7 +119,25 @@ public sealed class TcpSettings
         Require(MaxHalfOpen is >= 1 and <= 1 << 20, nameof(MaxHalfOpen), MaxHalfOpen, "use 1 to 1048576");
         Require(Enum.IsDefined(SynCookies), nameof(SynCookies), SynCookies, "use Auto, Always or Never");
         Require(EphemeralPortFirst >= 1 && EphemeralPortLast >= EphemeralPortFirst, nameof(EphemeralPortFirst), $"{EphemeralPortFirst}-{EphemeralPortLast}", "give a non-empty range of ports from 1 to 65535");
+        ValidateConnectionKeys();
     }
+
+    /// <summary>The keys a connection may change for itself (VsoConnection's setters), checked alone.</summary>
+    internal void ValidateConnectionKeys()
+    {
+        Require(ReceiveBufferSize is >= 2048 and <= (1 << 30), nameof(ReceiveBufferSize), ReceiveBufferSize, "use 2048 to 1073741824 bytes");
+        Require(KeepaliveIdle > TimeSpan.Zero, nameof(KeepaliveIdle), KeepaliveIdle, "use a positive time");
+        Require(KeepaliveInterval > TimeSpan.Zero, nameof(KeepaliveInterval), KeepaliveInterval, "use a positive time");
+        Require(KeepaliveProbes >= 1, nameof(KeepaliveProbes), KeepaliveProbes, "use at least 1");
+        Require(SendBufferSize >= 0, nameof(SendBufferSize), SendBufferSize, "use 0 (no limit) or a positive number of bytes");
+        Require(UserTimeout >= TimeSpan.Zero, nameof(UserTimeout), UserTimeout, "use 0 (off) or a positive time");
+        Require(Linger is null || Linger.Value >= TimeSpan.Zero, nameof(Linger), Linger?.ToString() ?? "null", "use null (close in the background), 0 (reset) or a positive time");
+        Require(MssClamp == 0 || MssClamp is >= 88 and <= 65535, nameof(MssClamp), MssClamp, "use 0 (none) or 88 to 65535 bytes (88 is Linux's TCP_MIN_MSS)");
+        Require(NotSentLowWatermark >= 0, nameof(NotSentLowWatermark), NotSentLowWatermark, "use 0 (off) or a positive number of bytes");
+    }
+
+    /// <summary>A connection's own copy, taken when it opens: later changes to the stack's settings do not reach it.</summary>
+    internal TcpSettings Clone() => (TcpSettings)MemberwiseClone();
 
     /// <summary>First local port for active opens (RFC 6056, chosen at random within the range). Default 49152 (RFC 6335 §6).</summary>
     public ushort EphemeralPortFirst { get; set; } = 49152;
@@ -168,4 +182,37 @@ public sealed class TcpSettings
 
     /// <summary>RSTs for unknown connections sent at once before <see cref="ResetsPerSecond"/> applies. Default 100.</summary>
     public int ResetBurst { get; set; } = 100;
+
+    /// <summary>
+    /// Per connection: bytes the application may have queued and not yet acknowledged before
+    /// <c>VsoConnection.SendAsync</c> holds further sends back and <c>TrySend</c> refuses them (a send is queued whole
+    /// once the queue is below the limit). 0: no limit. Default 4 MiB (Linux's largest tcp_wmem).
+    /// </summary>
+    public int SendBufferSize { get; set; } = 4 << 20;
+
+    /// <summary>
+    /// Per connection: the connection fails (<see cref="TcpError.TimedOut"/>) when sent data stays unacknowledged this
+    /// long with no progress, zero-window probing included (RFC 5482, RFC 9293 §3.8.3 R2; Linux TCP_USER_TIMEOUT).
+    /// 0: off (only <see cref="MaxRetransmissions"/> applies). Default 0.
+    /// </summary>
+    public TimeSpan UserTimeout { get; set; }
+
+    /// <summary>
+    /// Per connection, how <c>VsoConnection.CloseAsync</c> ends it (SO_LINGER): null (default) sends FIN after the queued
+    /// data and completes when the connection ends; zero resets it (RST, queued data dropped); a positive time sends FIN
+    /// and completes once the peer acknowledged everything, or resets the connection when the time passes first.
+    /// </summary>
+    public TimeSpan? Linger { get; set; }
+
+    /// <summary>
+    /// Per connection, the largest segment (TCP_MAXSEG): the MSS our SYN announces and the largest payload we send are
+    /// at most this (less the options every segment carries). 0: the link's MTU decides. Default 0.
+    /// </summary>
+    public int MssClamp { get; set; }
+
+    /// <summary>
+    /// Per connection, in the spirit of TCP_NOTSENT_LOWAT: a connection is writable only while fewer than this many
+    /// queued bytes have not been sent yet (besides being below <see cref="SendBufferSize"/>). 0: off. Default 0.
+    /// </summary>
+    public int NotSentLowWatermark { get; set; }
 }

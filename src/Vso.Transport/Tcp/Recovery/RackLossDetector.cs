@@ -31,6 +31,9 @@ internal sealed class RackLossDetector(ILossRecoverySender sender)
     private bool _dsackRound;
     private uint _dsackRoundEnd;
 
+    /// <summary>A segment was delivered below one delivered before it without being retransmitted (§6.2 step 3).</summary>
+    public bool ReorderingSeen => _reorderingSeen;
+
     /// <summary>When the reordering window of the segment waiting longest passes (§6.3), or 0.</summary>
     public long ReorderDeadline { get; private set; }
 

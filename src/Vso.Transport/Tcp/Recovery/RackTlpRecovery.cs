@@ -16,6 +16,9 @@ internal sealed class RackTlpRecovery : ILossRecovery
     private SackRepair _repair = null!;
     private ProportionalRateReduction _prr = null!;
 
+    /// <summary>RACK has seen the peer's ACKs reorder segments (TCP info; false before the handshake settled).</summary>
+    internal bool ReorderingSeen => _rack?.ReorderingSeen ?? false;
+
     // Recovery episode: the phase and the recovery point (snd.max when it started) that ends it.
     private RecoveryPhase _phase;
     private uint _recoveryPoint;

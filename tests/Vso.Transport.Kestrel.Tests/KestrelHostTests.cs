@@ -167,6 +167,8 @@ public sealed class KestrelHostTests
 
         await app.StopAsync().WaitAsync(Timeout);
         await TransportTests.WaitUntil(() => pair.Factory.PinnedBytes == 0, "pinned bytes back to zero after StopAsync");
+        await app.DisposeAsync();
+    }
 
     [Fact]
     public async Task Kestrel_binds_a_dynamic_port_and_reports_it_in_its_addresses()

@@ -10,6 +10,8 @@
 # Each server start is followed by 8 s of unrecorded warm-up (the four workload kinds, 2 s each) so that both run JIT-tiered code.
 # Prints the median over ROUNDS of requests/s, MB/s, p50, p99, the Vso/Sockets ratio of requests/s, and the server's
 # CPU cost (utime + stime of the server process from /proc/PID/stat over the workload) per 1,000 requests and per MiB.
+# VSO_TRANSPORTS (default "Vso Sockets") may add VsoEngine: the Vso sample with Vso__ApplicationOnEngineThread=true (Kestrel's
+# continuations on the engine thread); each transport other than Sockets gets its own rows, its ratio against Sockets.
 # Needs root, wrk, h2load (nghttp2-client), iptables, ethtool. Usage: benchmarks/load/kestrel.sh [ROUNDS=3] [SECONDS=10]
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -37,9 +39,10 @@ base="http://198.18.0.2:8080"
 
 pid=""
 start_server() { # TRANSPORT
-  local t="$1"
+  local t="$1" transport="$1" inline=false
   if [[ "$t" == Sockets ]]; then ip -n "$server" addr add 198.18.0.2/24 dev vsos0; fi
-  (cd "$sample_dir" && exec ip netns exec "$server" env Transport="$t" Vso__Backend=AfPacket Vso__Interface=vsos0 \
+  if [[ "$t" == VsoEngine ]]; then transport=Vso; inline=true; fi
+  (cd "$sample_dir" && exec ip netns exec "$server" env Transport="$transport" Vso__ApplicationOnEngineThread="$inline" Vso__Backend=AfPacket Vso__Interface=vsos0 \
      Vso__Address=198.18.0.2/24 H2cUrl=http://198.18.0.2:8081 Logging__LogLevel__Default=Warning \
      Logging__LogLevel__Microsoft.Hosting.Lifetime=Warning dotnet Vso.Samples.HelloServer.dll --urls "$base" \
      >"/tmp/vso-kestrel-bench-$t.log" 2>&1) &
@@ -119,7 +122,7 @@ run_workloads() { # TRANSPORT
 }
 
 for r in $(seq "$rounds"); do
-  for t in Vso Sockets; do
+  for t in ${VSO_TRANSPORTS:-Vso Sockets}; do
     echo "round $r/$rounds: $t" >&2
     start_server "$t"
     run_workloads "$t"
@@ -147,10 +150,13 @@ order = ["plaintext-c1", "plaintext-c64", "plaintext-c256", "close-c64", "pipeli
 print(f"median of {sys.argv[2]} rounds, {sys.argv[3]} s each, alternating Vso and Sockets; server CPU = utime + stime of the server process")
 print("| workload | Vso req/s | Sockets req/s | Vso/Sockets | Vso MB/s | Sockets MB/s | Vso p50 / p99 ms | Sockets p50 / p99 ms | server CPU ms per 1k req, Vso / Sockets | server CPU ms per MiB, Vso / Sockets |")
 print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+ours = sorted({t for (t, _) in rows if t != "Sockets"}, key=lambda t: (t != "Vso", t))
 for w in order:
-    v = [med("Vso", w, i) for i in range(4)]; s = [med("Sockets", w, i) for i in range(4)]
+  for t in ours:
+    v = [med(t, w, i) for i in range(4)]; s = [med("Sockets", w, i) for i in range(4)]
     ratio = v[0] / s[0] if s[0] else float("nan")
-    (vk, vm), (sk, sm) = cost("Vso", w), cost("Sockets", w)
-    print(f"| {w} | {v[0]:,.0f} | {s[0]:,.0f} | {ratio:.2f} | {v[1]:,.1f} | {s[1]:,.1f} | {v[2]:.2f} / {v[3]:.2f} | {s[2]:.2f} / {s[3]:.2f} | {vk:.1f} / {sk:.1f} | {vm:.1f} / {sm:.1f} |")
+    (vk, vm), (sk, sm) = cost(t, w), cost("Sockets", w)
+    name = w if t == "Vso" else f"{w} ({t})"
+    print(f"| {name} | {v[0]:,.0f} | {s[0]:,.0f} | {ratio:.2f} | {v[1]:,.1f} | {s[1]:,.1f} | {v[2]:.2f} / {v[3]:.2f} | {s[2]:.2f} / {s[3]:.2f} | {vk:.1f} / {sk:.1f} | {vm:.1f} / {sm:.1f} |")
 print("(h2load prints no percentiles: its p50 column is the mean time per request; p99 n/a)")
 PY

@@ -7,4 +7,10 @@ if (args.Length > 0 && args[0] == "--probe")
     return;
 }
 
+if (args.Length > 0 && args[0] == "--roundtrip")
+{
+    await RoundTripProbe.RunAsync(args.Length > 1 ? int.Parse(args[1], System.Globalization.CultureInfo.InvariantCulture) : 3000);
+    return;
+}
+
 BenchmarkSwitcher.FromAssembly(typeof(ChecksumBenchmarks).Assembly).Run(args);

@@ -91,9 +91,12 @@ internal sealed class RealLinkRig : IAsyncDisposable
                 net.CreatePersistentTap();
             }
 
-            link = kind == RealLinkKind.AfPacket
-                ? NetnsHarness.RunIn<ILink>(net.Server, () => new AfPacketLink(new AfPacketLinkOptions { InterfaceName = net.StackDevice, ReceiveRing = ring }, logger))
-                : NetnsHarness.RunIn<ILink>(net.Server, () => new TapLink(
+            link = kind switch
+            {
+                RealLinkKind.AfPacket => NetnsHarness.RunIn<ILink>(net.Server, () => new AfPacketLink(new AfPacketLinkOptions { InterfaceName = net.StackDevice, ReceiveRing = ring }, logger)),
+                RealLinkKind.AfXdp => NetnsHarness.RunIn<ILink>(net.Server, () => new AfXdpLink(
+                    new AfXdpLinkOptions { InterfaceName = net.StackDevice, Address = Ipv4Address.Parse(NetnsHarness.StackAddress) }, logger)),
+                _ => NetnsHarness.RunIn<ILink>(net.Server, () => new TapLink(
                     new TapLinkOptions
                     {
                         Name = net.StackDevice,
@@ -102,7 +105,8 @@ internal sealed class RealLinkRig : IAsyncDisposable
                         KernelAddress = attachToExistingTap ? null : Ipv4Address.Parse(NetnsHarness.KernelAddress),
                         KernelPrefixLength = 24,
                     },
-                    logger));
+                    logger)),
+            };
             if (kind == RealLinkKind.Tap)
             {
                 net.PrepareTapDevice();

@@ -188,7 +188,9 @@ internal sealed unsafe class XdpRedirectProgram : IDisposable
         {
             var errno = Marshal.GetLastPInvokeError();
             throw errno is Errno.EPERM or Errno.EACCES
-                ? new LinkException($"Creating the XSKMAP for '{name}' failed: {Errno.Describe(errno)}. BPF maps need CAP_BPF (or CAP_SYS_ADMIN). {AfXdpLink.GrantHint}", errno)
+                ? new LinkException(
+                    $"Creating the XSKMAP for '{name}' failed: {Errno.Describe(errno)}. An XSKMAP needs CAP_BPF and CAP_NET_ADMIN (or CAP_SYS_ADMIN){Lacking()}. {AfXdpLink.GrantHint}",
+                    errno)
                 : LinkException.FromErrno(errno, $"creating the XSKMAP for '{name}'", "CAP_BPF");
         }
 
@@ -212,7 +214,7 @@ internal sealed unsafe class XdpRedirectProgram : IDisposable
             if (errno is Errno.EPERM)
             {
                 throw new LinkException(
-                    $"Loading the stack's XDP program for '{name}' failed: {Errno.Describe(errno)}. XDP programs need CAP_BPF and CAP_NET_ADMIN (or CAP_SYS_ADMIN). {AfXdpLink.GrantHint}",
+                    $"Loading the stack's XDP program for '{name}' failed: {Errno.Describe(errno)}. XDP programs need CAP_BPF and CAP_NET_ADMIN (or CAP_SYS_ADMIN){Lacking()}. {AfXdpLink.GrantHint}",
                     errno);
             }
 
@@ -245,6 +247,8 @@ internal sealed unsafe class XdpRedirectProgram : IDisposable
         WriteName(attr + 48, "vso_xdp");
         return LinuxNative.bpf(LinuxNative.BPF_PROG_LOAD, attr, LinuxNative.BpfAttrSize);
     }
+
+    private static string Lacking() => Capabilities.Lacking(("CAP_BPF", LinuxNative.CAP_BPF), ("CAP_NET_ADMIN", LinuxNative.CAP_NET_ADMIN));
 
     private static void WriteName(byte* destination, string name)
     {

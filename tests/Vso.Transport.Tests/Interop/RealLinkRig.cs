@@ -76,7 +76,8 @@ internal sealed class RealLinkRig : IAsyncDisposable
         Action<TcpSettings>? configure = null,
         bool offloadsOff = true,
         AfPacketReceiveRing ring = AfPacketReceiveRing.V2,
-        bool attachToExistingTap = false)
+        bool attachToExistingTap = false,
+        AfXdpMode xdpMode = AfXdpMode.Auto)
     {
         var net = new NetnsHarness(kind, offloadsOff);
         ILink? link = null;
@@ -95,7 +96,7 @@ internal sealed class RealLinkRig : IAsyncDisposable
             {
                 RealLinkKind.AfPacket => NetnsHarness.RunIn<ILink>(net.Server, () => new AfPacketLink(new AfPacketLinkOptions { InterfaceName = net.StackDevice, ReceiveRing = ring }, logger)),
                 RealLinkKind.AfXdp => NetnsHarness.RunIn<ILink>(net.Server, () => new AfXdpLink(
-                    new AfXdpLinkOptions { InterfaceName = net.StackDevice, Address = Ipv4Address.Parse(NetnsHarness.StackAddress) }, logger)),
+                    new AfXdpLinkOptions { InterfaceName = net.StackDevice, Address = Ipv4Address.Parse(NetnsHarness.StackAddress), Mode = xdpMode }, logger)),
                 _ => NetnsHarness.RunIn<ILink>(net.Server, () => new TapLink(
                     new TapLinkOptions
                     {

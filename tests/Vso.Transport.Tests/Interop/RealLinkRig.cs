@@ -271,6 +271,12 @@ internal sealed class RealLinkRig : IAsyncDisposable
         finally
         {
             Log($"stack: contained exceptions {Stack.ContainedExceptions}, connections left {Stack.ConnectionCount}");
+            if (Link is AfXdpLink xdp)
+            {
+                var (dropped, ringFull, fillEmpty) = xdp.ReadKernelStatistics();
+                Log($"AF_XDP: received {xdp.FramesReceived}, transmitted {xdp.FramesTransmitted}, transmit errors {xdp.TransmitErrors}; " +
+                    $"kernel: dropped {dropped}, RX ring full {ringFull}, fill ring empty {fillEmpty}");
+            }
             Stack.Dispose();
             Link.Dispose();
             Net.Dispose();

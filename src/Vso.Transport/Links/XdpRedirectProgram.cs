@@ -27,6 +27,9 @@ internal sealed unsafe class XdpRedirectProgram : IDisposable
     {
     }
 
+    /// <summary>The loaded program, for BPF_PROG_TEST_RUN.</summary>
+    internal int ProgramFd => _programFd;
+
     /// <summary>True when attached in generic (SKB) mode, false for the driver's native XDP.</summary>
     public bool Generic { get; private set; }
 
@@ -34,13 +37,14 @@ internal sealed unsafe class XdpRedirectProgram : IDisposable
     /// Creates the map with <paramref name="queues"/> entries and loads the program matching <paramref name="address"/>.
     /// Attach with <see cref="Attach"/>, after the socket is bound and put in the map with <see cref="SetSocket"/>.
     /// </summary>
-    public static XdpRedirectProgram Load(Ipv4Address address, int queues, string name)
+    /// <remarks><paramref name="missAction"/>: what the redirect returns for a queue without a socket, XDP_PASS; tests set another to tell the two paths apart.</remarks>
+    public static XdpRedirectProgram Load(Ipv4Address address, int queues, string name, int missAction = XdpPass)
     {
         var program = new XdpRedirectProgram();
         try
         {
             program._mapFd = CreateMap(queues, name);
-            program._programFd = LoadProgram(Instructions(address, program._mapFd), name);
+            program._programFd = LoadProgram(Instructions(address, program._mapFd, missAction), name);
             return program;
         }
         catch
@@ -114,7 +118,7 @@ internal sealed unsafe class XdpRedirectProgram : IDisposable
     /// their wire byte order read that way (IPv4 0x0800 reads 0x0008, ARP 0x0806 reads 0x0608). Packet reads are guarded
     /// by the data_end checks the verifier requires.
     /// </summary>
-    internal static ulong[] Instructions(Ipv4Address address, int mapFd)
+    internal static ulong[] Instructions(Ipv4Address address, int mapFd, int missAction = XdpPass)
     {
         Span<byte> bytes = stackalloc byte[4];
         address.Write(bytes);
@@ -143,7 +147,7 @@ internal sealed unsafe class XdpRedirectProgram : IDisposable
         p[redirect] = Insn(LdxW, 2, 1, 16, 0);               // r2 = ctx->rx_queue_index
         p[17] = Insn(LdDw, 1, PseudoMapFd, 0, mapFd);        // r1 = the XSKMAP
         p[18] = 0;
-        p[19] = Insn(MovK, 3, 0, 0, XdpPass);                // no socket on this queue: pass
+        p[19] = Insn(MovK, 3, 0, 0, missAction);             // no socket on this queue: pass
         p[20] = Insn(Call, 0, 0, 0, BpfFuncRedirectMap);
         p[21] = Insn(Exit, 0, 0, 0, 0);
         p[pass] = Insn(MovK, 0, 0, 0, XdpPass);

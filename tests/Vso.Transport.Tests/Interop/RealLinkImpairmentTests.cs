@@ -41,6 +41,7 @@ public sealed class RealLinkImpairmentTests(ITestOutputHelper output)
     [RootTheory]
     [InlineData(RealLinkKind.AfPacket)]
     [InlineData(RealLinkKind.Tap)]
+    [InlineData(RealLinkKind.AfXdp)]
     public async Task Transfers_under_a_100_Mbit_token_bucket(RealLinkKind kind)
     {
         await using var rig = RealLinkRig.Start(kind, output);

@@ -14,7 +14,10 @@ public sealed class AfXdpLinkOptions
     /// </summary>
     public Ipv4Address Address { get; set; }
 
-    /// <summary>The receive queue to bind to. Default 0. It must exist (`ethtool -l DEV`).</summary>
+    /// <summary>
+    /// The receive queue to bind to. Default 0. It must exist (`ethtool -l DEV`). The link sees only frames that arrive on
+    /// this queue: on a multi-queue NIC give the interface one queue or steer the stack's traffic to it (ethtool -N).
+    /// </summary>
     public int Queue { get; set; }
 
     /// <summary>Native or generic XDP, zero-copy or copy. Default <see cref="AfXdpMode.Auto"/>.</summary>

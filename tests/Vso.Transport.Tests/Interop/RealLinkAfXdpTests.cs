@@ -42,6 +42,72 @@ public sealed class RealLinkAfXdpTests(ITestOutputHelper output)
     }
 
     [RootFact]
+    public void Transmit_and_receive_allocate_nothing_per_frame()
+    {
+        using var net = new NetnsHarness(RealLinkKind.AfXdp);
+        using var link = NetnsHarness.RunIn(net.Server, () => new AfXdpLink(
+            new AfXdpLinkOptions { InterfaceName = net.StackDevice, Address = Ipv4Address.Parse(NetnsHarness.StackAddress) }));
+
+        // Frames of a local experimental EtherType to the broadcast address: the client's kernel ignores them.
+        var batch = new TransmitBatch(64, 1514);
+        void Fill()
+        {
+            for (var i = 0; i < batch.Capacity; i++)
+            {
+                var frame = batch.Begin();
+                frame[..6].Fill(0xff);
+                link.HardwareAddress.Write(frame[6..]);
+                frame[12] = 0x88;
+                frame[13] = 0xb5;
+                batch.Commit(1000);
+            }
+        }
+
+        Fill();
+        link.Transmit(batch);
+        batch.Clear();
+        var before = GC.GetAllocatedBytesForCurrentThread();
+        for (var round = 0; round < 200; round++)
+        {
+            Fill();
+            link.Transmit(batch);
+            batch.Clear();
+        }
+
+        var transmitted = GC.GetAllocatedBytesForCurrentThread() - before;
+
+        // ICMP echo requests to the stack's address (a static neighbour entry: nothing answers ARP here) reach the socket.
+        NetnsHarness.CheckIn(net.Client, "ip", "neigh", "replace", NetnsHarness.StackAddress, "lladdr", link.HardwareAddress.ToString(), "dev", NetnsHarness.ClientDevice);
+        _ = SendPings(net);
+        var counter = new CountingReceiver();
+        _ = link.Receive(counter, 1);
+        before = GC.GetAllocatedBytesForCurrentThread();
+        for (var i = 0; i < 1000 && counter.Frames < 100; i++)
+        {
+            _ = link.WaitForFrames(TimeSpan.FromMilliseconds(10));
+            _ = link.Receive(counter, 64);
+        }
+
+        var received = GC.GetAllocatedBytesForCurrentThread() - before;
+        output.WriteLine($"sent {link.FramesTransmitted} frames ({transmitted} bytes allocated), received {counter.Frames} ({received} bytes allocated), transmit errors {link.TransmitErrors}");
+        Assert.Equal(201 * 64, link.FramesTransmitted);
+        Assert.Equal(0, link.TransmitErrors);
+        Assert.True(counter.Frames >= 100, $"only {counter.Frames} frames received");
+        Assert.Equal(0, transmitted);
+        Assert.Equal(0, received);
+    }
+
+    private static CommandResult SendPings(NetnsHarness net) =>
+        NetnsHarness.Exec(net.Client, TimeSpan.FromSeconds(20), "ping", "-c", "150", "-i", "0.002", "-W", "1", NetnsHarness.StackAddress);
+
+    private sealed class CountingReceiver : IFrameReceiver
+    {
+        public int Frames { get; private set; }
+
+        public void OnFrame(ReadOnlySpan<byte> frame) => Frames++;
+    }
+
+    [RootFact]
     public void Missing_CAP_NET_RAW_is_named_with_how_to_grant_it()
     {
         var error = OpenWithout(new AfXdpLinkOptions(), (1u << LinuxNative.CAP_NET_RAW) | (1u << LinuxNative.CAP_SYS_ADMIN), 0);

@@ -91,6 +91,13 @@ internal static class StackFactory
 
                 link = new TapLink(tap, log);
             }
+            else if (o.Backend == VsoBackend.AfXdp)
+            {
+                _ = VsoTransportOptionsValidator.TryParseCidr(o.Address, out var address, out _);
+                link = new AfXdpLink(
+                    new AfXdpLinkOptions { InterfaceName = o.Interface, Address = address, Queue = o.AfXdp.Queue, Mode = o.AfXdp.Mode, RingSize = o.AfXdp.RingSize },
+                    log);
+            }
             else
             {
                 var packet = new AfPacketLinkOptions

@@ -10,6 +10,12 @@ public enum VsoBackend
 
     /// <summary>A TAP device: the stack is the far end of a virtual wire whose near end is a kernel interface.</summary>
     Tap,
+
+    /// <summary>
+    /// An AF_XDP socket on one queue of an interface, with the stack's own XDP program steering to it only the stack's
+    /// frames (ARP for its address, IPv4 to it): the kernel keeps the rest, so the interface may have kernel addresses too.
+    /// </summary>
+    AfXdp,
 }
 
 /// <summary>Congestion control algorithms (Tcp:CongestionControl).</summary>
@@ -71,10 +77,10 @@ public sealed class VsoTransportOptions
     /// <summary>The configuration section bound by <c>UseVsoTransport()</c>.</summary>
     public const string SectionName = "Vso";
 
-    /// <summary>AfPacket (default) or Tap.</summary>
+    /// <summary>AfPacket (default), Tap or AfXdp.</summary>
     public VsoBackend Backend { get; set; } = VsoBackend.AfPacket;
 
-    /// <summary>The interface (AfPacket) or TAP device name (Tap). Required.</summary>
+    /// <summary>The interface (AfPacket, AfXdp) or TAP device name (Tap). Required.</summary>
     public string Interface { get; set; } = "";
 
     /// <summary>The stack's address in CIDR form, such as 198.18.0.2/24. Required.</summary>
@@ -83,10 +89,10 @@ public sealed class VsoTransportOptions
     /// <summary>Next hop for destinations outside the subnet; empty for none (default).</summary>
     public string Gateway { get; set; } = "";
 
-    /// <summary>The stack's MAC (Tap only; AfPacket uses the interface's). Empty: random locally administered.</summary>
+    /// <summary>The stack's MAC (Tap only; AfPacket and AfXdp use the interface's). Empty: random locally administered.</summary>
     public string MacAddress { get; set; } = "";
 
-    /// <summary>MTU to set on the TAP device (Tap only; AfPacket uses the interface's). Null: keep the device's.</summary>
+    /// <summary>MTU to set on the TAP device (Tap only; AfPacket and AfXdp use the interface's). Null: keep the device's.</summary>
     public int? Mtu { get; set; }
 
     /// <summary>Hand bytes to the link by pinned address (Pinned, default) or by one copy at send time (Copy).</summary>
@@ -160,6 +166,21 @@ public sealed class VsoTransportOptions
     /// connection of the stack); an exception it throws is contained like any on the engine thread. Default false.
     /// </summary>
     public bool ApplicationOnEngineThread { get; set; }
+
+    public VsoAfXdpOptions AfXdp { get; set; } = new();
+}
+
+/// <summary>AfXdp backend options (section Vso:AfXdp).</summary>
+public sealed class VsoAfXdpOptions
+{
+    /// <summary>The receive queue the socket binds to (one socket, one queue). Default 0.</summary>
+    public int Queue { get; set; }
+
+    /// <summary>Auto (default: zero-copy and native XDP where the driver has them, each fallback logged), ZeroCopy, Copy or Skb (generic XDP).</summary>
+    public Links.AfXdpMode Mode { get; set; } = Links.AfXdpMode.Auto;
+
+    /// <summary>Entries of each AF_XDP ring, a power of two; the UMEM holds twice as many 4 KiB frames, pinned. Default 2048 (16 MiB).</summary>
+    public int RingSize { get; set; } = 2048;
 }
 
 /// <summary>AfPacket backend options (section Vso:AfPacket).</summary>

@@ -25,7 +25,7 @@ internal sealed class VsoTransportOptionsValidator : IValidateOptions<VsoTranspo
 
         if (!Enum.IsDefined(o.Backend))
         {
-            Fail("Backend", o.Backend, "use AfPacket or Tap" + EnumNote("Backend"));
+            Fail("Backend", o.Backend, "use AfPacket, Tap or AfXdp" + EnumNote("Backend"));
         }
 
         if (string.IsNullOrWhiteSpace(o.Interface) || o.Interface.Length > 15)
@@ -49,7 +49,7 @@ internal sealed class VsoTransportOptionsValidator : IValidateOptions<VsoTranspo
         {
             if (o.Backend != VsoBackend.Tap)
             {
-                Fail("MacAddress", o.MacAddress, "only the Tap backend sets its own MAC; AfPacket uses the interface's (`ip link set DEV address ...`), so leave it empty");
+                Fail("MacAddress", o.MacAddress, "only the Tap backend sets its own MAC; AfPacket and AfXdp use the interface's (`ip link set DEV address ...`), so leave it empty");
             }
             else if (!TryParseMac(o.MacAddress, out var mac) || mac.IsMulticast || mac == Wire.MacAddress.Zero)
             {
@@ -61,7 +61,7 @@ internal sealed class VsoTransportOptionsValidator : IValidateOptions<VsoTranspo
         {
             if (o.Backend != VsoBackend.Tap)
             {
-                Fail("Mtu", mtu, "only the Tap backend sets the MTU; for AfPacket set the interface's (`ip link set DEV mtu N`) and leave Mtu empty");
+                Fail("Mtu", mtu, "only the Tap backend sets the MTU; for AfPacket and AfXdp set the interface's (`ip link set DEV mtu N`) and leave Mtu empty");
             }
             else if (mtu is < 576 or > 65521)
             {
@@ -84,6 +84,21 @@ internal sealed class VsoTransportOptionsValidator : IValidateOptions<VsoTranspo
             {
                 Fail("Tap:HostAddress", o.Tap.HostAddress, "the kernel side needs an address other than the stack's (Vso:Address), such as 198.18.0.1/24");
             }
+        }
+
+        if (o.AfXdp.Queue is < 0 or > 65535)
+        {
+            Fail("AfXdp:Queue", o.AfXdp.Queue, "use " + AcceptedRange("AfXdp:Queue"));
+        }
+
+        if (!Enum.IsDefined(o.AfXdp.Mode))
+        {
+            Fail("AfXdp:Mode", o.AfXdp.Mode, "use Auto, ZeroCopy, Copy or Skb");
+        }
+
+        if (o.AfXdp.RingSize is < 64 or > 32768 || (o.AfXdp.RingSize & (o.AfXdp.RingSize - 1)) != 0)
+        {
+            Fail("AfXdp:RingSize", o.AfXdp.RingSize, "use " + AcceptedRange("AfXdp:RingSize"));
         }
 
         var t = o.Tcp;
@@ -198,11 +213,13 @@ internal sealed class VsoTransportOptionsValidator : IValidateOptions<VsoTranspo
         "Pinning:BlockSize" => "a power of two from 1024 to 1048576, such as 4096",
         "MaxWriteBufferSize" => "at least 65536 bytes, well above a typical flush (2097152 by default)",
         "MaxReadBufferSize" => "at least 16384 bytes (1048576 by default)",
+        "AfXdp:Queue" => "a receive queue of the interface, 0 to 65535 (`ethtool -l DEV` lists them)",
+        "AfXdp:RingSize" => "a power of two from 64 to 32768, such as 2048",
         _ => null,
     };
 
     /// <summary>A remark after the list of an enum key's values.</summary>
-    public static string EnumNote(string key) => key == "Backend" ? " (AfXdp is not available yet)" : "";
+    public static string EnumNote(string key) => "";
 
     public static bool TryParseCidr(string? text, out Ipv4Address address, out int prefix)
     {

@@ -16,8 +16,9 @@ namespace Vso.Transport.Kestrel.Tests;
 public sealed class ConfigurationErrorTests
 {
     [Theory]
-    [InlineData("Backend", "AfXdp", "Vso:Backend = 'AfXdp' is invalid: use AfPacket or Tap (AfXdp is not available yet).")]
-    [InlineData("Backend", "1", "Vso:Backend = '1' is invalid: use AfPacket or Tap (AfXdp is not available yet).")]
+    [InlineData("Backend", "Xdp", "Vso:Backend = 'Xdp' is invalid: use AfPacket, Tap or AfXdp.")]
+    [InlineData("Backend", "1", "Vso:Backend = '1' is invalid: use AfPacket, Tap or AfXdp.")]
+    [InlineData("AfXdp:Mode", "Zero", "Vso:AfXdp:Mode = 'Zero' is invalid: use Auto, ZeroCopy, Copy or Skb.")]
     [InlineData("Tcp:CongestionControl", "bbr", "Vso:Tcp:CongestionControl = 'bbr' is invalid: use NewReno or Cubic.")]
     [InlineData("Tcp:SynCookies", "sometimes", "Vso:Tcp:SynCookies = 'sometimes' is invalid: use Auto, Always or Never.")]
     [InlineData("IdentifyMode", "Zero", "Vso:IdentifyMode = 'Zero' is invalid: use Pinned or Copy.")]
@@ -28,6 +29,8 @@ public sealed class ConfigurationErrorTests
     [InlineData("Tcp:Backlog", "lots", "Vso:Tcp:Backlog = 'lots' is invalid: use 1 to 65535.")]
     [InlineData("Tcp:Backlog", "0", "Vso:Tcp:Backlog = '0' is invalid: use 1 to 65535.")]
     [InlineData("Tcp:Backlog", "99999999999", "Vso:Tcp:Backlog = '99999999999' is invalid: use 1 to 65535.")]
+    [InlineData("AfXdp:Queue", "-1", "Vso:AfXdp:Queue = '-1' is invalid: use a receive queue of the interface, 0 to 65535 (`ethtool -l DEV` lists them).")]
+    [InlineData("AfXdp:RingSize", "1000", "Vso:AfXdp:RingSize = '1000' is invalid: use a power of two from 64 to 32768, such as 2048.")]
     [InlineData("Tcp:ReceiveBufferSize", "1MB", "Vso:Tcp:ReceiveBufferSize = '1MB' is invalid: use 2048 to 1073741824 bytes.")]
     [InlineData("Tcp:ReceiveBufferSize", "1024", "Vso:Tcp:ReceiveBufferSize = '1024' is invalid: use 2048 to 1073741824 bytes.")]
     [InlineData("Mtu", "jumbo", "Vso:Mtu = 'jumbo' is invalid: use 576 to 65521, such as 1500, or leave it empty.")]
@@ -107,7 +110,7 @@ public sealed class ConfigurationErrorTests
 
     /// <summary>The sample as an operator runs it: exit code 1, the message as its last line, no crash report.</summary>
     [Theory]
-    [InlineData("--Vso:Backend=Bogus", "Vso:Backend = 'Bogus' is invalid: use AfPacket or Tap (AfXdp is not available yet).")]
+    [InlineData("--Vso:Backend=Bogus", "Vso:Backend = 'Bogus' is invalid: use AfPacket, Tap or AfXdp.")]
     [InlineData("--Vso:Tcp:MinRto=soon", "Vso:Tcp:MinRto = 'soon' is invalid: use a duration written [d.]hh:mm:ss[.fffffff], such as 00:00:00.2 for 200 ms (a positive time).")]
     [InlineData("--Vso:Address=198.18.0.2", "Vso:Address = '198.18.0.2' is invalid: give the stack's IPv4 address with its prefix length, such as 198.18.0.2/24 (Vso__Address=198.18.0.2/24).")]
     [InlineData("--Metrics=Graphite", "Metrics = 'Graphite' is invalid: use None, Prometheus or Otlp.")]

@@ -72,14 +72,14 @@ public sealed class OptionsTests
         var builder = WebApplication.CreateBuilder();
         builder.Configuration.AddInMemoryCollection(new Dictionary<string, string?>
         {
-            ["Vso:Backend"] = "AfXdp",
+            ["Vso:Backend"] = "Xdp",
             ["Vso:Interface"] = "vso0",
             ["Vso:Address"] = "198.18.0.2/24",
         });
         builder.WebHost.UseVsoTransport();
         await using var app = builder.Build();
         var error = await Assert.ThrowsAsync<OptionsValidationException>(() => app.StartAsync());
-        Assert.Equal(["Vso:Backend = 'AfXdp' is invalid: use AfPacket or Tap (AfXdp is not available yet)."], error.Failures);
+        Assert.Equal(["Vso:Backend = 'Xdp' is invalid: use AfPacket, Tap or AfXdp."], error.Failures);
     }
 
     [Fact]

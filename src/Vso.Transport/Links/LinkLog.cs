@@ -26,4 +26,7 @@ internal static partial class LinkLog
 
     [LoggerMessage(EventId = 105, Level = LogLevel.Warning, Message = "Link {Interface}: receiving failed: {Error}")]
     public static partial void ReceiveFailed(this ILogger logger, string @interface, string error);
+
+    [LoggerMessage(EventId = 106, Level = LogLevel.Information, Message = "Link {Interface}: {What}; using {Fallback}")]
+    public static partial void AfXdpFallback(this ILogger logger, string @interface, string what, string fallback);
 }

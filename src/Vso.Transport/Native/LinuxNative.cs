@@ -167,6 +167,9 @@ internal static class Errno
     public const int EINVAL = 22;
     public const int EMSGSIZE = 90;
     public const int ENETDOWN = 100;
+    public const int ENOMEM = 12;
+    public const int EEXIST = 17;
+    public const int EOPNOTSUPP = 95;
 
     public static string Describe(int errno) => $"{Marshal.GetPInvokeErrorMessage(errno)} (errno {errno})";
 }

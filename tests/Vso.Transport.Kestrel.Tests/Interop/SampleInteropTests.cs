@@ -20,6 +20,9 @@ public sealed partial class SampleInteropTests(ITestOutputHelper output)
     public void Sample_on_AfPacket_serves_curl_h2load_https_wrk_and_stops_gracefully() => Run(RealLinkKind.AfPacket);
 
     [RootFact]
+    public void Sample_on_AfXdp_serves_curl_h2load_https_wrk_and_stops_gracefully() => Run(RealLinkKind.AfXdp);
+
+    [RootFact]
     public void Sample_on_an_existing_Tap_serves_curl_h2load_https_wrk_and_stops_gracefully() => Run(RealLinkKind.Tap);
 
     private void Run(RealLinkKind kind)
@@ -42,10 +45,11 @@ public sealed partial class SampleInteropTests(ITestOutputHelper output)
                 ["H2cUrl"] = "http://198.18.0.2:8081",
                 ["Logging__LogLevel__Default"] = "Warning",
             };
-            if (kind == RealLinkKind.AfPacket)
+            if (kind is RealLinkKind.AfPacket or RealLinkKind.AfXdp)
             {
-                environment["Vso__Backend"] = "AfPacket";
+                environment["Vso__Backend"] = kind.ToString();
                 environment["Vso__Interface"] = net.StackDevice;
+                environment["Logging__LogLevel__Vso.Transport.Links"] = "Information";
             }
             else
             {
@@ -82,6 +86,12 @@ public sealed partial class SampleInteropTests(ITestOutputHelper output)
     private void Exercise(NetnsHarness net, string temp, SampleServer sample)
     {
         var ns = net.Client;
+
+        if (net.Kind == RealLinkKind.AfXdp)
+        {
+            // The sample logged the link it opened: the stack's own XDP program and an AF_XDP socket in copy mode (veth).
+            Assert.Contains("AF_XDP link open on", sample.Output, StringComparison.Ordinal);
+        }
 
         // HTTP/1.1 keep-alive: two requests, one connection.
         var keepAlive = NetnsHarness.Exec(ns, TimeSpan.FromSeconds(20), "curl", "-sv", "-m", "10", Base + "/", Base + "/");

@@ -9,6 +9,9 @@ public enum RealLinkKind
 {
     AfPacket,
     Tap,
+
+    /// <summary>An AF_XDP socket (with the stack's own XDP program) on the server's veth end: the AF_PACKET topology.</summary>
+    AfXdp,
 }
 
 /// <summary>
@@ -16,6 +19,7 @@ public enum RealLinkKind
 /// by the next run: namespaces named vso-*-PID-N whose PID is dead are removed at start).
 /// AF_PACKET: a client namespace whose veth end has the kernel address 198.18.0.1/24, and a server namespace
 /// holding the peer end with no kernel address and IPv6 off; the stack binds to that end.
+/// AF_XDP: the same two namespaces as AF_PACKET.
 /// TAP: one namespace; the stack creates the TAP device in it with the kernel side at 198.18.0.1/24.
 /// Offloads are off on every device; there are no default routes, so traffic goes nowhere else.
 /// </summary>
@@ -42,7 +46,7 @@ internal sealed partial class NetnsHarness : IDisposable
         try
         {
             AddNamespace(Client);
-            if (kind == RealLinkKind.AfPacket)
+            if (kind is RealLinkKind.AfPacket or RealLinkKind.AfXdp)
             {
                 Server = $"vso-s{tag}-{pid}-{n}";
                 AddNamespace(Server);

@@ -6,7 +6,7 @@ namespace Vso.Transport.Tests.Interop;
 /// The interop transfers between the kernel's TCP and the stack on real links — curl fetching 1 KiB and 64 MiB from
 /// the stack, a 64 MiB upload from the kernel, 100 concurrent connections — each checked by sha256 and judged by
 /// tshark and nstat: clean, under 1 % and 5 % random loss each way (iptables statistic on the client's INPUT and
-/// OUTPUT), and under a 100 Mbit/s token bucket, on AF_PACKET and TAP. Every curl is bounded by --max-time.
+/// OUTPUT), and under a 100 Mbit/s token bucket, on AF_PACKET, TAP and AF_XDP. Every curl is bounded by --max-time.
 /// </summary>
 [Collection("RealLinks")]
 public sealed class RealLinkImpairmentTests(ITestOutputHelper output)
@@ -17,6 +17,7 @@ public sealed class RealLinkImpairmentTests(ITestOutputHelper output)
     [RootTheory]
     [InlineData(RealLinkKind.AfPacket)]
     [InlineData(RealLinkKind.Tap)]
+    [InlineData(RealLinkKind.AfXdp)]
     public async Task Clean_transfers_pass_the_judges(RealLinkKind kind)
     {
         await using var rig = RealLinkRig.Start(kind, output);
@@ -28,6 +29,8 @@ public sealed class RealLinkImpairmentTests(ITestOutputHelper output)
     [InlineData(RealLinkKind.Tap, 0.01)]
     [InlineData(RealLinkKind.AfPacket, 0.05)]
     [InlineData(RealLinkKind.Tap, 0.05)]
+    [InlineData(RealLinkKind.AfXdp, 0.01)]
+    [InlineData(RealLinkKind.AfXdp, 0.05)]
     public async Task Transfers_survive_random_loss_each_way(RealLinkKind kind, double loss)
     {
         await using var rig = RealLinkRig.Start(kind, output);
@@ -38,6 +41,7 @@ public sealed class RealLinkImpairmentTests(ITestOutputHelper output)
     [RootTheory]
     [InlineData(RealLinkKind.AfPacket)]
     [InlineData(RealLinkKind.Tap)]
+    [InlineData(RealLinkKind.AfXdp)]
     public async Task Transfers_under_a_100_Mbit_token_bucket(RealLinkKind kind)
     {
         await using var rig = RealLinkRig.Start(kind, output);

@@ -3,7 +3,7 @@ using Xunit.Abstractions;
 namespace Vso.Transport.Tests.Interop;
 
 /// <summary>
-/// The stack on a real link (AF_PACKET on a veth, or a TAP device) against the Linux kernel's TCP as the client,
+/// The stack on a real link (AF_PACKET or AF_XDP on a veth, or a TAP device) against the Linux kernel's TCP as the client,
 /// each test in its own network namespaces. Every transfer is checked by SHA-256.
 /// </summary>
 [Collection("RealLinks")]
@@ -14,6 +14,7 @@ public sealed class RealLinkInteropTests(ITestOutputHelper output)
     [RootTheory]
     [InlineData(RealLinkKind.AfPacket)]
     [InlineData(RealLinkKind.Tap)]
+    [InlineData(RealLinkKind.AfXdp)]
     public async Task Ping_is_answered(RealLinkKind kind)
     {
         await using var rig = RealLinkRig.Start(kind, output);
@@ -25,6 +26,7 @@ public sealed class RealLinkInteropTests(ITestOutputHelper output)
     [RootTheory]
     [InlineData(RealLinkKind.AfPacket)]
     [InlineData(RealLinkKind.Tap)]
+    [InlineData(RealLinkKind.AfXdp)]
     public async Task Closed_port_is_refused_with_RST(RealLinkKind kind)
     {
         await using var rig = RealLinkRig.Start(kind, output);
@@ -40,6 +42,7 @@ public sealed class RealLinkInteropTests(ITestOutputHelper output)
     [RootTheory]
     [InlineData(RealLinkKind.AfPacket)]
     [InlineData(RealLinkKind.Tap)]
+    [InlineData(RealLinkKind.AfXdp)]
     public async Task Curl_downloads_1_KiB(RealLinkKind kind)
     {
         await using var rig = RealLinkRig.Start(kind, output);
@@ -52,6 +55,7 @@ public sealed class RealLinkInteropTests(ITestOutputHelper output)
     [RootTheory]
     [InlineData(RealLinkKind.AfPacket)]
     [InlineData(RealLinkKind.Tap)]
+    [InlineData(RealLinkKind.AfXdp)]
     public async Task Curl_downloads_64_MiB(RealLinkKind kind)
     {
         await using var rig = RealLinkRig.Start(kind, output);
@@ -64,6 +68,7 @@ public sealed class RealLinkInteropTests(ITestOutputHelper output)
     [RootTheory]
     [InlineData(RealLinkKind.AfPacket)]
     [InlineData(RealLinkKind.Tap)]
+    [InlineData(RealLinkKind.AfXdp)]
     public async Task Curl_uploads_64_MiB(RealLinkKind kind)
     {
         await using var rig = RealLinkRig.Start(kind, output);
@@ -75,6 +80,7 @@ public sealed class RealLinkInteropTests(ITestOutputHelper output)
     [RootTheory]
     [InlineData(RealLinkKind.AfPacket)]
     [InlineData(RealLinkKind.Tap)]
+    [InlineData(RealLinkKind.AfXdp)]
     public async Task Hundred_concurrent_connections(RealLinkKind kind)
     {
         await using var rig = RealLinkRig.Start(kind, output);

@@ -76,7 +76,8 @@ internal sealed class RealLinkRig : IAsyncDisposable
         Action<TcpSettings>? configure = null,
         bool offloadsOff = true,
         AfPacketReceiveRing ring = AfPacketReceiveRing.V2,
-        bool attachToExistingTap = false)
+        bool attachToExistingTap = false,
+        AfXdpMode xdpMode = AfXdpMode.Auto)
     {
         var net = new NetnsHarness(kind, offloadsOff);
         ILink? link = null;
@@ -91,9 +92,12 @@ internal sealed class RealLinkRig : IAsyncDisposable
                 net.CreatePersistentTap();
             }
 
-            link = kind == RealLinkKind.AfPacket
-                ? NetnsHarness.RunIn<ILink>(net.Server, () => new AfPacketLink(new AfPacketLinkOptions { InterfaceName = net.StackDevice, ReceiveRing = ring }, logger))
-                : NetnsHarness.RunIn<ILink>(net.Server, () => new TapLink(
+            link = kind switch
+            {
+                RealLinkKind.AfPacket => NetnsHarness.RunIn<ILink>(net.Server, () => new AfPacketLink(new AfPacketLinkOptions { InterfaceName = net.StackDevice, ReceiveRing = ring }, logger)),
+                RealLinkKind.AfXdp => NetnsHarness.RunIn<ILink>(net.Server, () => new AfXdpLink(
+                    new AfXdpLinkOptions { InterfaceName = net.StackDevice, Address = Ipv4Address.Parse(NetnsHarness.StackAddress), Mode = xdpMode }, logger)),
+                _ => NetnsHarness.RunIn<ILink>(net.Server, () => new TapLink(
                     new TapLinkOptions
                     {
                         Name = net.StackDevice,
@@ -102,7 +106,8 @@ internal sealed class RealLinkRig : IAsyncDisposable
                         KernelAddress = attachToExistingTap ? null : Ipv4Address.Parse(NetnsHarness.KernelAddress),
                         KernelPrefixLength = 24,
                     },
-                    logger));
+                    logger)),
+            };
             if (kind == RealLinkKind.Tap)
             {
                 net.PrepareTapDevice();
@@ -266,6 +271,12 @@ internal sealed class RealLinkRig : IAsyncDisposable
         finally
         {
             Log($"stack: contained exceptions {Stack.ContainedExceptions}, connections left {Stack.ConnectionCount}");
+            if (Link is AfXdpLink xdp)
+            {
+                var (dropped, ringFull, fillEmpty) = xdp.ReadKernelStatistics();
+                Log($"AF_XDP: received {xdp.FramesReceived}, transmitted {xdp.FramesTransmitted}, transmit errors {xdp.TransmitErrors}; " +
+                    $"kernel: dropped {dropped}, RX ring full {ringFull}, fill ring empty {fillEmpty}");
+            }
             Stack.Dispose();
             Link.Dispose();
             Net.Dispose();

@@ -1,0 +1,67 @@
+using Vso.Transport.Wire;
+
+namespace Vso.Transport.Links;
+
+/// <summary>Options of an <see cref="AfXdpLink"/>. Defaults suit a veth or a 1–10 GbE NIC.</summary>
+public sealed class AfXdpLinkOptions
+{
+    /// <summary>The interface to bind to (required). It must exist and be up.</summary>
+    public string InterfaceName { get; set; } = "";
+
+    /// <summary>
+    /// The stack's IPv4 address (required): the XDP program hands the socket only ARP for this address and IPv4 addressed
+    /// to it; every other frame goes to the kernel as before.
+    /// </summary>
+    public Ipv4Address Address { get; set; }
+
+    /// <summary>
+    /// The receive queue to bind to. Default 0. It must exist (`ethtool -l DEV`). The link sees only frames that arrive on
+    /// this queue: on a multi-queue NIC give the interface one queue or steer the stack's traffic to it (ethtool -N).
+    /// </summary>
+    public int Queue { get; set; }
+
+    /// <summary>Native or generic XDP, zero-copy or copy. Default <see cref="AfXdpMode.Auto"/>.</summary>
+    public AfXdpMode Mode { get; set; } = AfXdpMode.Auto;
+
+    /// <summary>
+    /// Entries of each of the four rings (a power of two), and frames of the UMEM per direction: the UMEM holds
+    /// 2 × RingSize frames of <see cref="FrameSize"/> bytes (16 MiB by default), pinned by the kernel. Default 2048.
+    /// </summary>
+    public int RingSize { get; set; } = 2048;
+
+    /// <summary>Bytes per UMEM frame: 2048 or 4096 (default; a page, which holds an MTU of up to 3,500 or so with the kernel's headroom).</summary>
+    public int FrameSize { get; set; } = 4096;
+
+    public void Validate()
+    {
+        if (string.IsNullOrWhiteSpace(InterfaceName) || InterfaceName.Length > 15)
+        {
+            throw new ArgumentException($"InterfaceName = '{InterfaceName}' is invalid: give the name of an interface (1 to 15 characters), such as 'veth1'.", nameof(InterfaceName));
+        }
+
+        if (Address == Ipv4Address.Any)
+        {
+            throw new ArgumentException("Address is required: the stack's IPv4 address, which the XDP program matches.", nameof(Address));
+        }
+
+        if (Queue is < 0 or > 65535)
+        {
+            throw new ArgumentException($"Queue = {Queue} is invalid: use a receive queue index of 0 to 65535 (`ethtool -l DEV` lists them).", nameof(Queue));
+        }
+
+        if (!Enum.IsDefined(Mode))
+        {
+            throw new ArgumentException($"Mode = {Mode} is invalid: use Auto, ZeroCopy, Copy or Skb.", nameof(Mode));
+        }
+
+        if (RingSize is < 64 or > 32768 || (RingSize & (RingSize - 1)) != 0)
+        {
+            throw new ArgumentException($"RingSize = {RingSize} is invalid: use a power of two from 64 to 32768, such as 2048.", nameof(RingSize));
+        }
+
+        if (FrameSize is not (2048 or 4096))
+        {
+            throw new ArgumentException($"FrameSize = {FrameSize} is invalid: use 2048 or 4096.", nameof(FrameSize));
+        }
+    }
+}

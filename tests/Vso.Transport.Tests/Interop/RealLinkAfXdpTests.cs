@@ -1,0 +1,207 @@
+using Vso.Transport.Links;
+using Vso.Transport.Native;
+using Vso.Transport.Wire;
+using Xunit.Abstractions;
+
+namespace Vso.Transport.Tests.Interop;
+
+/// <summary>
+/// What is particular to the AF_XDP link: its XDP program hands the stack only its own frames and passes the rest to the
+/// kernel, in native and in generic mode; and opening it fails with messages that say what to do.
+/// </summary>
+[Collection("RealLinks")]
+public sealed class RealLinkAfXdpTests(ITestOutputHelper output)
+{
+    private const string KernelServerAddress = "198.18.0.3";
+
+    [RootTheory]
+    [InlineData(AfXdpMode.Copy)]
+    [InlineData(AfXdpMode.Skb)]
+    public async Task The_kernel_keeps_its_own_traffic_on_the_stacks_interface(AfXdpMode mode)
+    {
+        await using var rig = RealLinkRig.Start(RealLinkKind.AfXdp, output, xdpMode: mode);
+        var link = (AfXdpLink)rig.Link;
+        Assert.Equal(mode == AfXdpMode.Skb, link.GenericXdp);
+
+        // The server's kernel gets an address of its own on the very veth end the stack is bound to.
+        NetnsHarness.CheckIn(rig.Net.Server, "ip", "addr", "add", $"{KernelServerAddress}/24", "dev", rig.Net.StackDevice);
+        var before = link.FramesReceived;
+        var kernel = rig.Client(TimeSpan.FromSeconds(15), "ping", "-c", "3", "-i", "0.2", "-W", "2", KernelServerAddress);
+        output.WriteLine(kernel.Output);
+        Assert.True(kernel.ExitCode == 0, $"ping of the server kernel's own address: {kernel}");
+
+        // Its ARP and ICMP went to the kernel, none of it to the stack.
+        Assert.Equal(before, link.FramesReceived);
+
+        var stack = rig.Client(TimeSpan.FromSeconds(15), "ping", "-c", "3", "-i", "0.2", "-W", "2", NetnsHarness.StackAddress);
+        Assert.True(stack.ExitCode == 0, $"ping of the stack: {stack}");
+        var (_, sha, length) = rig.Download(1 << 20, maxSeconds: 20);
+        Assert.Equal(1 << 20, length);
+        Assert.Equal(TinyHttpServer.ExpectedSha256(1 << 20), sha);
+        Assert.True(link.FramesReceived > before, "the stack's own frames reach it");
+    }
+
+    [RootFact]
+    public void Transmit_and_receive_allocate_nothing_per_frame()
+    {
+        using var net = new NetnsHarness(RealLinkKind.AfXdp);
+        using var link = NetnsHarness.RunIn(net.Server, () => new AfXdpLink(
+            new AfXdpLinkOptions { InterfaceName = net.StackDevice, Address = Ipv4Address.Parse(NetnsHarness.StackAddress) }));
+
+        // Frames of a local experimental EtherType to the broadcast address: the client's kernel ignores them.
+        var batch = new TransmitBatch(64, 1514);
+        void Fill()
+        {
+            for (var i = 0; i < batch.Capacity; i++)
+            {
+                var frame = batch.Begin();
+                frame[..6].Fill(0xff);
+                link.HardwareAddress.Write(frame[6..]);
+                frame[12] = 0x88;
+                frame[13] = 0xb5;
+                batch.Commit(1000);
+            }
+        }
+
+        Fill();
+        link.Transmit(batch);
+        batch.Clear();
+        var before = GC.GetAllocatedBytesForCurrentThread();
+        for (var round = 0; round < 200; round++)
+        {
+            Fill();
+            link.Transmit(batch);
+            batch.Clear();
+        }
+
+        var transmitted = GC.GetAllocatedBytesForCurrentThread() - before;
+
+        // ICMP echo requests to the stack's address (a static neighbour entry: nothing answers ARP here) reach the socket.
+        NetnsHarness.CheckIn(net.Client, "ip", "neigh", "replace", NetnsHarness.StackAddress, "lladdr", link.HardwareAddress.ToString(), "dev", NetnsHarness.ClientDevice);
+        _ = SendPings(net);
+        var counter = new CountingReceiver();
+        _ = link.Receive(counter, 1);
+        before = GC.GetAllocatedBytesForCurrentThread();
+        for (var i = 0; i < 1000 && counter.Frames < 100; i++)
+        {
+            _ = link.WaitForFrames(TimeSpan.FromMilliseconds(10));
+            _ = link.Receive(counter, 64);
+        }
+
+        var received = GC.GetAllocatedBytesForCurrentThread() - before;
+        output.WriteLine($"sent {link.FramesTransmitted} frames ({transmitted} bytes allocated), received {counter.Frames} ({received} bytes allocated), transmit errors {link.TransmitErrors}");
+        Assert.Equal(201 * 64, link.FramesTransmitted);
+        Assert.Equal(0, link.TransmitErrors);
+        Assert.True(counter.Frames >= 100, $"only {counter.Frames} frames received");
+        Assert.Equal(0, transmitted);
+        Assert.Equal(0, received);
+    }
+
+    private static CommandResult SendPings(NetnsHarness net) =>
+        NetnsHarness.Exec(net.Client, TimeSpan.FromSeconds(20), "ping", "-c", "150", "-i", "0.002", "-W", "1", NetnsHarness.StackAddress);
+
+    private sealed class CountingReceiver : IFrameReceiver
+    {
+        public int Frames { get; private set; }
+
+        public void OnFrame(ReadOnlySpan<byte> frame) => Frames++;
+    }
+
+    [RootFact]
+    public void Missing_CAP_NET_RAW_is_named_with_how_to_grant_it()
+    {
+        var error = OpenWithout(new AfXdpLinkOptions(), (1u << LinuxNative.CAP_NET_RAW) | (1u << LinuxNative.CAP_SYS_ADMIN), 0);
+        Assert.Contains("CAP_NET_RAW", error.Message, StringComparison.Ordinal);
+        Assert.Contains("setcap cap_net_raw,cap_net_admin,cap_bpf,cap_ipc_lock+ep", error.Message, StringComparison.Ordinal);
+    }
+
+    [RootFact]
+    public void Missing_CAP_BPF_is_named_with_how_to_grant_it()
+    {
+        var error = OpenWithout(new AfXdpLinkOptions(), 1u << LinuxNative.CAP_SYS_ADMIN, 1u << (LinuxNative.CAP_BPF - 32));
+        Assert.Contains("this process lacks CAP_BPF.", error.Message, StringComparison.Ordinal);
+        Assert.Contains("--cap-add BPF", error.Message, StringComparison.Ordinal);
+    }
+
+    [RootFact]
+    public void Missing_CAP_NET_ADMIN_is_named_with_how_to_grant_it()
+    {
+        var error = OpenWithout(new AfXdpLinkOptions(), (1u << LinuxNative.CAP_NET_ADMIN) | (1u << LinuxNative.CAP_SYS_ADMIN), 0);
+        Assert.Contains("this process lacks CAP_NET_ADMIN.", error.Message, StringComparison.Ordinal);
+        Assert.Contains("setcap", error.Message, StringComparison.Ordinal);
+    }
+
+    [RootFact]
+    public unsafe void A_UMEM_above_RLIMIT_MEMLOCK_says_how_to_raise_it()
+    {
+        RLimit limit;
+        Assert.Equal(0, LinuxNative.getrlimit(LinuxNative.RLIMIT_MEMLOCK, &limit));
+        const long largest = 2L * 32768 * 4096;
+        Assert.True(limit.Current < largest, $"this test needs RLIMIT_MEMLOCK below {largest} bytes (it is {limit.Current})");
+
+        // The smallest ring whose UMEM exceeds the limit; without CAP_IPC_LOCK the kernel charges the UMEM to it.
+        var ring = 64;
+        while (2L * ring * 4096 <= (long)limit.Current)
+        {
+            ring *= 2;
+        }
+
+        var error = OpenWithout(new AfXdpLinkOptions { RingSize = ring }, 1u << LinuxNative.CAP_IPC_LOCK, 0);
+        Assert.Contains("RLIMIT_MEMLOCK", error.Message, StringComparison.Ordinal);
+        Assert.Contains("ulimit -l", error.Message, StringComparison.Ordinal);
+        Assert.Contains("Vso:AfXdp:RingSize", error.Message, StringComparison.Ordinal);
+    }
+
+    [RootFact]
+    public void A_queue_that_does_not_exist_is_named()
+    {
+        var error = OpenWithout(new AfXdpLinkOptions { Queue = 5 }, 0, 0);
+        Assert.Contains($"Receive queue 5 of '{NetnsHarness.ServerDevice}' does not exist: it has 1 receive queue(s)", error.Message, StringComparison.Ordinal);
+        Assert.Contains("Vso:AfXdp:Queue", error.Message, StringComparison.Ordinal);
+    }
+
+    [RootFact]
+    public void Zero_copy_on_a_veth_says_to_use_copy_mode()
+    {
+        var error = OpenWithout(new AfXdpLinkOptions { Mode = AfXdpMode.ZeroCopy }, 0, 0);
+        Assert.Contains("no zero-copy AF_XDP", error.Message, StringComparison.Ordinal);
+        Assert.Contains("Vso:AfXdp:Mode = Auto", error.Message, StringComparison.Ordinal);
+    }
+
+    [RootFact]
+    public void Missing_interface_is_named()
+    {
+        using var net = new NetnsHarness(RealLinkKind.AfXdp);
+        var error = NetnsHarness.RunIn(net.Server, () => Record.Exception(() => Open(new AfXdpLinkOptions { InterfaceName = "vsonothere0" })));
+        var link = Assert.IsType<LinkException>(error);
+        Assert.Contains("'vsonothere0' does not exist", link.Message, StringComparison.Ordinal);
+    }
+
+    /// <summary>Opens a link on the server's veth end from a thread whose effective set lacks the given capabilities (low and high words).</summary>
+    private unsafe LinkException OpenWithout(AfXdpLinkOptions options, uint dropLow, uint dropHigh)
+    {
+        using var net = new NetnsHarness(RealLinkKind.AfXdp);
+        options.InterfaceName = NetnsHarness.ServerDevice;
+        var error = NetnsHarness.RunIn(net.Server, () =>
+        {
+            // Capabilities are per thread: drop them from this thread's effective set only.
+            var header = stackalloc uint[2] { LinuxNative.LINUX_CAPABILITY_VERSION_3, 0 };
+            var data = stackalloc uint[6];
+            Assert.Equal(0, LinuxNative.capget(header, data));
+            data[0] &= ~dropLow;
+            data[3] &= ~dropHigh;
+            Assert.Equal(0, LinuxNative.capset(header, data));
+            return Record.Exception(() => Open(options));
+        });
+        var link = Assert.IsType<LinkException>(error);
+        output.WriteLine(link.Message);
+        return link;
+    }
+
+    private static object? Open(AfXdpLinkOptions options)
+    {
+        options.Address = Ipv4Address.Parse(NetnsHarness.StackAddress);
+        using var link = new AfXdpLink(options);
+        return null;
+    }
+}

@@ -77,7 +77,7 @@ internal sealed class VsoTransportFactory : IConnectionListenerFactory, IConnect
     }
 
     /// <summary>Bytes of pinned blocks rented from the transport's pools (Kestrel's and the writers', every size class); 0 after a clean stop.</summary>
-    internal long PinnedBytes => _pool?.Metrics.PinnedBytes ?? 0;
+    internal long PinnedBytes => _pool?.PinnedBytes ?? 0;
 
     public bool CanBind(EndPoint endpoint) =>
         endpoint is IPEndPoint ip && ip.Address.Equals(_address.Value);

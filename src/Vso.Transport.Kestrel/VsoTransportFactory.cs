@@ -5,7 +5,6 @@ using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Options;
 using Vso.MemoryPinning;
 using Vso.Transport.Api;
-using Vso.Transport.Engine;
 using Vso.Transport.Links;
 using Vso.Transport.Wire;
 
@@ -156,9 +155,9 @@ internal sealed class VsoTransportFactory : IConnectionListenerFactory, IConnect
     private VsoStack CreateStack(ILoggerFactory loggerFactory)
     {
         var options = _options.Value;
-        _link = StackFactory.CreateLink(options, SystemClock.Instance, loggerFactory);
+        _link = StackFactory.CreateLink(options, loggerFactory);
         var stackOptions = StackFactory.ToStackOptions(options);
-        var stack = new VsoStack(_link, stackOptions, SystemClock.Instance, loggerFactory);
+        var stack = new VsoStack(_link, stackOptions, loggerFactory: loggerFactory);
         _log.StackUp($"{stackOptions.Address}", stackOptions.PrefixLength, options.Backend.ToString(), options.Interface, _link.HardwareAddress.ToString(), _link.Mtu);
         return stack;
     }

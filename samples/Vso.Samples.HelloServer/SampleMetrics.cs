@@ -80,11 +80,12 @@ internal static class SampleMetrics
 
     /// <summary>
     /// The process's pinned bytes as an exporter reads them: one observation of <c>vso.pinning.pinned_bytes</c> on the
-    /// Vso.MemoryPinning meter. -1 if no pinned memory was ever made (the meter is created with the first pool).
+    /// Vso.MemoryPinning meter; 0 when no pinned memory was ever made (the meter is created with the first pool), as
+    /// with Transport=Sockets.
     /// </summary>
     public static long PinnedBytes()
     {
-        long pinned = -1;
+        long pinned = 0;
         using var listener = new MeterListener();
         listener.InstrumentPublished = static (instrument, l) =>
         {

@@ -95,7 +95,7 @@ public class AckProcessingBenchmarks
     }
 
     /// <summary>The connection as RACK-TLP sees it, without a network: retransmissions only update the scoreboard.</summary>
-    private sealed class FakeSender : ILossRecoverySender
+    private sealed class FakeSender : IScoreboardSender
     {
         private readonly NewRenoCongestionControl _congestion = new();
 

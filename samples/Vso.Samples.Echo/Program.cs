@@ -46,7 +46,7 @@ static int RunVirtual(EchoOptions o)
 
 static async Task<int> RunRealTimeAsync(EchoOptions o)
 {
-    var clock = SystemClock.Instance;
+    var clock = IClock.System;
     var (a, b) = SimulatedLink.CreatePair(clock, new SimulatedLinkOptions { PropagationDelay = TimeSpan.FromMicroseconds(o.DelayMicroseconds) });
     using var client = new VsoStack(Faulty(a, clock, o), Echo.StackOptions(Echo.ClientAddress, o, inline: false), clock);
     using var server = new VsoStack(Faulty(b, clock, o), Echo.StackOptions(Echo.ServerAddress, o, inline: false), clock);

@@ -6,7 +6,6 @@ using System.Security.Cryptography.X509Certificates;
 using System.Text.Json;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.Extensions.Options;
-using Vso.MemoryPinning;
 using Vso.Samples.HelloServer;
 using Vso.Transport.Kestrel;
 using Vso.Transport.Links;
@@ -205,8 +204,9 @@ catch (LinkException ex)
     return 1;
 }
 
-// RunAsync disposed the host and with it the transport: every pinned block is back.
-Console.WriteLine($"HelloServer stopped; pinned bytes: {PinningMetrics.Global.PinnedBytes}");
+// RunAsync disposed the host and with it the transport: every pinned block is back (the process-wide figure the
+// Vso.MemoryPinning meter publishes).
+Console.WriteLine($"HelloServer stopped; pinned bytes: {SampleMetrics.PinnedBytes()}");
 return 0;
 
 static X509Certificate2 SelfSigned()

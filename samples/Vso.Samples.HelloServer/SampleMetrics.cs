@@ -1,3 +1,4 @@
+using System.Diagnostics.Metrics;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.Extensions.DependencyInjection;
 using OpenTelemetry.Metrics;
@@ -75,6 +76,28 @@ internal static class SampleMetrics
                     metrics.AddOtlpExporter();
                 }
             });
+    }
+
+    /// <summary>
+    /// The process's pinned bytes as an exporter reads them: one observation of <c>vso.pinning.pinned_bytes</c> on the
+    /// Vso.MemoryPinning meter; 0 when no pinned memory was ever made (the meter is created with the first pool), as
+    /// with Transport=Sockets.
+    /// </summary>
+    public static long PinnedBytes()
+    {
+        long pinned = 0;
+        using var listener = new MeterListener();
+        listener.InstrumentPublished = static (instrument, l) =>
+        {
+            if (instrument.Meter.Name == "Vso.MemoryPinning" && instrument.Name == "vso.pinning.pinned_bytes")
+            {
+                l.EnableMeasurementEvents(instrument);
+            }
+        };
+        listener.SetMeasurementEventCallback<long>((_, value, _, _) => pinned = value);
+        listener.Start();
+        listener.RecordObservableInstruments();
+        return pinned;
     }
 
     public static void Map(WebApplication app, MetricsExport export)

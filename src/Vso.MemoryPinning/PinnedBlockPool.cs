@@ -47,7 +47,21 @@ public sealed class PinnedBlockPool : MemoryPool<byte>, IPinLeaseOwner
     {
     }
 
-    public PinnedBlockPool(PinnedBlockPoolOptions options, PinningMetrics? metrics = null)
+    public PinnedBlockPool(PinnedBlockPoolOptions options)
+        : this(options, metrics: null)
+    {
+    }
+
+    /// <summary>
+    /// A pool whose byte counters (<see cref="PinnedBytes"/>, <see cref="LockedBytes"/>, <see cref="LeasedBytes"/>) are
+    /// those of <paramref name="sharesCountersWith"/>: several pools, for example blocks of several sizes, read as one.
+    /// </summary>
+    public PinnedBlockPool(PinnedBlockPoolOptions options, PinnedBlockPool sharesCountersWith)
+        : this(options, (sharesCountersWith ?? throw new ArgumentNullException(nameof(sharesCountersWith))).Metrics)
+    {
+    }
+
+    internal PinnedBlockPool(PinnedBlockPoolOptions options, PinningMetrics? metrics)
         : this(options, metrics, PageLocker.Process, Environment.SystemPageSize)
     {
     }
@@ -91,7 +105,16 @@ public sealed class PinnedBlockPool : MemoryPool<byte>, IPinLeaseOwner
 
     public bool Mlock => _mlock;
 
-    public PinningMetrics Metrics { get; }
+    internal PinningMetrics Metrics { get; }
+
+    /// <summary>Bytes of rented blocks, of this pool and of the pools that share its counters.</summary>
+    public long PinnedBytes => Metrics.PinnedBytes;
+
+    /// <summary>Page-rounded bytes this pool (and those sharing its counters) holds locked with mlock(2).</summary>
+    public long LockedBytes => Metrics.LockedBytes;
+
+    /// <summary>Bytes covered by active <see cref="PinLease"/>s on this pool's blocks (and those sharing its counters).</summary>
+    public long LeasedBytes => Metrics.LeasedBytes;
 
     /// <summary>Bytes of slabs allocated and not yet freed.</summary>
     public long AllocatedBytes

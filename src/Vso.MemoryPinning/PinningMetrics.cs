@@ -6,9 +6,11 @@ namespace Vso.MemoryPinning;
 /// Byte counters of one owner of pinned memory (a <see cref="PinnedBlockPool"/>, a
 /// <see cref="ForeignMemoryPinner"/>, or several sharing one instance). Each instance also feeds
 /// <see cref="Global"/>, which the "Vso.MemoryPinning" meter publishes. Reading an instance, rather than
-/// the global aggregate, gives exact values even while other pools work in parallel.
+/// the global aggregate, gives exact values even while other pools work in parallel. Internal: users read the
+/// figures from their owner (<see cref="PinnedBlockPool.PinnedBytes"/>, the stack's PinnedBytes) or, process-wide,
+/// from the meter; pools share counters through <see cref="PinnedBlockPool(PinnedBlockPoolOptions, PinnedBlockPool)"/>.
 /// </summary>
-public sealed class PinningMetrics
+internal sealed class PinningMetrics
 {
     /// <summary>Meter name for the System.Diagnostics.Metrics instruments.</summary>
     public const string MeterName = "Vso.MemoryPinning";

@@ -1,7 +1,10 @@
 namespace Vso.MemoryPinning;
 
-/// <summary>Why a descriptor was refused by <see cref="PinnedBlockPool.Validate(int, long, nint, int)"/>.</summary>
-public enum StaleDescriptorReason
+/// <summary>
+/// Why a descriptor was refused by <see cref="PinnedBlockPool.Validate(int, long, nint, int)"/>. Internal: a host treats
+/// every refusal alike (the range is not read, the send fails); the message names the reason for a person.
+/// </summary>
+internal enum StaleDescriptorReason
 {
     /// <summary>The block id was never issued by this pool.</summary>
     UnknownBlock,
@@ -46,7 +49,7 @@ public sealed class StaleDescriptorException : InvalidOperationException
         Length = length;
     }
 
-    public StaleDescriptorReason Reason { get; }
+    internal StaleDescriptorReason Reason { get; }
 
     public int BlockId { get; }
 

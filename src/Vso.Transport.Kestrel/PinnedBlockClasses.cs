@@ -5,7 +5,7 @@ namespace Vso.Transport.Kestrel;
 
 /// <summary>
 /// The transport's pinned blocks by size class: class 0 is the pool Kestrel also gets (<c>Vso:Pinning:BlockSize</c>),
-/// class k holds blocks of that size times 2^k, made on first use and sharing class 0's metrics. A
+/// class k holds blocks of that size times 2^k, made on first use and sharing class 0's byte counters. A
 /// <see cref="System.IO.Pipelines.PipeWriter"/> must return at least the size asked for, so a write hint above the
 /// block size rents from a larger class instead of being clamped. A range's host token carries its class in the high
 /// word and its block id in the low one, so the send host validates every range against the pool it came from.
@@ -107,7 +107,7 @@ internal sealed class PinnedBlockClasses : IDisposable
                 var blockSize = Base.BlockSize << index;
                 var options = new PinnedBlockPoolOptions { BlockSize = blockSize, SlabSize = Math.Max(Base.SlabSize, blockSize), Mlock = Base.Mlock };
 #pragma warning disable CA2000 // Owned by _classes: Dispose disposes every class made.
-                Volatile.Write(ref _classes[index], new PinnedBlockPool(options, Base.Metrics));
+                Volatile.Write(ref _classes[index], new PinnedBlockPool(options, sharesCountersWith: Base));
 #pragma warning restore CA2000
             }
 

@@ -1,7 +1,6 @@
 using System.Globalization;
 using Microsoft.Extensions.Logging;
 using Vso.Transport.Api;
-using Vso.Transport.Engine;
 using Vso.Transport.Links;
 using Vso.Transport.Tcp;
 using Vso.Transport.Wire;
@@ -68,7 +67,7 @@ internal static class StackFactory
     }
 
     /// <summary>Opens the configured link; a failure names the configuration keys to change.</summary>
-    public static ILink CreateLink(VsoTransportOptions o, IClock clock, ILoggerFactory loggerFactory)
+    public static ILink CreateLink(VsoTransportOptions o, ILoggerFactory loggerFactory)
     {
         ILink link;
         var log = loggerFactory.CreateLogger("Vso.Transport.Links");
@@ -124,9 +123,7 @@ internal static class StackFactory
 
         if (!string.IsNullOrWhiteSpace(o.Capture.PcapPath))
         {
-#pragma warning disable CA2000 // The capturing link owns its writer and disposes it with itself.
-            link = new CapturingLink(link, new PcapWriter(o.Capture.PcapPath, clock));
-#pragma warning restore CA2000
+            link = new CapturingLink(link, o.Capture.PcapPath);
         }
 
         return link;

@@ -5,7 +5,6 @@ using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Options;
 using Vso.MemoryPinning;
 using Vso.Transport.Api;
-using Vso.Transport.Engine;
 using Vso.Transport.Links;
 using Vso.Transport.Wire;
 
@@ -77,7 +76,7 @@ internal sealed class VsoTransportFactory : IConnectionListenerFactory, IConnect
     }
 
     /// <summary>Bytes of pinned blocks rented from the transport's pools (Kestrel's and the writers', every size class); 0 after a clean stop.</summary>
-    internal long PinnedBytes => _pool?.Metrics.PinnedBytes ?? 0;
+    internal long PinnedBytes => _pool?.PinnedBytes ?? 0;
 
     public bool CanBind(EndPoint endpoint) =>
         endpoint is IPEndPoint ip && ip.Address.Equals(_address.Value);
@@ -151,9 +150,9 @@ internal sealed class VsoTransportFactory : IConnectionListenerFactory, IConnect
     private VsoStack CreateStack(ILoggerFactory loggerFactory)
     {
         var options = _options.Value;
-        _link = StackFactory.CreateLink(options, SystemClock.Instance, loggerFactory);
+        _link = StackFactory.CreateLink(options, loggerFactory);
         var stackOptions = StackFactory.ToStackOptions(options);
-        var stack = new VsoStack(_link, stackOptions, SystemClock.Instance, loggerFactory);
+        var stack = new VsoStack(_link, stackOptions, loggerFactory: loggerFactory);
         _log.StackUp($"{stackOptions.Address}", stackOptions.PrefixLength, options.Backend.ToString(), options.Interface, _link.HardwareAddress.ToString(), _link.Mtu);
         return stack;
     }

@@ -51,6 +51,33 @@ public sealed class MetricsTests
     }
 
     [Fact]
+    public void A_pool_made_to_share_counters_adds_into_the_first_pools_figures()
+    {
+        // The public way to read several pools as one (the Kestrel transport's block classes): no metrics object needed.
+        using var small = new PinnedBlockPool(new PinnedBlockPoolOptions { SlabSize = 64 * 1024 });
+        using var large = new PinnedBlockPool(new PinnedBlockPoolOptions { BlockSize = 16384, SlabSize = 64 * 1024 }, sharesCountersWith: small);
+        using var alone = new PinnedBlockPool(new PinnedBlockPoolOptions { SlabSize = 64 * 1024 });
+        var a = small.Rent();
+        var b = large.Rent();
+        var c = alone.Rent();
+        var lease = b.Lease(0, 100);
+
+        Assert.Equal(4096 + 16384, small.PinnedBytes);
+        Assert.Equal(small.PinnedBytes, large.PinnedBytes);
+        Assert.Equal(100, small.LeasedBytes);
+        Assert.Equal(4096, alone.PinnedBytes);
+
+        lease.Dispose();
+        b.Dispose();
+        Assert.Equal(4096, small.PinnedBytes);
+        Assert.Equal(0, small.LeasedBytes);
+        a.Dispose();
+        c.Dispose();
+        Assert.Equal(0, large.PinnedBytes);
+        Assert.Equal(0, alone.PinnedBytes);
+    }
+
+    [Fact]
     public void Meter_publishes_the_three_observable_counters()
     {
         _ = PinningMetrics.Global;

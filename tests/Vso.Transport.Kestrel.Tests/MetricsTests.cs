@@ -76,6 +76,7 @@ public sealed class MetricsTests(ITestOutputHelper output)
             var scrape = await MatchAsync(http, metricsUrl, server!, client);
             Assert.True(Value(scrape, "kestrel_active_connections") >= 1, "Kestrel's meter beside the stack's\n" + scrape);
             Assert.True(Value(scrape, "vso_pinning_pinned_bytes") > 0, "blocks held for the response\n" + scrape);
+            Assert.True(SampleMetrics.PinnedBytes() > 0, "the sample's own reading of the meter (its shutdown line) sees them too");
             Assert.True(got < Size / 2, "more than half the body is still to come");
         }).WaitAsync(Timeout);
         Assert.True(paused);

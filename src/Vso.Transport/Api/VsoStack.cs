@@ -54,7 +54,7 @@ public sealed class VsoStack : IDisposable
     /// This stack's pinning counters (the same numbers as <see cref="PinnedBytes"/>, <see cref="LockedBytes"/> and
     /// <see cref="LeasedBytes"/>); they also add up into <see cref="PinningMetrics.Global"/> and the "Vso.MemoryPinning" meter.
     /// </summary>
-    public PinningMetrics PinningMetrics => PinAccounting.Metrics;
+    internal PinningMetrics PinningMetrics => PinAccounting.Metrics;
 
     /// <summary>Frames dropped as malformed, per layer and reason.</summary>
     internal WireCounters WireCounters => Core.Interface.Counters;

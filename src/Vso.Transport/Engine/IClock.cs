@@ -6,5 +6,11 @@ namespace Vso.Transport.Engine;
 /// </summary>
 public interface IClock
 {
+    /// <summary>
+    /// Monotonic wall time (<see cref="System.Diagnostics.Stopwatch"/>), the clock of a stack given none: pass it to
+    /// what must run on the same time base in real time, such as a <see cref="Links.SimulatedLink"/> pair.
+    /// </summary>
+    static IClock System => SystemClock.Instance;
+
     long NowMicroseconds { get; }
 }

@@ -2,8 +2,11 @@ using System.Diagnostics;
 
 namespace Vso.Transport.Engine;
 
-/// <summary>Monotonic wall time from <see cref="Stopwatch"/>.</summary>
-public sealed class SystemClock : IClock
+/// <summary>
+/// Monotonic wall time from <see cref="Stopwatch"/>. Internal: the stack and the links use it when given no clock,
+/// and <see cref="IClock.System"/> hands it to code that must share the stack's time base.
+/// </summary>
+internal sealed class SystemClock : IClock
 {
     public static readonly SystemClock Instance = new();
 

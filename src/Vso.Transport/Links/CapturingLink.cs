@@ -1,14 +1,15 @@
+using Vso.Transport.Engine;
 using Vso.Transport.Wire;
 
 namespace Vso.Transport.Links;
 
 /// <summary>
 /// Decorates an <see cref="ILink"/> and records every frame transmitted and received through it to a
-/// <see cref="PcapWriter"/>, stamped with the writer's clock. Where it sits decides what it sees:
+/// libpcap file (<see cref="PcapWriter"/>), stamped with a clock. Where it sits decides what it sees:
 /// <c>new CapturingLink(new FaultInjector(link, …), …)</c> records what the stack sent;
 /// <c>new FaultInjector(new CapturingLink(link, …), …)</c> records what survived the faults.
 /// Transmitted frames are gathered into one reused scratch buffer. Owns the inner link; owns the writer
-/// unless <c>leaveWriterOpen</c>, so that one writer can serve several links. Not thread-safe.
+/// unless <c>leaveWriterOpen</c> (internal: one writer serving several links, for tests). Not thread-safe.
 /// </summary>
 public sealed class CapturingLink : ILink
 {
@@ -19,7 +20,16 @@ public sealed class CapturingLink : ILink
     private byte[] _scratch;
     private bool _disposed;
 
-    public CapturingLink(ILink inner, PcapWriter writer, bool leaveWriterOpen = false)
+    /// <summary>
+    /// Captures to <paramref name="pcapPath"/> (created, or truncated), timestamped by <paramref name="clock"/>: the
+    /// system clock when null; give the stack's <see cref="VirtualClock"/> to see virtual time in the capture.
+    /// </summary>
+    public CapturingLink(ILink inner, string pcapPath, IClock? clock = null)
+        : this(inner, OpenWriter(inner, pcapPath, clock))
+    {
+    }
+
+    internal CapturingLink(ILink inner, PcapWriter writer, bool leaveWriterOpen = false)
     {
         ArgumentNullException.ThrowIfNull(inner);
         ArgumentNullException.ThrowIfNull(writer);
@@ -95,6 +105,14 @@ public sealed class CapturingLink : ILink
         {
             _writer.Dispose();
         }
+    }
+
+    // The inner link is checked first, so that a null one does not leave a file behind.
+    private static PcapWriter OpenWriter(ILink inner, string pcapPath, IClock? clock)
+    {
+        ArgumentNullException.ThrowIfNull(inner);
+        ArgumentException.ThrowIfNullOrWhiteSpace(pcapPath);
+        return new PcapWriter(pcapPath, clock ?? SystemClock.Instance);
     }
 
     /// <summary>Records a received frame, then hands it to the caller's receiver; reused across calls.</summary>

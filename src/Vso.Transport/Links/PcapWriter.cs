@@ -8,9 +8,10 @@ namespace Vso.Transport.Links;
 /// version 2.4, LINKTYPE_ETHERNET), readable by Wireshark, tshark and tcpdump. Timestamps come from an
 /// <see cref="IClock"/>: with a <see cref="VirtualClock"/> the capture shows virtual time since the
 /// epoch. Fields are written little-endian, as on the machines that write them; readers detect the byte
-/// order from the magic. Buffered; no allocation per frame. Not thread-safe.
+/// order from the magic. Buffered; no allocation per frame. Not thread-safe. Internal: users capture through
+/// <see cref="CapturingLink(ILink, string, IClock?)"/>, which owns its writer.
 /// </summary>
-public sealed class PcapWriter : IDisposable
+internal sealed class PcapWriter : IDisposable
 {
     public const uint Magic = 0xA1B2_C3D4;
     public const ushort VersionMajor = 2;

@@ -12,7 +12,7 @@ namespace Vso.Transport.Tcp;
 /// segmentation, retransmission, zero-window probes. It is the connection as loss recovery sees it
 /// (<see cref="ILossRecoverySender"/>). Segments themselves are built by the connection (Emit).
 /// </summary>
-internal sealed partial class TcpSender : ILossRecoverySender
+internal sealed partial class TcpSender : IScoreboardSender
 {
     private readonly TcpConnection _connection;
     private readonly TcpLayer _layer;

@@ -97,6 +97,33 @@ public sealed class PcapTests
         Assert.Equal(200 - tx.FramesDroppedRandom, writer.FramesWritten);
     }
 
+    [Fact]
+    public void The_public_constructor_captures_to_a_file_it_owns_on_the_given_clock()
+    {
+        var path = System.IO.Path.Combine(System.IO.Path.GetTempPath(), $"vso-capture-{Environment.ProcessId}-{Guid.NewGuid():N}.pcap");
+        try
+        {
+            var clock = new VirtualClock(3_000_000);
+            var (a, b) = SimulatedLink.CreatePair(clock);
+            using (var link = new CapturingLink(a, path, clock))
+            {
+                LinkTestKit.Send(link, new TransmitBatch(4, LinkTestKit.FrameCapacity), 0, 3, 60);
+                Assert.Equal(3, link.FramesCapturedTransmitted);
+            }
+
+            // Complete once the link is disposed: it owned the writer and flushed and closed it.
+            var bytes = File.ReadAllBytes(path);
+            Assert.Equal(24 + (3 * (16 + 60)), bytes.Length);
+            Assert.Equal(new byte[] { 0xD4, 0xC3, 0xB2, 0xA1 }, bytes[..4]);
+            Assert.Equal(new byte[] { 3, 0, 0, 0, 0, 0, 0, 0 }, bytes[24..32]); // stamped 3.000000 s of virtual time
+            Assert.Throws<ArgumentException>(() => new CapturingLink(b, " "));
+        }
+        finally
+        {
+            File.Delete(path);
+        }
+    }
+
     [TsharkFact]
     public void Tshark_reads_the_file_and_counts_every_frame()
     {

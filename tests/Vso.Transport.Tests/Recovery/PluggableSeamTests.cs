@@ -1,3 +1,5 @@
+using System.Reflection;
+using Vso.Transport.Api;
 using Vso.Transport.Links;
 using Vso.Transport.Tcp.Congestion;
 using Vso.Transport.Tcp.Recovery;
@@ -82,6 +84,25 @@ public sealed class PluggableSeamTests(ITestOutputHelper output)
         Assert.Equal(32 * result.Sender.MaxSegmentSize, result.Sender.CongestionWindow);
         Assert.True(result.Sender.RetransmittedSegments > 0);
         output.WriteLine($"8 MiB at 1% loss: {result.GoodputMbps:F1} Mbit/s, retransmissions {result.Sender.RetransmittedSegments}, timeouts {result.Sender.Timeouts}");
+    }
+
+    [Fact]
+    public void The_built_in_RACK_TLP_refuses_a_sender_that_is_not_the_engines()
+    {
+        // RACK-TLP reads the engine's internal scoreboard, which the public sender does not expose: a wrapper must pass
+        // on the sender it was given (as EngineFaultTests.TimerFaultRecovery does), not one of its own.
+        var rack = VsoAlgorithms.RackTlpRecovery(sackPermitted: true);
+        var foreign = DispatchProxy.Create<ILossRecoverySender, UnusableSender>();
+        var error = Assert.Throws<ArgumentException>(() => rack.Attach(foreign));
+        Assert.Equal("sender", error.ParamName);
+        Assert.Contains("the one the engine passes to ILossRecovery.Attach", error.Message, StringComparison.Ordinal);
+    }
+
+    /// <summary>A sender of the plug-in's own making; any call on it is a failure of the test.</summary>
+    public class UnusableSender : DispatchProxy
+    {
+        protected override object? Invoke(MethodInfo? targetMethod, object?[]? args) =>
+            throw new InvalidOperationException($"{targetMethod?.Name} was called on a sender the algorithm should have refused.");
     }
 
     /// <summary>Deliberately naive: every duplicate ACK resends the segment at SND.UNA; the RTO goes back to SND.UNA.</summary>

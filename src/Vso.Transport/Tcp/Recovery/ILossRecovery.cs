@@ -80,9 +80,6 @@ public interface ILossRecoverySender
 
     ICongestionControl CongestionControl { get; }
 
-    /// <summary>Per-segment state of what is in flight, maintained by the engine.</summary>
-    SackScoreboard Scoreboard { get; }
-
     /// <summary>Sends again, through the host, up to <paramref name="maxBytes"/> from <paramref name="sequence"/> (one segment). Returns bytes sent.</summary>
     int Retransmit(uint sequence, int maxBytes);
 

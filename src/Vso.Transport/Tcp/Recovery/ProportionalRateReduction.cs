@@ -5,7 +5,7 @@ namespace Vso.Transport.Tcp.Recovery;
 /// fast recovery, how much may be sent on each ACK, so that the flight comes down to ssthresh over one round trip
 /// in proportion to what the receiver got, instead of a burst or a silence when the window is cut.
 /// </summary>
-internal sealed class ProportionalRateReduction(ILossRecoverySender sender)
+internal sealed class ProportionalRateReduction(IScoreboardSender sender)
 {
     private long _prrDelivered;
     private long _prrOut;

@@ -5,7 +5,7 @@ namespace Vso.Transport.Tcp.Recovery;
 /// outstanding for longer than the RTT plus a reordering window. Marks losses on the scoreboard and runs the
 /// reordering timer (§6.3); what is marked is repaired by <see cref="SackRepair"/>.
 /// </summary>
-internal sealed class RackLossDetector(ILossRecoverySender sender)
+internal sealed class RackLossDetector(IScoreboardSender sender)
 {
     private const int DupThresh = 3;
     private const int ReorderWindowPersistence = 16;  // RFC 8985 §6.2 step 4

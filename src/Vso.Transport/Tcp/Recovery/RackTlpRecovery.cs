@@ -10,7 +10,7 @@ namespace Vso.Transport.Tcp.Recovery;
 /// </summary>
 internal sealed class RackTlpRecovery : ILossRecovery
 {
-    private ILossRecoverySender _sender = null!;
+    private IScoreboardSender _sender = null!;
     private RackLossDetector _rack = null!;
     private TailLossProbe _probe = null!;
     private SackRepair _repair = null!;
@@ -60,11 +60,13 @@ internal sealed class RackTlpRecovery : ILossRecovery
 
     public void Attach(ILossRecoverySender sender)
     {
-        _sender = sender;
-        _rack = new RackLossDetector(sender);
-        _probe = new TailLossProbe(sender, ProbeInRecovery);
-        _repair = new SackRepair(sender);
-        _prr = new ProportionalRateReduction(sender);
+        // RACK reads and marks the engine's own scoreboard: only the sender the engine hands to Attach has one.
+        _sender = sender as IScoreboardSender ?? throw new ArgumentException(
+            "RACK-TLP needs the connection's own sender, the one the engine passes to ILossRecovery.Attach; an algorithm that wraps it must pass that instance on.", nameof(sender));
+        _rack = new RackLossDetector(_sender);
+        _probe = new TailLossProbe(_sender, ProbeInRecovery);
+        _repair = new SackRepair(_sender);
+        _prr = new ProportionalRateReduction(_sender);
     }
 
     public void OnAck(in AckEvent ack)

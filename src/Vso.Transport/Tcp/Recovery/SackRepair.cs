@@ -5,7 +5,7 @@ namespace Vso.Transport.Tcp.Recovery;
 /// (rule 2), with the pipe, not snd.nxt - snd.una, as the measure of what is in flight. What is lost is marked on
 /// the scoreboard by RACK (<see cref="RackLossDetector"/>) or by a timeout; this class resends it.
 /// </summary>
-internal sealed class SackRepair(ILossRecoverySender sender)
+internal sealed class SackRepair(IScoreboardSender sender)
 {
     /// <summary>Where the search for the next lost segment starts: nothing before it waits for retransmission.</summary>
     private uint _lostHint;

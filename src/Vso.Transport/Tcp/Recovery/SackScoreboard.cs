@@ -9,7 +9,7 @@ namespace Vso.Transport.Tcp.Recovery;
 /// without gaps, so a SACK block finds its first record by binary search and the scoreboard stays fast
 /// with thousands of segments in flight. The bytes themselves stay with the host's descriptors.
 /// </summary>
-public sealed class SackScoreboard
+internal sealed class SackScoreboard
 {
     /// <summary>First ring size; the ring is made at the first transmission (an idle connection has none) and doubles as needed.</summary>
     private const int InitialCapacity = 16;

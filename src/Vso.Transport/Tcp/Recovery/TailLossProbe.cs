@@ -6,7 +6,7 @@ namespace Vso.Transport.Tcp.Recovery;
 /// recovery and again when a probe meets silence (see <see cref="Schedule"/>). The probe timer is this class's;
 /// the retransmission timer stays the engine's, and the first probe of a silence restarts it (§7.3).
 /// </summary>
-internal sealed class TailLossProbe(ILossRecoverySender sender, bool probeInRecovery)
+internal sealed class TailLossProbe(IScoreboardSender sender, bool probeInRecovery)
 {
     private const long WorstCaseDelayedAck = 200_000; // RFC 8985 §7.2 WCDelAckT
     private const int MaxProbesPerSilence = 3;         // see Schedule

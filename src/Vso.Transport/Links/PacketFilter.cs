@@ -49,47 +49,6 @@ internal static class PacketFilter
         return [.. program];
     }
 
-    /// <summary>Runs the program over a frame as the kernel would; for tests.</summary>
-    public static bool Accepts(ReadOnlySpan<SockFilter> program, ReadOnlySpan<byte> frame)
-    {
-        uint a = 0;
-        for (var pc = 0; pc < program.Length; pc++)
-        {
-            var op = program[pc];
-            switch (op.Code)
-            {
-                case LoadHalfAbsolute:
-                    if (op.K + 2 > frame.Length)
-                    {
-                        return false;
-                    }
-
-                    a = (uint)((frame[(int)op.K] << 8) | frame[(int)op.K + 1]);
-                    break;
-                case LoadWordAbsolute:
-                    if (op.K + 4 > frame.Length)
-                    {
-                        return false;
-                    }
-
-                    a = System.Buffers.Binary.BinaryPrimitives.ReadUInt32BigEndian(frame[(int)op.K..]);
-                    break;
-                case AndConstant:
-                    a &= op.K;
-                    break;
-                case JumpIfEqual:
-                    pc += a == op.K ? op.JumpTrue : op.JumpFalse;
-                    break;
-                case Return:
-                    return op.K != 0;
-                default:
-                    throw new InvalidOperationException($"opcode 0x{op.Code:x} is not used by this filter");
-            }
-        }
-
-        return false;
-    }
-
     /// <summary>struct sock_filter (linux/filter.h).</summary>
     [StructLayout(LayoutKind.Sequential)]
     internal readonly record struct SockFilter(ushort Code, byte JumpTrue, byte JumpFalse, uint K);

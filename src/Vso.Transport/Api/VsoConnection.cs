@@ -3,6 +3,7 @@ using System.Diagnostics.CodeAnalysis;
 using System.Net;
 using System.Threading.Tasks.Sources;
 using Vso.MemoryPinning;
+using Vso.Transport.Engine;
 using Vso.Transport.Tcp;
 using Vso.Transport.Wire;
 
@@ -47,8 +48,11 @@ public sealed class VsoConnection
     private List<TaskCompletionSource>? _writableWaiters;
     private TaskCompletionSource? _lingerClose;
 
-    /// <summary>An accepted connection (<paramref name="accepted"/>, engine thread) or one to connect (null) with its own <paramref name="settings"/>.</summary>
-    internal VsoConnection(VsoStack stack, VsoConnectionEndpoint? accepted, TcpSettings? settings = null)
+    /// <summary>
+    /// An accepted connection (<paramref name="accepted"/>, engine thread) or one to connect (null) with its own
+    /// <paramref name="settings"/>, on <paramref name="shard"/> (null: the stack's next, round robin).
+    /// </summary>
+    internal VsoConnection(VsoStack stack, VsoConnectionEndpoint? accepted, TcpSettings? settings = null, NetworkStack? shard = null)
     {
         _stack = stack;
         _engine = new EngineSide(this);
@@ -68,7 +72,7 @@ public sealed class VsoConnection
 
         _sendLimit = _options.SendBufferSize;
         _notSentLowWatermark = _options.NotSentLowWatermark;
-        _endpoint = accepted ?? stack.CreateEndpoint();
+        _endpoint = accepted ?? stack.CreateEndpoint(shard);
         _endpoint.Attach(_engine, _engine);
         if (accepted is not null)
         {
@@ -225,7 +229,7 @@ public sealed class VsoConnection
     public bool TrySend(ReadOnlyMemory<byte> data, [NotNullWhen(true)] out Task? completion)
     {
         TaskCompletionSource send;
-        lock (_stack.Core.Gate)
+        lock (_endpoint.Shard.Gate)
         {
             var caughtUp = CatchUp();
             if (_held.Count > 0 || !IsWritable())
@@ -261,7 +265,7 @@ public sealed class VsoConnection
     {
         get
         {
-            lock (_stack.Core.Gate)
+            lock (_endpoint.Shard.Gate)
             {
                 CatchUp();
                 return _heldBytes + QueuedNow;
@@ -274,7 +278,7 @@ public sealed class VsoConnection
     {
         get
         {
-            lock (_stack.Core.Gate)
+            lock (_endpoint.Shard.Gate)
             {
                 CatchUp();
                 return NotSentNow;
@@ -323,7 +327,7 @@ public sealed class VsoConnection
         }
 
         var version = _receive.Version;
-        var gate = _stack.Core.Gate;
+        var gate = _endpoint.Shard.Gate;
         if (gate.IsHeldByCurrentThread || !gate.TryEnter())
         {
             // The engine is in a turn: do not wait for it, it takes the receive after what was posted before. Called from
@@ -378,7 +382,7 @@ public sealed class VsoConnection
     {
         int n;
         TcpConnectionException? error;
-        lock (_stack.Core.Gate)
+        lock (_endpoint.Shard.Gate)
         {
             CatchUp();
             if (_receivePending || Volatile.Read(ref _receiveBusy) != 0)
@@ -410,7 +414,7 @@ public sealed class VsoConnection
     /// <summary>Copies bytes readable now into <paramref name="destination"/> without consuming them (MSG_PEEK); returns how many.</summary>
     public int Peek(Span<byte> destination)
     {
-        lock (_stack.Core.Gate)
+        lock (_endpoint.Shard.Gate)
         {
             CatchUp();
             return _receiveShutdown ? 0 : _endpoint.Tcp?.Receiver.Peek(destination) ?? 0;
@@ -422,7 +426,7 @@ public sealed class VsoConnection
     {
         get
         {
-            lock (_stack.Core.Gate)
+            lock (_endpoint.Shard.Gate)
             {
                 CatchUp();
                 return _receiveShutdown ? 0 : _endpoint.ReadableBytes;
@@ -435,7 +439,7 @@ public sealed class VsoConnection
     {
         get
         {
-            lock (_stack.Core.Gate)
+            lock (_endpoint.Shard.Gate)
             {
                 CatchUp();
                 return _error is null && _endpoint.Error is null
@@ -449,7 +453,7 @@ public sealed class VsoConnection
     {
         get
         {
-            lock (_stack.Core.Gate)
+            lock (_endpoint.Shard.Gate)
             {
                 CatchUp();
                 return _error ?? _endpoint.Error;
@@ -542,7 +546,7 @@ public sealed class VsoConnection
     /// </summary>
     private bool CatchUp()
     {
-        if (_stack.Core.InTurn)
+        if (_endpoint.Shard.InTurn)
         {
             return false;
         }

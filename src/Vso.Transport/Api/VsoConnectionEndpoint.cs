@@ -17,21 +17,26 @@ namespace Vso.Transport.Api;
 public sealed class VsoConnectionEndpoint
 {
     private readonly VsoStack _stack;
+    private readonly NetworkStack _shard;
     private readonly EngineSide _engine;
     private IVsoEndpointObserver? _observer;
     private IVsoSendHost? _host;
     private TcpConnection? _tcp;
     private int _turnRequested;
 
-    internal VsoConnectionEndpoint(VsoStack stack, TcpConnection? accepted)
+    internal VsoConnectionEndpoint(VsoStack stack, NetworkStack shard, TcpConnection? accepted)
     {
         _stack = stack;
+        _shard = shard;
         _engine = new EngineSide(this);
         if (accepted is not null)
         {
             Bind(accepted);
         }
     }
+
+    /// <summary>The shard whose engine thread runs this connection (its turns, its gate).</summary>
+    internal NetworkStack Shard => _shard;
 
     /// <summary>The TCP connection once open (engine thread; tests and <see cref="VsoConnection"/> read it).</summary>
     internal TcpConnection? Tcp => _tcp;
@@ -49,7 +54,7 @@ public sealed class VsoConnectionEndpoint
     /// <summary>A snapshot of the connection's TCP state, taken between two turns of the engine (any thread).</summary>
     public TcpConnectionInfo GetInfo()
     {
-        lock (_stack.Core.Gate)
+        lock (_shard.Gate)
         {
             return _tcp is { } t ? TcpConnectionInfo.From(t) : new TcpConnectionInfo { State = TcpState.Closed };
         }
@@ -77,7 +82,7 @@ public sealed class VsoConnectionEndpoint
     {
         if (Interlocked.Exchange(ref _turnRequested, 1) == 0)
         {
-            _stack.Core.Post(_engine);
+            _shard.Post(_engine);
         }
     }
 
@@ -94,7 +99,7 @@ public sealed class VsoConnectionEndpoint
             throw new InvalidOperationException("The endpoint is already open.");
         }
 
-        Bind(_stack.Core.Tcp.Connect(remote, port, _engine, settings, localPort));
+        Bind(_shard.Tcp.Connect(remote, port, _engine, settings, localPort));
     }
 
     /// <summary>The connection's state (RFC 9293 §3.3.2).</summary>
@@ -177,7 +182,7 @@ public sealed class VsoConnectionEndpoint
             endpoint._observer?.OnTurn();
             if (endpoint._tcp is { } tcp)
             {
-                endpoint._stack.Core.Tcp.AfterEvent(tcp);
+                endpoint._shard.Tcp.AfterEvent(tcp);
             }
         }
 

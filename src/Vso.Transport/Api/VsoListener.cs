@@ -15,7 +15,7 @@ public sealed class VsoListener : IDisposable
         _stack = stack;
         _accepted = Channel.CreateUnbounded<VsoConnection>(new UnboundedChannelOptions
         {
-            SingleWriter = true,
+            SingleWriter = stack.Shards.Length == 1, // each shard's engine thread writes the connections it accepted
             AllowSynchronousContinuations = stack.Options.InlineContinuations,
         });
         _endpoints = stack.ListenEndpoints(port, backlog, OnAccepted);

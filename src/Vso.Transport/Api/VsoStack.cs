@@ -12,32 +12,172 @@ namespace Vso.Transport.Api;
 
 /// <summary>
 /// A TCP/IPv4 stack on one link with one address: listen, accept, connect. Drive it either with
-/// <see cref="Start"/> (its own engine thread, real time) or with a <see cref="VirtualTimeDriver"/>.
+/// <see cref="Start"/> (its own engine threads, real time) or with a <see cref="VirtualTimeDriver"/>.
+/// A stack runs one shard, or several (one per core): each a <see cref="NetworkStack"/> with its own link queue, ARP
+/// cache, TCP layer, timers, pools and connections on its own engine thread, owning the flows that
+/// <see cref="FlowHash"/> maps to it. Nothing is shared on the packet path: a frame that arrives on the wrong shard is
+/// handed over through a queue per pair of shards (<see cref="ShardRouter"/>).
 /// </summary>
 public sealed class VsoStack : IDisposable
 {
+    /// <summary>Frames each ordered pair of shards can have in flight; more are dropped and counted.</summary>
+    private const int HandoverCapacity = 256;
+
     private readonly Meter _meter;
-    private EngineThread? _thread;
+    private readonly ILink[] _ownedLinks;
+    private EngineThread[]? _threads;
+    private int _nextShard = -1;
     private bool _disposed;
 
     public VsoStack(ILink link, VsoStackOptions options, IClock? clock = null, ILoggerFactory? loggerFactory = null)
+        : this(OneLink(link), 1, options, clock, loggerFactory, ownsLinks: false)
     {
-        ArgumentNullException.ThrowIfNull(link);
+    }
+
+    /// <summary>
+    /// A stack of <paramref name="shardCount"/> shards; <paramref name="linkFactory"/> opens shard i's link (its queue of
+    /// a multi-queue device, its member of a fanout group), called for i = 0, 1, ... in order. The stack owns the links
+    /// and disposes them.
+    /// </summary>
+    internal VsoStack(Func<int, int, ILink> linkFactory, int shardCount, VsoStackOptions options, IClock? clock = null, ILoggerFactory? loggerFactory = null)
+        : this(linkFactory, shardCount, options, clock, loggerFactory, ownsLinks: true)
+    {
+    }
+
+    private VsoStack(Func<int, int, ILink> linkFactory, int shardCount, VsoStackOptions options, IClock? clock, ILoggerFactory? loggerFactory, bool ownsLinks)
+    {
+        ArgumentNullException.ThrowIfNull(linkFactory);
         ArgumentNullException.ThrowIfNull(options);
+        ArgumentOutOfRangeException.ThrowIfLessThan(shardCount, 1);
         options.Validate();
         Options = options;
         PinAccounting = new PinAccounting(options.Mlock);
         _meter = new Meter("Vso.Transport");
         var log = (loggerFactory ?? NullLoggerFactory.Instance).CreateLogger("Vso.Transport");
-        Core = new NetworkStack(link, options.Address, options.PrefixLength, options.Gateway, options.Tcp, clock ?? SystemClock.Instance, _meter, log);
-        log.StackStarted(options.Address.ToString(), options.PrefixLength, link.HardwareAddress.ToString(), link.Mtu);
+        var links = new ILink[shardCount];
+        Shards = new NetworkStack[shardCount];
+        var opened = 0;
+        try
+        {
+            for (; opened < shardCount; opened++)
+            {
+                links[opened] = linkFactory(opened, shardCount) ?? throw new InvalidOperationException($"The link factory returned no link for shard {opened}.");
+            }
+        }
+        catch
+        {
+            for (var i = 0; i < opened && ownsLinks; i++)
+            {
+                links[i].Dispose();
+            }
+
+            _meter.Dispose();
+            throw;
+        }
+
+        _ownedLinks = ownsLinks ? links : [];
+        var settings = ShardSettings(options.Tcp, shardCount);
+        for (var i = 0; i < shardCount; i++)
+        {
+            Shards[i] = new NetworkStack(links[i], options.Address, options.PrefixLength, options.Gateway, settings, clock ?? SystemClock.Instance, _meter, log, i, shardCount);
+        }
+
+        if (shardCount > 1)
+        {
+            JoinShards(links);
+        }
+
+        log.StackStarted(options.Address.ToString(), options.PrefixLength, links[0].HardwareAddress.ToString(), links[0].Mtu);
+    }
+
+    private static Func<int, int, ILink> OneLink(ILink link)
+    {
+        ArgumentNullException.ThrowIfNull(link);
+        return (_, _) => link;
+    }
+
+    /// <summary>The memory limit is the stack's: each shard gets its share (at least the minimum a limit may be).</summary>
+    private static TcpSettings ShardSettings(TcpSettings settings, int shardCount)
+    {
+        if (shardCount == 1 || settings.MemoryLimit == 0)
+        {
+            return settings;
+        }
+
+        var shard = settings.Clone();
+        shard.MemoryLimit = Math.Max(settings.MemoryLimit / shardCount, 4L * ReceiveBlockPool.BlockSize);
+        return shard;
+    }
+
+    /// <summary>One hand-over queue per ordered pair of shards: queues[from][to].</summary>
+    private void JoinShards(ILink[] links)
+    {
+        var n = Shards.Length;
+        var queues = new ShardHandoverQueue?[n][];
+        for (var from = 0; from < n; from++)
+        {
+            queues[from] = new ShardHandoverQueue?[n];
+            for (var to = 0; to < n; to++)
+            {
+                if (from != to)
+                {
+                    queues[from][to] = new ShardHandoverQueue(HandoverCapacity, links[to].Mtu + EthernetFrame.HeaderLength + 4);
+                }
+            }
+        }
+
+        for (var i = 0; i < n; i++)
+        {
+            var inbound = new ShardHandoverQueue[n - 1];
+            for (int from = 0, k = 0; from < n; from++)
+            {
+                if (from != i)
+                {
+                    inbound[k++] = queues[from][i]!;
+                }
+            }
+
+            Shards[i].JoinShards(Shards, queues[i], inbound, _meter);
+        }
     }
 
     public VsoStackOptions Options { get; }
 
     public Ipv4Address Address => Options.Address;
 
-    internal NetworkStack Core { get; }
+    /// <summary>The shards, one engine each; a stack of one has only <see cref="Core"/>.</summary>
+    internal NetworkStack[] Shards { get; }
+
+    /// <summary>Shard 0 (the only one of a single-shard stack).</summary>
+    internal NetworkStack Core => Shards[0];
+
+    /// <summary>The shard an active open goes to next: round robin.</summary>
+    internal NetworkStack NextShard() =>
+        Shards.Length == 1 ? Shards[0] : Shards[(int)((uint)Interlocked.Increment(ref _nextShard) % (uint)Shards.Length)];
+
+    /// <summary>The shard of an active open: the one its flow hashes to when the local port is given, else round robin.</summary>
+    private NetworkStack ShardFor(Ipv4Address remote, ushort remotePort, ushort localPort) =>
+        localPort == 0 || Shards.Length == 1
+            ? NextShard()
+            : Shards[FlowHash.ShardOf(new ConnectionId(Address, localPort, remote, remotePort), Shards.Length)];
+
+    /// <summary>The stack's meter ("Vso.Transport"): tests listen to this stack's instruments only.</summary>
+    internal Meter Meter => _meter;
+
+    /// <summary>Frames handed from one shard to another (all shards).</summary>
+    internal long ShardHandovers
+    {
+        get
+        {
+            long sum = 0;
+            foreach (var shard in Shards)
+            {
+                sum += shard.HandedOver;
+            }
+
+            return sum;
+        }
+    }
 
     internal PinAccounting PinAccounting { get; }
 
@@ -60,26 +200,65 @@ public sealed class VsoStack : IDisposable
     internal WireCounters WireCounters => Core.Interface.Counters;
 
     /// <summary>Connections in the table, TIME-WAIT included.</summary>
-    public int ConnectionCount => Core.Tcp.ConnectionCount;
+    public int ConnectionCount
+    {
+        get
+        {
+            var sum = 0;
+            foreach (var shard in Shards)
+            {
+                sum += shard.Tcp.ConnectionCount;
+            }
+
+            return sum;
+        }
+    }
 
     /// <summary>Exceptions that escaped frame processing and were contained; a healthy stack keeps it at 0.</summary>
-    public long ContainedExceptions => Core.ContainedExceptions;
+    public long ContainedExceptions
+    {
+        get
+        {
+            long sum = 0;
+            foreach (var shard in Shards)
+            {
+                sum += shard.ContainedExceptions;
+            }
 
-    /// <summary>Starts the stack's engine thread (real time).</summary>
+            return sum;
+        }
+    }
+
+    /// <summary>Starts the stack's engine threads, one per shard (real time).</summary>
     public void Start()
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
-        if (_thread is not null)
+        if (_threads is not null)
         {
             return;
         }
 
-        _thread = new EngineThread(Core, $"vso-engine {Address}");
-        _thread.Start();
+        var threads = new EngineThread[Shards.Length];
+        for (var i = 0; i < threads.Length; i++)
+        {
+            threads[i] = new EngineThread(Shards[i], Shards.Length == 1 ? $"vso-engine {Address}" : $"vso-engine {Address}/{i}");
+        }
+
+        _threads = threads;
+        foreach (var thread in threads)
+        {
+            thread.Start();
+        }
     }
 
     /// <summary>For a virtual-time driver: announce the address (gratuitous ARP).</summary>
-    internal void StartVirtual() => Core.Start();
+    internal void StartVirtual()
+    {
+        foreach (var shard in Shards)
+        {
+            shard.Start();
+        }
+    }
 
     /// <summary>
     /// Accepts connections to <paramref name="port"/> on the stack's address; 0 binds a free port of the ephemeral range,
@@ -110,14 +289,21 @@ public sealed class VsoStack : IDisposable
     public VsoConnectionEndpoint CreateEndpoint()
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
-        return new VsoConnectionEndpoint(this, null);
+        return new VsoConnectionEndpoint(this, NextShard(), null);
+    }
+
+    /// <summary>An endpoint on <paramref name="shard"/> (null: the next, round robin).</summary>
+    internal VsoConnectionEndpoint CreateEndpoint(NetworkStack? shard)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        return new VsoConnectionEndpoint(this, shard ?? NextShard(), null);
     }
 
     /// <summary>Opens a connection; completes when the handshake does, or fails (refused, timed out).</summary>
     public Task<VsoConnection> ConnectAsync(Ipv4Address remote, ushort port)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
-        var connection = new VsoConnection(this, null);
+        var connection = new VsoConnection(this, null, null, ShardFor(remote, port, 0));
         connection.PostConnect(remote, port, 0, CancellationToken.None);
         return connection.Connected;
     }
@@ -153,8 +339,9 @@ public sealed class VsoStack : IDisposable
             return Task.FromCanceled<VsoConnection>(cancellationToken);
         }
 
-        var connection = new VsoConnection(this, null, settings);
-        connection.PostConnect(Ipv4Address.FromIPAddress(remote.Address), (ushort)remote.Port, localPort, cancellationToken);
+        var remoteAddress = Ipv4Address.FromIPAddress(remote.Address);
+        var connection = new VsoConnection(this, null, settings, ShardFor(remoteAddress, (ushort)remote.Port, localPort));
+        connection.PostConnect(remoteAddress, (ushort)remote.Port, localPort, cancellationToken);
         return connection.Connected;
     }
 
@@ -179,9 +366,32 @@ public sealed class VsoStack : IDisposable
         }
 
         _disposed = true;
-        _thread?.Stop();
-        Core.Dispose();
-        _thread?.Dispose();
+        if (_threads is not null)
+        {
+            foreach (var thread in _threads)
+            {
+                thread.Stop();
+            }
+        }
+
+        foreach (var shard in Shards)
+        {
+            shard.Dispose();
+        }
+
+        if (_threads is not null)
+        {
+            foreach (var thread in _threads)
+            {
+                thread.Dispose();
+            }
+        }
+
+        foreach (var link in _ownedLinks)
+        {
+            link.Dispose();
+        }
+
         _meter.Dispose();
     }
 }

@@ -9,7 +9,7 @@ using Vso.Transport.Wire;
 namespace Vso.Transport.Engine;
 
 /// <summary>
-/// The event loop of one stack on one link: applications' work, received frames, due timers, then
+/// The event loop of one shard of a stack on its own link (queue): applications' work, received frames, due timers, then
 /// output, then one flush of the transmit batch. Single-threaded: whoever calls <see cref="Poll"/> is the
 /// engine thread (the <see cref="EngineThread"/> in production, a virtual-time driver in tests).
 /// No exception leaves <see cref="Poll"/>: each entry contains what escapes it (<see cref="EngineFaults"/>), and the
@@ -29,16 +29,45 @@ internal sealed class NetworkStack : IDisposable
     /// </summary>
     private readonly Lock _gate = new();
 
-    public NetworkStack(ILink link, Ipv4Address address, int prefixLength, Ipv4Address gateway, TcpSettings settings, IClock clock, Meter meter, ILogger log)
+    private IFrameReceiver _receiver;
+    private ShardRouter? _router;
+    private ShardHandoverQueue[] _inbound = [];
+
+    public NetworkStack(ILink link, Ipv4Address address, int prefixLength, Ipv4Address gateway, TcpSettings settings, IClock clock, Meter meter, ILogger log, int shardIndex = 0, int shardCount = 1)
     {
         _link = link;
         Clock = clock;
+        ShardIndex = shardIndex;
         Interface = new NetworkInterface(link, address, prefixLength, gateway, clock, new WireCounters(meter), log, new MartianCounters(meter));
         _faults = new EngineFaults(Interface, clock, meter, log);
-        Tcp = new TcpLayer(Interface, Interface.Counters, settings, clock, new TcpMetrics(meter), log) { Faults = _faults };
+        Tcp = new TcpLayer(Interface, Interface.Counters, settings, clock, new TcpMetrics(meter), log) { Faults = _faults, ShardIndex = shardIndex, ShardCount = shardCount };
         _faults.Tcp = Tcp;
         Interface.Register(Tcp);
+        _receiver = Interface;
     }
+
+    /// <summary>This shard's place among the stack's shards (0 for a stack of one).</summary>
+    public int ShardIndex { get; }
+
+    /// <summary>
+    /// Joins the stack's other shards: frames the link receives go through a <see cref="ShardRouter"/> to their owner,
+    /// and the frames others hand over arrive through <paramref name="inbound"/>. Before the first turn.
+    /// </summary>
+    public void JoinShards(NetworkStack[] shards, ShardHandoverQueue?[] outbound, ShardHandoverQueue[] inbound, Meter meter)
+    {
+        _router = new ShardRouter(this, ShardIndex, shards, outbound, meter);
+        _receiver = _router;
+        _inbound = inbound;
+    }
+
+    /// <summary>Frames this shard handed to another shard.</summary>
+    public long HandedOver => _router?.HandedOver ?? 0;
+
+    /// <summary>Frames this shard could not hand over: the owner's queue was full.</summary>
+    public long HandoverDrops => _router?.HandoverDrops ?? 0;
+
+    /// <summary>Frames other shards handed to this one.</summary>
+    public long HandedIn { get; private set; }
 
     public IClock Clock { get; }
 
@@ -64,7 +93,12 @@ internal sealed class NetworkStack : IDisposable
 
     public void Start()
     {
-        Interface.AnnounceAddress();
+        // One announcement per stack, not per shard.
+        if (ShardIndex == 0)
+        {
+            Interface.AnnounceAddress();
+        }
+
         Interface.Flush();
     }
 
@@ -160,7 +194,7 @@ internal sealed class NetworkStack : IDisposable
             int n;
             try
             {
-                n = _link.Receive(Interface, ReceiveBudget - received);
+                n = _link.Receive(_receiver, ReceiveBudget - received);
             }
             catch (Exception ex) when (ex is not OutOfMemoryException)
             {
@@ -177,7 +211,56 @@ internal sealed class NetworkStack : IDisposable
             progress = true;
         }
 
+        if (_router is not null)
+        {
+            _router.WakeReceivers();
+            progress |= ReceiveHandedOver();
+        }
+
         return progress;
+    }
+
+    /// <summary>The frames other shards handed to this one, a budget's worth from each.</summary>
+    private bool ReceiveHandedOver()
+    {
+        var progress = false;
+        foreach (var queue in _inbound)
+        {
+            int n;
+            try
+            {
+                n = queue.Drain(this, ReceiveBudget);
+            }
+            catch (Exception ex) when (ex is not OutOfMemoryException)
+            {
+                _faults.Contain(EngineEntry.LinkReceive, ex, connection: null);
+                n = 1;
+            }
+
+            if (n > 0)
+            {
+                HandedIn += n;
+                progress = true;
+            }
+        }
+
+        return progress;
+    }
+
+    private bool HasHandedOverFrames
+    {
+        get
+        {
+            foreach (var queue in _inbound)
+            {
+                if (!queue.IsEmpty)
+                {
+                    return true;
+                }
+            }
+
+            return false;
+        }
     }
 
     /// <summary>The end-of-turn flush. A link that fails to send loses the batch (the frames are lost as on a wire; TCP repairs).</summary>
@@ -197,7 +280,8 @@ internal sealed class NetworkStack : IDisposable
     /// <summary>When the loop next has something to do by itself (a timer, a frame the link holds).</summary>
     public long NextEventMicroseconds => Math.Min(Tcp.NextDeadline, _link.NextEventMicroseconds);
 
-    public bool HasPendingWork => !_work.IsEmpty;
+    /// <summary>Work posted, or frames handed over by another shard: the engine must not sleep.</summary>
+    public bool HasPendingWork => !_work.IsEmpty || (_inbound.Length > 0 && HasHandedOverFrames);
 
     public void Dispose()
     {

@@ -3,7 +3,7 @@ using Vso.Transport.Api;
 namespace Vso.Transport.Engine;
 
 /// <summary>
-/// Drives stacks in virtual time: polls them until nothing happens, then jumps the clock to the next
+/// Drives stacks in virtual time: polls every shard of each until nothing happens, then jumps the clock to the next
 /// event (a timer, a frame held by a link). Deterministic: same seeds, same run. Application
 /// continuations run inline on this thread, inside the loop.
 /// </summary>
@@ -30,7 +30,10 @@ public sealed class VirtualTimeDriver
             progress = false;
             foreach (var stack in _stacks)
             {
-                progress |= stack.Core.Poll();
+                foreach (var shard in stack.Shards)
+                {
+                    progress |= shard.Poll();
+                }
             }
 
             if (++guard > 10_000_000)
@@ -60,7 +63,10 @@ public sealed class VirtualTimeDriver
             var next = long.MaxValue;
             foreach (var stack in _stacks)
             {
-                next = Math.Min(next, stack.Core.NextEventMicroseconds);
+                foreach (var shard in stack.Shards)
+                {
+                    next = Math.Min(next, shard.NextEventMicroseconds);
+                }
             }
 
             if (next == long.MaxValue || next > end)

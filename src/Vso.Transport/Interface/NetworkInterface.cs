@@ -121,6 +121,25 @@ internal sealed class NetworkInterface : IFrameReceiver, IIpOutput
         }
     }
 
+    /// <summary>
+    /// A frame another shard of the stack received and handed over (<see cref="Engine.ShardRouter"/>). Processed as
+    /// <see cref="OnFrame"/>, except that an ARP request is only learned from: the shard that received it answers.
+    /// </summary>
+    public void OnHandedOverFrame(ReadOnlySpan<byte> frame)
+    {
+        _handedOver = true;
+        try
+        {
+            OnFrame(frame);
+        }
+        finally
+        {
+            _handedOver = false;
+        }
+    }
+
+    private bool _handedOver;
+
     private void ProcessFrame(ReadOnlySpan<byte> frame)
     {
         FramesReceived++;
@@ -331,7 +350,7 @@ internal sealed class NetworkInterface : IFrameReceiver, IIpOutput
             }
         }
 
-        if (forUs && arp.Operation == ArpOperation.Request)
+        if (forUs && arp.Operation == ArpOperation.Request && !_handedOver)
         {
             SendArp(ArpOperation.Reply, arp.SenderHardware, arp.SenderProtocol, arp.SenderHardware);
         }

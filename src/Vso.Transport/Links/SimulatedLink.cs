@@ -21,7 +21,7 @@ public sealed class SimulatedLink : ILink
     private readonly FrameHeap _inbox = new();
     private readonly FrameBufferPool _pool;
     private readonly Lock _gate = new();
-    private SimulatedLink _peer = null!;
+    private SimulatedLink[] _peers = null!;
     private bool _disposed;
 
     private SimulatedLink(IClock clock, SimulatedLinkOptions options, MacAddress address)
@@ -42,9 +42,61 @@ public sealed class SimulatedLink : ILink
         options.Validate();
         var a = new SimulatedLink(clock, options, options.HardwareAddressA);
         var b = new SimulatedLink(clock, options, options.HardwareAddressB);
-        a._peer = b;
-        b._peer = a;
+        a._peers = [b];
+        b._peers = [a];
         return (a, b);
+    }
+
+    /// <summary>
+    /// A wire between two multi-queue devices: <paramref name="queuesA"/> and <paramref name="queuesB"/> receive queues
+    /// per end (one link each, to give one shard each), sharing the end's hardware address. A frame sent from any queue
+    /// of one end goes to the queue of the other end that a multi-queue NIC's hash, or the kernel's fanout program, would
+    /// choose (<see cref="FlowHash.QueueOf"/>): TCP by its flow, everything else to queue 0.
+    /// </summary>
+    internal static (SimulatedLink[] A, SimulatedLink[] B) CreateMultiQueuePair(IClock clock, SimulatedLinkOptions? options, int queuesA, int queuesB)
+    {
+        ArgumentNullException.ThrowIfNull(clock);
+        ArgumentOutOfRangeException.ThrowIfLessThan(queuesA, 1);
+        ArgumentOutOfRangeException.ThrowIfLessThan(queuesB, 1);
+        options ??= new SimulatedLinkOptions();
+        options.Validate();
+        var a = new SimulatedLink[queuesA];
+        var b = new SimulatedLink[queuesB];
+        for (var i = 0; i < a.Length; i++)
+        {
+            a[i] = new SimulatedLink(clock, options, options.HardwareAddressA);
+        }
+
+        for (var i = 0; i < b.Length; i++)
+        {
+            b[i] = new SimulatedLink(clock, options, options.HardwareAddressB);
+        }
+
+        foreach (var end in a)
+        {
+            end._peers = b;
+        }
+
+        foreach (var end in b)
+        {
+            end._peers = a;
+        }
+
+        return (a, b);
+    }
+
+    /// <summary>
+    /// Puts a copy of <paramref name="frame"/> in this queue's inbox, due now, whatever queue the hash would choose: how a
+    /// test makes a frame arrive on the wrong shard.
+    /// </summary>
+    internal void Inject(ReadOnlySpan<byte> frame)
+    {
+        lock (_gate)
+        {
+            var buffer = _pool.Rent();
+            frame.CopyTo(buffer);
+            _inbox.Push(buffer, frame.Length, _clock.NowMicroseconds);
+        }
     }
 
     public MacAddress HardwareAddress { get; }
@@ -113,7 +165,8 @@ public sealed class SimulatedLink : ILink
 
             FramesSent++;
             BytesSent += length;
-            _peer.Accept(batch, i, length, due);
+            var peer = _peers.Length == 1 ? _peers[0] : _peers[FlowHash.QueueOf(batch.Linear(i), _peers.Length)];
+            peer.Accept(batch, i, length, due);
         }
     }
 

@@ -1,5 +1,6 @@
 using System.Security.Cryptography;
 using System.Collections.Concurrent;
+using System.Runtime.CompilerServices;
 using Microsoft.Extensions.Logging;
 using Vso.Transport.Engine;
 using Vso.Transport.Interface;
@@ -113,6 +114,12 @@ internal sealed class TcpLayer : ITransportProtocol
     /// <summary>Where an exception escaping one connection's processing goes: it aborts that connection only.</summary>
     public EngineFaults? Faults { get; init; }
 
+    /// <summary>This layer's shard among <see cref="ShardCount"/>: it owns the connections whose flow hashes to it.</summary>
+    public int ShardIndex { get; init; }
+
+    /// <summary>The stack's shards (1: every connection is this layer's).</summary>
+    public int ShardCount { get; init; } = 1;
+
     /// <summary>The MSS we announce: the link MTU less IPv4 and TCP headers.</summary>
     public int MaxSegmentSize => _ip.Mtu - 40;
 
@@ -130,14 +137,14 @@ internal sealed class TcpLayer : ITransportProtocol
     /// Binds a listener. Port 0 takes a free port of the ephemeral range (one no listener and no connection uses), as
     /// bind(2) to port 0 does; the caller must hold the engine's gate then, since the connection table is read.
     /// </summary>
-    public TcpListenerCore Listen(ushort port, int backlog, ITcpListenerObserver? observer)
+    public TcpListenerCore Listen(ushort port, int backlog, ITcpListenerObserver? observer, StrongBox<int>? awaitingAccept = null)
     {
         if (port == 0)
         {
-            return ListenOnFreePort(backlog, observer);
+            return ListenOnFreePort(backlog, observer, awaitingAccept);
         }
 
-        var listener = new TcpListenerCore(port, backlog, Settings.MaxHalfOpen, observer);
+        var listener = new TcpListenerCore(port, backlog, Settings.MaxHalfOpen, observer, awaitingAccept);
         if (!_listeners.TryAdd(port, listener))
         {
             throw new InvalidOperationException($"Port {port} already has a listener on {_ip.Address}; stop the other listener or choose another port.");
@@ -146,7 +153,7 @@ internal sealed class TcpLayer : ITransportProtocol
         return listener;
     }
 
-    private TcpListenerCore ListenOnFreePort(int backlog, ITcpListenerObserver? observer)
+    private TcpListenerCore ListenOnFreePort(int backlog, ITcpListenerObserver? observer, StrongBox<int>? awaitingAccept)
     {
         var first = _ports.FirstPort;
         var count = _ports.LastPort - first + 1;
@@ -159,7 +166,7 @@ internal sealed class TcpLayer : ITransportProtocol
                 continue;
             }
 
-            var listener = new TcpListenerCore(port, backlog, Settings.MaxHalfOpen, observer);
+            var listener = new TcpListenerCore(port, backlog, Settings.MaxHalfOpen, observer, awaitingAccept);
             if (_listeners.TryAdd(port, listener))
             {
                 return listener;
@@ -202,6 +209,12 @@ internal sealed class TcpLayer : ITransportProtocol
         }
 
         ushort port;
+        if (localPort != 0 && ShardCount > 1 && FlowHash.ShardOf(new ConnectionId(_ip.Address, localPort, remote, remotePort), ShardCount) != ShardIndex)
+        {
+            // The stack opens a bound connection on the shard its flow hashes to; another shard would never see its segments.
+            throw new InvalidOperationException($"Local port {localPort} towards {remote}:{remotePort} belongs to shard {FlowHash.ShardOf(new ConnectionId(_ip.Address, localPort, remote, remotePort), ShardCount)}, not {ShardIndex}.");
+        }
+
         if (localPort != 0)
         {
             if (_listeners.ContainsKey(localPort) || IsLocalPortUsedByConnection(localPort))
@@ -226,11 +239,16 @@ internal sealed class TcpLayer : ITransportProtocol
         return connection;
     }
 
-    /// <summary>A candidate 4-tuple is taken by a connection (TIME-WAIT included) or its local port by a listener.</summary>
+    /// <summary>
+    /// A candidate 4-tuple is taken by a connection (TIME-WAIT included) or its local port by a listener; with several
+    /// shards, one whose flow hashes to another shard counts as taken too, so that the connection's segments come back
+    /// to this shard (about one candidate in <see cref="ShardCount"/> fits).
+    /// </summary>
     private readonly struct PortInUseProbe(TcpLayer layer) : IPortInUseProbe
     {
         public bool IsInUse(in ConnectionId candidate) =>
-            layer._connections.ContainsKey(candidate) || layer._listeners.ContainsKey(candidate.LocalPort);
+            (layer.ShardCount > 1 && FlowHash.ShardOf(candidate, layer.ShardCount) != layer.ShardIndex)
+            || layer._connections.ContainsKey(candidate) || layer._listeners.ContainsKey(candidate.LocalPort);
     }
 
     // ---- Input ----

@@ -1,3 +1,5 @@
+using System.Runtime.CompilerServices;
+
 namespace Vso.Transport.Tcp;
 
 /// <summary>
@@ -18,8 +20,15 @@ internal sealed class TcpListenerCore
 
     private readonly Queue<TcpConnection> _ready = new();
 
-    public TcpListenerCore(ushort port, int backlog, int maxHalfOpen, ITcpListenerObserver? observer)
+    /// <summary>
+    /// Established connections handed to the application side but not yet accepted by it; shared by the listeners of
+    /// one port on every shard, since the application accepts from all of them through one queue.
+    /// </summary>
+    private readonly StrongBox<int> _awaitingAccept;
+
+    public TcpListenerCore(ushort port, int backlog, int maxHalfOpen, ITcpListenerObserver? observer, StrongBox<int>? awaitingAccept = null)
     {
+        _awaitingAccept = awaitingAccept ?? new StrongBox<int>();
         Port = port;
         Backlog = backlog;
         MaxHalfOpen = maxHalfOpen;
@@ -41,8 +50,11 @@ internal sealed class TcpListenerCore
 
     public int ReadyCount => _ready.Count;
 
-    /// <summary>Established connections handed to the application side but not yet accepted by it.</summary>
-    public int AwaitingAccept;
+    /// <summary>Established connections handed to the application side but not yet accepted by it (every shard's).</summary>
+    public int AwaitingAccept => Volatile.Read(ref _awaitingAccept.Value);
+
+    /// <summary>Engine thread: a connection was handed to the application side.</summary>
+    public void HandedOver() => Interlocked.Increment(ref _awaitingAccept.Value);
 
     private volatile bool _silenced;
 
@@ -57,7 +69,7 @@ internal sealed class TcpListenerCore
     }
 
     /// <summary>The accept queue (ready plus handed out, not yet accepted) is at its bound.</summary>
-    public bool IsAcceptQueueFull => _ready.Count + Volatile.Read(ref AwaitingAccept) >= Backlog;
+    public bool IsAcceptQueueFull => _ready.Count + AwaitingAccept >= Backlog;
 
     /// <summary>The half-open queue is at its bound: a new SYN needs a cookie or an eviction.</summary>
     public bool IsHalfOpenFull => HalfOpen.Count >= MaxHalfOpen;
@@ -73,7 +85,7 @@ internal sealed class TcpListenerCore
     public ListenerPressureLog PressureLog { get; } = new();
 
     /// <summary>The application accepted a connection (any thread).</summary>
-    public void TakeAccepted() => Interlocked.Decrement(ref AwaitingAccept);
+    public void TakeAccepted() => Interlocked.Decrement(ref _awaitingAccept.Value);
 
     public long SynsDropped { get; set; }
 

@@ -99,6 +99,11 @@ public sealed unsafe class AfPacketLink : ILink
                 throw LinkException.FromErrno(Marshal.GetLastPInvokeError(), $"bind to interface '{_name}'", "CAP_NET_RAW");
             }
 
+            if (options.FanoutGroup != 0)
+            {
+                JoinFanout(options.FanoutGroup);
+            }
+
             _waker = new LinkWaker();
         }
         catch
@@ -108,7 +113,7 @@ public sealed unsafe class AfPacketLink : ILink
         }
 
         _log.LinkOpened("AF_PACKET", _name, HardwareAddress.ToString(), Mtu,
-            $"{_ring.Description}, qdisc bypass {options.QdiscBypass}, segmentation offload {_offload}");
+            $"{_ring.Description}, qdisc bypass {options.QdiscBypass}, segmentation offload {_offload}, fanout group {options.FanoutGroup}");
     }
 
     /// <summary>Up to 64 KiB of TCP payload per super-segment with <see cref="AfPacketLinkOptions.SegmentationOffload"/>, else 0.</summary>
@@ -376,6 +381,31 @@ public sealed unsafe class AfPacketLink : ILink
         if (LinuxNative.setsockopt(_fd, level, name, &value, 4) < 0)
         {
             throw LinkException.FromErrno(Marshal.GetLastPInvokeError(), $"setsockopt {what} on '{_name}'", "CAP_NET_RAW");
+        }
+    }
+
+    /// <summary>
+    /// Joins the PACKET_FANOUT_CBPF group <paramref name="group"/> (after bind: the kernel takes the socket's device and
+    /// protocol for the group's) and sets its program; each member sets the same one. Outgoing frames are kept from the
+    /// group as PACKET_IGNORE_OUTGOING keeps them from a lone socket (the group has its own hook, so the socket option no
+    /// longer applies); a kernel without that flag refuses it and the socket joins without.
+    /// </summary>
+    private void JoinFanout(ushort group)
+    {
+        var withFlag = group | ((LinuxNative.PACKET_FANOUT_CBPF | LinuxNative.PACKET_FANOUT_FLAG_IGNORE_OUTGOING) << 16);
+        if (LinuxNative.setsockopt(_fd, LinuxNative.SOL_PACKET, LinuxNative.PACKET_FANOUT, &withFlag, 4) < 0)
+        {
+            SetOption(LinuxNative.SOL_PACKET, LinuxNative.PACKET_FANOUT, group | (LinuxNative.PACKET_FANOUT_CBPF << 16), "PACKET_FANOUT");
+        }
+
+        var program = FanoutProgram.Build();
+        fixed (PacketFilter.SockFilter* filter = program)
+        {
+            var fprog = new SockFprog { Length = (ushort)program.Length, Filter = filter };
+            if (LinuxNative.setsockopt(_fd, LinuxNative.SOL_PACKET, LinuxNative.PACKET_FANOUT_DATA, &fprog, (uint)sizeof(SockFprog)) < 0)
+            {
+                throw LinkException.FromErrno(Marshal.GetLastPInvokeError(), $"setsockopt PACKET_FANOUT_DATA on '{_name}'", "CAP_NET_RAW");
+            }
         }
     }
 

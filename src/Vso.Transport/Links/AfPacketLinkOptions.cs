@@ -73,6 +73,12 @@ public sealed class AfPacketLinkOptions
     /// </summary>
     public int FilterOnLinkPrefixLength { get; set; }
 
+    /// <summary>
+    /// Set by a stack of several shards: the PACKET_FANOUT group (per network namespace) that this socket joins, one socket
+    /// per shard in shard order, with <see cref="FanoutProgram"/> choosing the socket of each frame. 0: no group.
+    /// </summary>
+    internal ushort FanoutGroup { get; set; }
+
     public void Validate()
     {
         if (string.IsNullOrWhiteSpace(InterfaceName) || InterfaceName.Length > 15)

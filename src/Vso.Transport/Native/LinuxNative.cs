@@ -117,6 +117,10 @@ internal static unsafe partial class LinuxNative
     public const int PACKET_VNET_HDR = 15;
     public const int PACKET_QDISC_BYPASS = 20;
     public const int PACKET_IGNORE_OUTGOING = 23;
+    public const int PACKET_FANOUT = 18;
+    public const int PACKET_FANOUT_DATA = 22;
+    public const int PACKET_FANOUT_CBPF = 6;
+    public const int PACKET_FANOUT_FLAG_IGNORE_OUTGOING = 0x4000;
     public const int TPACKET_V2 = 1;
     public const int TPACKET_V3 = 2;
     public const byte PACKET_OUTGOING = 4;

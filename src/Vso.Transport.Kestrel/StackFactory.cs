@@ -66,8 +66,22 @@ internal static class StackFactory
         };
     }
 
+    private static int s_fanoutGroups;
+
+    /// <summary>
+    /// The engines the stack runs: Vso:Engines on AfPacket (one socket each in a fanout group); one on Tap and AfXdp, whose
+    /// links have one queue here, and with a capture, whose file is one ordered trace.
+    /// </summary>
+    public static int EngineCount(VsoTransportOptions o) =>
+        o.Backend == VsoBackend.AfPacket && string.IsNullOrWhiteSpace(o.Capture.PcapPath) ? o.Engines : 1;
+
+    /// <summary>A PACKET_FANOUT group id for this stack's sockets: ids are per network namespace, so per process and per stack.</summary>
+    public static ushort NewFanoutGroup() =>
+        (ushort)(1 + ((Environment.ProcessId * 251 + Interlocked.Increment(ref s_fanoutGroups)) % 65535));
+
     /// <summary>Opens the configured link; a failure names the configuration keys to change.</summary>
-    public static ILink CreateLink(VsoTransportOptions o, ILoggerFactory loggerFactory)
+    /// <param name="fanoutGroup">AfPacket: the PACKET_FANOUT group of a stack of several engines; 0 for one engine.</param>
+    public static ILink CreateLink(VsoTransportOptions o, ILoggerFactory loggerFactory, ushort fanoutGroup = 0)
     {
         ILink link;
         var log = loggerFactory.CreateLogger("Vso.Transport.Links");
@@ -103,6 +117,7 @@ internal static class StackFactory
                 {
                     InterfaceName = o.Interface,
                     SegmentationOffload = o.AfPacket.SegmentationOffload,
+                    FanoutGroup = fanoutGroup,
                 };
                 if (o.AfPacket.KernelFilter && VsoTransportOptionsValidator.TryParseCidr(o.Address, out var address, out var prefix))
                 {

@@ -19,8 +19,8 @@ internal sealed class VsoConnectionListener : IConnectionListener
     private readonly ILogger _log;
     // Synchronous continuations: Kestrel's accept loop, waiting in AcceptAsync, resumes on the engine thread that accepted
     // (it only registers the connection and queues it to the thread pool, then waits again), saving one thread hop per
-    // new connection (issue 12, connection setup).
-    private readonly Channel<VsoTransportConnection> _accepted = Channel.CreateUnbounded<VsoTransportConnection>(new UnboundedChannelOptions { SingleWriter = true, AllowSynchronousContinuations = true });
+    // new connection (issue 12, connection setup). Every engine (shard) writes the connections it accepted.
+    private readonly Channel<VsoTransportConnection> _accepted = Channel.CreateUnbounded<VsoTransportConnection>(new UnboundedChannelOptions { SingleWriter = false, AllowSynchronousContinuations = true });
     private readonly Action<VsoConnectionListener> _onUnbound;
     private readonly VsoTransportMetrics _metrics;
     private readonly ProxyProtocolPolicy? _proxy;

@@ -150,10 +150,23 @@ internal sealed class VsoTransportFactory : IConnectionListenerFactory, IConnect
     private VsoStack CreateStack(ILoggerFactory loggerFactory)
     {
         var options = _options.Value;
-        _link = StackFactory.CreateLink(options, loggerFactory);
         var stackOptions = StackFactory.ToStackOptions(options);
-        var stack = new VsoStack(_link, stackOptions, loggerFactory: loggerFactory);
-        _log.StackUp($"{stackOptions.Address}", stackOptions.PrefixLength, options.Backend.ToString(), options.Interface, _link.HardwareAddress.ToString(), _link.Mtu);
+        var engines = StackFactory.EngineCount(options);
+        VsoStack stack;
+        if (engines == 1)
+        {
+            _link = StackFactory.CreateLink(options, loggerFactory);
+            stack = new VsoStack(_link, stackOptions, loggerFactory: loggerFactory);
+        }
+        else
+        {
+            // One socket per engine, joined in one fanout group in engine order; the stack owns and closes them.
+            var group = StackFactory.NewFanoutGroup();
+            stack = new VsoStack((_, _) => StackFactory.CreateLink(options, loggerFactory, group), engines, stackOptions, loggerFactory: loggerFactory);
+        }
+
+        var link = stack.Core.Link;
+        _log.StackUp($"{stackOptions.Address}", stackOptions.PrefixLength, options.Backend.ToString(), options.Interface, link.HardwareAddress.ToString(), link.Mtu);
         return stack;
     }
 

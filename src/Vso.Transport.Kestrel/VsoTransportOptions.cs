@@ -168,6 +168,14 @@ public sealed class VsoTransportOptions
     public bool ApplicationOnEngineThread { get; set; }
 
     public VsoAfXdpOptions AfXdp { get; set; } = new();
+
+    /// <summary>
+    /// Engine threads (shards), each with its own link queue, timers, pools and connections; connections are spread over
+    /// them by the hash of their addresses and ports, and Kestrel still sees one listener per endpoint. With AfPacket, one
+    /// socket per engine in one PACKET_FANOUT group. The Tap and AfXdp backends run one engine for now. 1 to 64; default
+    /// the processor count.
+    /// </summary>
+    public int Engines { get; set; } = Math.Clamp(Environment.ProcessorCount, 1, 64);
 }
 
 /// <summary>AfXdp backend options (section Vso:AfXdp).</summary>

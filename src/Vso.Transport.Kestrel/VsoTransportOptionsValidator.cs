@@ -178,6 +178,11 @@ internal sealed class VsoTransportOptionsValidator : IValidateOptions<VsoTranspo
             Fail("DrainNewConnections", o.DrainNewConnections, "use Reset or Drop");
         }
 
+        if (o.Engines is < 1 or > 64)
+        {
+            Fail("Engines", o.Engines, "use 1 to 64 engine threads, such as the processor count (" + Environment.ProcessorCount.ToString(CultureInfo.InvariantCulture) + ")");
+        }
+
         // The stack's own checks (RTO bounds, delayed ACK, buffer sizes) name the Tcp:* key already.
         try
         {
@@ -215,6 +220,7 @@ internal sealed class VsoTransportOptionsValidator : IValidateOptions<VsoTranspo
         "MaxReadBufferSize" => "at least 16384 bytes (1048576 by default)",
         "AfXdp:Queue" => "a receive queue of the interface, 0 to 65535 (`ethtool -l DEV` lists them)",
         "AfXdp:RingSize" => "a power of two from 64 to 32768, such as 2048",
+        "Engines" => "1 to 64 engine threads",
         _ => null,
     };
 

@@ -27,6 +27,7 @@ public sealed class ConfigurationErrorTests
 
     [Theory]
     [InlineData("Tcp:Backlog", "lots", "Vso:Tcp:Backlog = 'lots' is invalid: use 1 to 65535.")]
+    [InlineData("Engines", "many", "Vso:Engines = 'many' is invalid: use 1 to 64 engine threads.")]
     [InlineData("Tcp:Backlog", "0", "Vso:Tcp:Backlog = '0' is invalid: use 1 to 65535.")]
     [InlineData("Tcp:Backlog", "99999999999", "Vso:Tcp:Backlog = '99999999999' is invalid: use 1 to 65535.")]
     [InlineData("AfXdp:Queue", "-1", "Vso:AfXdp:Queue = '-1' is invalid: use a receive queue of the interface, 0 to 65535 (`ethtool -l DEV` lists them).")]

@@ -27,6 +27,8 @@ public sealed class OptionsTests
     [InlineData("Tcp:MinRto", "00:00:00", "Vso:Tcp:MinRto = '00:00:00' is invalid")]
     [InlineData("Tcp:Backlog", "0", "Vso:Tcp:Backlog = '0' is invalid: use 1 to 65535")]
     [InlineData("Pinning:BlockSize", "3000", "Vso:Pinning:BlockSize = '3000' is invalid: use a power of two")]
+    [InlineData("Engines", "0", "Vso:Engines = '0' is invalid: use 1 to 64 engine threads")]
+    [InlineData("Engines", "65", "Vso:Engines = '65' is invalid: use 1 to 64 engine threads")]
     public async Task Bad_values_fail_at_start_naming_key_value_and_fix(string key, string value, string expected)
     {
         var builder = WebApplication.CreateBuilder();

@@ -50,6 +50,25 @@ internal sealed class SimulatedPair : IDisposable
         return new SimulatedPair(factory, client);
     }
 
+    /// <summary>
+    /// Both stacks with <paramref name="engines"/> shards over a wire between two multi-queue devices: the server's
+    /// through its factory's link factory constructor, as <c>Vso:Engines</c> builds it.
+    /// </summary>
+    public static SimulatedPair CreateSharded(int engines, VsoTransportOptions? options = null)
+    {
+        options ??= DefaultOptions();
+        options.Engines = engines;
+        var clock = SystemClock.Instance;
+        var (a, b) = SimulatedLink.CreateMultiQueuePair(clock, new SimulatedLinkOptions { PropagationDelay = TimeSpan.FromMicroseconds(50) }, engines, engines);
+        var client = new VsoStack((i, _) => a[i], engines, new VsoStackOptions { Address = Ipv4Address.Parse(ClientAddress), PrefixLength = 24, Tcp = new Tcp.TcpSettings { Nagle = false } }, clock);
+        client.Start();
+        var factory = new VsoTransportFactory(
+            options,
+            () => new VsoStack((i, _) => b[i], engines, StackFactory.ToStackOptions(options), clock),
+            NullLoggerFactory.Instance);
+        return new SimulatedPair(factory, client);
+    }
+
     public void Dispose()
     {
         Client.Dispose();

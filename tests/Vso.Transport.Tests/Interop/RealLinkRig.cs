@@ -77,9 +77,10 @@ internal sealed class RealLinkRig : IAsyncDisposable
         bool offloadsOff = true,
         AfPacketReceiveRing ring = AfPacketReceiveRing.V2,
         bool attachToExistingTap = false,
-        AfXdpMode xdpMode = AfXdpMode.Auto)
+        AfXdpMode xdpMode = AfXdpMode.Auto,
+        int engines = 1)
     {
-        var net = new NetnsHarness(kind, offloadsOff);
+        var net = new NetnsHarness(kind, offloadsOff, queues: engines);
         ILink? link = null;
         VsoStack? stack = null;
         try
@@ -90,6 +91,23 @@ internal sealed class RealLinkRig : IAsyncDisposable
                 // The device exists before the link, with its kernel address: the link attaches (Create = false)
                 // and configures nothing.
                 net.CreatePersistentTap();
+            }
+
+            if (engines > 1)
+            {
+                // AF_PACKET with one socket per shard in one fanout group, opened in the server namespace in shard order.
+                var group = (ushort)(1 + (Environment.ProcessId % 60000));
+                var shardTcp = new TcpSettings { Nagle = false };
+                configure?.Invoke(shardTcp);
+                stack = new VsoStack(
+                    (_, _) => NetnsHarness.RunIn<ILink>(net.Server, () => new AfPacketLink(new AfPacketLinkOptions { InterfaceName = net.StackDevice, ReceiveRing = ring, FanoutGroup = group }, logger)),
+                    engines,
+                    new VsoStackOptions { Address = Ipv4Address.Parse(NetnsHarness.StackAddress), PrefixLength = 24, Tcp = shardTcp },
+                    loggerFactory: new TestOutputLoggerFactory(logger));
+                stack.Start();
+                var shardedHttp = new TinyHttpServer(stack, Port) { ShardOf = static c => c.Endpoint.Shard.ShardIndex };
+                var shardedDirectory = System.IO.Directory.CreateTempSubdirectory("vso-interop-").FullName;
+                return new RealLinkRig(kind, output, net, stack.Core.Link, stack, shardedHttp, shardedDirectory);
             }
 
             link = kind switch

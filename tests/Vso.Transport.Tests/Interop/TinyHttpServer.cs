@@ -30,6 +30,12 @@ public sealed class TinyHttpServer : IAsyncDisposable
 
     public int ConnectionsAccepted => Volatile.Read(ref _accepted);
 
+    /// <summary>Connections accepted per shard of the stack, when <see cref="ShardOf"/> says which shard owns each.</summary>
+    public int[] AcceptedPerShard { get; } = new int[64];
+
+    /// <summary>The shard that owns an accepted connection (set by a test that sees the stack's internals).</summary>
+    public Func<VsoConnection, int>? ShardOf { get; set; }
+
     /// <summary>The stack's TCP info for the connection that served the last /bytes/N download, once it was acknowledged.</summary>
     public Vso.Transport.Api.TcpConnectionInfo? LastDownloadInfo { get; private set; }
 
@@ -83,6 +89,10 @@ public sealed class TinyHttpServer : IAsyncDisposable
             }
 
             Interlocked.Increment(ref _accepted);
+            if (ShardOf is { } shardOf)
+            {
+                Interlocked.Increment(ref AcceptedPerShard[shardOf(connection)]);
+            }
             var task = Task.Run(() => ServeAsync(connection));
             lock (_connections)
             {

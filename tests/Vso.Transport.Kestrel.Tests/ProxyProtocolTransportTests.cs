@@ -73,7 +73,7 @@ public sealed class ProxyProtocolTransportTests
         Assert.Equal(new IPEndPoint(IPAddress.Parse("192.0.2.20"), 80), server.LocalEndPoint);
         var feature = server.Features.Get<IProxyProtocolFeature>()!;
         Assert.Equal(2, feature.Version);
-        Assert.Equal([0x02, 0x05], feature.Tlvs.Select(t => t.Type));
+        Assert.Equal([0x02, 0x05], feature.Tlvs.Select(t => t.Key));
         Assert.Equal("conn-42", Encoding.ASCII.GetString(feature.Tlvs[1].Value.Span));
         var read = await server.Transport.Input.ReadAsync().AsTask().WaitAsync(Timeout);
         Assert.Equal("GET", Encoding.ASCII.GetString(read.Buffer.ToArray()));

@@ -10,15 +10,26 @@ namespace Vso.Transport.Engine;
 public sealed class VirtualTimeDriver
 {
     private readonly VirtualClock _clock;
-    private readonly VsoStack[] _stacks;
+    private VsoStack[] _stacks;
 
-    public VirtualTimeDriver(VirtualClock clock, params VsoStack[] stacks)
+    /// <summary>A driver with its own virtual clock; stacks made with it (<see cref="VsoStack"/>'s constructor) join it.</summary>
+    public VirtualTimeDriver()
+        : this(new VirtualClock())
+    {
+    }
+
+    internal VirtualTimeDriver(VirtualClock clock, params VsoStack[] stacks)
     {
         _clock = clock;
         _stacks = stacks;
     }
 
-    public VirtualClock Clock => _clock;
+    internal VirtualClock Clock => _clock;
+
+    /// <summary>The driver's virtual time now; differences between two readings are what matter.</summary>
+    public TimeSpan Now => TimeSpan.FromMicroseconds(_clock.NowMicroseconds);
+
+    internal void Add(VsoStack stack) => _stacks = [.. _stacks, stack];
 
     /// <summary>Polls every stack until all are idle at the current instant.</summary>
     public void RunIdle()

@@ -98,11 +98,14 @@ public sealed class VsoStack : IDisposable
     /// <summary>Exceptions that escaped frame processing and were contained; a healthy stack keeps it at 0.</summary>
     public long ContainedExceptions => Core.ContainedExceptions;
 
-    /// <summary>Starts the stack's engine thread (real time).</summary>
+    /// <summary>
+    /// Starts the stack's engine thread (real time). A stack on a <see cref="VirtualTimeDriver"/> is stepped by the
+    /// driver instead, and this does nothing, so code that starts a stack it was given runs unchanged in virtual time.
+    /// </summary>
     public void Start()
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
-        if (_thread is not null)
+        if (_thread is not null || DrivenVirtually)
         {
             return;
         }
@@ -111,8 +114,8 @@ public sealed class VsoStack : IDisposable
         _thread.Start();
     }
 
-    /// <summary>For a virtual-time driver: announce the address (gratuitous ARP).</summary>
-    internal void StartVirtual() => Core.Start();
+    /// <summary>Set by the <see cref="VirtualTimeDriver"/> that steps this stack.</summary>
+    internal bool DrivenVirtually { get; set; }
 
     /// <summary>
     /// Accepts connections to <paramref name="port"/> on the stack's address; 0 binds a free port of the ephemeral range,

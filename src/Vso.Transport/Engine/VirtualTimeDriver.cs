@@ -22,6 +22,10 @@ public sealed class VirtualTimeDriver
     {
         _clock = clock;
         _stacks = stacks;
+        foreach (var stack in stacks)
+        {
+            stack.DrivenVirtually = true;
+        }
     }
 
     internal VirtualClock Clock => _clock;
@@ -29,7 +33,26 @@ public sealed class VirtualTimeDriver
     /// <summary>The driver's virtual time now; differences between two readings are what matter.</summary>
     public TimeSpan Now => TimeSpan.FromMicroseconds(_clock.NowMicroseconds);
 
-    internal void Add(VsoStack stack) => _stacks = [.. _stacks, stack];
+    internal void Add(VsoStack stack)
+    {
+        stack.DrivenVirtually = true;
+        _stacks = [.. _stacks, stack];
+    }
+
+    /// <summary>The earliest instant at which a stack has something to do (a timer, a frame in flight); MaxValue: none.</summary>
+    internal long NextEventMicroseconds
+    {
+        get
+        {
+            var next = long.MaxValue;
+            foreach (var stack in _stacks)
+            {
+                next = Math.Min(next, stack.Core.NextEventMicroseconds);
+            }
+
+            return next;
+        }
+    }
 
     /// <summary>Polls every stack until all are idle at the current instant.</summary>
     public void RunIdle()

@@ -462,6 +462,41 @@ public sealed class TransportTests
             });
     }
 
+    /// <summary>
+    /// Issue 12 item 5: with ApplicationOnEngineThread, Kestrel's read of an HTTP/1.x connection resumes inline on the engine
+    /// thread; one that opens with the HTTP/2 preface (RFC 9113 §3.4) or a TLS handshake record resumes on the thread pool,
+    /// since Kestrel runs HTTP/2 streams on the pool anyway and TLS is CPU the engine must not spend. Without the setting,
+    /// always the pool.
+    /// </summary>
+    [Theory]
+    [InlineData(true, "GET / HTTP/1.1\r\nHost: x\r\n\r\n", true)]
+    [InlineData(true, "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", false)]
+    [InlineData(true, "\u0016\u0003\u0001\u0000\u0005hello", false)]
+    [InlineData(false, "GET / HTTP/1.1\r\nHost: x\r\n\r\n", false)]
+    public async Task Reads_resume_on_the_engine_thread_only_for_HTTP_1(bool onEngine, string first, bool expectEngine)
+    {
+        var options = SimulatedPair.DefaultOptions();
+        options.ApplicationOnEngineThread = onEngine;
+        using var pair = SimulatedPair.Create(options);
+        var (listener, client, server) = await OpenAsync(pair);
+        var read = ReadOnWhichThreadAsync(server.Transport.Input);
+        await client.SendAsync(System.Text.Encoding.Latin1.GetBytes(first)).WaitAsync(Timeout);
+        var (thread, bytes) = await read.WaitAsync(Timeout);
+        Assert.Equal(first.Length, bytes);
+        Assert.True(expectEngine == thread.StartsWith("vso-engine", StringComparison.Ordinal), $"the read resumed on '{thread}'");
+        await server.DisposeAsync();
+        await listener.UnbindAsync();
+    }
+
+    private static async Task<(string Thread, long Bytes)> ReadOnWhichThreadAsync(PipeReader input)
+    {
+        var result = await input.ReadAsync().ConfigureAwait(false);
+        var thread = Thread.CurrentThread.Name ?? "(pool)";
+        var length = result.Buffer.Length;
+        input.AdvanceTo(result.Buffer.End);
+        return (thread, length);
+    }
+
     [Fact]
     public void Host_refuses_a_stale_descriptor_without_reading()
     {

@@ -118,8 +118,18 @@ public sealed class VsoConnectionEndpoint
     /// come back in the <see cref="VsoSendRange"/> the host is asked about. The host learns the range's fate through
     /// <see cref="IVsoSendHost.Acknowledged"/> or <see cref="IVsoSendHost.Failed"/> (at once if the connection cannot send).
     /// </summary>
-    public void Enqueue(nint address, int length, long hostToken, long hostTag) =>
-        OpenConnection().Enqueue(address, length, hostToken, hostTag);
+    public void Enqueue(nint address, int length, long hostToken, long hostTag)
+    {
+        var tcp = OpenConnection();
+        if (tcp.Sender.Host is null)
+        {
+            // TIME-WAIT let go of the host (the connection is closed for sending): refuse here, as the connection would.
+            Host.Failed(new VsoSendRange(address, length, hostToken, hostTag), tcp.Error ?? new TcpConnectionException(TcpError.Aborted, $"Connection {tcp.Id} is closed for sending."));
+            return;
+        }
+
+        tcp.Enqueue(address, length, hostToken, hostTag);
+    }
 
     /// <summary>Copies readable bytes out; returns how many (0 if none). Opens the window again when it has grown enough.</summary>
     public int Read(Span<byte> destination) => _tcp?.Read(destination) ?? 0;

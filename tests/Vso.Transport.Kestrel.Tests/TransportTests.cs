@@ -522,11 +522,18 @@ public sealed class TransportTests
     }
 
     /// <summary>Binds the transport's endpoint, connects the simulated client and accepts: (listener, client, server).</summary>
-    private static async Task<(IConnectionListener Listener, VsoConnection Client, ConnectionContext Server)> OpenAsync(VirtualPair pair)
+    private static Task<(IConnectionListener Listener, VsoConnection Client, ConnectionContext Server)> OpenAsync(VirtualPair pair) =>
+        OpenAsync(pair.Factory, pair.Client);
+
+    /// <summary>The same in real time, for what only real threads show.</summary>
+    private static Task<(IConnectionListener Listener, VsoConnection Client, ConnectionContext Server)> OpenAsync(SimulatedPair pair) =>
+        OpenAsync(pair.Factory, pair.Client);
+
+    private static async Task<(IConnectionListener Listener, VsoConnection Client, ConnectionContext Server)> OpenAsync(VsoTransportFactory factory, VsoStack clientStack)
     {
-        var listener = await pair.Factory.BindAsync(Endpoint);
+        var listener = await factory.BindAsync(Endpoint);
         var acceptTask = listener.AcceptAsync().AsTask();
-        var client = await pair.Client.ConnectAsync(Endpoint).WaitAsync(Timeout);
+        var client = await clientStack.ConnectAsync(Endpoint).WaitAsync(Timeout);
         return (listener, client, (await acceptTask.WaitAsync(Timeout))!);
     }
 

@@ -114,6 +114,9 @@ public sealed class VsoStack : IDisposable
         _thread.Start();
     }
 
+    /// <summary>For a virtual-time driver: announce the address (gratuitous ARP).</summary>
+    internal void StartVirtual() => Core.Start();
+
     /// <summary>Set by the <see cref="VirtualTimeDriver"/> that steps this stack.</summary>
     internal bool DrivenVirtually { get; set; }
 

@@ -66,6 +66,26 @@ internal static class StackFactory
         };
     }
 
+    /// <summary>The TAP device the Tap backend opens.</summary>
+    public static TapLinkOptions ToTapLinkOptions(VsoTransportOptions o)
+    {
+        var tap = new TapLinkOptions
+        {
+            Name = o.Interface,
+            Create = o.Tap.Create,
+            Mtu = o.Mtu,
+            HardwareAddress = string.IsNullOrWhiteSpace(o.MacAddress) ? null : MacAddress.Parse(o.MacAddress.Trim()),
+            SegmentationOffload = o.Tap.SegmentationOffload,
+        };
+        if (VsoTransportOptionsValidator.TryParseCidr(o.Tap.HostAddress, out var host, out var hostPrefix))
+        {
+            tap.KernelAddress = host;
+            tap.KernelPrefixLength = hostPrefix;
+        }
+
+        return tap;
+    }
+
     /// <summary>Opens the configured link; a failure names the configuration keys to change.</summary>
     public static ILink CreateLink(VsoTransportOptions o, ILoggerFactory loggerFactory)
     {
@@ -75,20 +95,7 @@ internal static class StackFactory
         {
             if (o.Backend == VsoBackend.Tap)
             {
-                var tap = new TapLinkOptions
-                {
-                    Name = o.Interface,
-                    Create = o.Tap.Create,
-                    Mtu = o.Mtu,
-                    HardwareAddress = string.IsNullOrWhiteSpace(o.MacAddress) ? null : MacAddress.Parse(o.MacAddress.Trim()),
-                };
-                if (VsoTransportOptionsValidator.TryParseCidr(o.Tap.HostAddress, out var host, out var hostPrefix))
-                {
-                    tap.KernelAddress = host;
-                    tap.KernelPrefixLength = hostPrefix;
-                }
-
-                link = new TapLink(tap, log);
+                link = new TapLink(ToTapLinkOptions(o), log);
             }
             else if (o.Backend == VsoBackend.AfXdp)
             {

@@ -27,6 +27,13 @@ public sealed class TapLinkOptions
     /// <summary>The stack's MAC on the wire (null: a random locally administered unicast address).</summary>
     public MacAddress? HardwareAddress { get; set; }
 
+    /// <summary>
+    /// Segmentation offload (IFF_VNET_HDR, TUNSETOFFLOAD): the stack writes TCP super-segments of up to 64 KiB that the
+    /// kernel takes whole, and the kernel hands the stack frames with checksums left to finish and TSO super-frames,
+    /// instead of cutting and summing every segment on both sides. Default true.
+    /// </summary>
+    public bool SegmentationOffload { get; set; } = true;
+
     public void Validate()
     {
         if (string.IsNullOrWhiteSpace(Name) || Name.Length > 15)

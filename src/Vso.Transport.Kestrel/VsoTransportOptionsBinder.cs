@@ -57,7 +57,7 @@ internal static class VsoTransportOptionsBinder
                     }
                 }
             }
-            else if (type.IsClass && type.Assembly == typeof(VsoTransportOptions).Assembly && property.GetValue(target) is { } nested)
+            else if (type.IsClass && IsOptionsSection(type) && property.GetValue(target) is { } nested)
             {
                 BindObject(child, nested, key + ":", failures);
             }
@@ -67,6 +67,10 @@ internal static class VsoTransportOptionsBinder
             }
         }
     }
+
+    // Sections are the options classes of this transport and of the libraries it configures (the pinned block pool's).
+    private static bool IsOptionsSection(Type type) =>
+        type.Assembly == typeof(VsoTransportOptions).Assembly || type.Assembly == typeof(Vso.MemoryPinning.PinnedBlockPoolOptions).Assembly;
 
     // Collections and other shapes: ConfigurationBinder's own conversion, its failure reported under the key.
     private static void BindOther(IConfigurationSection child, object target, PropertyInfo property, string key, List<string> failures)

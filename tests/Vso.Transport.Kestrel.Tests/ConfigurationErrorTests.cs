@@ -5,6 +5,7 @@ using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Options;
 using Vso.Transport.Kestrel.Tests.Interop;
+using Vso.Transport.Links;
 
 namespace Vso.Transport.Kestrel.Tests;
 
@@ -99,7 +100,7 @@ public sealed class ConfigurationErrorTests
     {
         var o = value is null ? Bind() : Bind(("Tap:SegmentationOffload", value));
         Assert.Equal(expected, o.Tap.SegmentationOffload);
-        var tap = StackFactory.ToTapLinkOptions(o);
+        var tap = Assert.IsType<TapLinkOptions>(StackFactory.CreateLinkOptions(o));
         Assert.Equal(expected, tap.SegmentationOffload);
         Assert.Equal("vso0", tap.Name);
     }

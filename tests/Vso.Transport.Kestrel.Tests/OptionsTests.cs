@@ -105,8 +105,9 @@ public sealed class OptionsTests
     {
         var options = new VsoTransportOptions { Backend = VsoBackend.AfPacket, Interface = "vsonone0", Address = "198.18.0.2/24" };
         using var factory = new VsoTransportFactory(Options.Create(options), Microsoft.Extensions.Logging.Abstractions.NullLoggerFactory.Instance);
-        var error = await Assert.ThrowsAsync<LinkException>(async () => await factory.BindAsync(new System.Net.IPEndPoint(System.Net.IPAddress.Parse("198.18.0.2"), 8080)));
+        var error = await Assert.ThrowsAsync<IOException>(async () => await factory.BindAsync(new System.Net.IPEndPoint(System.Net.IPAddress.Parse("198.18.0.2"), 8080)));
         Assert.Contains("Vso:Backend = 'AfPacket', Vso:Interface = 'vsonone0'", error.Message, StringComparison.Ordinal);
+        Assert.IsType<LinkException>(error.InnerException);
         Assert.Equal(0, factory.PinnedBytes);
     }
 }

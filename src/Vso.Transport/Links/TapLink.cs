@@ -18,7 +18,7 @@ namespace Vso.Transport.Links;
 /// A multi-queue device (IFF_MULTI_QUEUE) has one fd per queue: each link opens one queue, and the kernel spreads the
 /// flows it sends over the queues by flow hash.
 /// </summary>
-public sealed unsafe class TapLink : ILink
+internal sealed unsafe class TapLink : ILink
 {
     private const int MaxIov = TransmitBatch.MaxGather + 2;
 
@@ -128,7 +128,7 @@ public sealed unsafe class TapLink : ILink
                 NetDevice.SetMtu(control, _name, mtu);
             }
 
-            if (options.KernelAddress is { } kernelAddress && queue == 0)
+            if (options.KernelIpv4 is { } kernelAddress && queue == 0)
             {
                 NetDevice.SetAddress(control, _name, kernelAddress, options.KernelPrefixLength);
             }
@@ -144,7 +144,7 @@ public sealed unsafe class TapLink : ILink
 
             Mtu = NetDevice.GetMtu(control, _name);
             var kernelMac = NetDevice.GetHardwareAddress(control, _name);
-            HardwareAddress = options.HardwareAddress ?? (multiQueue ? DerivedMac(kernelMac) : RandomMac(kernelMac));
+            HardwareAddress = options.Mac ?? (multiQueue ? DerivedMac(kernelMac) : RandomMac(kernelMac));
             _receiveBuffer = GC.AllocateUninitializedArray<byte>(65536 + 64, pinned: true);
             _waker = new LinkWaker();
             Created = !exists;
@@ -164,7 +164,7 @@ public sealed unsafe class TapLink : ILink
         }
 
         _log.LinkOpened("TAP", _name, HardwareAddress.ToString(), Mtu,
-            (Created ? $"created{(options.KernelAddress is { } a && queue == 0 ? $", kernel side {a}/{options.KernelPrefixLength}" : "")}" : "attached") +
+            (Created ? $"created{(options.KernelIpv4 is { } a && queue == 0 ? $", kernel side {a}/{options.KernelPrefixLength}" : "")}" : "attached") +
             (multiQueue ? $", queue {queue} of {queueCount}" : "") + $", segmentation offload {_offload}");
     }
 

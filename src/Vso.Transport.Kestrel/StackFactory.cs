@@ -82,7 +82,8 @@ internal static class StackFactory
         }
     }
 
-    private static VsoLinkOptions CreateLinkOptions(VsoTransportOptions o)
+    /// <summary>The link the configured backend opens.</summary>
+    public static VsoLinkOptions CreateLinkOptions(VsoTransportOptions o)
     {
         VsoLinkOptions link;
         if (o.Backend == VsoBackend.Tap)
@@ -93,6 +94,7 @@ internal static class StackFactory
                 Create = o.Tap.Create,
                 Mtu = o.Mtu,
                 HardwareAddress = string.IsNullOrWhiteSpace(o.MacAddress) ? null : PhysicalAddress.Parse(o.MacAddress.Trim()),
+                SegmentationOffload = o.Tap.SegmentationOffload,
             };
             if (VsoTransportOptionsValidator.TryParseCidr(o.Tap.HostAddress, out var host, out var hostPrefix))
             {

@@ -214,6 +214,12 @@ public sealed class VsoTapOptions
 
     /// <summary>An address in CIDR form for the kernel's side of the device, such as 198.18.0.1/24; empty for none (default).</summary>
     public string HostAddress { get; set; } = "";
+
+    /// <summary>
+    /// Segmentation offload on the device (IFF_VNET_HDR): the stack writes TCP super-segments of up to 64 KiB that the
+    /// kernel takes whole, and reads the kernel's super-frames and frames with checksums left to finish. Default true.
+    /// </summary>
+    public bool SegmentationOffload { get; set; } = true;
 }
 
 /// <summary>TCP options (section Vso:Tcp). Defaults are those of <see cref="TcpSettings"/>.</summary>

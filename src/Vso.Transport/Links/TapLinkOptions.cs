@@ -41,6 +41,13 @@ public sealed class TapLinkOptions : VsoLinkOptions
 
     internal MacAddress? Mac { get; set; }
 
+    /// <summary>
+    /// Segmentation offload (IFF_VNET_HDR, TUNSETOFFLOAD): the stack writes TCP super-segments of up to 64 KiB that the
+    /// kernel takes whole, and the kernel hands the stack frames with checksums left to finish and TSO super-frames,
+    /// instead of cutting and summing every segment on both sides. Default true.
+    /// </summary>
+    public bool SegmentationOffload { get; set; } = true;
+
     private protected override ILink OpenLink(LinkOpenContext context) => new TapLink(this, context.Log);
 
     public void Validate()

@@ -1,9 +1,10 @@
 using System.Globalization;
+using System.Net;
+using System.Net.NetworkInformation;
 using Microsoft.Extensions.Logging;
 using Vso.Transport.Api;
 using Vso.Transport.Links;
 using Vso.Transport.Tcp;
-using Vso.Transport.Wire;
 
 namespace Vso.Transport.Kestrel;
 
@@ -49,10 +50,10 @@ internal static class StackFactory
             throw new ArgumentException($"Vso:Address = '{o.Address}' is invalid: give the stack's IPv4 address with its prefix length, such as 198.18.0.2/24.");
         }
 
-        var gateway = Ipv4Address.Any;
+        IPAddress? gateway = null;
         if (!string.IsNullOrWhiteSpace(o.Gateway))
         {
-            gateway = Ipv4Address.Parse(o.Gateway.Trim());
+            gateway = IPAddress.Parse(o.Gateway.Trim());
         }
 
         return new VsoStackOptions
@@ -66,81 +67,68 @@ internal static class StackFactory
         };
     }
 
-    private static int s_fanoutGroups;
+    /// <summary>Opens the configured link and the stack on it; a link that fails names the configuration keys to change.</summary>
+    public static VsoStack CreateStack(VsoTransportOptions o, VsoStackOptions stackOptions, ILoggerFactory loggerFactory)
+    {
+        try
+        {
+            var engines = EngineCount(o);
+            return engines == 1
+                ? new VsoStack(CreateLinkOptions(o), stackOptions, virtualTime: null, loggerFactory)
+                : VsoStack.OpenShards(CreateLinkOptions(o), engines, stackOptions, loggerFactory);
+        }
+        catch (IOException ex)
+        {
+            throw new IOException(
+                string.Create(CultureInfo.InvariantCulture, $"The Vso transport could not open its link (Vso:Backend = '{o.Backend}', Vso:Interface = '{o.Interface}'): {ex.Message}"),
+                ex);
+        }
+    }
 
     /// <summary>
     /// The engines the stack runs: Vso:Engines on AfPacket (one socket each in a fanout group); one on Tap and AfXdp, whose
-    /// links have one queue here, and with a capture, whose file is one ordered trace.
+    /// links open one queue here, and with a capture, whose file is one ordered trace.
     /// </summary>
     public static int EngineCount(VsoTransportOptions o) =>
         o.Backend == VsoBackend.AfPacket && string.IsNullOrWhiteSpace(o.Capture.PcapPath) ? o.Engines : 1;
 
-    /// <summary>A PACKET_FANOUT group id for this stack's sockets: ids are per network namespace, so per process and per stack.</summary>
-    public static ushort NewFanoutGroup() =>
-        (ushort)(1 + ((Environment.ProcessId * 251 + Interlocked.Increment(ref s_fanoutGroups)) % 65535));
-
-    /// <summary>Opens the configured link; a failure names the configuration keys to change.</summary>
-    /// <param name="fanoutGroup">AfPacket: the PACKET_FANOUT group of a stack of several engines; 0 for one engine.</param>
-    public static ILink CreateLink(VsoTransportOptions o, ILoggerFactory loggerFactory, ushort fanoutGroup = 0)
+    /// <summary>The link the configured backend opens.</summary>
+    public static VsoLinkOptions CreateLinkOptions(VsoTransportOptions o)
     {
-        ILink link;
-        var log = loggerFactory.CreateLogger("Vso.Transport.Links");
-        try
+        VsoLinkOptions link;
+        if (o.Backend == VsoBackend.Tap)
         {
-            if (o.Backend == VsoBackend.Tap)
+            var tap = new TapLinkOptions
             {
-                var tap = new TapLinkOptions
-                {
-                    Name = o.Interface,
-                    Create = o.Tap.Create,
-                    Mtu = o.Mtu,
-                    HardwareAddress = string.IsNullOrWhiteSpace(o.MacAddress) ? null : MacAddress.Parse(o.MacAddress.Trim()),
-                };
-                if (VsoTransportOptionsValidator.TryParseCidr(o.Tap.HostAddress, out var host, out var hostPrefix))
-                {
-                    tap.KernelAddress = host;
-                    tap.KernelPrefixLength = hostPrefix;
-                }
+                Name = o.Interface,
+                Create = o.Tap.Create,
+                Mtu = o.Mtu,
+                HardwareAddress = string.IsNullOrWhiteSpace(o.MacAddress) ? null : PhysicalAddress.Parse(o.MacAddress.Trim()),
+                SegmentationOffload = o.Tap.SegmentationOffload,
+            };
+            if (VsoTransportOptionsValidator.TryParseCidr(o.Tap.HostAddress, out var host, out var hostPrefix))
+            {
+                tap.KernelAddress = host;
+                tap.KernelPrefixLength = hostPrefix;
+            }
 
-                link = new TapLink(tap, log);
-            }
-            else if (o.Backend == VsoBackend.AfXdp)
-            {
-                _ = VsoTransportOptionsValidator.TryParseCidr(o.Address, out var address, out _);
-                link = new AfXdpLink(
-                    new AfXdpLinkOptions { InterfaceName = o.Interface, Address = address, Queue = o.AfXdp.Queue, Mode = o.AfXdp.Mode, RingSize = o.AfXdp.RingSize },
-                    log);
-            }
-            else
-            {
-                var packet = new AfPacketLinkOptions
-                {
-                    InterfaceName = o.Interface,
-                    SegmentationOffload = o.AfPacket.SegmentationOffload,
-                    FanoutGroup = fanoutGroup,
-                };
-                if (o.AfPacket.KernelFilter && VsoTransportOptionsValidator.TryParseCidr(o.Address, out var address, out var prefix))
-                {
-                    // Without a gateway the stack answers no off-subnet peer: the kernel may drop those frames for it.
-                    packet.FilterAddress = address;
-                    packet.FilterOnLinkPrefixLength = string.IsNullOrWhiteSpace(o.Gateway) ? prefix : 0;
-                }
-
-                link = new AfPacketLink(packet, log);
-            }
+            link = tap;
         }
-        catch (LinkException ex)
+        else if (o.Backend == VsoBackend.AfXdp)
         {
-            throw new LinkException(
-                string.Create(CultureInfo.InvariantCulture, $"The Vso transport could not open its link (Vso:Backend = '{o.Backend}', Vso:Interface = '{o.Interface}'): {ex.Message}"),
-                ex);
+            link = new AfXdpLinkOptions { InterfaceName = o.Interface, Queue = o.AfXdp.Queue, Mode = o.AfXdp.Mode, RingSize = o.AfXdp.RingSize };
+        }
+        else
+        {
+            link = new AfPacketLinkOptions
+            {
+                InterfaceName = o.Interface,
+                SegmentationOffload = o.AfPacket.SegmentationOffload,
+                KernelFilter = o.AfPacket.KernelFilter,
+            };
         }
 
-        if (!string.IsNullOrWhiteSpace(o.Capture.PcapPath))
-        {
-            link = new CapturingLink(link, o.Capture.PcapPath);
-        }
-
+        link.CapturePath = string.IsNullOrWhiteSpace(o.Capture.PcapPath) ? null : o.Capture.PcapPath;
         return link;
     }
 }

@@ -25,7 +25,6 @@ internal sealed class VsoTransportFactory : IConnectionListenerFactory, IConnect
     private readonly List<VsoConnectionListener> _listeners = [];
     private readonly Lazy<IPAddress> _address;
     private VsoStack? _stack;
-    private ILink? _link;
     private PinnedBlockPool? _pool;
     private PinnedBlockClasses? _blocks;
     private Timer? _trimTimer;
@@ -52,7 +51,7 @@ internal sealed class VsoTransportFactory : IConnectionListenerFactory, IConnect
         _options = options;
         loggerFactory ??= NullLoggerFactory.Instance;
         _log = loggerFactory.CreateLogger("Vso.Transport.Kestrel");
-        _address = new Lazy<IPAddress>(() => VsoTransportOptionsValidator.TryParseCidr(_options.Value.Address, out var address, out _) ? address.ToIPAddress() : IPAddress.None);
+        _address = new Lazy<IPAddress>(() => VsoTransportOptionsValidator.TryParseCidr(_options.Value.Address, out var address, out _) ? address : IPAddress.None);
         _createStack = createStack ?? (() => CreateStack(loggerFactory));
     }
 
@@ -125,7 +124,8 @@ internal sealed class VsoTransportFactory : IConnectionListenerFactory, IConnect
             return;
         }
 
-        _pool = new PinnedBlockPool(new PinnedBlockPoolOptions { BlockSize = options.Pinning.BlockSize, SlabSize = Math.Max(256 * 1024, options.Pinning.BlockSize), Mlock = options.Pinning.Mlock });
+        var pinning = options.Pinning;
+        _pool = new PinnedBlockPool(new PinnedBlockPoolOptions { BlockSize = pinning.BlockSize, SlabSize = Math.Max(pinning.SlabSize, pinning.BlockSize), MaxBytes = pinning.MaxBytes, Mlock = pinning.Mlock });
         _blocks = new PinnedBlockClasses(_pool);
         try
         {
@@ -137,8 +137,6 @@ internal sealed class VsoTransportFactory : IConnectionListenerFactory, IConnect
         {
             _stack?.Dispose();
             _stack = null;
-            _link?.Dispose();
-            _link = null;
             _blocks.Dispose();
             _blocks = null;
             _pool.Dispose();
@@ -151,22 +149,8 @@ internal sealed class VsoTransportFactory : IConnectionListenerFactory, IConnect
     {
         var options = _options.Value;
         var stackOptions = StackFactory.ToStackOptions(options);
-        var engines = StackFactory.EngineCount(options);
-        VsoStack stack;
-        if (engines == 1)
-        {
-            _link = StackFactory.CreateLink(options, loggerFactory);
-            stack = new VsoStack(_link, stackOptions, loggerFactory: loggerFactory);
-        }
-        else
-        {
-            // One socket per engine, joined in one fanout group in engine order; the stack owns and closes them.
-            var group = StackFactory.NewFanoutGroup();
-            stack = new VsoStack((_, _) => StackFactory.CreateLink(options, loggerFactory, group), engines, stackOptions, loggerFactory: loggerFactory);
-        }
-
-        var link = stack.Core.Link;
-        _log.StackUp($"{stackOptions.Address}", stackOptions.PrefixLength, options.Backend.ToString(), options.Interface, link.HardwareAddress.ToString(), link.Mtu);
+        var stack = StackFactory.CreateStack(options, stackOptions, loggerFactory);
+        _log.StackUp($"{stackOptions.Address}", stackOptions.PrefixLength, options.Backend.ToString(), options.Interface, stack.HardwareAddress.ToString(), stack.Mtu);
         return stack;
     }
 
@@ -190,7 +174,6 @@ internal sealed class VsoTransportFactory : IConnectionListenerFactory, IConnect
             if (_stack is not null)
             {
                 _stack.Dispose();
-                _link?.Dispose();
                 _log.StackDown(_stack.Address.ToString(), PinnedBytes);
             }
 

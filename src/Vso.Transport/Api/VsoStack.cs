@@ -1,5 +1,6 @@
 using System.Diagnostics.Metrics;
 using System.Net;
+using System.Net.NetworkInformation;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using Vso.MemoryPinning;
@@ -29,7 +30,19 @@ public sealed class VsoStack : IDisposable
     private int _nextShard = -1;
     private bool _disposed;
 
-    public VsoStack(ILink link, VsoStackOptions options, IClock? clock = null, ILoggerFactory? loggerFactory = null)
+    /// <summary>
+    /// A stack on the link <paramref name="link"/> describes, which the stack opens now and closes when disposed.
+    /// With <paramref name="virtualTime"/> the stack runs on that driver's clock and is stepped by it (do not call
+    /// <see cref="Start"/>); without, it runs in real time once started. A link that cannot be opened throws an
+    /// <see cref="IOException"/> whose message says what to grant or to fix.
+    /// </summary>
+    public VsoStack(VsoLinkOptions link, VsoStackOptions options, VirtualTimeDriver? virtualTime = null, ILoggerFactory? loggerFactory = null)
+        : this((_, _) => OpenLink(link, options, virtualTime, loggerFactory), 1, options, virtualTime?.Clock, loggerFactory, ownsLinks: true)
+    {
+        virtualTime?.Add(this);
+    }
+
+    internal VsoStack(ILink link, VsoStackOptions options, IClock? clock = null, ILoggerFactory? loggerFactory = null)
         : this(OneLink(link), 1, options, clock, loggerFactory, ownsLinks: false)
     {
     }
@@ -79,7 +92,7 @@ public sealed class VsoStack : IDisposable
         var settings = ShardSettings(options.Tcp, shardCount);
         for (var i = 0; i < shardCount; i++)
         {
-            Shards[i] = new NetworkStack(links[i], options.Address, options.PrefixLength, options.Gateway, settings, clock ?? SystemClock.Instance, _meter, log, i, shardCount);
+            Shards[i] = new NetworkStack(links[i], options.Ipv4, options.PrefixLength, options.GatewayIpv4, settings, clock ?? SystemClock.Instance, _meter, log, i, shardCount);
         }
 
         if (shardCount > 1)
@@ -87,7 +100,7 @@ public sealed class VsoStack : IDisposable
             JoinShards(links);
         }
 
-        log.StackStarted(options.Address.ToString(), options.PrefixLength, links[0].HardwareAddress.ToString(), links[0].Mtu);
+        log.StackStarted(options.Ipv4.ToString(), options.PrefixLength, links[0].HardwareAddress.ToString(), links[0].Mtu);
     }
 
     private static Func<int, int, ILink> OneLink(ILink link)
@@ -141,9 +154,45 @@ public sealed class VsoStack : IDisposable
         }
     }
 
+    private static int s_fanoutGroups;
+
+    /// <summary>
+    /// A stack of <paramref name="shardCount"/> shards on the link <paramref name="link"/> describes, opened once per shard:
+    /// an AF_PACKET link as one socket per shard in one PACKET_FANOUT group (its id per process and per stack, as group ids
+    /// are per network namespace).
+    /// </summary>
+    internal static VsoStack OpenShards(VsoLinkOptions link, int shardCount, VsoStackOptions options, ILoggerFactory? loggerFactory)
+    {
+        ArgumentNullException.ThrowIfNull(link);
+        if (link is AfPacketLinkOptions packet && shardCount > 1)
+        {
+            packet.FanoutGroup = (ushort)(1 + ((Environment.ProcessId * 251 + Interlocked.Increment(ref s_fanoutGroups)) % 65535));
+        }
+
+        return new VsoStack((_, _) => OpenLink(link, options, null, loggerFactory), shardCount, options, null, loggerFactory);
+    }
+
+    private static ILink OpenLink(VsoLinkOptions link, VsoStackOptions options, VirtualTimeDriver? virtualTime, ILoggerFactory? loggerFactory)
+    {
+        ArgumentNullException.ThrowIfNull(link);
+        ArgumentNullException.ThrowIfNull(options);
+        options.Validate();
+        var log = (loggerFactory ?? NullLoggerFactory.Instance).CreateLogger("Vso.Transport.Links");
+        IClock clock = virtualTime is null ? SystemClock.Instance : virtualTime.Clock;
+        return link.Open(new LinkOpenContext(options.Ipv4, options.PrefixLength, options.GatewayIpv4, clock, log));
+    }
+
     public VsoStackOptions Options { get; }
 
-    public Ipv4Address Address => Options.Address;
+    public IPAddress Address => Options.Address;
+
+    internal Ipv4Address Ipv4 => Options.Ipv4;
+
+    /// <summary>The stack's hardware address on its link.</summary>
+    public PhysicalAddress HardwareAddress => Core.Link.HardwareAddress.ToPhysicalAddress();
+
+    /// <summary>The IP MTU of the stack's link.</summary>
+    public int Mtu => Core.Link.Mtu;
 
     /// <summary>The shards, one engine each; a stack of one has only <see cref="Core"/>.</summary>
     internal NetworkStack[] Shards { get; }
@@ -159,7 +208,7 @@ public sealed class VsoStack : IDisposable
     private NetworkStack ShardFor(Ipv4Address remote, ushort remotePort, ushort localPort) =>
         localPort == 0 || Shards.Length == 1
             ? NextShard()
-            : Shards[FlowHash.ShardOf(new ConnectionId(Address, localPort, remote, remotePort), Shards.Length)];
+            : Shards[FlowHash.ShardOf(new ConnectionId(Ipv4, localPort, remote, remotePort), Shards.Length)];
 
     /// <summary>The stack's meter ("Vso.Transport"): tests listen to this stack's instruments only.</summary>
     internal Meter Meter => _meter;
@@ -178,6 +227,7 @@ public sealed class VsoStack : IDisposable
             return sum;
         }
     }
+
 
     internal PinAccounting PinAccounting { get; }
 
@@ -229,11 +279,14 @@ public sealed class VsoStack : IDisposable
         }
     }
 
-    /// <summary>Starts the stack's engine threads, one per shard (real time).</summary>
+    /// <summary>
+    /// Starts the stack's engine thread (real time). A stack on a <see cref="VirtualTimeDriver"/> is stepped by the
+    /// driver instead, and this does nothing, so code that starts a stack it was given runs unchanged in virtual time.
+    /// </summary>
     public void Start()
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
-        if (_threads is not null)
+        if (_threads is not null || DrivenVirtually)
         {
             return;
         }
@@ -241,7 +294,7 @@ public sealed class VsoStack : IDisposable
         var threads = new EngineThread[Shards.Length];
         for (var i = 0; i < threads.Length; i++)
         {
-            threads[i] = new EngineThread(Shards[i], Shards.Length == 1 ? $"vso-engine {Address}" : $"vso-engine {Address}/{i}");
+            threads[i] = new EngineThread(Shards[i], Shards.Length == 1 ? $"vso-engine {Ipv4}" : $"vso-engine {Ipv4}/{i}");
         }
 
         _threads = threads;
@@ -259,6 +312,9 @@ public sealed class VsoStack : IDisposable
             shard.Start();
         }
     }
+
+    /// <summary>Set by the <see cref="VirtualTimeDriver"/> that steps this stack.</summary>
+    internal bool DrivenVirtually { get; set; }
 
     /// <summary>
     /// Accepts connections to <paramref name="port"/> on the stack's address; 0 binds a free port of the ephemeral range,
@@ -300,7 +356,13 @@ public sealed class VsoStack : IDisposable
     }
 
     /// <summary>Opens a connection; completes when the handshake does, or fails (refused, timed out).</summary>
-    public Task<VsoConnection> ConnectAsync(Ipv4Address remote, ushort port)
+    public Task<VsoConnection> ConnectAsync(IPAddress remote, ushort port)
+    {
+        ArgumentNullException.ThrowIfNull(remote);
+        return ConnectAsync(Ipv4Address.FromIPAddress(remote), port);
+    }
+
+    internal Task<VsoConnection> ConnectAsync(Ipv4Address remote, ushort port)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
         var connection = new VsoConnection(this, null, null, ShardFor(remote, port, 0));
@@ -325,7 +387,7 @@ public sealed class VsoStack : IDisposable
         if (localEndPoint is not null)
         {
             var local = Ipv4Address.FromIPAddress(localEndPoint.Address);
-            if (local != Ipv4Address.Any && local != Address)
+            if (local != Ipv4Address.Any && local != Ipv4)
             {
                 throw new ArgumentException($"Local address {localEndPoint.Address} is not the stack's ({Address}): bind to it or to Any.", nameof(localEndPoint));
             }

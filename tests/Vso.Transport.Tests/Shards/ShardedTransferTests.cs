@@ -89,7 +89,7 @@ public sealed class ShardedTransferTests
             clientPerShard[shard]++;
             var local = connection.LocalEndPoint!;
             var remote = connection.RemoteEndPoint!;
-            Assert.Equal(shard, FlowHash.ShardOf(new ConnectionId(client.Address, (ushort)local.Port, Ipv4Address.FromIPAddress(remote.Address), (ushort)remote.Port), shards));
+            Assert.Equal(shard, FlowHash.ShardOf(new ConnectionId(client.Ipv4, (ushort)local.Port, Ipv4Address.FromIPAddress(remote.Address), (ushort)remote.Port), shards));
         }
 
         foreach (var connection in accepted)

@@ -67,7 +67,8 @@ internal static class StackFactory
     }
 
     /// <summary>Opens the configured link; a failure names the configuration keys to change.</summary>
-    public static ILink CreateLink(VsoTransportOptions o, ILoggerFactory loggerFactory)
+    /// <param name="pool">The transport's block pool: an AF_XDP UMEM covers its contiguous region, if it has one.</param>
+    public static ILink CreateLink(VsoTransportOptions o, ILoggerFactory loggerFactory, MemoryPinning.PinnedBlockPool? pool = null)
     {
         ILink link;
         var log = loggerFactory.CreateLogger("Vso.Transport.Links");
@@ -94,7 +95,16 @@ internal static class StackFactory
             {
                 _ = VsoTransportOptionsValidator.TryParseCidr(o.Address, out var address, out _);
                 link = new AfXdpLink(
-                    new AfXdpLinkOptions { InterfaceName = o.Interface, Address = address, Queue = o.AfXdp.Queue, Mode = o.AfXdp.Mode, RingSize = o.AfXdp.RingSize },
+                    new AfXdpLinkOptions
+                    {
+                        InterfaceName = o.Interface,
+                        Address = address,
+                        Queue = o.AfXdp.Queue,
+                        Mode = o.AfXdp.Mode,
+                        RingSize = o.AfXdp.RingSize,
+                        Queues = o.AfXdp.Queues,
+                        UmemPool = o.IdentifyMode == IdentifyMode.Pinned && o.AfXdp.UmemBytes > 0 ? pool : null,
+                    },
                     log);
             }
             else

@@ -125,7 +125,15 @@ internal sealed class VsoTransportFactory : IConnectionListenerFactory, IConnect
             return;
         }
 
-        _pool = new PinnedBlockPool(new PinnedBlockPoolOptions { BlockSize = options.Pinning.BlockSize, SlabSize = Math.Max(256 * 1024, options.Pinning.BlockSize), Mlock = options.Pinning.Mlock });
+        // AF_XDP in Pinned mode: the pool's first slabs form the contiguous region the sockets register as their UMEM.
+        var region = options.Backend == VsoBackend.AfXdp && options.IdentifyMode == Tcp.IdentifyMode.Pinned ? options.AfXdp.UmemBytes : 0;
+        _pool = new PinnedBlockPool(new PinnedBlockPoolOptions
+        {
+            BlockSize = options.Pinning.BlockSize,
+            SlabSize = Math.Max(256 * 1024, options.Pinning.BlockSize),
+            Mlock = options.Pinning.Mlock,
+            ContiguousBytes = region / Math.Max(4096, options.Pinning.BlockSize) * Math.Max(4096, options.Pinning.BlockSize),
+        });
         _blocks = new PinnedBlockClasses(_pool);
         try
         {
@@ -150,7 +158,7 @@ internal sealed class VsoTransportFactory : IConnectionListenerFactory, IConnect
     private VsoStack CreateStack(ILoggerFactory loggerFactory)
     {
         var options = _options.Value;
-        _link = StackFactory.CreateLink(options, loggerFactory);
+        _link = StackFactory.CreateLink(options, loggerFactory, _pool);
         var stackOptions = StackFactory.ToStackOptions(options);
         var stack = new VsoStack(_link, stackOptions, loggerFactory: loggerFactory);
         _log.StackUp($"{stackOptions.Address}", stackOptions.PrefixLength, options.Backend.ToString(), options.Interface, _link.HardwareAddress.ToString(), _link.Mtu);

@@ -93,6 +93,55 @@ public sealed class RealLinkAfXdpTests(ITestOutputHelper output)
         Assert.Equal(0, link.Socket(0).OutstandingTransmits);
     }
 
+    /// <summary>
+    /// Why a super-segment cannot leave as one multi-buffer packet: AF_XDP transmits a packet as one wire frame (its TX
+    /// metadata offers checksum and timestamps, no segmentation), so a packet of several MSS is a frame above the MTU,
+    /// which the veth drops. One of 1514 bytes in three descriptors arrives; one of 3014 bytes does not.
+    /// </summary>
+    [RootFact]
+    public void A_multi_buffer_packet_leaves_whole_and_above_the_MTU_is_dropped()
+    {
+        using var net = new NetnsHarness(RealLinkKind.AfXdp);
+        using var pool = new Vso.MemoryPinning.PinnedBlockPool(new Vso.MemoryPinning.PinnedBlockPoolOptions { ContiguousBytes = 8 << 20 });
+        using var link = NetnsHarness.RunIn(net.Server, () => new AfXdpLink(
+            new AfXdpLinkOptions { InterfaceName = net.StackDevice, Address = Ipv4Address.Parse(NetnsHarness.StackAddress), RingSize = 256, UmemPool = pool }));
+        using var payload = pool.Rent();
+        long Received() => long.Parse(
+            NetnsHarness.Exec(net.Client, TimeSpan.FromSeconds(10), "cat", $"/sys/class/net/{NetnsHarness.ClientDevice}/statistics/rx_bytes").Output.Trim(),
+            System.Globalization.CultureInfo.InvariantCulture);
+
+        long Send(int payloadLength)
+        {
+            var batch = new TransmitBatch(1, 1514);
+            var frame = batch.Begin();
+            frame[..6].Fill(0xff);
+            link.HardwareAddress.Write(frame[6..]);
+            frame[12] = 0x88;
+            frame[13] = 0xb5;
+            var before = Received();
+            var half = payloadLength / 2;
+            batch.HoldLease(payload.Lease(0, half));
+            _ = batch.TryAddGather(payload.Address, half);
+            batch.HoldLease(payload.Lease(2048, payloadLength - half));
+            _ = batch.TryAddGather(payload.Address + 2048, payloadLength - half);
+            batch.Commit(14);
+            var socket = link.Socket(0);
+            var inPlace = socket.FramesSentInPlace;
+            socket.Enqueue(batch, 0);
+            socket.Flush();
+            batch.Clear();
+            Assert.Equal(inPlace + 1, socket.FramesSentInPlace);
+            Thread.Sleep(200);
+            return Received() - before;
+        }
+
+        var fits = Send(1500);
+        var above = Send(3000);
+        output.WriteLine($"client received {fits} bytes for a 1514-byte packet, {above} for a 3014-byte one");
+        Assert.Equal(1514, fits);
+        Assert.Equal(0, above);
+    }
+
     /// <summary>A veth with two receive queues: one socket per queue, and connections arrive (and are served) on both.</summary>
     [RootFact]
     public async Task Each_queue_has_its_socket_and_serves_connections()

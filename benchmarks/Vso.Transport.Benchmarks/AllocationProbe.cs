@@ -53,7 +53,7 @@ internal static class AllocationProbe
         }
     }
 
-    private sealed class AllocationListener : EventListener
+    internal sealed class AllocationListener : EventListener
     {
         private readonly Lock _gate = new();
 

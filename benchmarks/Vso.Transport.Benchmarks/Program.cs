@@ -13,4 +13,10 @@ if (args.Length > 0 && args[0] == "--roundtrip")
     return;
 }
 
+if (args.Length > 0 && args[0] == "--connections")
+{
+    ConnectionProbe.Run(args.Length > 1 ? int.Parse(args[1], System.Globalization.CultureInfo.InvariantCulture) : 2000);
+    return;
+}
+
 BenchmarkSwitcher.FromAssembly(typeof(ChecksumBenchmarks).Assembly).Run(args);

@@ -12,6 +12,7 @@
 # CPU cost (utime + stime of the server process from /proc/PID/stat over the workload) per 1,000 requests and per MiB.
 # VSO_TRANSPORTS (default "Vso Sockets") may add VsoEngine: the Vso sample with Vso__ApplicationOnEngineThread=true (Kestrel's
 # continuations on the engine thread); each transport other than Sockets gets its own rows, its ratio against Sockets.
+# VSO_WORKLOADS (default: all) names the workloads to run, for example "close-c64 h2c-c16-m10".
 # Needs root, wrk, h2load (nghttp2-client), iptables, ethtool. Usage: benchmarks/load/kestrel.sh [ROUNDS=3] [SECONDS=10]
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -71,6 +72,7 @@ cpu_ticks() { awk '{print $14 + $15}' "/proc/$pid/stat"; }
 measure() {
   local t="$1" w="$2" before after out
   shift 2
+  if [[ -n "${VSO_WORKLOADS:-}" && " $VSO_WORKLOADS " != *" $w "* ]]; then return 0; fi
   before=$(cpu_ticks)
   out=$(ip netns exec "$client" "$@" 2>&1) || true
   after=$(cpu_ticks)
@@ -112,6 +114,7 @@ run_workloads() { # TRANSPORT
   measure "$t" pipelined16-c64 wrk -t2 -c64 -d"${secs}s" --latency -s "$here/pipeline.lua" "$base/"
   measure "$t" 1MiB-c8 wrk -t2 -c8 -d"${secs}s" --latency "$base/bytes/1048576"
   measure "$t" h2c-c16-m10 h2load -D "$secs" -c16 -m10 -t2 http://198.18.0.2:8081/
+  if [[ -n "${VSO_WORKLOADS:-}" && " $VSO_WORKLOADS " != *" 1MiB-c8-loss1% "* ]]; then return 0; fi
   for chain in INPUT OUTPUT; do
     ip netns exec "$client" iptables -A "$chain" -p tcp -m statistic --mode random --probability 0.01 -j DROP
   done

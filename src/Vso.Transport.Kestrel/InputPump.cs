@@ -11,7 +11,7 @@ namespace Vso.Transport.Kestrel;
 /// filling while the pipe is above its pause threshold, so that the advertised window closes (RFC 9293 §3.8.6: the
 /// window is the receiver's buffer space) and the peer is held back. Engine thread, except the drain wait.
 /// </summary>
-internal sealed class InputPump
+internal sealed class InputPump : PipeScheduler
 {
     private readonly VsoConnectionEndpoint _endpoint;
     private readonly PinnedBlockPool _pool;
@@ -23,6 +23,8 @@ internal sealed class InputPump
     private bool _paused;
     private bool _done;
     private int _taken;   // bytes written into the pipe straight from frames, not yet flushed
+    private bool _inline; // the reader's continuations run on the engine thread (see Schedule)
+    private bool _classified;
 
     /// <param name="resume">Called (any thread) once a paused pipe drained: it must bring <see cref="Resume"/> to the engine thread.</param>
     /// <param name="peerFin">Called (engine thread, once) when the input ended because the peer's FIN was read; null for nobody.</param>
@@ -34,10 +36,11 @@ internal sealed class InputPump
         _peerFin = peerFin;
 
         // Reader continuations run on the thread pool, or, with VsoTransportOptions.ApplicationOnEngineThread, inline on the
-        // engine thread that flushes; the writer (engine) side only posts.
+        // engine thread that flushes (this pump is the reader's scheduler: see Schedule); the writer (engine) side only posts.
+        _inline = readerOnEngineThread;
         _pipe = new Pipe(new PipeOptions(
             pool,
-            readerScheduler: readerOnEngineThread ? PipeScheduler.Inline : PipeScheduler.ThreadPool,
+            readerScheduler: this,
             writerScheduler: PipeScheduler.Inline,
             pauseWriterThreshold: maxReadBufferSize,
             resumeWriterThreshold: maxReadBufferSize / 2,
@@ -45,6 +48,53 @@ internal sealed class InputPump
     }
 
     public PipeReader Reader => _pipe.Reader;
+
+    /// <summary>
+    /// The input pipe's reader scheduler: inline on the engine thread with ApplicationOnEngineThread, except for a connection
+    /// that opened with the HTTP/2 preface or a TLS record (<see cref="Classify"/>); otherwise the thread pool, as
+    /// <see cref="PipeScheduler.ThreadPool"/> does.
+    /// </summary>
+    public override void Schedule(Action<object?> action, object? state)
+    {
+        if (_inline)
+        {
+            action(state);
+        }
+        else
+        {
+            System.Threading.ThreadPool.UnsafeQueueUserWorkItem(action, state, preferLocal: false);
+        }
+    }
+
+    /// <summary>
+    /// Engine thread, with the connection's first application bytes. HTTP/2 (the prior-knowledge preface, RFC 9113 §3.4)
+    /// and TLS (a handshake record, RFC 8446 §5.1) keep the reader on the thread pool: Kestrel runs every HTTP/2 stream on
+    /// the pool anyway, so parsing frames and HPACK inline only adds a cross-thread wake-up per batch of streams and the
+    /// parsing itself to the engine thread, and a TLS handshake is CPU the engine must not spend (issue 12, item 5).
+    /// HTTP/1.x requests, whose handler answers in the same turn, stay inline.
+    /// </summary>
+    private void Classify(ReadOnlySpan<byte> first)
+    {
+        if (_classified || first.IsEmpty)
+        {
+            return;
+        }
+
+        _classified = true;
+        if (!_inline)
+        {
+            return;
+        }
+
+        ReadOnlySpan<byte> preface = "PRI * HTTP/2.0"u8;
+        var n = Math.Min(first.Length, preface.Length);
+        if (first[0] == TlsHandshakeRecord || first[..n].SequenceEqual(preface[..n]))
+        {
+            _inline = false;
+        }
+    }
+
+    private const byte TlsHandshakeRecord = 0x16;
 
     /// <summary>
     /// Engine thread, before the first <see cref="Pump"/>: the connection starts with a PROXY protocol header, read here
@@ -84,6 +134,7 @@ internal sealed class InputPump
             return false;
         }
 
+        Classify(payload);
         var writer = _pipe.Writer;
         while (!payload.IsEmpty)
         {
@@ -138,6 +189,8 @@ internal sealed class InputPump
             {
                 break;
             }
+
+            Classify(span[..n]);
 
             writer.Advance(n);
             moved += n;
@@ -226,6 +279,7 @@ internal sealed class InputPump
         var length = leftover.Length;
         if (length > 0)
         {
+            Classify(leftover);
             leftover.CopyTo(_pipe.Writer.GetSpan(length));
             _pipe.Writer.Advance(length);
         }

@@ -31,6 +31,7 @@ internal sealed class VsoOutputWriter : PipeWriter
     private CancellationToken _flushToken;       // under _gate: the waiting flush's token
     private CancellationTokenRegistration _flushRegistration;
     private bool _cancelNext;
+    private TaskCompletionSource? _drained;      // under _gate: made only when someone waits for the peer's acknowledgments
     private volatile bool _closed;
     private bool _completed;
 
@@ -359,6 +360,7 @@ internal sealed class VsoOutputWriter : PipeWriter
                 if (Interlocked.Read(ref _inFlight) == 0)
                 {
                     ReleaseParked();
+                    SignalDrained();
                 }
             }
         }
@@ -371,12 +373,37 @@ internal sealed class VsoOutputWriter : PipeWriter
         CompleteFlush(new FlushResult(false, _closed), null);
     }
 
+    /// <summary>
+    /// Any thread: completes once every flushed byte is acknowledged or the connection has ended (at once if so already);
+    /// DisposeAsync's bounded wait for the peer. Allocates only when it has to wait.
+    /// </summary>
+    public Task WhenDrained()
+    {
+        lock (_gate)
+        {
+            if (_closed || Interlocked.Read(ref _inFlight) == 0)
+            {
+                return Task.CompletedTask;
+            }
+
+            return (_drained ??= new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)).Task;
+        }
+    }
+
+    /// <summary>Under <see cref="_gate"/>: whoever waits in <see cref="WhenDrained"/> goes on (on the thread pool).</summary>
+    private void SignalDrained()
+    {
+        _drained?.TrySetResult();
+        _drained = null;
+    }
+
     /// <summary>The connection ended: pending and later flushes report IsCompleted; later writes are dropped.</summary>
     public void OnConnectionClosed()
     {
         lock (_gate)
         {
             _closed = true;
+            SignalDrained();
         }
 
         CompleteFlush(new FlushResult(false, true), null);

@@ -195,15 +195,20 @@ internal sealed class VsoTransportConnection : ConnectionContext,
         await _input.Reader.CompleteAsync().ConfigureAwait(false);
         _operations.PostClose();
 
-        var watch = Stopwatch.StartNew();
-        while (!_ended.Task.IsCompleted && _output.InFlightBytes > 0 && watch.Elapsed < AcknowledgeWait)
+        // Woken by the acknowledgment that empties the writer or by the connection's end, not by polling: no timer per
+        // connection unless it has to wait, and the connection's objects go as soon as the peer has everything.
+        var drained = _output.WhenDrained();
+        if (!drained.IsCompleted)
         {
-            await Task.WhenAny(_ended.Task, Task.Delay(10)).ConfigureAwait(false);
-        }
-
-        if (!_ended.Task.IsCompleted && _output.InFlightBytes > 0)
-        {
-            _log.AcknowledgeWaitTimedOut(ConnectionId, _output.InFlightBytes, watch.ElapsedMilliseconds);
+            var started = Stopwatch.GetTimestamp();
+            try
+            {
+                await drained.WaitAsync(AcknowledgeWait).ConfigureAwait(false);
+            }
+            catch (TimeoutException)
+            {
+                _log.AcknowledgeWaitTimedOut(ConnectionId, _output.InFlightBytes, (long)Stopwatch.GetElapsedTime(started).TotalMilliseconds);
+            }
         }
 
         FireClosed();

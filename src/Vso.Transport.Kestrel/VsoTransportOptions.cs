@@ -1,3 +1,4 @@
+using Vso.MemoryPinning;
 using Vso.Transport.Tcp;
 
 namespace Vso.Transport.Kestrel;
@@ -102,7 +103,12 @@ public sealed class VsoTransportOptions
 
     public VsoTcpOptions Tcp { get; set; } = new();
 
-    public VsoPinningOptions Pinning { get; set; } = new();
+    /// <summary>
+    /// The pinned block pool that Kestrel's buffers and every send come from (section Vso:Pinning): BlockSize (default
+    /// 4096, Kestrel's own), SlabSize, MaxBytes (a bound on the pool; none by default) and Mlock (mlock(2) the slabs so
+    /// they are never swapped; RLIMIT_MEMLOCK applies).
+    /// </summary>
+    public PinnedBlockPoolOptions Pinning { get; set; } = new();
 
     public VsoCaptureOptions Capture { get; set; } = new();
 
@@ -163,7 +169,8 @@ public sealed class VsoTransportOptions
     /// Run the application's input continuations (Kestrel's request parsing, the app's handler up to its first await) on
     /// the engine thread, in the turn the bytes arrived, instead of the thread pool: no thread hop between a request and
     /// its response, which then leaves in the same engine turn. The app must not block (a synchronous wait stalls every
-    /// connection of the stack); an exception it throws is contained like any on the engine thread. Default false.
+    /// connection of the stack); an exception it throws is contained like any on the engine thread. HTTP/1.x only: a
+    /// connection that opens with the HTTP/2 preface or a TLS record stays on the thread pool. Default false.
     /// </summary>
     public bool ApplicationOnEngineThread { get; set; }
 
@@ -265,16 +272,6 @@ public sealed class VsoTcpOptions
 
     /// <summary>SYN cookies (Vso:Tcp:SynCookies, RFC 4987 §3.6): Auto (when the half-open queue is full), Always or Never. Default Auto.</summary>
     public SynCookieMode SynCookies { get; set; } = SynCookieMode.Auto;
-}
-
-/// <summary>Pinning options (section Vso:Pinning).</summary>
-public sealed class VsoPinningOptions
-{
-    /// <summary>mlock(2) the pinned block slabs so they are never swapped (RLIMIT_MEMLOCK applies). Default false.</summary>
-    public bool Mlock { get; set; }
-
-    /// <summary>Size of a pinned block (a power of two). Default 4096, Kestrel's own block size.</summary>
-    public int BlockSize { get; set; } = 4096;
 }
 
 /// <summary>Capture options (section Vso:Capture).</summary>

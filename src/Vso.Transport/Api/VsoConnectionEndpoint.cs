@@ -84,7 +84,11 @@ public sealed class VsoConnectionEndpoint
     // ---- Engine thread ----
 
     /// <summary>Active open (RFC 9293 §3.10.1) from an ephemeral port. Throws <see cref="InvalidOperationException"/> if none is free.</summary>
-    public void Connect(Ipv4Address remote, ushort port) => Connect(remote, port, null, 0);
+    public void Connect(IPAddress remote, ushort port)
+    {
+        ArgumentNullException.ThrowIfNull(remote);
+        Connect(Ipv4Address.FromIPAddress(remote), port, null, 0);
+    }
 
     /// <summary>Active open with the connection's own <paramref name="settings"/> (null: a copy of the stack's) from <paramref name="localPort"/> (0: ephemeral).</summary>
     internal void Connect(Ipv4Address remote, ushort port, TcpSettings? settings, ushort localPort)
@@ -114,8 +118,18 @@ public sealed class VsoConnectionEndpoint
     /// come back in the <see cref="VsoSendRange"/> the host is asked about. The host learns the range's fate through
     /// <see cref="IVsoSendHost.Acknowledged"/> or <see cref="IVsoSendHost.Failed"/> (at once if the connection cannot send).
     /// </summary>
-    public void Enqueue(nint address, int length, long hostToken, long hostTag) =>
-        OpenConnection().Enqueue(address, length, hostToken, hostTag);
+    public void Enqueue(nint address, int length, long hostToken, long hostTag)
+    {
+        var tcp = OpenConnection();
+        if (tcp.Sender.Host is null)
+        {
+            // TIME-WAIT let go of the host (the connection is closed for sending): refuse here, as the connection would.
+            Host.Failed(new VsoSendRange(address, length, hostToken, hostTag), tcp.Error ?? new TcpConnectionException(TcpError.Aborted, $"Connection {tcp.Id} is closed for sending."));
+            return;
+        }
+
+        tcp.Enqueue(address, length, hostToken, hostTag);
+    }
 
     /// <summary>Copies readable bytes out; returns how many (0 if none). Opens the window again when it has grown enough.</summary>
     public int Read(Span<byte> destination) => _tcp?.Read(destination) ?? 0;

@@ -17,7 +17,7 @@ namespace Vso.Transport.Links;
 /// Frames that offloads left unfinished (TP_STATUS_CSUMNOTREADY) or merged beyond the MTU are dropped, counted
 /// and logged with the ethtool command that turns the offloads off.
 /// </summary>
-public sealed unsafe class AfPacketLink : ILink
+internal sealed unsafe class AfPacketLink : ILink
 {
     private const int MaxIov = TransmitBatch.MaxGather + 2;
 

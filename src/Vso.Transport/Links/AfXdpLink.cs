@@ -18,7 +18,7 @@ namespace Vso.Transport.Links;
 /// a sendto, in which the kernel sends it. The engine sleeps in ppoll on the sockets (POLLIN: an RX ring has frames).
 /// Frames go out through the first queue's socket.
 /// </summary>
-public sealed unsafe class AfXdpLink : ILink
+internal sealed unsafe class AfXdpLink : ILink
 {
     /// <summary>XDP_PACKET_HEADROOM: what the kernel keeps in front of a received frame in its UMEM frame.</summary>
     private const int KernelHeadroom = 256;

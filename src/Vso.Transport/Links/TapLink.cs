@@ -13,7 +13,7 @@ namespace Vso.Transport.Links;
 /// kernel-side address). Receives with read(2) per frame, sends each frame with one writev(2) that gathers the
 /// headers and the host's pinned payload. The device and fd stay in the network namespace they were opened in.
 /// </summary>
-public sealed unsafe class TapLink : ILink
+internal sealed unsafe class TapLink : ILink
 {
     private const int MaxIov = TransmitBatch.MaxGather + 1;
 
@@ -80,7 +80,7 @@ public sealed unsafe class TapLink : ILink
                 NetDevice.SetMtu(control, _name, mtu);
             }
 
-            if (options.KernelAddress is { } kernelAddress)
+            if (options.KernelIpv4 is { } kernelAddress)
             {
                 NetDevice.SetAddress(control, _name, kernelAddress, options.KernelPrefixLength);
             }
@@ -96,7 +96,7 @@ public sealed unsafe class TapLink : ILink
 
             Mtu = NetDevice.GetMtu(control, _name);
             var kernelMac = NetDevice.GetHardwareAddress(control, _name);
-            HardwareAddress = options.HardwareAddress ?? RandomMac(kernelMac);
+            HardwareAddress = options.Mac ?? RandomMac(kernelMac);
             _receiveBuffer = GC.AllocateUninitializedArray<byte>(65536 + 64, pinned: true);
             _waker = new LinkWaker();
             Created = !exists;
@@ -116,7 +116,7 @@ public sealed unsafe class TapLink : ILink
         }
 
         _log.LinkOpened("TAP", _name, HardwareAddress.ToString(), Mtu,
-            Created ? $"created{(options.KernelAddress is { } a ? $", kernel side {a}/{options.KernelPrefixLength}" : "")}" : "attached");
+            Created ? $"created{(options.KernelIpv4 is { } a ? $", kernel side {a}/{options.KernelPrefixLength}" : "")}" : "attached");
     }
 
     public MacAddress HardwareAddress { get; }

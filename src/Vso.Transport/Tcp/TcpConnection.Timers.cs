@@ -197,6 +197,16 @@ internal sealed partial class TcpConnection
         {
             var observer = Observer;
             Observer = null;
+
+            // The application is done with the connection; TIME-WAIT holds it in the table for 2*MSL (or until a new
+            // incarnation, RFC 6191) and must not keep the application's objects alive with it: without the host and the
+            // watcher an embedding's per-connection state (a Kestrel connection, its pipes) dies young instead of
+            // surviving into the oldest generation with every closed connection. Every descriptor was released above;
+            // a later Enqueue is refused by the endpoint, which still knows its host.
+            // The listener goes too (it is asked about only in SYN-RECEIVED), with whatever its embedding holds.
+            _sender.Host = null;
+            SendWatcher = null;
+            Listener = null;
             observer?.OnClosed(this, null);
         }
 

@@ -236,4 +236,43 @@ public sealed class CloseTraces
         Assert.Equal(R + 1, connection.GetInfo().ReceiveNext);
         Assert.Empty(peer.Read(connection));
     }
+
+    /// <summary>
+    /// RFC 9293 §3.10.7.4: TIME-WAIT holds the connection for 2*MSL only to answer a retransmitted FIN; the application is
+    /// done with it (issue 12, connection setup). The entry keeps none of the application's objects alive, so the
+    /// per-connection state of an embedding (Kestrel's connection, its pipes) is collected while the 4-tuple still waits,
+    /// and a send after the close is still refused through the endpoint's host.
+    /// </summary>
+    [Fact]
+    public void TIME_WAIT_keeps_no_application_object_alive()
+    {
+        using var peer = new RawPeer(s => s.TimeWait = TimeSpan.FromSeconds(60));
+        var (weak, late) = CloseIntoTimeWait(peer);
+        Assert.Equal(TcpState.TimeWait, peer.State);
+        peer.Advance(TimeSpan.FromMilliseconds(1));
+        TraceAssert.FailedWith(late, TcpError.Aborted);
+
+        GC.Collect();
+        GC.WaitForPendingFinalizers();
+        GC.Collect();
+        Assert.False(weak.IsAlive, "the connection in TIME-WAIT still holds the application's VsoConnection");
+        Assert.Equal(1, peer.Stack.ConnectionCount);
+
+        // The 4-tuple still answers a retransmitted FIN (RFC 9293 §3.10.7.4, TIME-WAIT).
+        var s = peer.Connection!.Sender.SendNext.Value;
+        peer.Send(FinAck, seq: R, ack: s);
+        peer.Expect(Ack, seq: s, ack: R + 1, within: TimeSpan.Zero);
+    }
+
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.NoInlining)]
+    private static (WeakReference Connection, Task LateSend) CloseIntoTimeWait(RawPeer peer)
+    {
+        var (connection, iss) = peer.OpenPassive();
+        var s = iss + 1;
+        _ = connection.CloseAsync();
+        peer.Expect(FinAck, seq: s, ack: R, within: TimeSpan.Zero);
+        peer.Send(FinAck, seq: R, ack: s + 1);
+        peer.Expect(Ack, seq: s + 1, ack: R + 1, within: TimeSpan.Zero);
+        return (new WeakReference(connection), connection.SendAsync(new byte[10]));
+    }
 }

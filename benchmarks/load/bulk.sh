@@ -94,8 +94,9 @@ done
 
 median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 kernel_median=$(echo "${speeds[kernel]}" | median)
-printf '%-16s %12s %10s   (%s rounds of %s MiB, curl speed_download, median)\n' server 'MB/s' 'x kernel' "$rounds" "$mib"
+packet_median=$(echo "${speeds[stack/AF_PACKET]}" | median)
+printf '%-16s %12s %10s %12s   (%s rounds of %s MiB, curl speed_download, median)\n' server 'MB/s' 'x kernel' 'x AF_PACKET' "$rounds" "$mib"
 for k in $servers; do
   m=$(echo "${speeds[$k]}" | median)
-  printf '%-16s %12.1f %10.2f\n' "$k" "$(echo "$m / 1000000" | bc -l)" "$(echo "$m / $kernel_median" | bc -l)"
+  printf '%-16s %12.1f %10.2f %12.2f\n' "$k" "$(echo "$m / 1000000" | bc -l)" "$(echo "$m / $kernel_median" | bc -l)" "$(echo "$m / $packet_median" | bc -l)"
 done

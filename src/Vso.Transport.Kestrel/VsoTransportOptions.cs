@@ -188,6 +188,17 @@ public sealed class VsoAfXdpOptions
 
     /// <summary>Entries of each AF_XDP ring, a power of two; the UMEM holds twice as many 4 KiB frames, pinned. Default 2048 (16 MiB).</summary>
     public int RingSize { get; set; } = 2048;
+
+    /// <summary>
+    /// Bytes of the pinned block pool laid out as one contiguous region that each socket registers as its UMEM
+    /// (IdentifyMode Pinned): the sockets' own frames are rented from it (2 × RingSize × 4 KiB per queue) and the rest
+    /// holds Kestrel's blocks, whose bytes the kernel then reads in place; blocks beyond it are copied. 0: a private UMEM
+    /// per socket, every frame copied into it. A multiple of 4096. Default 67108864 (64 MiB).
+    /// </summary>
+    public long UmemBytes { get; set; } = 64L << 20;
+
+    /// <summary>Receive queues served, one AF_XDP socket each, from Queue on. Default 1.</summary>
+    public int Queues { get; set; } = 1;
 }
 
 /// <summary>AfPacket backend options (section Vso:AfPacket).</summary>

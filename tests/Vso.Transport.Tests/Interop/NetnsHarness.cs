@@ -35,7 +35,8 @@ internal sealed partial class NetnsHarness : IDisposable
     private readonly List<string> _namespaces = [];
     private bool _disposed;
 
-    public NetnsHarness(RealLinkKind kind, bool offloadsOff = true)
+    /// <param name="queues">Receive and transmit queues of each veth end (AF_PACKET/AF_XDP topology), for multi-queue tests.</param>
+    public NetnsHarness(RealLinkKind kind, bool offloadsOff = true, int queues = 1)
     {
         Kind = kind;
         CleanupStale();
@@ -50,7 +51,8 @@ internal sealed partial class NetnsHarness : IDisposable
             {
                 Server = $"vso-s{tag}-{pid}-{n}";
                 AddNamespace(Server);
-                Shell.Check("ip", "-n", Client, "link", "add", ClientDevice, "type", "veth", "peer", "name", ServerDevice, "netns", Server);
+                var q = queues.ToString(System.Globalization.CultureInfo.InvariantCulture);
+                Shell.Check("ip", "-n", Client, "link", "add", ClientDevice, "numtxqueues", q, "numrxqueues", q, "type", "veth", "peer", "name", ServerDevice, "numtxqueues", q, "numrxqueues", q, "netns", Server);
                 Shell.Check("ip", "-n", Client, "addr", "add", $"{KernelAddress}/24", "dev", ClientDevice);
                 Shell.Check("ip", "-n", Client, "link", "set", ClientDevice, "up");
                 Shell.Check("ip", "-n", Server, "link", "set", ServerDevice, "up");

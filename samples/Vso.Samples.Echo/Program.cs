@@ -1,10 +1,10 @@
 using System.Diagnostics;
+using System.Net;
 using System.Security.Cryptography;
 using Vso.Transport.Api;
 using Vso.Transport.Engine;
 using Vso.Transport.Links;
 using Vso.Transport.Tcp;
-using Vso.Transport.Wire;
 
 // Two Vso stacks joined by a simulated Ethernet wire. The server echoes; the client sends a seeded
 // random payload, reads the echo back and checks its SHA-256. Every byte is sent from the
@@ -24,14 +24,13 @@ static int RunVirtual(EchoOptions o)
 {
     // Continuations run inline on this thread, inside the driver's loop: a deterministic run.
     SynchronizationContext.SetSynchronizationContext(null);
-    var clock = new VirtualClock();
-    var (a, b) = SimulatedLink.CreatePair(clock, new SimulatedLinkOptions { PropagationDelay = TimeSpan.FromMicroseconds(o.DelayMicroseconds) });
-    using var client = new VsoStack(Faulty(a, clock, o), Echo.StackOptions(Echo.ClientAddress, o, inline: true), clock);
-    using var server = new VsoStack(Faulty(b, clock, o), Echo.StackOptions(Echo.ServerAddress, o, inline: true), clock);
-    var driver = new VirtualTimeDriver(clock, client, server);
+    var driver = new VirtualTimeDriver();
+    var (a, b) = Wire(o);
+    using var client = new VsoStack(a, Echo.StackOptions(Echo.ClientAddress, o, inline: true), driver);
+    using var server = new VsoStack(b, Echo.StackOptions(Echo.ServerAddress, o, inline: true), driver);
 
     var wall = Stopwatch.StartNew();
-    var startMicros = clock.NowMicroseconds;
+    var start = driver.Now;
     var run = Echo.RunAsync(client, server, o);
     if (!driver.RunUntil(() => run.IsCompleted, TimeSpan.FromHours(1)))
     {
@@ -40,16 +39,14 @@ static int RunVirtual(EchoOptions o)
     }
 
     var result = run.GetAwaiter().GetResult();
-    var virtualElapsed = TimeSpan.FromMicroseconds(clock.NowMicroseconds - startMicros);
-    return Echo.Report(result, o, $"virtual time ({wall.Elapsed.TotalMilliseconds:F0} ms of wall time)", virtualElapsed, "of virtual time");
+    return Echo.Report(result, o, $"virtual time ({wall.Elapsed.TotalMilliseconds:F0} ms of wall time)", driver.Now - start, "of virtual time");
 }
 
 static async Task<int> RunRealTimeAsync(EchoOptions o)
 {
-    var clock = IClock.System;
-    var (a, b) = SimulatedLink.CreatePair(clock, new SimulatedLinkOptions { PropagationDelay = TimeSpan.FromMicroseconds(o.DelayMicroseconds) });
-    using var client = new VsoStack(Faulty(a, clock, o), Echo.StackOptions(Echo.ClientAddress, o, inline: false), clock);
-    using var server = new VsoStack(Faulty(b, clock, o), Echo.StackOptions(Echo.ServerAddress, o, inline: false), clock);
+    var (a, b) = Wire(o);
+    using var client = new VsoStack(a, Echo.StackOptions(Echo.ClientAddress, o, inline: false));
+    using var server = new VsoStack(b, Echo.StackOptions(Echo.ServerAddress, o, inline: false));
     client.Start();
     server.Start();
 
@@ -65,8 +62,18 @@ static async Task<int> RunRealTimeAsync(EchoOptions o)
     return Echo.Report(result, o, "real time (two engine threads, system clock)", wall.Elapsed, "of wall time");
 }
 
-static ILink Faulty(SimulatedLink end, IClock clock, EchoOptions o) =>
-    o.Loss > 0 ? new FaultInjector(end, clock, new FaultOptions { Seed = o.Seed, LossRate = o.Loss }) : end;
+// Both ends of one simulated wire; with --loss each end loses that share of its frames, seeded.
+static (VsoLinkOptions A, VsoLinkOptions B) Wire(EchoOptions o)
+{
+    var (a, b) = new SimulatedLinkOptions { PropagationDelay = TimeSpan.FromMicroseconds(o.DelayMicroseconds) }.CreatePair();
+    if (o.Loss > 0)
+    {
+        a.Faults = new FaultOptions { Seed = o.Seed, LossRate = o.Loss };
+        b.Faults = new FaultOptions { Seed = o.Seed, LossRate = o.Loss };
+    }
+
+    return (a, b);
+}
 
 internal sealed record EchoOptions(bool Virtual, int MiB, IdentifyMode Mode, int DelayMicroseconds, double Loss, ulong Seed)
 {
@@ -103,13 +110,13 @@ internal sealed record EchoResult(long Sent, long Received, bool HashMatches, st
 
 internal static class Echo
 {
-    public static readonly Ipv4Address ClientAddress = Ipv4Address.Parse("198.18.0.1");
-    public static readonly Ipv4Address ServerAddress = Ipv4Address.Parse("198.18.0.2");
+    public static readonly IPAddress ClientAddress = IPAddress.Parse("198.18.0.1");
+    public static readonly IPAddress ServerAddress = IPAddress.Parse("198.18.0.2");
     private const ushort Port = 7;
     private const int Chunk = 64 * 1024;
     private const int Window = 16; // sends in flight per side: 1 MiB of application buffers
 
-    public static VsoStackOptions StackOptions(Ipv4Address address, EchoOptions o, bool inline) => new()
+    public static VsoStackOptions StackOptions(IPAddress address, EchoOptions o, bool inline) => new()
     {
         Address = address,
         PrefixLength = 24,

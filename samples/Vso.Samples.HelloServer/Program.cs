@@ -197,7 +197,7 @@ try
 {
     await app.RunAsync();
 }
-catch (LinkException ex)
+catch (IOException ex)
 {
     // The link opens at the first bind (privileges, a missing interface): its message names the keys to change.
     Console.Error.WriteLine(ex.Message);

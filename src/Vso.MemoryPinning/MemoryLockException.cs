@@ -7,7 +7,7 @@ namespace Vso.MemoryPinning;
 /// Memory could not be locked in RAM with mlock(2): the request would exceed RLIMIT_MEMLOCK, or the
 /// kernel refused it (ENOMEM, EPERM, EAGAIN). The message says how to raise the limit.
 /// </summary>
-public sealed class MemoryLockException : Exception
+internal sealed class MemoryLockException : IOException
 {
     public MemoryLockException()
     {

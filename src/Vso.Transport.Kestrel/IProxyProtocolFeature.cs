@@ -22,22 +22,10 @@ public interface IProxyProtocolFeature
     /// <summary>The TCP peer that sent the header: the balancer.</summary>
     EndPoint? BalancerEndPoint { get; }
 
-    /// <summary>The v2 header's TLVs in order (proxy-protocol.txt §2.2.1-2.2.8); empty for v1.</summary>
-    IReadOnlyList<ProxyProtocolTlv> Tlvs { get; }
-}
-
-/// <summary>One type-length-value of a v2 PROXY header, such as PP2_TYPE_AUTHORITY (0x02) or PP2_TYPE_UNIQUE_ID (0x05).</summary>
-public sealed class ProxyProtocolTlv
-{
-    internal ProxyProtocolTlv(byte type, ReadOnlyMemory<byte> value)
-    {
-        Type = type;
-        Value = value;
-    }
-
-    /// <summary>The type byte (§2.2: 0x01 ALPN, 0x02 AUTHORITY, 0x03 CRC32C, 0x04 NOOP, 0x05 UNIQUE_ID, 0x20 SSL, 0x30 NETNS, 0xE0-0xEF custom).</summary>
-    public byte Type { get; }
-
-    /// <summary>The value, as sent.</summary>
-    public ReadOnlyMemory<byte> Value { get; }
+    /// <summary>
+    /// The v2 header's type-length-values in order (proxy-protocol.txt §2.2.1-2.2.8), each as its type byte (0x01 ALPN,
+    /// 0x02 AUTHORITY, 0x03 CRC32C, 0x04 NOOP, 0x05 UNIQUE_ID, 0x20 SSL, 0x30 NETNS, 0xE0-0xEF custom) and its value as
+    /// sent; empty for v1.
+    /// </summary>
+    IReadOnlyList<KeyValuePair<byte, ReadOnlyMemory<byte>>> Tlvs { get; }
 }

@@ -6,7 +6,7 @@ namespace Vso.Transport.Kestrel;
 /// <summary>The parsed header of one connection, as its <see cref="IProxyProtocolFeature"/>.</summary>
 internal sealed class ProxyProtocolFeature : IProxyProtocolFeature
 {
-    private static readonly ProxyProtocolTlv[] NoTlvs = [];
+    private static readonly KeyValuePair<byte, ReadOnlyMemory<byte>>[] NoTlvs = [];
 
     /// <param name="tlvs">The header's TLV bytes (already checked by the parser); copied, as the receive buffer is reused.</param>
     public ProxyProtocolFeature(in ProxyHeader header, EndPoint? balancer, ReadOnlySpan<byte> tlvs)
@@ -23,16 +23,16 @@ internal sealed class ProxyProtocolFeature : IProxyProtocolFeature
 
     public EndPoint? BalancerEndPoint { get; }
 
-    public IReadOnlyList<ProxyProtocolTlv> Tlvs { get; }
+    public IReadOnlyList<KeyValuePair<byte, ReadOnlyMemory<byte>>> Tlvs { get; }
 
-    private static ProxyProtocolTlv[] Split(byte[] bytes)
+    private static KeyValuePair<byte, ReadOnlyMemory<byte>>[] Split(byte[] bytes)
     {
-        var list = new List<ProxyProtocolTlv>();
+        var list = new List<KeyValuePair<byte, ReadOnlyMemory<byte>>>();
         var at = 0;
         while (at < bytes.Length)
         {
             var length = BinaryPrimitives.ReadUInt16BigEndian(bytes.AsSpan(at + 1));
-            list.Add(new ProxyProtocolTlv(bytes[at], bytes.AsMemory(at + 3, length)));
+            list.Add(new(bytes[at], bytes.AsMemory(at + 3, length)));
             at += 3 + length;
         }
 

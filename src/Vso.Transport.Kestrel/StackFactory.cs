@@ -1,9 +1,10 @@
 using System.Globalization;
+using System.Net;
+using System.Net.NetworkInformation;
 using Microsoft.Extensions.Logging;
 using Vso.Transport.Api;
 using Vso.Transport.Links;
 using Vso.Transport.Tcp;
-using Vso.Transport.Wire;
 
 namespace Vso.Transport.Kestrel;
 
@@ -49,10 +50,10 @@ internal static class StackFactory
             throw new ArgumentException($"Vso:Address = '{o.Address}' is invalid: give the stack's IPv4 address with its prefix length, such as 198.18.0.2/24.");
         }
 
-        var gateway = Ipv4Address.Any;
+        IPAddress? gateway = null;
         if (!string.IsNullOrWhiteSpace(o.Gateway))
         {
-            gateway = Ipv4Address.Parse(o.Gateway.Trim());
+            gateway = IPAddress.Parse(o.Gateway.Trim());
         }
 
         return new VsoStackOptions
@@ -66,66 +67,58 @@ internal static class StackFactory
         };
     }
 
-    /// <summary>Opens the configured link; a failure names the configuration keys to change.</summary>
-    public static ILink CreateLink(VsoTransportOptions o, ILoggerFactory loggerFactory)
+    /// <summary>Opens the configured link and the stack on it; a link that fails names the configuration keys to change.</summary>
+    public static VsoStack CreateStack(VsoTransportOptions o, VsoStackOptions stackOptions, ILoggerFactory loggerFactory)
     {
-        ILink link;
-        var log = loggerFactory.CreateLogger("Vso.Transport.Links");
         try
         {
-            if (o.Backend == VsoBackend.Tap)
-            {
-                var tap = new TapLinkOptions
-                {
-                    Name = o.Interface,
-                    Create = o.Tap.Create,
-                    Mtu = o.Mtu,
-                    HardwareAddress = string.IsNullOrWhiteSpace(o.MacAddress) ? null : MacAddress.Parse(o.MacAddress.Trim()),
-                };
-                if (VsoTransportOptionsValidator.TryParseCidr(o.Tap.HostAddress, out var host, out var hostPrefix))
-                {
-                    tap.KernelAddress = host;
-                    tap.KernelPrefixLength = hostPrefix;
-                }
-
-                link = new TapLink(tap, log);
-            }
-            else if (o.Backend == VsoBackend.AfXdp)
-            {
-                _ = VsoTransportOptionsValidator.TryParseCidr(o.Address, out var address, out _);
-                link = new AfXdpLink(
-                    new AfXdpLinkOptions { InterfaceName = o.Interface, Address = address, Queue = o.AfXdp.Queue, Mode = o.AfXdp.Mode, RingSize = o.AfXdp.RingSize },
-                    log);
-            }
-            else
-            {
-                var packet = new AfPacketLinkOptions
-                {
-                    InterfaceName = o.Interface,
-                    SegmentationOffload = o.AfPacket.SegmentationOffload,
-                };
-                if (o.AfPacket.KernelFilter && VsoTransportOptionsValidator.TryParseCidr(o.Address, out var address, out var prefix))
-                {
-                    // Without a gateway the stack answers no off-subnet peer: the kernel may drop those frames for it.
-                    packet.FilterAddress = address;
-                    packet.FilterOnLinkPrefixLength = string.IsNullOrWhiteSpace(o.Gateway) ? prefix : 0;
-                }
-
-                link = new AfPacketLink(packet, log);
-            }
+            return new VsoStack(CreateLinkOptions(o), stackOptions, virtualTime: null, loggerFactory);
         }
-        catch (LinkException ex)
+        catch (IOException ex)
         {
-            throw new LinkException(
+            throw new IOException(
                 string.Create(CultureInfo.InvariantCulture, $"The Vso transport could not open its link (Vso:Backend = '{o.Backend}', Vso:Interface = '{o.Interface}'): {ex.Message}"),
                 ex);
         }
+    }
 
-        if (!string.IsNullOrWhiteSpace(o.Capture.PcapPath))
+    /// <summary>The link the configured backend opens.</summary>
+    public static VsoLinkOptions CreateLinkOptions(VsoTransportOptions o)
+    {
+        VsoLinkOptions link;
+        if (o.Backend == VsoBackend.Tap)
         {
-            link = new CapturingLink(link, o.Capture.PcapPath);
+            var tap = new TapLinkOptions
+            {
+                Name = o.Interface,
+                Create = o.Tap.Create,
+                Mtu = o.Mtu,
+                HardwareAddress = string.IsNullOrWhiteSpace(o.MacAddress) ? null : PhysicalAddress.Parse(o.MacAddress.Trim()),
+                SegmentationOffload = o.Tap.SegmentationOffload,
+            };
+            if (VsoTransportOptionsValidator.TryParseCidr(o.Tap.HostAddress, out var host, out var hostPrefix))
+            {
+                tap.KernelAddress = host;
+                tap.KernelPrefixLength = hostPrefix;
+            }
+
+            link = tap;
+        }
+        else if (o.Backend == VsoBackend.AfXdp)
+        {
+            link = new AfXdpLinkOptions { InterfaceName = o.Interface, Queue = o.AfXdp.Queue, Mode = o.AfXdp.Mode, RingSize = o.AfXdp.RingSize };
+        }
+        else
+        {
+            link = new AfPacketLinkOptions
+            {
+                InterfaceName = o.Interface,
+                SegmentationOffload = o.AfPacket.SegmentationOffload,
+                KernelFilter = o.AfPacket.KernelFilter,
+            };
         }
 
+        link.CapturePath = string.IsNullOrWhiteSpace(o.Capture.PcapPath) ? null : o.Capture.PcapPath;
         return link;
     }
 }

@@ -25,7 +25,6 @@ internal sealed class VsoTransportFactory : IConnectionListenerFactory, IConnect
     private readonly List<VsoConnectionListener> _listeners = [];
     private readonly Lazy<IPAddress> _address;
     private VsoStack? _stack;
-    private ILink? _link;
     private PinnedBlockPool? _pool;
     private PinnedBlockClasses? _blocks;
     private Timer? _trimTimer;
@@ -52,7 +51,7 @@ internal sealed class VsoTransportFactory : IConnectionListenerFactory, IConnect
         _options = options;
         loggerFactory ??= NullLoggerFactory.Instance;
         _log = loggerFactory.CreateLogger("Vso.Transport.Kestrel");
-        _address = new Lazy<IPAddress>(() => VsoTransportOptionsValidator.TryParseCidr(_options.Value.Address, out var address, out _) ? address.ToIPAddress() : IPAddress.None);
+        _address = new Lazy<IPAddress>(() => VsoTransportOptionsValidator.TryParseCidr(_options.Value.Address, out var address, out _) ? address : IPAddress.None);
         _createStack = createStack ?? (() => CreateStack(loggerFactory));
     }
 
@@ -125,7 +124,8 @@ internal sealed class VsoTransportFactory : IConnectionListenerFactory, IConnect
             return;
         }
 
-        _pool = new PinnedBlockPool(new PinnedBlockPoolOptions { BlockSize = options.Pinning.BlockSize, SlabSize = Math.Max(256 * 1024, options.Pinning.BlockSize), Mlock = options.Pinning.Mlock });
+        var pinning = options.Pinning;
+        _pool = new PinnedBlockPool(new PinnedBlockPoolOptions { BlockSize = pinning.BlockSize, SlabSize = Math.Max(pinning.SlabSize, pinning.BlockSize), MaxBytes = pinning.MaxBytes, Mlock = pinning.Mlock });
         _blocks = new PinnedBlockClasses(_pool);
         try
         {
@@ -137,8 +137,6 @@ internal sealed class VsoTransportFactory : IConnectionListenerFactory, IConnect
         {
             _stack?.Dispose();
             _stack = null;
-            _link?.Dispose();
-            _link = null;
             _blocks.Dispose();
             _blocks = null;
             _pool.Dispose();
@@ -150,10 +148,9 @@ internal sealed class VsoTransportFactory : IConnectionListenerFactory, IConnect
     private VsoStack CreateStack(ILoggerFactory loggerFactory)
     {
         var options = _options.Value;
-        _link = StackFactory.CreateLink(options, loggerFactory);
         var stackOptions = StackFactory.ToStackOptions(options);
-        var stack = new VsoStack(_link, stackOptions, loggerFactory: loggerFactory);
-        _log.StackUp($"{stackOptions.Address}", stackOptions.PrefixLength, options.Backend.ToString(), options.Interface, _link.HardwareAddress.ToString(), _link.Mtu);
+        var stack = StackFactory.CreateStack(options, stackOptions, loggerFactory);
+        _log.StackUp($"{stackOptions.Address}", stackOptions.PrefixLength, options.Backend.ToString(), options.Interface, stack.HardwareAddress.ToString(), stack.Mtu);
         return stack;
     }
 
@@ -177,7 +174,6 @@ internal sealed class VsoTransportFactory : IConnectionListenerFactory, IConnect
             if (_stack is not null)
             {
                 _stack.Dispose();
-                _link?.Dispose();
                 _log.StackDown(_stack.Address.ToString(), PinnedBytes);
             }
 

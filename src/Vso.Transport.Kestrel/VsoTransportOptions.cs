@@ -1,3 +1,4 @@
+using Vso.MemoryPinning;
 using Vso.Transport.Tcp;
 
 namespace Vso.Transport.Kestrel;
@@ -102,7 +103,12 @@ public sealed class VsoTransportOptions
 
     public VsoTcpOptions Tcp { get; set; } = new();
 
-    public VsoPinningOptions Pinning { get; set; } = new();
+    /// <summary>
+    /// The pinned block pool that Kestrel's buffers and every send come from (section Vso:Pinning): BlockSize (default
+    /// 4096, Kestrel's own), SlabSize, MaxBytes (a bound on the pool; none by default) and Mlock (mlock(2) the slabs so
+    /// they are never swapped; RLIMIT_MEMLOCK applies).
+    /// </summary>
+    public PinnedBlockPoolOptions Pinning { get; set; } = new();
 
     public VsoCaptureOptions Capture { get; set; } = new();
 
@@ -209,6 +215,12 @@ public sealed class VsoTapOptions
 
     /// <summary>An address in CIDR form for the kernel's side of the device, such as 198.18.0.1/24; empty for none (default).</summary>
     public string HostAddress { get; set; } = "";
+
+    /// <summary>
+    /// Segmentation offload on the device (IFF_VNET_HDR): the stack writes TCP super-segments of up to 64 KiB that the
+    /// kernel takes whole, and reads the kernel's super-frames and frames with checksums left to finish. Default true.
+    /// </summary>
+    public bool SegmentationOffload { get; set; } = true;
 }
 
 /// <summary>TCP options (section Vso:Tcp). Defaults are those of <see cref="TcpSettings"/>.</summary>
@@ -256,16 +268,6 @@ public sealed class VsoTcpOptions
 
     /// <summary>SYN cookies (Vso:Tcp:SynCookies, RFC 4987 §3.6): Auto (when the half-open queue is full), Always or Never. Default Auto.</summary>
     public SynCookieMode SynCookies { get; set; } = SynCookieMode.Auto;
-}
-
-/// <summary>Pinning options (section Vso:Pinning).</summary>
-public sealed class VsoPinningOptions
-{
-    /// <summary>mlock(2) the pinned block slabs so they are never swapped (RLIMIT_MEMLOCK applies). Default false.</summary>
-    public bool Mlock { get; set; }
-
-    /// <summary>Size of a pinned block (a power of two). Default 4096, Kestrel's own block size.</summary>
-    public int BlockSize { get; set; } = 4096;
 }
 
 /// <summary>Capture options (section Vso:Capture).</summary>

@@ -57,7 +57,7 @@ internal static class VsoTransportOptionsBinder
                     }
                 }
             }
-            else if (type.IsClass && type.Assembly == typeof(VsoTransportOptions).Assembly && property.GetValue(target) is { } nested)
+            else if (type.IsClass && IsOptionsSection(type) && property.GetValue(target) is { } nested)
             {
                 BindObject(child, nested, key + ":", failures);
             }
@@ -66,7 +66,60 @@ internal static class VsoTransportOptionsBinder
                 BindOther(child, target, property, key, failures);
             }
         }
+
+        ReportUnknownKeys(section, target.GetType(), prefix, failures);
     }
+
+    /// <summary>
+    /// A key that names no option (a typo, a key from another version) would otherwise be ignored and its default used
+    /// without a word: it fails start-up like a bad value, with the nearest key that exists.
+    /// </summary>
+    private static void ReportUnknownKeys(IConfiguration section, Type type, string prefix, List<string> failures)
+    {
+        var names = type.GetProperties(BindingFlags.Public | BindingFlags.Instance).Select(static p => p.Name).ToList();
+        foreach (var child in section.GetChildren())
+        {
+            if (names.Contains(child.Key, StringComparer.OrdinalIgnoreCase))
+            {
+                continue;
+            }
+
+            var nearest = names.MinBy(name => Distance(name.ToUpperInvariant(), child.Key.ToUpperInvariant()));
+            var shown = child.Value ?? "(a section)";
+            failures.Add(VsoTransportOptionsValidator.Invalid(
+                prefix + child.Key,
+                shown,
+                $"there is no such key; did you mean Vso:{prefix}{nearest}? The keys are listed in the README (\"Kestrel transport\")"));
+        }
+    }
+
+    // Levenshtein distance, for the suggestion: configuration keys are short, start-up only.
+    private static int Distance(string a, string b)
+    {
+        var previous = new int[b.Length + 1];
+        var current = new int[b.Length + 1];
+        for (var j = 0; j <= b.Length; j++)
+        {
+            previous[j] = j;
+        }
+
+        for (var i = 1; i <= a.Length; i++)
+        {
+            current[0] = i;
+            for (var j = 1; j <= b.Length; j++)
+            {
+                current[j] = Math.Min(Math.Min(current[j - 1] + 1, previous[j] + 1), previous[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1));
+            }
+
+            (previous, current) = (current, previous);
+        }
+
+        return previous[b.Length];
+    }
+
+    // Sections are the options classes of this transport and of the libraries it configures (the pinned block pool's).
+    private static bool IsOptionsSection(Type type) =>
+        type.Assembly == typeof(VsoTransportOptions).Assembly || type.Assembly == typeof(Vso.MemoryPinning.PinnedBlockPoolOptions).Assembly;
 
     // Collections and other shapes: ConfigurationBinder's own conversion, its failure reported under the key.
     private static void BindOther(IConfigurationSection child, object target, PropertyInfo property, string key, List<string> failures)

@@ -1,7 +1,9 @@
 using System.Globalization;
+using System.Net;
+using System.Net.NetworkInformation;
+using System.Net.Sockets;
 using Microsoft.Extensions.Options;
 using Vso.Transport.Api;
-using Vso.Transport.Wire;
 
 namespace Vso.Transport.Kestrel;
 
@@ -51,7 +53,7 @@ internal sealed class VsoTransportOptionsValidator : IValidateOptions<VsoTranspo
             {
                 Fail("MacAddress", o.MacAddress, "only the Tap backend sets its own MAC; AfPacket and AfXdp use the interface's (`ip link set DEV address ...`), so leave it empty");
             }
-            else if (!TryParseMac(o.MacAddress, out var mac) || mac.IsMulticast || mac == Wire.MacAddress.Zero)
+            else if (!TryParseMac(o.MacAddress, out var mac) || (mac.GetAddressBytes()[0] & 1) != 0 || mac.GetAddressBytes().AsSpan().IndexOfAnyExcept((byte)0) < 0)
             {
                 Fail("MacAddress", o.MacAddress, "give a unicast MAC such as 02:00:00:00:00:02, or leave it empty for a random one");
             }
@@ -80,7 +82,7 @@ internal sealed class VsoTransportOptionsValidator : IValidateOptions<VsoTranspo
             {
                 Fail("Tap:HostAddress", o.Tap.HostAddress, "give the kernel side's address with a prefix length of 1 to 31, such as 198.18.0.1/24, or leave it empty for none");
             }
-            else if (TryParseCidr(o.Address, out var stack, out _) && host == stack)
+            else if (TryParseCidr(o.Address, out var stack, out _) && host.Equals(stack))
             {
                 Fail("Tap:HostAddress", o.Tap.HostAddress, "the kernel side needs an address other than the stack's (Vso:Address), such as 198.18.0.1/24");
             }
@@ -125,6 +127,16 @@ internal sealed class VsoTransportOptionsValidator : IValidateOptions<VsoTranspo
         if (o.Pinning.BlockSize is < 1024 or > (1 << 20) || (o.Pinning.BlockSize & (o.Pinning.BlockSize - 1)) != 0)
         {
             Fail("Pinning:BlockSize", o.Pinning.BlockSize, "use " + AcceptedRange("Pinning:BlockSize"));
+        }
+
+        if (o.Pinning.SlabSize is < 4096 or > (64 << 20) || o.Pinning.SlabSize % 4096 != 0)
+        {
+            Fail("Pinning:SlabSize", o.Pinning.SlabSize, "use " + AcceptedRange("Pinning:SlabSize"));
+        }
+
+        if (o.Pinning.MaxBytes is < (1 << 20))
+        {
+            Fail("Pinning:MaxBytes", o.Pinning.MaxBytes, "use " + AcceptedRange("Pinning:MaxBytes"));
         }
 
         if (o.MaxWriteBufferSize < 64 * 1024)
@@ -211,6 +223,8 @@ internal sealed class VsoTransportOptionsValidator : IValidateOptions<VsoTranspo
         "Tcp:MaxRto" => "at least Tcp:MinRto",
         "Tcp:InitialRto" => "between Tcp:MinRto and Tcp:MaxRto",
         "Pinning:BlockSize" => "a power of two from 1024 to 1048576, such as 4096",
+        "Pinning:SlabSize" => "a multiple of 4096 from 4096 to 67108864 bytes, such as 262144 (raised to Pinning:BlockSize when smaller)",
+        "Pinning:MaxBytes" => "at least 1048576 bytes, or no value for no bound",
         "MaxWriteBufferSize" => "at least 65536 bytes, well above a typical flush (2097152 by default)",
         "MaxReadBufferSize" => "at least 16384 bytes (1048576 by default)",
         "AfXdp:Queue" => "a receive queue of the interface, 0 to 65535 (`ethtool -l DEV` lists them)",
@@ -221,9 +235,9 @@ internal sealed class VsoTransportOptionsValidator : IValidateOptions<VsoTranspo
     /// <summary>A remark after the list of an enum key's values.</summary>
     public static string EnumNote(string key) => "";
 
-    public static bool TryParseCidr(string? text, out Ipv4Address address, out int prefix)
+    public static bool TryParseCidr(string? text, out IPAddress address, out int prefix)
     {
-        address = default;
+        address = IPAddress.None;
         prefix = 0;
         if (string.IsNullOrWhiteSpace(text))
         {
@@ -231,7 +245,7 @@ internal sealed class VsoTransportOptionsValidator : IValidateOptions<VsoTranspo
         }
 
         var parts = text.Trim().Split('/');
-        if (parts.Length != 2 || !TryParseAddress(parts[0], out address) || address == Ipv4Address.Any)
+        if (parts.Length != 2 || !TryParseAddress(parts[0], out address) || address.Equals(IPAddress.Any))
         {
             return false;
         }
@@ -239,41 +253,9 @@ internal sealed class VsoTransportOptionsValidator : IValidateOptions<VsoTranspo
         return int.TryParse(parts[1], NumberStyles.None, CultureInfo.InvariantCulture, out prefix) && prefix is >= 1 and <= 32;
     }
 
-    public static bool TryParseAddress(string text, out Ipv4Address address)
-    {
-        try
-        {
-            address = Ipv4Address.Parse(text.Trim());
-            return true;
-        }
-        catch (FormatException)
-        {
-            address = default;
-            return false;
-        }
-        catch (ArgumentException)
-        {
-            address = default;
-            return false;
-        }
-    }
+    public static bool TryParseAddress(string text, out IPAddress address) =>
+        IPAddress.TryParse(text.Trim(), out address!) && address.AddressFamily == AddressFamily.InterNetwork;
 
-    private static bool TryParseMac(string text, out Wire.MacAddress mac)
-    {
-        try
-        {
-            mac = Wire.MacAddress.Parse(text.Trim());
-            return true;
-        }
-        catch (FormatException)
-        {
-            mac = default;
-            return false;
-        }
-        catch (Exception ex) when (ex is ArgumentException or OverflowException)
-        {
-            mac = default;
-            return false;
-        }
-    }
+    private static bool TryParseMac(string text, out PhysicalAddress mac) =>
+        PhysicalAddress.TryParse(text.Trim(), out mac!) && mac.GetAddressBytes().Length == 6;
 }

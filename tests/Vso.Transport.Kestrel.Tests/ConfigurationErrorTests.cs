@@ -5,6 +5,7 @@ using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Options;
 using Vso.Transport.Kestrel.Tests.Interop;
+using Vso.Transport.Links;
 
 namespace Vso.Transport.Kestrel.Tests;
 
@@ -58,6 +59,7 @@ public sealed class ConfigurationErrorTests
     [InlineData("Tap:Create", "1", "Vso:Tap:Create = '1' is invalid: use true or false.")]
     [InlineData("FinOnError", "on", "Vso:FinOnError = 'on' is invalid: use true or false.")]
     [InlineData("AfPacket:SegmentationOffload", "off", "Vso:AfPacket:SegmentationOffload = 'off' is invalid: use true or false.")]
+    [InlineData("Tap:SegmentationOffload", "no", "Vso:Tap:SegmentationOffload = 'no' is invalid: use true or false.")]
     public void A_bool_key_names_true_and_false(string key, string value, string expected) =>
         Assert.Equal([expected], Failures(key, value));
 
@@ -88,6 +90,19 @@ public sealed class ConfigurationErrorTests
         Assert.False(o.Tcp.Sack);
         Assert.Null(o.Mtu);
         Assert.Equal(0, o.Tcp.MemoryLimit);
+    }
+
+    [Theory]
+    [InlineData(null, true)]
+    [InlineData("false", false)]
+    [InlineData("True", true)]
+    public void Tap_segmentation_offload_is_on_by_default_and_reaches_the_link(string? value, bool expected)
+    {
+        var o = value is null ? Bind() : Bind(("Tap:SegmentationOffload", value));
+        Assert.Equal(expected, o.Tap.SegmentationOffload);
+        var tap = Assert.IsType<TapLinkOptions>(StackFactory.CreateLinkOptions(o));
+        Assert.Equal(expected, tap.SegmentationOffload);
+        Assert.Equal("vso0", tap.Name);
     }
 
     /// <summary>A value that does not parse is answered with the words of the key's range check, for every numeric key.</summary>

@@ -40,7 +40,7 @@ public sealed class DrainTests
         await started.Task.WaitAsync(Timeout);
 
         var stop = app.StopAsync();
-        await TransportTests.WaitUntil(() => counters.Started, "the drain to start");
+        await SimulatedPair.WaitUntil(() => counters.Started, "the drain to start");
         var refused = await Assert.ThrowsAsync<TcpConnectionException>(() => pair.Client.ConnectAsync(Endpoint).WaitAsync(Timeout));
         Assert.Equal(TcpError.Refused, refused.Error);
         Assert.False(stop.IsCompleted, "StopAsync finished while a request was in progress");
@@ -51,7 +51,7 @@ public sealed class DrainTests
         Assert.Contains("Connection: close", response, StringComparison.OrdinalIgnoreCase);
         Assert.Contains("finished", response, StringComparison.Ordinal);
         await stop.WaitAsync(Timeout);
-        await TransportTests.WaitUntil(() => counters.Drained == 1, "the connection to be counted drained");
+        await SimulatedPair.WaitUntil(() => counters.Drained == 1, "the connection to be counted drained");
         Assert.Equal(0, counters.Reset);
     }
 
@@ -82,7 +82,7 @@ public sealed class DrainTests
         Assert.True(DateTime.UtcNow - stopping >= TimeSpan.FromMilliseconds(250), $"reset after {(DateTime.UtcNow - stopping).TotalMilliseconds} ms, before Vso:DrainTimeout");
         Assert.Equal(0, await idle.ReceiveAsync(new byte[64]).AsTask().WaitAsync(Timeout));
         await stop.WaitAsync(Timeout);
-        await TransportTests.WaitUntil(() => counters.Reset == 1 && counters.Drained == 1, $"one reset and one drained (now {counters.Reset} and {counters.Drained})");
+        await SimulatedPair.WaitUntil(() => counters.Reset == 1 && counters.Drained == 1, $"one reset and one drained (now {counters.Reset} and {counters.Drained})");
     }
 
     /// <summary>With Drop, a stopped listener keeps its port silent: the SYN goes unanswered (a balancer retries elsewhere) until the listener is disposed.</summary>

@@ -47,7 +47,7 @@ public sealed class KestrelHostTests
 
         // Graceful stop with the keep-alive connection still open: Kestrel closes it, the listener unbinds.
         await app.StopAsync().WaitAsync(Timeout);
-        await TransportTests.WaitUntil(() => pair.Factory.PinnedBytes == 0, "pinned bytes back to zero after StopAsync");
+        await SimulatedPair.WaitUntil(() => pair.Factory.PinnedBytes == 0, "pinned bytes back to zero after StopAsync");
         var refused = await Assert.ThrowsAsync<TcpConnectionException>(() => pair.Client.ConnectAsync(new IPEndPoint(IPAddress.Parse(SimulatedPair.ServerAddress), 8080)).WaitAsync(Timeout));
         Assert.Equal(TcpError.Refused, refused.Error);
         await app.DisposeAsync();
@@ -93,7 +93,7 @@ public sealed class KestrelHostTests
         await client.SendAsync(Encoding.ASCII.GetBytes("GET /big HTTP/1.1\r\nHost: x\r\n\r\n")).WaitAsync(Timeout);
         Assert.Equal(3 << 20, (await reader.ReadAsync().WaitAsync(Timeout)).Body.Length);
         await app.StopAsync().WaitAsync(Timeout);
-        await TransportTests.WaitUntil(() => pair.Factory.PinnedBytes == 0, "pinned bytes back to zero after StopAsync");
+        await SimulatedPair.WaitUntil(() => pair.Factory.PinnedBytes == 0, "pinned bytes back to zero after StopAsync");
         await app.DisposeAsync();
     }
 
@@ -166,7 +166,7 @@ public sealed class KestrelHostTests
         }
 
         await app.StopAsync().WaitAsync(Timeout);
-        await TransportTests.WaitUntil(() => pair.Factory.PinnedBytes == 0, "pinned bytes back to zero after StopAsync");
+        await SimulatedPair.WaitUntil(() => pair.Factory.PinnedBytes == 0, "pinned bytes back to zero after StopAsync");
         await app.DisposeAsync();
     }
 

@@ -27,6 +27,9 @@ public sealed class OptionsTests
     [InlineData("Tcp:MinRto", "00:00:00", "Vso:Tcp:MinRto = '00:00:00' is invalid")]
     [InlineData("Tcp:Backlog", "0", "Vso:Tcp:Backlog = '0' is invalid: use 1 to 65535")]
     [InlineData("Pinning:BlockSize", "3000", "Vso:Pinning:BlockSize = '3000' is invalid: use a power of two")]
+    [InlineData("Pinning:MaxBytes", "4096", "Vso:Pinning:MaxBytes = '4096' is invalid: use at least 1048576 bytes")]
+    [InlineData("Tcp:Sak", "false", "Vso:Tcp:Sak = 'false' is invalid: there is no such key; did you mean Vso:Tcp:Sack?")]
+    [InlineData("DrainTimout", "00:00:10", "Vso:DrainTimout = '00:00:10' is invalid: there is no such key; did you mean Vso:DrainTimeout?")]
     public async Task Bad_values_fail_at_start_naming_key_value_and_fix(string key, string value, string expected)
     {
         var builder = WebApplication.CreateBuilder();
@@ -105,8 +108,9 @@ public sealed class OptionsTests
     {
         var options = new VsoTransportOptions { Backend = VsoBackend.AfPacket, Interface = "vsonone0", Address = "198.18.0.2/24" };
         using var factory = new VsoTransportFactory(Options.Create(options), Microsoft.Extensions.Logging.Abstractions.NullLoggerFactory.Instance);
-        var error = await Assert.ThrowsAsync<LinkException>(async () => await factory.BindAsync(new System.Net.IPEndPoint(System.Net.IPAddress.Parse("198.18.0.2"), 8080)));
+        var error = await Assert.ThrowsAsync<IOException>(async () => await factory.BindAsync(new System.Net.IPEndPoint(System.Net.IPAddress.Parse("198.18.0.2"), 8080)));
         Assert.Contains("Vso:Backend = 'AfPacket', Vso:Interface = 'vsonone0'", error.Message, StringComparison.Ordinal);
+        Assert.IsType<LinkException>(error.InnerException);
         Assert.Equal(0, factory.PinnedBytes);
     }
 }

@@ -49,7 +49,7 @@ public sealed class OutputWriterTests
         Assert.Equal(data, received);
         await server.DisposeAsync();
         await listener.UnbindAsync();
-        await TransportTests.WaitUntil(() => pair.Factory.PinnedBytes == 0, "every pinned block back in the pool");
+        await SimulatedPair.WaitUntil(() => pair.Factory.PinnedBytes == 0, "every pinned block back in the pool");
     }
 
     /// <summary>
@@ -80,7 +80,7 @@ public sealed class OutputWriterTests
             }
 
             Assert.Equal(data, received);
-            await TransportTests.WaitUntil(() => pair.Factory.PinnedBytes == idle, "the writer's block back in the pool once the response is acknowledged");
+            await SimulatedPair.WaitUntil(() => pair.Factory.PinnedBytes == idle, "the writer's block back in the pool once the response is acknowledged");
         }
 
         await server.DisposeAsync();

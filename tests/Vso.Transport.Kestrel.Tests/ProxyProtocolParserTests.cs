@@ -126,7 +126,7 @@ public sealed class ProxyProtocolParserTests
 
         // The feature splits them in order.
         var feature = new ProxyProtocolFeature(header, null, data.AsSpan(header.TlvOffset, header.TlvLength));
-        Assert.Equal([0x01, 0x02, 0xE0], feature.Tlvs.Select(t => t.Type));
+        Assert.Equal([0x01, 0x02, 0xE0], feature.Tlvs.Select(t => t.Key));
         Assert.Equal("example.com", Encoding.ASCII.GetString(feature.Tlvs[1].Value.Span));
     }
 

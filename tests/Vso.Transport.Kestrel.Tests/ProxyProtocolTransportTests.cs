@@ -49,7 +49,7 @@ public sealed class ProxyProtocolTransportTests
 
         await server.DisposeAsync();
         await listener.UnbindAsync();
-        await TransportTests.WaitUntil(() => pair.Factory.PinnedBytes == 0, "every pinned block back in the pool");
+        await SimulatedPair.WaitUntil(() => pair.Factory.PinnedBytes == 0, "every pinned block back in the pool");
     }
 
     /// <summary>The header may arrive in pieces (proxy-protocol.txt §2: TCP may cut it); the connection waits for all of it.</summary>
@@ -64,7 +64,7 @@ public sealed class ProxyProtocolTransportTests
         var header = V2(0x21, 0x11, ProxyProtocolParserTests.Ipv4Block("192.0.2.10", "192.0.2.20", 40000, 80), tlvs);
 
         await client.SendAsync(header.AsMemory(0, 10)).WaitAsync(Timeout);
-        await TransportTests.WaitUntil(() => client.GetInfo().BytesInFlight == 0, "the server to acknowledge the first 10 bytes");
+        await SimulatedPair.WaitUntil(() => client.GetInfo().BytesInFlight == 0, "the server to acknowledge the first 10 bytes");
         Assert.False(accept.IsCompleted, "the connection reached the accept loop before its header was whole");
         await client.SendAsync((byte[])[.. header.AsSpan(10), .. "GET"u8]).WaitAsync(Timeout);
 
@@ -73,7 +73,7 @@ public sealed class ProxyProtocolTransportTests
         Assert.Equal(new IPEndPoint(IPAddress.Parse("192.0.2.20"), 80), server.LocalEndPoint);
         var feature = server.Features.Get<IProxyProtocolFeature>()!;
         Assert.Equal(2, feature.Version);
-        Assert.Equal([0x02, 0x05], feature.Tlvs.Select(t => t.Type));
+        Assert.Equal([0x02, 0x05], feature.Tlvs.Select(t => t.Key));
         Assert.Equal("conn-42", Encoding.ASCII.GetString(feature.Tlvs[1].Value.Span));
         var read = await server.Transport.Input.ReadAsync().AsTask().WaitAsync(Timeout);
         Assert.Equal("GET", Encoding.ASCII.GetString(read.Buffer.ToArray()));
@@ -118,7 +118,7 @@ public sealed class ProxyProtocolTransportTests
         Assert.False(accept.IsCompleted, "a refused connection reached the accept loop");
         await listener.UnbindAsync();
         Assert.Null(await accept.WaitAsync(Timeout));
-        await TransportTests.WaitUntil(() => pair.Factory.PinnedBytes == 0, "every pinned block back in the pool");
+        await SimulatedPair.WaitUntil(() => pair.Factory.PinnedBytes == 0, "every pinned block back in the pool");
     }
 
     [Fact]
@@ -150,7 +150,7 @@ public sealed class ProxyProtocolTransportTests
         await AssertResetAsync(client);
         Assert.Equal(["timeout"], counters.Rejected);
         await listener.UnbindAsync();
-        await TransportTests.WaitUntil(() => pair.Factory.PinnedBytes == 0, "every pinned block back in the pool");
+        await SimulatedPair.WaitUntil(() => pair.Factory.PinnedBytes == 0, "every pinned block back in the pool");
     }
 
     [Fact]

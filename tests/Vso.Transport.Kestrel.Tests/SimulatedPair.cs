@@ -55,4 +55,19 @@ internal sealed class SimulatedPair : IDisposable
         Client.Dispose();
         Factory.Dispose();
     }
+
+    /// <summary>Polls <paramref name="condition"/> in real time, for tests that run a real Kestrel host.</summary>
+    internal static async Task WaitUntil(Func<bool> condition, string what)
+    {
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(30);
+        while (!condition())
+        {
+            if (DateTime.UtcNow > deadline)
+            {
+                Assert.Fail($"timed out waiting for: {what}");
+            }
+
+            await Task.Delay(20);
+        }
+    }
 }

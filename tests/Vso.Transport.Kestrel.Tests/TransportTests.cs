@@ -12,7 +12,7 @@ using Vso.Transport.Wire;
 namespace Vso.Transport.Kestrel.Tests;
 
 /// <summary>
-/// The behaviours Kestrel's own transport tests check, against the Vso transport over a simulated wire in real time:
+/// The behaviours Kestrel's own transport tests check, against the Vso transport over a simulated wire in virtual time (<see cref="VirtualPair"/>):
 /// echo, backpressure both ways, completing output, abort, unbind, failed bind, stale descriptors, pinned bytes.
 /// </summary>
 public sealed class TransportTests
@@ -23,139 +23,155 @@ public sealed class TransportTests
     [Theory]
     [InlineData(IdentifyMode.Pinned)]
     [InlineData(IdentifyMode.Copy)]
-    public async Task Echo_round_trips_4_MiB_and_releases_every_block(IdentifyMode mode)
+    public void Echo_round_trips_4_MiB_and_releases_every_block(IdentifyMode mode)
     {
         var options = SimulatedPair.DefaultOptions();
         options.IdentifyMode = mode;
-        using var pair = SimulatedPair.Create(options);
-        var (listener, client, accepted) = await OpenAsync(pair);
-        await using var server = accepted;
-        var echo = EchoAsync(server);
+        VirtualPair.Run(
+            async pair =>
+            {
+                var (listener, client, accepted) = await OpenAsync(pair);
+                await using var server = accepted;
+                var echo = EchoAsync(server);
 
-        var data = RandomNumberGenerator.GetBytes(4 << 20);
-        var send = client.SendAsync(data);
-        var received = await ReceiveExactlyAsync(client, data.Length).WaitAsync(Timeout);
-        await send.WaitAsync(Timeout);
-        Assert.Equal(SHA256.HashData(data), SHA256.HashData(received));
+                var data = RandomNumberGenerator.GetBytes(4 << 20);
+                var send = client.SendAsync(data);
+                var received = await ReceiveExactlyAsync(client, data.Length).WaitAsync(Timeout);
+                await send.WaitAsync(Timeout);
+                Assert.Equal(SHA256.HashData(data), SHA256.HashData(received));
 
-        client.ShutdownSend();
-        await echo.WaitAsync(Timeout);
-        Assert.Equal(0, await client.ReceiveAsync(new byte[16]).AsTask().WaitAsync(Timeout));
-        var info = ((VsoTransportConnection)server).GetInfo();
-        Assert.Equal(mode == IdentifyMode.Copy ? info.FirstTransmissionBytes : 0, info.FirstTransmissionCopiedBytes);
-        await server.DisposeAsync();
-        await listener.UnbindAsync();
-        await WaitUntil(() => pair.Factory.PinnedBytes == 0, "every pinned block back in the pool");
+                client.ShutdownSend();
+                await echo.WaitAsync(Timeout);
+                Assert.Equal(0, await client.ReceiveAsync(new byte[16]).AsTask().WaitAsync(Timeout));
+                var info = ((VsoTransportConnection)server).GetInfo();
+                Assert.Equal(mode == IdentifyMode.Copy ? info.FirstTransmissionBytes : 0, info.FirstTransmissionCopiedBytes);
+                await server.DisposeAsync();
+                await listener.UnbindAsync();
+                await pair.Until(() => pair.Factory.PinnedBytes == 0, "every pinned block back in the pool");
+            },
+            options);
     }
 
     [Fact]
-    public async Task Output_backpressure_holds_flush_until_the_peer_reads()
+    public void Output_backpressure_holds_flush_until_the_peer_reads()
     {
-        using var pair = SimulatedPair.Create();
-        var (listener, client, accepted) = await OpenAsync(pair);
-        var server = (VsoTransportConnection)accepted;
-
-        // The client does not read: its 1 MiB window fills, the server's unacknowledged bytes pile up.
-        var output = server.Transport.Output;
-        var chunk = new byte[64 * 1024];
-        ValueTask<FlushResult> flush = default;
-        var written = 0L;
-        var deadline = DateTime.UtcNow + Timeout;
-        while (DateTime.UtcNow < deadline)
-        {
-            output.Write(chunk);
-            written += chunk.Length;
-            flush = output.FlushAsync();
-            if (!flush.IsCompleted)
+        VirtualPair.Run(
+            async pair =>
             {
-                break;
-            }
-        }
+                var (listener, client, accepted) = await OpenAsync(pair);
+                var server = (VsoTransportConnection)accepted;
 
-        Assert.False(flush.IsCompleted, "FlushAsync never waited: no output backpressure");
-        // The flush waited at the pause threshold; ACKs for what the client's window took may lower the figure since, but a
-        // waiting flush holds until it falls below the resume threshold.
-        Assert.True(flush.IsCompleted || server.Output.InFlightBytes >= server.Output.ResumeThreshold, $"in flight {server.Output.InFlightBytes} < resume {server.Output.ResumeThreshold} while the flush waits");
-        await Task.Delay(300);
-        Assert.False(flush.IsCompleted, "FlushAsync completed although the peer reads nothing");
-
-        // The client reads: ACKs release blocks, the flush completes.
-        var reader = ReceiveExactlyAsync(pair.Client, client, written);
-        var result = await flush.AsTask().WaitAsync(Timeout);
-        Assert.False(result.IsCompleted);
-        await output.CompleteAsync();
-        await reader.WaitAsync(Timeout);
-        await server.DisposeAsync();
-        await listener.UnbindAsync();
-        await WaitUntil(() => pair.Factory.PinnedBytes == 0, "every pinned block back in the pool");
-    }
-
-    [Fact]
-    public async Task Input_backpressure_closes_the_window_until_the_application_reads()
-    {
-        using var pair = SimulatedPair.Create();
-        var (listener, client, server) = await OpenAsync(pair);
-
-        // 8 MiB against a 1 MiB input pipe plus a 1 MiB receive buffer: the send cannot complete while nobody reads.
-        var data = RandomNumberGenerator.GetBytes(8 << 20);
-        var send = client.SendAsync(data);
-        await WaitUntil(() => client.Tcp!.Sender.PeerWindow == 0, "the server's window to close (zero window advertised)");
-        await Task.Delay(300);
-        Assert.Equal(0u, client.Tcp!.Sender.PeerWindow);
-        Assert.False(send.IsCompleted, "the peer acknowledged everything although the application read nothing");
-
-        // The application reads: the window opens, everything arrives in order.
-        var received = new MemoryStream();
-        while (received.Length < data.Length)
-        {
-            var result = await server.Transport.Input.ReadAsync().AsTask().WaitAsync(Timeout);
-            foreach (var segment in result.Buffer)
-            {
-                received.Write(segment.Span);
+                // The client does not read: its 1 MiB window fills, the server's unacknowledged bytes pile up.
+                var output = server.Transport.Output;
+                var chunk = new byte[64 * 1024];
+                ValueTask<FlushResult> flush = default;
+                var written = 0L;
+                var deadline = DateTime.UtcNow + Timeout;
+                while (DateTime.UtcNow < deadline)
+                {
+                    output.Write(chunk);
+                    written += chunk.Length;
+                    flush = output.FlushAsync();
+                    if (!flush.IsCompleted)
+                    {
+                        break;
+                    }
             }
 
-            server.Transport.Input.AdvanceTo(result.Buffer.End);
-        }
+            Assert.False(flush.IsCompleted, "FlushAsync never waited: no output backpressure");
+            // The flush waited at the pause threshold; ACKs for what the client's window took may lower the figure since, but a
+            // waiting flush holds until it falls below the resume threshold.
+            Assert.True(flush.IsCompleted || server.Output.InFlightBytes >= server.Output.ResumeThreshold, $"in flight {server.Output.InFlightBytes} < resume {server.Output.ResumeThreshold} while the flush waits");
+            await pair.Delay(TimeSpan.FromMilliseconds(300));
+            Assert.False(flush.IsCompleted, "FlushAsync completed although the peer reads nothing");
 
-        await send.WaitAsync(Timeout);
-        Assert.Equal(SHA256.HashData(data), SHA256.HashData(received.ToArray()));
-        await server.DisposeAsync();
-        await listener.UnbindAsync();
+            // The client reads: ACKs release blocks, the flush completes.
+            var reader = ReceiveExactlyAsync(pair.Client, client, written);
+            var result = await flush.AsTask().WaitAsync(Timeout);
+            Assert.False(result.IsCompleted);
+            await output.CompleteAsync();
+            await reader.WaitAsync(Timeout);
+            await server.DisposeAsync();
+            await listener.UnbindAsync();
+            await pair.Until(() => pair.Factory.PinnedBytes == 0, "every pinned block back in the pool");
+            });
     }
 
     [Fact]
-    public async Task Completing_output_sends_the_data_then_FIN()
+    public void Input_backpressure_closes_the_window_until_the_application_reads()
     {
-        using var pair = SimulatedPair.Create();
-        var (listener, client, server) = await OpenAsync(pair);
+        VirtualPair.Run(
+            async pair =>
+            {
+                var (listener, client, server) = await OpenAsync(pair);
 
-        var payload = "goodbye"u8.ToArray();
-        server.Transport.Output.Write(payload);
-        Assert.Equal(payload.Length, server.Transport.Output.UnflushedBytes);
-        await server.Transport.Output.CompleteAsync();
+                // 8 MiB against a 1 MiB input pipe plus a 1 MiB receive buffer: the send cannot complete while nobody reads.
+                var data = RandomNumberGenerator.GetBytes(8 << 20);
+                var send = client.SendAsync(data);
+                await pair.Until(() => client.Tcp!.Sender.PeerWindow == 0, "the server's window to close (zero window advertised)");
+                await pair.Delay(TimeSpan.FromMilliseconds(300));
+                Assert.Equal(0u, client.Tcp!.Sender.PeerWindow);
+                Assert.False(send.IsCompleted, "the peer acknowledged everything although the application read nothing");
 
-        var received = await ReceiveExactlyAsync(client, payload.Length).WaitAsync(Timeout);
-        Assert.Equal(payload, received);
-        Assert.Equal(0, await client.ReceiveAsync(new byte[16]).AsTask().WaitAsync(Timeout));
-        await server.DisposeAsync();
-        await listener.UnbindAsync();
+                // The application reads: the window opens, everything arrives in order.
+                var received = new MemoryStream();
+                while (received.Length < data.Length)
+                {
+                    var result = await server.Transport.Input.ReadAsync().AsTask().WaitAsync(Timeout);
+                    foreach (var segment in result.Buffer)
+                    {
+                        received.Write(segment.Span);
+                    }
+
+                    server.Transport.Input.AdvanceTo(result.Buffer.End);
+            }
+
+            await send.WaitAsync(Timeout);
+            Assert.Equal(SHA256.HashData(data), SHA256.HashData(received.ToArray()));
+            await server.DisposeAsync();
+            await listener.UnbindAsync();
+            });
     }
 
     [Fact]
-    public async Task Abort_resets_the_peer_and_fires_ConnectionClosed()
+    public void Completing_output_sends_the_data_then_FIN()
     {
-        using var pair = SimulatedPair.Create();
-        var (listener, client, server) = await OpenAsync(pair);
-        var closed = new TaskCompletionSource();
-        server.ConnectionClosed.Register(() => closed.TrySetResult());
+        VirtualPair.Run(
+            async pair =>
+            {
+                var (listener, client, server) = await OpenAsync(pair);
 
-        server.Abort(new ConnectionAbortedException("test abort"));
-        await closed.Task.WaitAsync(Timeout);
-        var error = await Assert.ThrowsAsync<TcpConnectionException>(() => client.ReceiveAsync(new byte[16]).AsTask().WaitAsync(Timeout));
-        Assert.Equal(TcpError.Reset, error.Error);
-        await server.DisposeAsync();
-        await listener.UnbindAsync();
-        await WaitUntil(() => pair.Factory.PinnedBytes == 0, "every pinned block back in the pool");
+                var payload = "goodbye"u8.ToArray();
+                server.Transport.Output.Write(payload);
+                Assert.Equal(payload.Length, server.Transport.Output.UnflushedBytes);
+                await server.Transport.Output.CompleteAsync();
+
+                var received = await ReceiveExactlyAsync(client, payload.Length).WaitAsync(Timeout);
+                Assert.Equal(payload, received);
+                Assert.Equal(0, await client.ReceiveAsync(new byte[16]).AsTask().WaitAsync(Timeout));
+                await server.DisposeAsync();
+                await listener.UnbindAsync();
+            });
+    }
+
+    [Fact]
+    public void Abort_resets_the_peer_and_fires_ConnectionClosed()
+    {
+        VirtualPair.Run(
+            async pair =>
+            {
+                var (listener, client, server) = await OpenAsync(pair);
+                var closed = new TaskCompletionSource();
+                server.ConnectionClosed.Register(() => closed.TrySetResult());
+
+                server.Abort(new ConnectionAbortedException("test abort"));
+                await closed.Task.WaitAsync(Timeout);
+                var error = await Assert.ThrowsAsync<TcpConnectionException>(() => client.ReceiveAsync(new byte[16]).AsTask().WaitAsync(Timeout));
+                Assert.Equal(TcpError.Reset, error.Error);
+                await server.DisposeAsync();
+                await listener.UnbindAsync();
+                await pair.Until(() => pair.Factory.PinnedBytes == 0, "every pinned block back in the pool");
+            });
     }
 
     /// <summary>
@@ -164,52 +180,59 @@ public sealed class TransportTests
     /// dropped. The peer sees a reset, not an orderly end of stream that would pass a truncated response as complete.
     /// </summary>
     [Fact]
-    public async Task Completing_output_with_an_exception_resets_the_peer()
+    public void Completing_output_with_an_exception_resets_the_peer()
     {
-        using var pair = SimulatedPair.Create();
-        var (listener, client, server) = await OpenAsync(pair);
-        var closed = new TaskCompletionSource();
-        server.ConnectionClosed.Register(() => closed.TrySetResult());
+        VirtualPair.Run(
+            async pair =>
+            {
+                var (listener, client, server) = await OpenAsync(pair);
+                var closed = new TaskCompletionSource();
+                server.ConnectionClosed.Register(() => closed.TrySetResult());
 
-        server.Transport.Output.Write("never sent"u8);
-        await server.Transport.Output.CompleteAsync(new InvalidOperationException("application failed mid-response"));
+                server.Transport.Output.Write("never sent"u8);
+                await server.Transport.Output.CompleteAsync(new InvalidOperationException("application failed mid-response"));
 
-        var error = await Assert.ThrowsAsync<TcpConnectionException>(() => client.ReceiveAsync(new byte[16]).AsTask().WaitAsync(Timeout));
-        Assert.Equal(TcpError.Reset, error.Error);
-        await closed.Task.WaitAsync(Timeout);
-        await server.DisposeAsync();
-        await listener.UnbindAsync();
-        await WaitUntil(() => pair.Factory.PinnedBytes == 0, "every pinned block back in the pool");
+                var error = await Assert.ThrowsAsync<TcpConnectionException>(() => client.ReceiveAsync(new byte[16]).AsTask().WaitAsync(Timeout));
+                Assert.Equal(TcpError.Reset, error.Error);
+                await closed.Task.WaitAsync(Timeout);
+                await server.DisposeAsync();
+                await listener.UnbindAsync();
+                await pair.Until(() => pair.Factory.PinnedBytes == 0, "every pinned block back in the pool");
+            });
     }
 
     /// <summary>FinOnError (SocketTransportOptions.FinOnError's counterpart): an error or an abort ends with FIN after the flushed data.</summary>
     [Theory]
     [InlineData(false)]
     [InlineData(true)]
-    public async Task With_FinOnError_errors_and_aborts_end_with_FIN_after_the_flushed_data(bool abort)
+    public void With_FinOnError_errors_and_aborts_end_with_FIN_after_the_flushed_data(bool abort)
     {
         var options = SimulatedPair.DefaultOptions();
         options.FinOnError = true;
-        using var pair = SimulatedPair.Create(options);
-        var (listener, client, server) = await OpenAsync(pair);
+        VirtualPair.Run(
+            async pair =>
+            {
+                var (listener, client, server) = await OpenAsync(pair);
 
-        var payload = "flushed before the error"u8.ToArray();
-        await server.Transport.Output.WriteAsync(payload);
-        if (abort)
-        {
-            server.Abort(new ConnectionAbortedException("test abort"));
-        }
-        else
-        {
-            await server.Transport.Output.CompleteAsync(new InvalidOperationException("application failed"));
-        }
+                var payload = "flushed before the error"u8.ToArray();
+                await server.Transport.Output.WriteAsync(payload);
+                if (abort)
+                {
+                    server.Abort(new ConnectionAbortedException("test abort"));
+            }
+            else
+            {
+                await server.Transport.Output.CompleteAsync(new InvalidOperationException("application failed"));
+            }
 
-        var received = await ReceiveExactlyAsync(client, payload.Length).WaitAsync(Timeout);
-        Assert.Equal(payload, received);
-        Assert.Equal(0, await client.ReceiveAsync(new byte[16]).AsTask().WaitAsync(Timeout));
-        await server.DisposeAsync();
-        await listener.UnbindAsync();
-        await WaitUntil(() => pair.Factory.PinnedBytes == 0, "every pinned block back in the pool");
+            var received = await ReceiveExactlyAsync(client, payload.Length).WaitAsync(Timeout);
+            Assert.Equal(payload, received);
+            Assert.Equal(0, await client.ReceiveAsync(new byte[16]).AsTask().WaitAsync(Timeout));
+            await server.DisposeAsync();
+            await listener.UnbindAsync();
+            await pair.Until(() => pair.Factory.PinnedBytes == 0, "every pinned block back in the pool");
+            },
+            options);
     }
 
     /// <summary>
@@ -218,57 +241,64 @@ public sealed class TransportTests
     /// The TCP connection is only half-closed (RFC 9293 §3.10.4, CLOSE-WAIT): the server can still send.
     /// </summary>
     [Fact]
-    public async Task Peer_FIN_completes_input_and_fires_ConnectionClosed_while_the_server_can_still_send()
+    public void Peer_FIN_completes_input_and_fires_ConnectionClosed_while_the_server_can_still_send()
     {
-        using var pair = SimulatedPair.Create();
-        var (listener, client, server) = await OpenAsync(pair);
-        var closed = new TaskCompletionSource();
-        server.ConnectionClosed.Register(() => closed.TrySetResult());
+        VirtualPair.Run(
+            async pair =>
+            {
+                var (listener, client, server) = await OpenAsync(pair);
+                var closed = new TaskCompletionSource();
+                server.ConnectionClosed.Register(() => closed.TrySetResult());
 
-        await client.SendAsync("request"u8.ToArray()).WaitAsync(Timeout);
-        client.ShutdownSend();
-        Assert.Equal("request"u8.ToArray(), await ReadToEndAsync(server.Transport.Input).WaitAsync(Timeout));
-        await closed.Task.WaitAsync(Timeout);
-        Assert.Equal(TcpState.CloseWait, ((VsoTransportConnection)server).GetInfo().State);
+                await client.SendAsync("request"u8.ToArray()).WaitAsync(Timeout);
+                client.ShutdownSend();
+                Assert.Equal("request"u8.ToArray(), await ReadToEndAsync(server.Transport.Input).WaitAsync(Timeout));
+                await closed.Task.WaitAsync(Timeout);
+                Assert.Equal(TcpState.CloseWait, ((VsoTransportConnection)server).GetInfo().State);
 
-        // Half-closed, not closed: what the application still writes reaches the client, then FIN.
-        await server.Transport.Output.WriteAsync("response"u8.ToArray());
-        await server.Transport.Output.CompleteAsync();
-        Assert.Equal("response"u8.ToArray(), await ReceiveExactlyAsync(client, 8).WaitAsync(Timeout));
-        Assert.Equal(0, await client.ReceiveAsync(new byte[16]).AsTask().WaitAsync(Timeout));
-        await server.DisposeAsync();
-        await listener.UnbindAsync();
-        await WaitUntil(() => pair.Factory.PinnedBytes == 0, "every pinned block back in the pool");
+                // Half-closed, not closed: what the application still writes reaches the client, then FIN.
+                await server.Transport.Output.WriteAsync("response"u8.ToArray());
+                await server.Transport.Output.CompleteAsync();
+                Assert.Equal("response"u8.ToArray(), await ReceiveExactlyAsync(client, 8).WaitAsync(Timeout));
+                Assert.Equal(0, await client.ReceiveAsync(new byte[16]).AsTask().WaitAsync(Timeout));
+                await server.DisposeAsync();
+                await listener.UnbindAsync();
+                await pair.Until(() => pair.Factory.PinnedBytes == 0, "every pinned block back in the pool");
+            });
     }
 
     /// <summary>ConnectionClosedOnPeerFin = false keeps the earlier behaviour: ConnectionClosed waits for the whole TCP connection to end.</summary>
     [Fact]
-    public async Task Without_ConnectionClosedOnPeerFin_ConnectionClosed_waits_for_the_connection_to_end()
+    public void Without_ConnectionClosedOnPeerFin_ConnectionClosed_waits_for_the_connection_to_end()
     {
         var options = SimulatedPair.DefaultOptions();
         options.ConnectionClosedOnPeerFin = false;
-        using var pair = SimulatedPair.Create(options);
-        var (listener, client, server) = await OpenAsync(pair);
-        var closed = new TaskCompletionSource();
-        server.ConnectionClosed.Register(() => closed.TrySetResult());
+        VirtualPair.Run(
+            async pair =>
+            {
+                var (listener, client, server) = await OpenAsync(pair);
+                var closed = new TaskCompletionSource();
+                server.ConnectionClosed.Register(() => closed.TrySetResult());
 
-        await client.SendAsync("request"u8.ToArray()).WaitAsync(Timeout);
-        client.ShutdownSend();
-        Assert.Equal("request"u8.ToArray(), await ReadToEndAsync(server.Transport.Input).WaitAsync(Timeout));
+                await client.SendAsync("request"u8.ToArray()).WaitAsync(Timeout);
+                client.ShutdownSend();
+                Assert.Equal("request"u8.ToArray(), await ReadToEndAsync(server.Transport.Input).WaitAsync(Timeout));
 
-        // A round trip after the input ended (the response reaches the client): still not fired.
-        await server.Transport.Output.WriteAsync("response"u8.ToArray());
-        Assert.Equal("response"u8.ToArray(), await ReceiveExactlyAsync(client, 8).WaitAsync(Timeout));
-        Assert.False(closed.Task.IsCompleted, "ConnectionClosed fired on the peer's FIN although ConnectionClosedOnPeerFin is false");
-        Assert.Equal(TcpState.CloseWait, ((VsoTransportConnection)server).GetInfo().State);
+                // A round trip after the input ended (the response reaches the client): still not fired.
+                await server.Transport.Output.WriteAsync("response"u8.ToArray());
+                Assert.Equal("response"u8.ToArray(), await ReceiveExactlyAsync(client, 8).WaitAsync(Timeout));
+                Assert.False(closed.Task.IsCompleted, "ConnectionClosed fired on the peer's FIN although ConnectionClosedOnPeerFin is false");
+                Assert.Equal(TcpState.CloseWait, ((VsoTransportConnection)server).GetInfo().State);
 
-        // The server's FIN, acknowledged by the client: the TCP connection has ended, ConnectionClosed fires.
-        await server.Transport.Output.CompleteAsync();
-        Assert.Equal(0, await client.ReceiveAsync(new byte[16]).AsTask().WaitAsync(Timeout));
-        await closed.Task.WaitAsync(Timeout);
-        await server.DisposeAsync();
-        await listener.UnbindAsync();
-        await WaitUntil(() => pair.Factory.PinnedBytes == 0, "every pinned block back in the pool");
+                // The server's FIN, acknowledged by the client: the TCP connection has ended, ConnectionClosed fires.
+                await server.Transport.Output.CompleteAsync();
+                Assert.Equal(0, await client.ReceiveAsync(new byte[16]).AsTask().WaitAsync(Timeout));
+                await closed.Task.WaitAsync(Timeout);
+                await server.DisposeAsync();
+                await listener.UnbindAsync();
+                await pair.Until(() => pair.Factory.PinnedBytes == 0, "every pinned block back in the pool");
+            },
+            options);
     }
 
     /// <summary>
@@ -276,107 +306,125 @@ public sealed class TransportTests
     /// Sockets transport then shuts the socket down gracefully (SocketConnection.Shutdown(null): FIN, not RST).
     /// </summary>
     [Fact]
-    public async Task Abort_without_a_reason_ends_with_FIN_after_the_flushed_data()
+    public void Abort_without_a_reason_ends_with_FIN_after_the_flushed_data()
     {
-        using var pair = SimulatedPair.Create();
-        var (listener, client, server) = await OpenAsync(pair);
+        VirtualPair.Run(
+            async pair =>
+            {
+                var (listener, client, server) = await OpenAsync(pair);
 
-        var payload = "flushed before the abort"u8.ToArray();
-        await server.Transport.Output.WriteAsync(payload);
-        server.Abort(null!);
+                var payload = "flushed before the abort"u8.ToArray();
+                await server.Transport.Output.WriteAsync(payload);
+                server.Abort(null!);
 
-        // Written after the abort: dropped, and the flush says the connection is done, as on Sockets.
-        server.Transport.Output.Write("never sent"u8);
-        var late = await server.Transport.Output.FlushAsync().AsTask().WaitAsync(Timeout);
-        Assert.True(late.IsCompleted);
+                // Written after the abort: dropped, and the flush says the connection is done, as on Sockets.
+                server.Transport.Output.Write("never sent"u8);
+                var late = await server.Transport.Output.FlushAsync().AsTask().WaitAsync(Timeout);
+                Assert.True(late.IsCompleted);
 
-        Assert.Equal(payload, await ReceiveExactlyAsync(client, payload.Length).WaitAsync(Timeout));
-        Assert.Equal(0, await client.ReceiveAsync(new byte[16]).AsTask().WaitAsync(Timeout));
-        await server.DisposeAsync();
-        await listener.UnbindAsync();
-        await WaitUntil(() => pair.Factory.PinnedBytes == 0, "every pinned block back in the pool");
+                Assert.Equal(payload, await ReceiveExactlyAsync(client, payload.Length).WaitAsync(Timeout));
+                Assert.Equal(0, await client.ReceiveAsync(new byte[16]).AsTask().WaitAsync(Timeout));
+                await server.DisposeAsync();
+                await listener.UnbindAsync();
+                await pair.Until(() => pair.Factory.PinnedBytes == 0, "every pinned block back in the pool");
+            });
     }
 
     [Fact]
-    public async Task Unbind_stops_accepting_and_new_connections_are_refused()
+    public void Unbind_stops_accepting_and_new_connections_are_refused()
     {
-        using var pair = SimulatedPair.Create();
-        var (listener, client, server) = await OpenAsync(pair);
+        VirtualPair.Run(
+            async pair =>
+            {
+                var (listener, client, server) = await OpenAsync(pair);
 
-        await listener.UnbindAsync();
-        Assert.Null(await listener.AcceptAsync().AsTask().WaitAsync(Timeout));
-        var refused = await Assert.ThrowsAsync<TcpConnectionException>(() => pair.Client.ConnectAsync(Endpoint).WaitAsync(Timeout));
-        Assert.Equal(TcpError.Refused, refused.Error);
+                await listener.UnbindAsync();
+                Assert.Null(await listener.AcceptAsync().AsTask().WaitAsync(Timeout));
+                var refused = await Assert.ThrowsAsync<TcpConnectionException>(() => pair.Client.ConnectAsync(Endpoint).WaitAsync(Timeout));
+                Assert.Equal(TcpError.Refused, refused.Error);
 
-        // The accepted connection lives on after unbind.
-        await client.SendAsync("ping"u8.ToArray()).WaitAsync(Timeout);
-        var read = await server.Transport.Input.ReadAsync().AsTask().WaitAsync(Timeout);
-        Assert.Equal("ping"u8.ToArray(), read.Buffer.ToArray());
-        server.Transport.Input.AdvanceTo(read.Buffer.End);
-        await server.DisposeAsync();
+                // The accepted connection lives on after unbind.
+                await client.SendAsync("ping"u8.ToArray()).WaitAsync(Timeout);
+                var read = await server.Transport.Input.ReadAsync().AsTask().WaitAsync(Timeout);
+                Assert.Equal("ping"u8.ToArray(), read.Buffer.ToArray());
+                server.Transport.Input.AdvanceTo(read.Buffer.End);
+                await server.DisposeAsync();
+            });
     }
 
     [Fact]
-    public async Task Binding_a_bound_port_fails_with_a_clear_error()
+    public void Binding_a_bound_port_fails_with_a_clear_error()
     {
-        using var pair = SimulatedPair.Create();
-        var listener = await pair.Factory.BindAsync(Endpoint);
-        var error = await Assert.ThrowsAsync<AddressInUseException>(async () => await pair.Factory.BindAsync(Endpoint));
-        Assert.Contains("198.18.0.2:8080 is already bound", error.Message, StringComparison.Ordinal);
-        await listener.UnbindAsync();
+        VirtualPair.Run(
+            async pair =>
+            {
+                var listener = await pair.Factory.BindAsync(Endpoint);
+                var error = await Assert.ThrowsAsync<AddressInUseException>(async () => await pair.Factory.BindAsync(Endpoint));
+                Assert.Contains("198.18.0.2:8080 is already bound", error.Message, StringComparison.Ordinal);
+                await listener.UnbindAsync();
 
-        // Free again after unbind.
-        var again = await pair.Factory.BindAsync(Endpoint);
-        await again.UnbindAsync();
+                // Free again after unbind.
+                var again = await pair.Factory.BindAsync(Endpoint);
+                await again.UnbindAsync();
+            });
     }
 
     [Fact]
-    public async Task Binding_port_0_reports_the_chosen_port_and_accepts_on_it()
+    public void Binding_port_0_reports_the_chosen_port_and_accepts_on_it()
     {
-        // Kestrel's dynamic port binding (http://198.18.0.2:0) reads the bound port back from the listener's EndPoint.
-        using var pair = SimulatedPair.Create();
-        var listener = await pair.Factory.BindAsync(new IPEndPoint(IPAddress.Parse(SimulatedPair.ServerAddress), 0));
-        var bound = Assert.IsType<IPEndPoint>(listener.EndPoint);
-        Assert.InRange(bound.Port, 49152, 65535);
-        var other = await pair.Factory.BindAsync(new IPEndPoint(IPAddress.Parse(SimulatedPair.ServerAddress), 0));
-        Assert.NotEqual(bound.Port, ((IPEndPoint)other.EndPoint).Port);
+        VirtualPair.Run(
+            async pair =>
+            {
+                // Kestrel's dynamic port binding (http://198.18.0.2:0) reads the bound port back from the listener's EndPoint.
+                var listener = await pair.Factory.BindAsync(new IPEndPoint(IPAddress.Parse(SimulatedPair.ServerAddress), 0));
+                var bound = Assert.IsType<IPEndPoint>(listener.EndPoint);
+                Assert.InRange(bound.Port, 49152, 65535);
+                var other = await pair.Factory.BindAsync(new IPEndPoint(IPAddress.Parse(SimulatedPair.ServerAddress), 0));
+                Assert.NotEqual(bound.Port, ((IPEndPoint)other.EndPoint).Port);
 
-        var accepting = listener.AcceptAsync().AsTask();
-        var client = await pair.Client.ConnectAsync(bound).WaitAsync(Timeout);
-        await using var server = (await accepting.WaitAsync(Timeout))!;
-        Assert.Equal(bound, server.LocalEndPoint);
-        client.Abort();
-        await listener.UnbindAsync();
-        await other.UnbindAsync();
+                var accepting = listener.AcceptAsync().AsTask();
+                var client = await pair.Client.ConnectAsync(bound).WaitAsync(Timeout);
+                await using var server = (await accepting.WaitAsync(Timeout))!;
+                Assert.Equal(bound, server.LocalEndPoint);
+                client.Abort();
+                await listener.UnbindAsync();
+                await other.UnbindAsync();
+            });
     }
 
     [Fact]
     public void Selector_claims_only_the_stack_address()
     {
-        using var pair = SimulatedPair.Create();
-        Assert.True(pair.Factory.CanBind(Endpoint));
-        Assert.False(pair.Factory.CanBind(new IPEndPoint(IPAddress.Loopback, 8080)));
-        Assert.False(pair.Factory.CanBind(new IPEndPoint(IPAddress.Any, 8080)));
-        Assert.False(pair.Factory.CanBind(new System.Net.Sockets.UnixDomainSocketEndPoint("/tmp/x.sock")));
+        VirtualPair.Run(
+            async pair =>
+            {
+                Assert.True(pair.Factory.CanBind(Endpoint));
+                Assert.False(pair.Factory.CanBind(new IPEndPoint(IPAddress.Loopback, 8080)));
+                Assert.False(pair.Factory.CanBind(new IPEndPoint(IPAddress.Any, 8080)));
+                Assert.False(pair.Factory.CanBind(new System.Net.Sockets.UnixDomainSocketEndPoint("/tmp/x.sock")));
+            });
     }
 
     [Fact]
-    public async Task Features_expose_ids_endpoints_pool_and_tcp_info()
+    public void Features_expose_ids_endpoints_pool_and_tcp_info()
     {
-        using var pair = SimulatedPair.Create();
-        var (listener, client, server) = await OpenAsync(pair);
+        VirtualPair.Run(
+            async pair =>
+            {
+                var (listener, client, server) = await OpenAsync(pair);
 
-        Assert.StartsWith("vso-", server.ConnectionId, StringComparison.Ordinal);
-        Assert.Equal(Endpoint, server.LocalEndPoint);
-        Assert.Equal(client.LocalEndPoint, server.RemoteEndPoint);
-        Assert.IsType<PinnedBlockPool>(server.Features.Get<IMemoryPoolFeature>()!.MemoryPool);
-        server.Items["k"] = "v";
-        Assert.Equal("v", server.Features.Get<IConnectionItemsFeature>()!.Items["k"]);
-        var info = server.Features.Get<IVsoTcpInfoFeature>()!.GetInfo();
-        Assert.Equal(TcpState.Established, info.State);
-        Assert.True(info.MaxSegmentSize > 0);
-        await server.DisposeAsync();
-        await listener.UnbindAsync();
+                Assert.StartsWith("vso-", server.ConnectionId, StringComparison.Ordinal);
+                Assert.Equal(Endpoint, server.LocalEndPoint);
+                Assert.Equal(client.LocalEndPoint, server.RemoteEndPoint);
+                Assert.IsType<PinnedBlockPool>(server.Features.Get<IMemoryPoolFeature>()!.MemoryPool);
+                server.Items["k"] = "v";
+                Assert.Equal("v", server.Features.Get<IConnectionItemsFeature>()!.Items["k"]);
+                var info = server.Features.Get<IVsoTcpInfoFeature>()!.GetInfo();
+                Assert.Equal(TcpState.Established, info.State);
+                Assert.True(info.MaxSegmentSize > 0);
+                await server.DisposeAsync();
+                await listener.UnbindAsync();
+            });
     }
 
     /// <summary>
@@ -384,31 +432,34 @@ public sealed class TransportTests
     /// through the receive buffer, so the stack copies each received byte once (twice through the buffer).
     /// </summary>
     [Fact]
-    public async Task In_order_bytes_are_copied_once_from_the_frame_into_the_input_pipe()
+    public void In_order_bytes_are_copied_once_from_the_frame_into_the_input_pipe()
     {
-        using var pair = SimulatedPair.Create();
-        var (listener, client, server) = await OpenAsync(pair);
-        var data = System.Security.Cryptography.RandomNumberGenerator.GetBytes(768 * 1024); // below the pipe's pause threshold (1 MiB): never paused
-        var sending = client.SendAsync(data);
-
-        var received = new MemoryStream();
-        while (received.Length < data.Length)
-        {
-            var result = await server.Transport.Input.ReadAsync().AsTask().WaitAsync(TimeSpan.FromSeconds(30));
-            foreach (var segment in result.Buffer)
+        VirtualPair.Run(
+            async pair =>
             {
-                received.Write(segment.Span);
+                var (listener, client, server) = await OpenAsync(pair);
+                var data = System.Security.Cryptography.RandomNumberGenerator.GetBytes(768 * 1024); // below the pipe's pause threshold (1 MiB): never paused
+                var sending = client.SendAsync(data);
+
+                var received = new MemoryStream();
+                while (received.Length < data.Length)
+                {
+                    var result = await server.Transport.Input.ReadAsync().AsTask().WaitAsync(TimeSpan.FromSeconds(30));
+                    foreach (var segment in result.Buffer)
+                    {
+                        received.Write(segment.Span);
+                    }
+
+                    server.Transport.Input.AdvanceTo(result.Buffer.End);
             }
 
-            server.Transport.Input.AdvanceTo(result.Buffer.End);
-        }
-
-        await sending.WaitAsync(TimeSpan.FromSeconds(30));
-        Assert.Equal(data, received.ToArray());
-        var info = server.Features.Get<IVsoTcpInfoFeature>()!.GetInfo();
-        Assert.Equal(data.Length, info.ReceiveCopiedBytes);
-        await server.DisposeAsync();
-        await listener.UnbindAsync();
+            await sending.WaitAsync(TimeSpan.FromSeconds(30));
+            Assert.Equal(data, received.ToArray());
+            var info = server.Features.Get<IVsoTcpInfoFeature>()!.GetInfo();
+            Assert.Equal(data.Length, info.ReceiveCopiedBytes);
+            await server.DisposeAsync();
+            await listener.UnbindAsync();
+            });
     }
 
     /// <summary>
@@ -458,32 +509,42 @@ public sealed class TransportTests
     }
 
     [Fact]
-    public async Task Host_refuses_a_stale_descriptor_without_reading()
+    public void Host_refuses_a_stale_descriptor_without_reading()
     {
-        using var pair = SimulatedPair.Create();
-        var (listener, _, accepted) = await OpenAsync(pair);
-        var server = (VsoTransportConnection)accepted;
+        VirtualPair.Run(
+            async pair =>
+            {
+                var (listener, _, accepted) = await OpenAsync(pair);
+                var server = (VsoTransportConnection)accepted;
 
-        var pool = pair.Factory.Pool!;
-        var block = pool.Rent();
-        var descriptor = new VsoSendRange(block.Address, 100, block.Id, block.Generation);
-        var host = server.SendHost;
-        var copy = new byte[100];
-        host.CopyTo(descriptor, 0, copy); // live: fine
-        block.Dispose();
-        var stale = Assert.Throws<StaleDescriptorException>(() => host.CopyTo(descriptor, 0, copy));
-        Assert.Contains("No memory was read", stale.Message, StringComparison.Ordinal);
-        Assert.Throws<StaleDescriptorException>(() => host.Lease(descriptor, 0, 10));
-        await server.DisposeAsync();
-        await listener.UnbindAsync();
+                var pool = pair.Factory.Pool!;
+                var block = pool.Rent();
+                var descriptor = new VsoSendRange(block.Address, 100, block.Id, block.Generation);
+                var host = server.SendHost;
+                var copy = new byte[100];
+                host.CopyTo(descriptor, 0, copy); // live: fine
+                block.Dispose();
+                var stale = Assert.Throws<StaleDescriptorException>(() => host.CopyTo(descriptor, 0, copy));
+                Assert.Contains("No memory was read", stale.Message, StringComparison.Ordinal);
+                Assert.Throws<StaleDescriptorException>(() => host.Lease(descriptor, 0, 10));
+                await server.DisposeAsync();
+                await listener.UnbindAsync();
+            });
     }
 
     /// <summary>Binds the transport's endpoint, connects the simulated client and accepts: (listener, client, server).</summary>
-    private static async Task<(IConnectionListener Listener, VsoConnection Client, ConnectionContext Server)> OpenAsync(SimulatedPair pair)
+    private static Task<(IConnectionListener Listener, VsoConnection Client, ConnectionContext Server)> OpenAsync(VirtualPair pair) =>
+        OpenAsync(pair.Factory, pair.Client);
+
+    /// <summary>The same in real time, for what only real threads show.</summary>
+    private static Task<(IConnectionListener Listener, VsoConnection Client, ConnectionContext Server)> OpenAsync(SimulatedPair pair) =>
+        OpenAsync(pair.Factory, pair.Client);
+
+    private static async Task<(IConnectionListener Listener, VsoConnection Client, ConnectionContext Server)> OpenAsync(VsoTransportFactory factory, VsoStack clientStack)
     {
-        var listener = await pair.Factory.BindAsync(Endpoint);
+        var listener = await factory.BindAsync(Endpoint);
         var acceptTask = listener.AcceptAsync().AsTask();
-        var client = await pair.Client.ConnectAsync(Endpoint).WaitAsync(Timeout);
+        var client = await clientStack.ConnectAsync(Endpoint).WaitAsync(Timeout);
         return (listener, client, (await acceptTask.WaitAsync(Timeout))!);
     }
 
@@ -563,19 +624,5 @@ public sealed class TransportTests
         }
 
         Assert.Equal(length, total);
-    }
-
-    internal static async Task WaitUntil(Func<bool> condition, string what)
-    {
-        var deadline = DateTime.UtcNow + Timeout;
-        while (!condition())
-        {
-            if (DateTime.UtcNow > deadline)
-            {
-                Assert.Fail($"timed out waiting for: {what}");
-            }
-
-            await Task.Delay(20);
-        }
     }
 }

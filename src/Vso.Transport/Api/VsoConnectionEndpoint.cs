@@ -84,7 +84,11 @@ public sealed class VsoConnectionEndpoint
     // ---- Engine thread ----
 
     /// <summary>Active open (RFC 9293 §3.10.1) from an ephemeral port. Throws <see cref="InvalidOperationException"/> if none is free.</summary>
-    public void Connect(Ipv4Address remote, ushort port) => Connect(remote, port, null, 0);
+    public void Connect(IPAddress remote, ushort port)
+    {
+        ArgumentNullException.ThrowIfNull(remote);
+        Connect(Ipv4Address.FromIPAddress(remote), port, null, 0);
+    }
 
     /// <summary>Active open with the connection's own <paramref name="settings"/> (null: a copy of the stack's) from <paramref name="localPort"/> (0: ephemeral).</summary>
     internal void Connect(Ipv4Address remote, ushort port, TcpSettings? settings, ushort localPort)

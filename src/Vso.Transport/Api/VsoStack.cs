@@ -1,5 +1,6 @@
 using System.Diagnostics.Metrics;
 using System.Net;
+using System.Net.NetworkInformation;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using Vso.MemoryPinning;
@@ -18,9 +19,23 @@ public sealed class VsoStack : IDisposable
 {
     private readonly Meter _meter;
     private EngineThread? _thread;
+    private readonly ILink? _ownedLink;
     private bool _disposed;
 
-    public VsoStack(ILink link, VsoStackOptions options, IClock? clock = null, ILoggerFactory? loggerFactory = null)
+    /// <summary>
+    /// A stack on the link <paramref name="link"/> describes, which the stack opens now and closes when disposed.
+    /// With <paramref name="virtualTime"/> the stack runs on that driver's clock and is stepped by it (do not call
+    /// <see cref="Start"/>); without, it runs in real time once started. A link that cannot be opened throws an
+    /// <see cref="IOException"/> whose message says what to grant or to fix.
+    /// </summary>
+    public VsoStack(VsoLinkOptions link, VsoStackOptions options, VirtualTimeDriver? virtualTime = null, ILoggerFactory? loggerFactory = null)
+        : this(OpenLink(link, options, virtualTime, loggerFactory), options, virtualTime?.Clock, loggerFactory)
+    {
+        _ownedLink = Core.Link;
+        virtualTime?.Add(this);
+    }
+
+    internal VsoStack(ILink link, VsoStackOptions options, IClock? clock = null, ILoggerFactory? loggerFactory = null)
     {
         ArgumentNullException.ThrowIfNull(link);
         ArgumentNullException.ThrowIfNull(options);
@@ -29,13 +44,31 @@ public sealed class VsoStack : IDisposable
         PinAccounting = new PinAccounting(options.Mlock);
         _meter = new Meter("Vso.Transport");
         var log = (loggerFactory ?? NullLoggerFactory.Instance).CreateLogger("Vso.Transport");
-        Core = new NetworkStack(link, options.Address, options.PrefixLength, options.Gateway, options.Tcp, clock ?? SystemClock.Instance, _meter, log);
-        log.StackStarted(options.Address.ToString(), options.PrefixLength, link.HardwareAddress.ToString(), link.Mtu);
+        Core = new NetworkStack(link, options.Ipv4, options.PrefixLength, options.GatewayIpv4, options.Tcp, clock ?? SystemClock.Instance, _meter, log);
+        log.StackStarted(options.Ipv4.ToString(), options.PrefixLength, link.HardwareAddress.ToString(), link.Mtu);
+    }
+
+    private static ILink OpenLink(VsoLinkOptions link, VsoStackOptions options, VirtualTimeDriver? virtualTime, ILoggerFactory? loggerFactory)
+    {
+        ArgumentNullException.ThrowIfNull(link);
+        ArgumentNullException.ThrowIfNull(options);
+        options.Validate();
+        var log = (loggerFactory ?? NullLoggerFactory.Instance).CreateLogger("Vso.Transport.Links");
+        IClock clock = virtualTime is null ? SystemClock.Instance : virtualTime.Clock;
+        return link.Open(new LinkOpenContext(options.Ipv4, options.PrefixLength, options.GatewayIpv4, clock, log));
     }
 
     public VsoStackOptions Options { get; }
 
-    public Ipv4Address Address => Options.Address;
+    public IPAddress Address => Options.Address;
+
+    internal Ipv4Address Ipv4 => Options.Ipv4;
+
+    /// <summary>The stack's hardware address on its link.</summary>
+    public PhysicalAddress HardwareAddress => Core.Link.HardwareAddress.ToPhysicalAddress();
+
+    /// <summary>The IP MTU of the stack's link.</summary>
+    public int Mtu => Core.Link.Mtu;
 
     internal NetworkStack Core { get; }
 
@@ -65,21 +98,27 @@ public sealed class VsoStack : IDisposable
     /// <summary>Exceptions that escaped frame processing and were contained; a healthy stack keeps it at 0.</summary>
     public long ContainedExceptions => Core.ContainedExceptions;
 
-    /// <summary>Starts the stack's engine thread (real time).</summary>
+    /// <summary>
+    /// Starts the stack's engine thread (real time). A stack on a <see cref="VirtualTimeDriver"/> is stepped by the
+    /// driver instead, and this does nothing, so code that starts a stack it was given runs unchanged in virtual time.
+    /// </summary>
     public void Start()
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
-        if (_thread is not null)
+        if (_thread is not null || DrivenVirtually)
         {
             return;
         }
 
-        _thread = new EngineThread(Core, $"vso-engine {Address}");
+        _thread = new EngineThread(Core, $"vso-engine {Ipv4}");
         _thread.Start();
     }
 
     /// <summary>For a virtual-time driver: announce the address (gratuitous ARP).</summary>
     internal void StartVirtual() => Core.Start();
+
+    /// <summary>Set by the <see cref="VirtualTimeDriver"/> that steps this stack.</summary>
+    internal bool DrivenVirtually { get; set; }
 
     /// <summary>
     /// Accepts connections to <paramref name="port"/> on the stack's address; 0 binds a free port of the ephemeral range,
@@ -114,7 +153,13 @@ public sealed class VsoStack : IDisposable
     }
 
     /// <summary>Opens a connection; completes when the handshake does, or fails (refused, timed out).</summary>
-    public Task<VsoConnection> ConnectAsync(Ipv4Address remote, ushort port)
+    public Task<VsoConnection> ConnectAsync(IPAddress remote, ushort port)
+    {
+        ArgumentNullException.ThrowIfNull(remote);
+        return ConnectAsync(Ipv4Address.FromIPAddress(remote), port);
+    }
+
+    internal Task<VsoConnection> ConnectAsync(Ipv4Address remote, ushort port)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
         var connection = new VsoConnection(this, null);
@@ -139,7 +184,7 @@ public sealed class VsoStack : IDisposable
         if (localEndPoint is not null)
         {
             var local = Ipv4Address.FromIPAddress(localEndPoint.Address);
-            if (local != Ipv4Address.Any && local != Address)
+            if (local != Ipv4Address.Any && local != Ipv4)
             {
                 throw new ArgumentException($"Local address {localEndPoint.Address} is not the stack's ({Address}): bind to it or to Any.", nameof(localEndPoint));
             }
@@ -182,6 +227,7 @@ public sealed class VsoStack : IDisposable
         _thread?.Stop();
         Core.Dispose();
         _thread?.Dispose();
+        _ownedLink?.Dispose();
         _meter.Dispose();
     }
 }

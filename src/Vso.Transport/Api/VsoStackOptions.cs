@@ -1,3 +1,4 @@
+using System.Net;
 using Vso.Transport.Tcp;
 using Vso.Transport.Wire;
 
@@ -7,13 +8,25 @@ namespace Vso.Transport.Api;
 public sealed class VsoStackOptions
 {
     /// <summary>The stack's IPv4 address.</summary>
-    public Ipv4Address Address { get; set; }
+    public IPAddress Address
+    {
+        get => Ipv4.ToIPAddress();
+        set => Ipv4 = Ipv4Address.FromIPAddress(value);
+    }
+
+    internal Ipv4Address Ipv4 { get; set; }
 
     /// <summary>Prefix length of the local subnet (24 for 198.18.0.0/24).</summary>
     public int PrefixLength { get; set; } = 24;
 
-    /// <summary>Next hop for addresses outside the subnet; <see cref="Ipv4Address.Any"/> for none.</summary>
-    public Ipv4Address Gateway { get; set; }
+    /// <summary>Next hop for addresses outside the subnet; null (default) for none.</summary>
+    public IPAddress? Gateway
+    {
+        get => GatewayIpv4 == Ipv4Address.Any ? null : GatewayIpv4.ToIPAddress();
+        set => GatewayIpv4 = value is null ? Ipv4Address.Any : Ipv4Address.FromIPAddress(value);
+    }
+
+    internal Ipv4Address GatewayIpv4 { get; set; }
 
     /// <summary>Default listen backlog (RFC 9293 §3.10.1): half-open plus not yet accepted connections.</summary>
     public int ListenBacklog { get; set; } = 512;
@@ -29,13 +42,13 @@ public sealed class VsoStackOptions
     /// <summary>
     /// Also mlock(2) the application memory of every send while it is pinned, so it is never swapped out while
     /// the link may read it. Subject to RLIMIT_MEMLOCK unless the process has CAP_IPC_LOCK; a send whose memory
-    /// cannot be locked fails with <see cref="Vso.MemoryPinning.MemoryLockException"/>. Off by default.
+    /// cannot be locked fails with an <see cref="IOException"/> that says how to raise the limit. Off by default.
     /// </summary>
     public bool Mlock { get; set; }
 
     public void Validate()
     {
-        if (Address == Ipv4Address.Any)
+        if (Ipv4 == Ipv4Address.Any)
         {
             throw new ArgumentException("Address = '0.0.0.0' is invalid: give the stack its own IPv4 address, such as 198.18.0.2.", nameof(Address));
         }

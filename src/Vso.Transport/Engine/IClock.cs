@@ -4,7 +4,7 @@ namespace Vso.Transport.Engine;
 /// The engine's only source of time, in microseconds from an arbitrary origin. Every timer and RTT
 /// sample reads it, so tests can run TCP in virtual time, deterministically.
 /// </summary>
-public interface IClock
+internal interface IClock
 {
     /// <summary>
     /// Monotonic wall time (<see cref="System.Diagnostics.Stopwatch"/>), the clock of a stack given none: pass it to

@@ -1,7 +1,7 @@
 namespace Vso.Transport.Engine;
 
 /// <summary>Time that moves only when a test moves it.</summary>
-public sealed class VirtualClock : IClock
+internal sealed class VirtualClock : IClock
 {
     public VirtualClock(long startMicroseconds = 1_000_000) => NowMicroseconds = startMicroseconds;
 

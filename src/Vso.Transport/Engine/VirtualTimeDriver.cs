@@ -10,15 +10,49 @@ namespace Vso.Transport.Engine;
 public sealed class VirtualTimeDriver
 {
     private readonly VirtualClock _clock;
-    private readonly VsoStack[] _stacks;
+    private VsoStack[] _stacks;
 
-    public VirtualTimeDriver(VirtualClock clock, params VsoStack[] stacks)
+    /// <summary>A driver with its own virtual clock; stacks made with it (<see cref="VsoStack"/>'s constructor) join it.</summary>
+    public VirtualTimeDriver()
+        : this(new VirtualClock())
+    {
+    }
+
+    internal VirtualTimeDriver(VirtualClock clock, params VsoStack[] stacks)
     {
         _clock = clock;
         _stacks = stacks;
+        foreach (var stack in stacks)
+        {
+            stack.DrivenVirtually = true;
+        }
     }
 
-    public VirtualClock Clock => _clock;
+    internal VirtualClock Clock => _clock;
+
+    /// <summary>The driver's virtual time now; differences between two readings are what matter.</summary>
+    public TimeSpan Now => TimeSpan.FromMicroseconds(_clock.NowMicroseconds);
+
+    internal void Add(VsoStack stack)
+    {
+        stack.DrivenVirtually = true;
+        _stacks = [.. _stacks, stack];
+    }
+
+    /// <summary>The earliest instant at which a stack has something to do (a timer, a frame in flight); MaxValue: none.</summary>
+    internal long NextEventMicroseconds
+    {
+        get
+        {
+            var next = long.MaxValue;
+            foreach (var stack in _stacks)
+            {
+                next = Math.Min(next, stack.Core.NextEventMicroseconds);
+            }
+
+            return next;
+        }
+    }
 
     /// <summary>Polls every stack until all are idle at the current instant.</summary>
     public void RunIdle()

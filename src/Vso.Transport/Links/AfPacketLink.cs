@@ -17,7 +17,7 @@ namespace Vso.Transport.Links;
 /// Frames that offloads left unfinished (TP_STATUS_CSUMNOTREADY) or merged beyond the MTU are dropped, counted
 /// and logged with the ethtool command that turns the offloads off.
 /// </summary>
-public sealed unsafe class AfPacketLink : ILink
+internal sealed unsafe class AfPacketLink : ILink
 {
     private const int MaxIov = TransmitBatch.MaxGather + 2;
 
@@ -399,33 +399,4 @@ public sealed unsafe class AfPacketLink : ILink
     }
 
     private static bool IsPowerOfTwo(long n) => (n & (n - 1)) == 0;
-}
-
-/// <summary>
-/// struct virtio_net_hdr (include/uapi/linux/virtio_net.h), the header PACKET_VNET_HDR puts before each frame:
-/// flags, gso_type, hdr_len, gso_size, csum_start, csum_offset; little-endian for packet sockets on this host.
-/// </summary>
-[StructLayout(LayoutKind.Sequential, Pack = 1)]
-internal struct VirtioNetHeader
-{
-    private const byte NeedsChecksum = 1;   // VIRTIO_NET_HDR_F_NEEDS_CSUM
-    private const byte GsoTcpV4 = 1;        // VIRTIO_NET_HDR_GSO_TCPV4
-
-    public byte Flags;
-    public byte GsoType;
-    public ushort HeaderLength;
-    public ushort GsoSize;
-    public ushort ChecksumStart;
-    public ushort ChecksumOffset;
-
-    /// <summary>A TCPv4 super-segment whose Ethernet, IPv4 and TCP headers take <paramref name="headerLength"/> bytes.</summary>
-    public static VirtioNetHeader TcpV4(int headerLength, int segmentSize) => new()
-    {
-        Flags = NeedsChecksum,
-        GsoType = GsoTcpV4,
-        HeaderLength = (ushort)headerLength,
-        GsoSize = (ushort)segmentSize,
-        ChecksumStart = EthernetFrame.HeaderLength + Ipv4Packet.MinHeaderLength,
-        ChecksumOffset = 16,
-    };
 }

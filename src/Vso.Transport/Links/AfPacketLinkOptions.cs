@@ -3,7 +3,7 @@ namespace Vso.Transport.Links;
 /// <summary>
 /// The PACKET_MMAP receive ring of an <see cref="AfPacketLink"/> (packet(7), the kernel's Documentation/networking/packet_mmap.rst).
 /// </summary>
-public enum AfPacketReceiveRing
+internal enum AfPacketReceiveRing
 {
     /// <summary>
     /// TPACKET_V2: fixed-size slots, one frame each; the kernel hands each frame over and wakes the link as soon as it
@@ -19,8 +19,8 @@ public enum AfPacketReceiveRing
     V3,
 }
 
-/// <summary>Options of an <see cref="AfPacketLink"/>. Defaults suit a veth or a 1–10 GbE NIC.</summary>
-public sealed class AfPacketLinkOptions
+/// <summary>An AF_PACKET socket on an interface (packet(7)). Defaults suit a veth or a 1–10 GbE NIC.</summary>
+public sealed class AfPacketLinkOptions : VsoLinkOptions
 {
     /// <summary>The interface to bind to (required). It must exist, be up, and have no kernel IPv4 address the stack uses.</summary>
     public string InterfaceName { get; set; } = "";
@@ -29,7 +29,7 @@ public sealed class AfPacketLinkOptions
     /// The receive ring. Default <see cref="AfPacketReceiveRing.V2"/>, for latency; <see cref="AfPacketReceiveRing.V3"/>
     /// batches more frames per wake-up at up to <see cref="BlockTimeoutMilliseconds"/> of delay per frame.
     /// </summary>
-    public AfPacketReceiveRing ReceiveRing { get; set; } = AfPacketReceiveRing.V2;
+    internal AfPacketReceiveRing ReceiveRing { get; set; } = AfPacketReceiveRing.V2;
 
     /// <summary>
     /// Bytes per receive block (a power of two, a multiple of the page size). Default 256 KiB. With V2 a block holds
@@ -61,17 +61,31 @@ public sealed class AfPacketLinkOptions
     public int SendBufferSize { get; set; } = 4 << 20;
 
     /// <summary>
-    /// When set, the kernel keeps IPv4 frames not addressed to this address from the socket (a classic BPF filter, so a
-    /// flood aimed elsewhere costs the stack nothing); ARP always passes. Such frames are then not counted by the stack.
-    /// Default null: every frame reaches the stack.
+    /// A classic BPF filter on the socket keeps from the stack, in the kernel, the IPv4 frames it would only drop: those
+    /// not addressed to the stack and, when the stack has no gateway, those from off-subnet sources (so a flood aimed
+    /// elsewhere, or spoofed from anywhere, costs the stack nothing). ARP always passes. Frames the kernel drops are not
+    /// counted by the stack. Default true.
     /// </summary>
-    public Wire.Ipv4Address? FilterAddress { get; set; }
+    public bool KernelFilter { get; set; } = true;
 
-    /// <summary>
-    /// With <see cref="FilterAddress"/>: IPv4 frames whose source lies outside FilterAddress/this prefix length are kept
-    /// from the socket too, for a stack without a gateway, which answers no off-subnet peer. 0 (default): any source.
-    /// </summary>
-    public int FilterOnLinkPrefixLength { get; set; }
+    /// <summary>The address the kernel filter passes IPv4 frames to; null: no filter. Set by <see cref="OpenLink"/>.</summary>
+    internal Wire.Ipv4Address? FilterAddress { get; set; }
+
+    /// <summary>With <see cref="FilterAddress"/>: sources outside FilterAddress/this prefix length are dropped too; 0: any source.</summary>
+    internal int FilterOnLinkPrefixLength { get; set; }
+
+    private protected override ILink OpenLink(LinkOpenContext context)
+    {
+        var options = (AfPacketLinkOptions)MemberwiseClone();
+        if (KernelFilter)
+        {
+            // Without a gateway the stack answers no off-subnet peer: the kernel may drop those frames for it.
+            options.FilterAddress = context.Address;
+            options.FilterOnLinkPrefixLength = context.Gateway == Wire.Ipv4Address.Any ? context.PrefixLength : 0;
+        }
+
+        return new AfPacketLink(options, context.Log);
+    }
 
     public void Validate()
     {

@@ -16,7 +16,7 @@ namespace Vso.Transport.Links;
 /// kicked only when it asks (sendto for TX, recvfrom for the fill ring); in copy mode every TX batch takes a sendto,
 /// in which the kernel sends it. The engine sleeps in ppoll on the socket (POLLIN: the RX ring has frames).
 /// </summary>
-public sealed unsafe class AfXdpLink : ILink
+internal sealed unsafe class AfXdpLink : ILink
 {
     /// <summary>XDP_PACKET_HEADROOM: what the kernel keeps in front of a received frame in its UMEM frame.</summary>
     private const int KernelHeadroom = 256;

@@ -2,17 +2,17 @@ using Vso.Transport.Wire;
 
 namespace Vso.Transport.Links;
 
-/// <summary>Options of an <see cref="AfXdpLink"/>. Defaults suit a veth or a 1–10 GbE NIC.</summary>
-public sealed class AfXdpLinkOptions
+/// <summary>An AF_XDP socket on one queue of an interface, with its own XDP program. Defaults suit a veth or a 1–10 GbE NIC.</summary>
+public sealed class AfXdpLinkOptions : VsoLinkOptions
 {
     /// <summary>The interface to bind to (required). It must exist and be up.</summary>
     public string InterfaceName { get; set; } = "";
 
     /// <summary>
-    /// The stack's IPv4 address (required): the XDP program hands the socket only ARP for this address and IPv4 addressed
-    /// to it; every other frame goes to the kernel as before.
+    /// The stack's IPv4 address: the XDP program hands the socket only ARP for this address and IPv4 addressed to it;
+    /// every other frame goes to the kernel as before. Set from the stack's own address when the stack opens the link.
     /// </summary>
-    public Ipv4Address Address { get; set; }
+    internal Ipv4Address Address { get; set; }
 
     /// <summary>
     /// The receive queue to bind to. Default 0. It must exist (`ethtool -l DEV`). The link sees only frames that arrive on
@@ -31,6 +31,13 @@ public sealed class AfXdpLinkOptions
 
     /// <summary>Bytes per UMEM frame: 2048 or 4096 (default; a page, which holds an MTU of up to 3,500 or so with the kernel's headroom).</summary>
     public int FrameSize { get; set; } = 4096;
+
+    private protected override ILink OpenLink(LinkOpenContext context)
+    {
+        var options = (AfXdpLinkOptions)MemberwiseClone();
+        options.Address = context.Address;
+        return new AfXdpLink(options, context.Log);
+    }
 
     public void Validate()
     {

@@ -11,7 +11,7 @@ namespace Vso.Transport.Links;
 /// Transmitted frames are gathered into one reused scratch buffer. Owns the inner link; owns the writer
 /// unless <c>leaveWriterOpen</c> (internal: one writer serving several links, for tests). Not thread-safe.
 /// </summary>
-public sealed class CapturingLink : ILink
+internal sealed class CapturingLink : ILink
 {
     private readonly ILink _inner;
     private readonly PcapWriter _writer;

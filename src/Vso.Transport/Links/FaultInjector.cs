@@ -22,7 +22,7 @@ namespace Vso.Transport.Links;
 /// <para>The injector owns the inner link and disposes it. With default options it forwards batches
 /// unchanged, without copying. Not thread-safe.</para>
 /// </remarks>
-public sealed class FaultInjector : ILink
+internal sealed class FaultInjector : ILink
 {
     private const int ForwardBatchCapacity = 64;
 

@@ -1,7 +1,7 @@
 namespace Vso.Transport.Links;
 
 /// <summary>Consumes received frames in place; the span must not be kept after the call.</summary>
-public interface IFrameReceiver
+internal interface IFrameReceiver
 {
     void OnFrame(ReadOnlySpan<byte> frame);
 }

@@ -6,7 +6,7 @@ namespace Vso.Transport.Links;
 /// Moves Ethernet II frames (no preamble, no FCS) between the stack and a medium, in batches.
 /// A link is driven by one engine thread; it is not thread-safe.
 /// </summary>
-public interface ILink : IDisposable
+internal interface ILink : IDisposable
 {
     /// <summary>The link's hardware address, the source of every frame the stack sends.</summary>
     MacAddress HardwareAddress { get; }

@@ -6,7 +6,7 @@ namespace Vso.Transport.Links;
 /// A real link could not be opened or configured. The message says what to do: which capability is missing
 /// and how to grant it, which interface does not exist or is down.
 /// </summary>
-public sealed class LinkException : IOException
+internal sealed class LinkException : IOException
 {
     public LinkException()
     {

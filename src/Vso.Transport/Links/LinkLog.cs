@@ -29,4 +29,7 @@ internal static partial class LinkLog
 
     [LoggerMessage(EventId = 106, Level = LogLevel.Information, Message = "Link {Interface}: {What}; using {Fallback}")]
     public static partial void AfXdpFallback(this ILogger logger, string @interface, string what, string fallback);
+
+    [LoggerMessage(EventId = 120, Level = LogLevel.Warning, Message = "Link {Interface}: {Count} received frame(s) dropped so far: {Reason}")]
+    public static partial void ReceivedFrameDropped(this ILogger logger, string @interface, long count, string reason);
 }

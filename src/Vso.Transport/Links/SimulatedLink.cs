@@ -13,7 +13,7 @@ namespace Vso.Transport.Links;
 /// ends may run on different threads: the only state they share, an end's inbox and its buffer pool, is
 /// guarded by that end's lock, which is never held while a frame is handed to the receiver.
 /// </summary>
-public sealed class SimulatedLink : ILink
+internal sealed class SimulatedLink : ILink
 {
     private readonly IClock _clock;
     private readonly long _delayMicroseconds;
@@ -40,8 +40,8 @@ public sealed class SimulatedLink : ILink
         ArgumentNullException.ThrowIfNull(clock);
         options ??= new SimulatedLinkOptions();
         options.Validate();
-        var a = new SimulatedLink(clock, options, options.HardwareAddressA);
-        var b = new SimulatedLink(clock, options, options.HardwareAddressB);
+        var a = new SimulatedLink(clock, options, options.MacA);
+        var b = new SimulatedLink(clock, options, options.MacB);
         a._peer = b;
         b._peer = a;
         return (a, b);

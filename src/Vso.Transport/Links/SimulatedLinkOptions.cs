@@ -1,3 +1,4 @@
+using System.Net.NetworkInformation;
 using Vso.Transport.Wire;
 
 namespace Vso.Transport.Links;
@@ -12,10 +13,33 @@ public sealed record SimulatedLinkOptions
     public TimeSpan PropagationDelay { get; init; } = TimeSpan.Zero;
 
     /// <summary>Hardware address of end A. Default 02:00:00:00:00:01 (locally administered).</summary>
-    public MacAddress HardwareAddressA { get; init; } = new(0x0200_0000_0001UL);
+    public PhysicalAddress HardwareAddressA
+    {
+        get => MacA.ToPhysicalAddress();
+        init => MacA = MacAddress.FromPhysicalAddress(value);
+    }
 
     /// <summary>Hardware address of end B. Default 02:00:00:00:00:02 (locally administered).</summary>
-    public MacAddress HardwareAddressB { get; init; } = new(0x0200_0000_0002UL);
+    public PhysicalAddress HardwareAddressB
+    {
+        get => MacB.ToPhysicalAddress();
+        init => MacB = MacAddress.FromPhysicalAddress(value);
+    }
+
+    internal MacAddress MacA { get; init; } = new(0x0200_0000_0001UL);
+
+    internal MacAddress MacB { get; init; } = new(0x0200_0000_0002UL);
+
+    /// <summary>
+    /// The two ends of one such wire, for two stacks (end A for one, end B for the other). Both stacks must run on the
+    /// same clock: both in real time, or both on one <see cref="Engine.VirtualTimeDriver"/>.
+    /// </summary>
+    public (VsoLinkOptions A, VsoLinkOptions B) CreatePair()
+    {
+        Validate();
+        var wire = new SimulatedWire(this);
+        return (new SimulatedEndOptions(wire, isA: true), new SimulatedEndOptions(wire, isA: false));
+    }
 
     internal void Validate()
     {

@@ -12,24 +12,53 @@ namespace Vso.Transport.Links;
 /// near end is a kernel interface. Attaches to an existing device or creates one (optionally with an MTU and a
 /// kernel-side address). Receives with read(2) per frame, sends each frame with one writev(2) that gathers the
 /// headers and the host's pinned payload. The device and fd stay in the network namespace they were opened in.
+/// With segmentation offload (IFF_VNET_HDR) every frame carries a virtio_net_hdr both ways: the stack writes TCP
+/// super-segments that the kernel takes whole, and reads the kernel's TSO super-frames and frames whose checksum the
+/// kernel left to finish (VIRTIO_NET_HDR_F_NEEDS_CSUM), finished here before the stack checks them.
+/// A multi-queue device (IFF_MULTI_QUEUE) has one fd per queue: each link opens one queue, and the kernel spreads the
+/// flows it sends over the queues by flow hash.
 /// </summary>
-public sealed unsafe class TapLink : ILink
+internal sealed unsafe class TapLink : ILink
 {
-    private const int MaxIov = TransmitBatch.MaxGather + 1;
+    private const int MaxIov = TransmitBatch.MaxGather + 2;
+
+    /// <summary>Largest IPv4 packet: 65,535 bytes, less the IPv4 header and the largest TCP header.</summary>
+    private const int MaxGsoPayload = 65_535 - 20 - 60;
+
+    /// <summary>The kernel's limit of queues per TAP device (MAX_TAP_QUEUES).</summary>
+    internal const int MaxQueues = 256;
 
     private readonly ILogger _log;
     private readonly string _name;
     private readonly LinkWaker _waker;
     private readonly byte[] _receiveBuffer;
+    private readonly bool _offload;
     private int _fd;
     private bool _disposed;
 
     public TapLink(TapLinkOptions options, ILogger? logger = null)
+        : this(options, 0, 1, logger)
+    {
+    }
+
+    /// <summary>
+    /// Opens queue <paramref name="queue"/> of a device with <paramref name="queueCount"/> queues (one per engine shard).
+    /// With more than one, the device is multi-queue (IFF_MULTI_QUEUE): whichever queue opens first creates it, queue 0
+    /// sets its MTU and kernel-side address, and every queue takes the same MAC (<see cref="TapLinkOptions.HardwareAddress"/>,
+    /// or one derived from the kernel side's, since the kernel keeps one neighbour entry for the stack's address).
+    /// </summary>
+    internal TapLink(TapLinkOptions options, int queue, int queueCount, ILogger? logger = null)
     {
         ArgumentNullException.ThrowIfNull(options);
         options.Validate();
+        ArgumentOutOfRangeException.ThrowIfLessThan(queueCount, 1);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(queueCount, MaxQueues);
+        ArgumentOutOfRangeException.ThrowIfNegative(queue);
+        ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual(queue, queueCount);
         _log = logger ?? NullLogger.Instance;
         _name = options.Name;
+        _offload = options.SegmentationOffload;
+        Queue = queue;
 
         var exists = LinuxNative.if_nametoindex(_name) != 0;
         if (!exists && !options.Create)
@@ -50,11 +79,23 @@ public sealed unsafe class TapLink : ILink
         }
 
         var control = -1;
+        var multiQueue = queueCount > 1;
         try
         {
+            var flags = LinuxNative.IFF_TAP | LinuxNative.IFF_NO_PI | (_offload ? LinuxNative.IFF_VNET_HDR : 0);
             var request = IfReq.For(_name);
-            request.Flags = (short)(LinuxNative.IFF_TAP | LinuxNative.IFF_NO_PI);
-            if (LinuxNative.ioctl(_fd, LinuxNative.TUNSETIFF, &request) < 0)
+            request.Flags = (short)(flags | (multiQueue ? LinuxNative.IFF_MULTI_QUEUE : 0));
+            var result = LinuxNative.ioctl(_fd, LinuxNative.TUNSETIFF, &request);
+            if (result < 0 && exists && !multiQueue && Marshal.GetLastPInvokeError() == Errno.EINVAL)
+            {
+                // One queue of an existing device made multi-queue (`ip tuntap add ... multi_queue`): the kernel wants the
+                // flag to match the device's.
+                request = IfReq.For(_name);
+                request.Flags = (short)(flags | LinuxNative.IFF_MULTI_QUEUE);
+                result = LinuxNative.ioctl(_fd, LinuxNative.TUNSETIFF, &request);
+            }
+
+            if (result < 0)
             {
                 var errno = Marshal.GetLastPInvokeError();
                 throw errno switch
@@ -63,11 +104,17 @@ public sealed unsafe class TapLink : ILink
                         $"Attaching to TAP device '{_name}' was refused ({Errno.Describe(errno)}): it needs CAP_NET_ADMIN " +
                         $"(or a persistent device owned by this user: `ip tuntap add dev {_name} mode tap user $USER`). {LinkException.GrantHint}",
                         errno),
+                    Errno.EINVAL when multiQueue => new LinkException(
+                        $"Interface '{_name}' exists but is not a multi-queue TAP device ({Errno.Describe(errno)}): make it with " +
+                        $"`ip tuntap add dev {_name} mode tap multi_queue`, or let the link create it.",
+                        errno),
                     Errno.EINVAL => new LinkException($"Interface '{_name}' exists but is not a TAP device ({Errno.Describe(errno)}).", errno),
                     Errno.EBUSY => new LinkException($"TAP device '{_name}' is already attached to another process ({Errno.Describe(errno)}).", errno),
                     _ => LinkException.FromErrno(errno, $"TUNSETIFF '{_name}'"),
                 };
             }
+
+            ConfigureOffload();
 
             control = LinuxNative.socket(LinuxNative.AF_INET, LinuxNative.SOCK_DGRAM | LinuxNative.SOCK_CLOEXEC, 0);
             if (control < 0)
@@ -75,12 +122,13 @@ public sealed unsafe class TapLink : ILink
                 throw LinkException.FromErrno(Marshal.GetLastPInvokeError(), "socket(AF_INET) for interface configuration");
             }
 
-            if (options.Mtu is { } mtu)
+            // The device's settings are shared by its queues: queue 0 sets them, once.
+            if (options.Mtu is { } mtu && queue == 0)
             {
                 NetDevice.SetMtu(control, _name, mtu);
             }
 
-            if (options.KernelAddress is { } kernelAddress)
+            if (options.KernelIpv4 is { } kernelAddress && queue == 0)
             {
                 NetDevice.SetAddress(control, _name, kernelAddress, options.KernelPrefixLength);
             }
@@ -96,7 +144,7 @@ public sealed unsafe class TapLink : ILink
 
             Mtu = NetDevice.GetMtu(control, _name);
             var kernelMac = NetDevice.GetHardwareAddress(control, _name);
-            HardwareAddress = options.HardwareAddress ?? RandomMac(kernelMac);
+            HardwareAddress = options.Mac ?? (multiQueue ? DerivedMac(kernelMac) : RandomMac(kernelMac));
             _receiveBuffer = GC.AllocateUninitializedArray<byte>(65536 + 64, pinned: true);
             _waker = new LinkWaker();
             Created = !exists;
@@ -116,8 +164,12 @@ public sealed unsafe class TapLink : ILink
         }
 
         _log.LinkOpened("TAP", _name, HardwareAddress.ToString(), Mtu,
-            Created ? $"created{(options.KernelAddress is { } a ? $", kernel side {a}/{options.KernelPrefixLength}" : "")}" : "attached");
+            (Created ? $"created{(options.KernelIpv4 is { } a && queue == 0 ? $", kernel side {a}/{options.KernelPrefixLength}" : "")}" : "attached") +
+            (multiQueue ? $", queue {queue} of {queueCount}" : "") + $", segmentation offload {_offload}");
     }
+
+    /// <summary>Up to 64 KiB of TCP payload per super-segment with <see cref="TapLinkOptions.SegmentationOffload"/>, else 0.</summary>
+    public int MaxOffloadPayload => _offload ? MaxGsoPayload : 0;
 
     public MacAddress HardwareAddress { get; }
 
@@ -143,12 +195,28 @@ public sealed unsafe class TapLink : ILink
 
     public long TransmitErrors { get; private set; }
 
+    /// <summary>The queue of the device this link reads and writes (0 unless multi-queue).</summary>
+    internal int Queue { get; }
+
+    /// <summary>Super-segments written with a TCPv4 virtio_net_hdr (segmentation offload), each counted once in <see cref="FramesTransmitted"/>.</summary>
+    internal long SuperSegmentsTransmitted { get; private set; }
+
+    /// <summary>TSO super-frames the kernel handed over whole (VIRTIO_NET_HDR_GSO_TCPV4), larger than the MTU.</summary>
+    internal long SuperFramesReceived { get; private set; }
+
+    /// <summary>Received frames whose checksum the kernel left to finish (VIRTIO_NET_HDR_F_NEEDS_CSUM), finished here.</summary>
+    internal long ChecksumsCompleted { get; private set; }
+
+    /// <summary>Received frames dropped for a virtio_net_hdr the link cannot honour (a GSO type it did not offer, checksum offsets outside the frame).</summary>
+    internal long BadOffloadFrames { get; private set; }
+
     public int Receive(IFrameReceiver receiver, int maxFrames)
     {
         ArgumentNullException.ThrowIfNull(receiver);
         ObjectDisposedException.ThrowIf(_disposed, this);
         var handed = 0;
         var maxFrame = Mtu + EthernetFrame.HeaderLength;
+        var header = _offload ? sizeof(VirtioNetHeader) : 0;
         fixed (byte* buffer = _receiveBuffer)
         {
             while (handed < maxFrames)
@@ -170,17 +238,25 @@ public sealed unsafe class TapLink : ILink
                     break;
                 }
 
-                if (n == 0)
+                if (n <= header)
                 {
                     break;
                 }
 
-                if (n > maxFrame)
+                var frame = buffer + header;
+                var length = (int)n - header;
+                var superFrame = false;
+                if (_offload && !AcceptOffloaded(*(VirtioNetHeader*)buffer, new Span<byte>(frame, length), out superFrame))
+                {
+                    continue;
+                }
+
+                if (length > maxFrame && !superFrame)
                 {
                     OversizeReceivedFrames++;
                     if ((OversizeReceivedFrames & (OversizeReceivedFrames - 1)) == 0)
                     {
-                        _log.OversizeReceived(_name, OversizeReceivedFrames, (int)n, Mtu);
+                        _log.OversizeReceived(_name, OversizeReceivedFrames, length, Mtu);
                     }
 
                     continue;
@@ -188,7 +264,7 @@ public sealed unsafe class TapLink : ILink
 
                 handed++;
                 FramesReceived++;
-                receiver.OnFrame(new ReadOnlySpan<byte>(buffer, (int)n));
+                receiver.OnFrame(new ReadOnlySpan<byte>(frame, length));
             }
         }
 
@@ -200,19 +276,31 @@ public sealed unsafe class TapLink : ILink
         ArgumentNullException.ThrowIfNull(batch);
         ObjectDisposedException.ThrowIf(_disposed, this);
         var iov = stackalloc IoVec[MaxIov];
+        var vnet = stackalloc VirtioNetHeader[1];
         var maxFrame = Mtu + EthernetFrame.HeaderLength;
         for (var i = 0; i < batch.Count; i++)
         {
             var length = batch.FrameLength(i);
-            if (length > maxFrame)
+            var gso = _offload ? batch.GsoSize(i) : 0;
+            if (length > maxFrame && (gso == 0 || length > MaxGsoPayload + 60 + 20 + EthernetFrame.HeaderLength))
             {
                 OversizeTransmitFrames++;
                 _log.OversizeTransmit(_name, length, Mtu, OversizeTransmitFrames);
                 continue;
             }
 
-            iov[0] = new IoVec { Base = (void*)batch.LinearAddress(i), Length = (nuint)batch.Linear(i).Length };
-            var n = 1;
+            var linear = batch.Linear(i).Length;
+            var n = 0;
+            if (_offload)
+            {
+                // As on AF_PACKET: no offload for an ordinary frame, whose checksums are complete; TCPv4 GSO for a
+                // super-segment, whose TCP checksum field holds the pseudo-header sum. The kernel takes it whole (tun
+                // builds one skb: headers linear, payload in pages) and cuts it only if it must forward it.
+                *vnet = gso == 0 ? default : VirtioNetHeader.TcpV4(linear, gso);
+                iov[n++] = new IoVec { Base = vnet, Length = (nuint)sizeof(VirtioNetHeader) };
+            }
+
+            iov[n++] = new IoVec { Base = (void*)batch.LinearAddress(i), Length = (nuint)linear };
             foreach (var g in batch.Gathers(i))
             {
                 iov[n++] = new IoVec { Base = (void*)g.Address, Length = (nuint)g.Length };
@@ -223,6 +311,11 @@ public sealed unsafe class TapLink : ILink
                 if (LinuxNative.writev(_fd, iov, n) >= 0)
                 {
                     FramesTransmitted++;
+                    if (gso != 0)
+                    {
+                        SuperSegmentsTransmitted++;
+                    }
+
                     break;
                 }
 
@@ -272,6 +365,91 @@ public sealed unsafe class TapLink : ILink
         }
 
         _waker.Dispose();
+    }
+
+    /// <summary>
+    /// Sets the device's vnet header and offloads. With offload: a 10-byte virtio_net_hdr each way, and the kernel may hand
+    /// over frames with the checksum to finish (TUN_F_CSUM) and TSO super-frames (TUN_F_TSO4). Without: none of either, set
+    /// explicitly, since offloads set by an earlier user stay with a persistent device and would reach this link unfinished.
+    /// </summary>
+    private void ConfigureOffload()
+    {
+        if (_offload)
+        {
+            var size = sizeof(VirtioNetHeader);
+            if (LinuxNative.ioctl(_fd, LinuxNative.TUNSETVNETHDRSZ, &size) < 0)
+            {
+                throw LinkException.FromErrno(Marshal.GetLastPInvokeError(), $"TUNSETVNETHDRSZ on '{_name}'");
+            }
+        }
+
+        // TUNSETOFFLOAD takes the flags as the argument itself, not a pointer to them.
+        var offloads = _offload ? LinuxNative.TUN_F_CSUM | LinuxNative.TUN_F_TSO4 : 0u;
+        if (LinuxNative.ioctl(_fd, LinuxNative.TUNSETOFFLOAD, (void*)(nuint)offloads) < 0)
+        {
+            throw LinkException.FromErrno(Marshal.GetLastPInvokeError(), $"TUNSETOFFLOAD on '{_name}'");
+        }
+    }
+
+    /// <summary>
+    /// Applies a received frame's virtio_net_hdr: a TCPv4 super-frame may exceed the MTU (the stack takes it as one large
+    /// segment, as the kernel's GRO would), a checksum the kernel left unfinished is finished in place, the way
+    /// skb_checksum_help does (the field holds the pseudo-header sum; sum from csum_start to the end, store its complement),
+    /// so that the stack's check of every TCP checksum holds. DATA_VALID frames carry a complete checksum: nothing to do.
+    /// </summary>
+    private bool AcceptOffloaded(in VirtioNetHeader vnet, Span<byte> frame, out bool superFrame)
+    {
+        var gsoType = vnet.GsoType & ~VirtioNetHeader.GsoEcn;
+        superFrame = gsoType == VirtioNetHeader.GsoTcpV4;
+        if (gsoType != VirtioNetHeader.GsoNone && !superFrame)
+        {
+            return DropBadOffload("a GSO type other than TCPv4, which the link did not offer");
+        }
+
+        if ((vnet.Flags & VirtioNetHeader.NeedsChecksum) != 0)
+        {
+            if (!VirtioNetHeader.TryFinishChecksum(frame, vnet.ChecksumStart, vnet.ChecksumOffset))
+            {
+                return DropBadOffload("checksum offsets outside the frame");
+            }
+
+            ChecksumsCompleted++;
+        }
+        else if (superFrame)
+        {
+            return DropBadOffload("a TCPv4 super-frame without NEEDS_CSUM");
+        }
+
+        if (superFrame)
+        {
+            SuperFramesReceived++;
+        }
+
+        return true;
+    }
+
+    private bool DropBadOffload(string reason)
+    {
+        BadOffloadFrames++;
+        if ((BadOffloadFrames & (BadOffloadFrames - 1)) == 0)
+        {
+            _log.ReceivedFrameDropped(_name, BadOffloadFrames, reason);
+        }
+
+        return false;
+    }
+
+    /// <summary>
+    /// The MAC every queue of a multi-queue device agrees on without talking: the kernel side's, locally administered and
+    /// unicast, with the last bit flipped so that it is never the kernel side's own.
+    /// </summary>
+    private static MacAddress DerivedMac(MacAddress kernel)
+    {
+        Span<byte> mac = stackalloc byte[6];
+        kernel.Write(mac);
+        mac[0] = (byte)((mac[0] & 0xFE) | 0x02);
+        mac[5] ^= 0x01;
+        return MacAddress.Read(mac);
     }
 
     private static MacAddress RandomMac(MacAddress avoid)

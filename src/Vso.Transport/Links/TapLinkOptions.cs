@@ -1,9 +1,11 @@
+using System.Net;
+using System.Net.NetworkInformation;
 using Vso.Transport.Wire;
 
 namespace Vso.Transport.Links;
 
-/// <summary>Options of a <see cref="TapLink"/>.</summary>
-public sealed class TapLinkOptions
+/// <summary>A TAP device: the stack is the far end of a virtual wire whose near end is a kernel interface.</summary>
+public sealed class TapLinkOptions : VsoLinkOptions
 {
     /// <summary>The TAP device's name (required), such as "vso0".</summary>
     public string Name { get; set; } = "";
@@ -19,13 +21,34 @@ public sealed class TapLinkOptions
     public int? Mtu { get; set; }
 
     /// <summary>An IPv4 address for the kernel's side of the device (null: none), so that the host can reach the stack.</summary>
-    public Ipv4Address? KernelAddress { get; set; }
+    public IPAddress? KernelAddress
+    {
+        get => KernelIpv4?.ToIPAddress();
+        set => KernelIpv4 = value is null ? null : Ipv4Address.FromIPAddress(value);
+    }
+
+    internal Ipv4Address? KernelIpv4 { get; set; }
 
     /// <summary>Prefix length of <see cref="KernelAddress"/>. Default 24.</summary>
     public int KernelPrefixLength { get; set; } = 24;
 
     /// <summary>The stack's MAC on the wire (null: a random locally administered unicast address).</summary>
-    public MacAddress? HardwareAddress { get; set; }
+    public PhysicalAddress? HardwareAddress
+    {
+        get => Mac?.ToPhysicalAddress();
+        set => Mac = value is null ? null : MacAddress.FromPhysicalAddress(value);
+    }
+
+    internal MacAddress? Mac { get; set; }
+
+    /// <summary>
+    /// Segmentation offload (IFF_VNET_HDR, TUNSETOFFLOAD): the stack writes TCP super-segments of up to 64 KiB that the
+    /// kernel takes whole, and the kernel hands the stack frames with checksums left to finish and TSO super-frames,
+    /// instead of cutting and summing every segment on both sides. Default true.
+    /// </summary>
+    public bool SegmentationOffload { get; set; } = true;
+
+    private protected override ILink OpenLink(LinkOpenContext context) => new TapLink(this, context.Log);
 
     public void Validate()
     {
@@ -44,7 +67,7 @@ public sealed class TapLinkOptions
             throw new ArgumentException($"KernelPrefixLength = {KernelPrefixLength} is invalid: use 1 to 31, such as 24.", nameof(KernelPrefixLength));
         }
 
-        if (HardwareAddress is { } mac && (mac.IsMulticast || mac == MacAddress.Zero))
+        if (Mac is { } mac && (mac.IsMulticast || mac == MacAddress.Zero))
         {
             throw new ArgumentException($"HardwareAddress = {mac} is invalid: use a unicast address.", nameof(HardwareAddress));
         }

@@ -11,7 +11,7 @@ namespace Vso.Transport.Links;
 /// A frame committed with a segment size (<see cref="GsoSize"/>) is a TCP super-segment that the link has the
 /// kernel cut into segments of that many payload bytes (generic segmentation offload, <see cref="ILink.MaxOffloadPayload"/>).
 /// </summary>
-public sealed unsafe class TransmitBatch
+internal sealed unsafe class TransmitBatch
 {
     /// <summary>Gather segments per frame: enough for a 64 KiB super-segment over 4 KiB blocks.</summary>
     public const int MaxGather = 24;

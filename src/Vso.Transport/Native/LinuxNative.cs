@@ -145,11 +145,17 @@ internal static unsafe partial class LinuxNative
     public const nuint SIOCGIFINDEX = 0x8933;
     public const nuint TUNSETIFF = 0x400454ca;
     public const nuint TUNSETPERSIST = 0x400454cb;
+    public const nuint TUNSETOFFLOAD = 0x400454d0;     // _IOW('T', 208, unsigned int)
+    public const nuint TUNSETVNETHDRSZ = 0x400454d8;   // _IOW('T', 216, int)
+    public const uint TUN_F_CSUM = 0x01;
+    public const uint TUN_F_TSO4 = 0x02;
 
     public const short IFF_UP = 0x1;
     public const short IFF_RUNNING = 0x40;
     public const short IFF_TAP = 0x0002;
     public const short IFF_NO_PI = 0x1000;
+    public const short IFF_MULTI_QUEUE = 0x0100;
+    public const short IFF_VNET_HDR = 0x4000;
 }
 
 internal static class Errno

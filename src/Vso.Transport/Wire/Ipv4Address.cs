@@ -4,8 +4,11 @@ using System.Net;
 namespace Vso.Transport.Wire;
 
 /// <summary>An IPv4 address as a host-order 32-bit value (198.18.0.2 is 0xC6120002).</summary>
-public readonly record struct Ipv4Address(uint Value)
+internal readonly record struct Ipv4Address(uint Value)
 {
+    // The public API speaks IPAddress; this keeps code that holds an Ipv4Address (tests, the stack) readable at that seam.
+    public static implicit operator IPAddress(Ipv4Address address) => address.ToIPAddress();
+
     public static readonly Ipv4Address Any = new(0);
     public static readonly Ipv4Address Broadcast = new(0xFFFF_FFFF);
 

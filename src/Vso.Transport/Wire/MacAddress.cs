@@ -1,10 +1,14 @@
 using System.Buffers.Binary;
+using System.Net.NetworkInformation;
 
 namespace Vso.Transport.Wire;
 
 /// <summary>A 48-bit Ethernet hardware address, stored in the low 48 bits in wire order.</summary>
-public readonly record struct MacAddress(ulong Value)
+internal readonly record struct MacAddress(ulong Value)
 {
+    // The public API speaks PhysicalAddress; see Ipv4Address's conversion.
+    public static implicit operator PhysicalAddress(MacAddress address) => address.ToPhysicalAddress();
+
     public static readonly MacAddress Broadcast = new(0xFFFF_FFFF_FFFFUL);
     public static readonly MacAddress Zero = new(0);
 
@@ -38,6 +42,25 @@ public readonly record struct MacAddress(ulong Value)
         }
 
         return new MacAddress(value);
+    }
+
+    public static MacAddress FromPhysicalAddress(PhysicalAddress address)
+    {
+        ArgumentNullException.ThrowIfNull(address);
+        var bytes = address.GetAddressBytes();
+        if (bytes.Length != 6)
+        {
+            throw new ArgumentException($"'{address}' is not a 48-bit Ethernet address.", nameof(address));
+        }
+
+        return Read(bytes);
+    }
+
+    public PhysicalAddress ToPhysicalAddress()
+    {
+        var bytes = new byte[6];
+        Write(bytes);
+        return new PhysicalAddress(bytes);
     }
 
     public override string ToString()

@@ -15,10 +15,11 @@ namespace Vso.Transport.Tests.Interop;
 public sealed partial class RealLinkLatencyTests(ITestOutputHelper output)
 {
     [RootTheory]
-    [InlineData(AfPacketReceiveRing.V2, 0.5)]
-    [InlineData(AfPacketReceiveRing.V3, MaxV3Milliseconds)]
-    public async Task Ping_median_round_trip_stays_within_the_ring_bound(AfPacketReceiveRing ring, double maxMedianMilliseconds)
+    [InlineData(nameof(AfPacketReceiveRing.V2), 0.5)]
+    [InlineData(nameof(AfPacketReceiveRing.V3), MaxV3Milliseconds)]
+    public async Task Ping_median_round_trip_stays_within_the_ring_bound(string ringName, double maxMedianMilliseconds)
     {
+        var ring = Enum.Parse<AfPacketReceiveRing>(ringName);
         await using var rig = RealLinkRig.Start(RealLinkKind.AfPacket, output, ring: ring);
         var result = rig.Client(TimeSpan.FromSeconds(20), "ping", "-c", "20", "-i", "0.01", "-W", "2", NetnsHarness.StackAddress);
         output.WriteLine(result.Output);

@@ -77,7 +77,8 @@ internal sealed class RealLinkRig : IAsyncDisposable
         bool offloadsOff = true,
         AfPacketReceiveRing ring = AfPacketReceiveRing.V2,
         bool attachToExistingTap = false,
-        AfXdpMode xdpMode = AfXdpMode.Auto)
+        AfXdpMode xdpMode = AfXdpMode.Auto,
+        Action<TapLinkOptions>? configureTap = null)
     {
         var net = new NetnsHarness(kind, offloadsOff);
         ILink? link = null;
@@ -97,19 +98,24 @@ internal sealed class RealLinkRig : IAsyncDisposable
                 RealLinkKind.AfPacket => NetnsHarness.RunIn<ILink>(net.Server, () => new AfPacketLink(new AfPacketLinkOptions { InterfaceName = net.StackDevice, ReceiveRing = ring }, logger)),
                 RealLinkKind.AfXdp => NetnsHarness.RunIn<ILink>(net.Server, () => new AfXdpLink(
                     new AfXdpLinkOptions { InterfaceName = net.StackDevice, Address = Ipv4Address.Parse(NetnsHarness.StackAddress), Mode = xdpMode }, logger)),
-                _ => NetnsHarness.RunIn<ILink>(net.Server, () => new TapLink(
-                    new TapLinkOptions
+                _ => NetnsHarness.RunIn<ILink>(net.Server, () =>
+                {
+                    var tap = new TapLinkOptions
                     {
                         Name = net.StackDevice,
                         Create = !attachToExistingTap,
                         Mtu = attachToExistingTap ? null : 1500,
                         KernelAddress = attachToExistingTap ? null : Ipv4Address.Parse(NetnsHarness.KernelAddress),
                         KernelPrefixLength = 24,
-                    },
-                    logger)),
+                    };
+                    configureTap?.Invoke(tap);
+                    return new TapLink(tap, logger);
+                }),
             };
-            if (kind == RealLinkKind.Tap)
+            if (kind == RealLinkKind.Tap && offloadsOff)
             {
+                // Off: the kernel sums and cuts its own frames before the stack reads them. Left on (TapLink's
+                // TUNSETOFFLOAD), it hands over TSO super-frames and checksums to finish.
                 net.PrepareTapDevice();
             }
 
@@ -234,7 +240,7 @@ internal sealed class RealLinkRig : IAsyncDisposable
 
         var csumAfter = ClientTcpInCsumErrors();
         var retrans = string.Join(", ", verdict.RetransmissionsBySource.Select(kv => $"{kv.Value} from {kv.Key}"));
-        Log($"tshark: {verdict.Frames} frames, {verdict.BadFromStack} bad from the stack, {verdict.BadFrames - verdict.BadFromStack} from the kernel, retransmissions {verdict.Retransmissions} ({(retrans.Length == 0 ? "none" : retrans)}); " +
+        Log($"tshark: {verdict.Frames} frames, {verdict.BadFromStack} bad from the stack, {verdict.BadFrames - verdict.BadFromStack} from the kernel, super-frames from the stack {verdict.SuperFramesFromStack}, retransmissions {verdict.Retransmissions} ({(retrans.Length == 0 ? "none" : retrans)}); " +
             $"client TcpInCsumErrors {csumBefore} -> {csumAfter}");
         if (Environment.GetEnvironmentVariable("VSO_KEEP_CAPTURE") is { Length: > 0 } keep)
         {
@@ -277,6 +283,12 @@ internal sealed class RealLinkRig : IAsyncDisposable
                 Log($"AF_XDP: received {xdp.FramesReceived}, transmitted {xdp.FramesTransmitted}, transmit errors {xdp.TransmitErrors}; " +
                     $"kernel: dropped {dropped}, RX ring full {ringFull}, fill ring empty {fillEmpty}");
             }
+            if (Link is TapLink tap)
+            {
+                Log($"TAP: received {tap.FramesReceived} ({tap.SuperFramesReceived} super-frames, {tap.ChecksumsCompleted} checksums finished, " +
+                    $"{tap.BadOffloadFrames} bad offload headers), transmitted {tap.FramesTransmitted} ({tap.SuperSegmentsTransmitted} super-segments), transmit errors {tap.TransmitErrors}");
+            }
+
             Stack.Dispose();
             Link.Dispose();
             Net.Dispose();

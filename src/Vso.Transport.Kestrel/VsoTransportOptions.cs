@@ -169,8 +169,9 @@ public sealed class VsoTransportOptions
     /// Run the application's input continuations (Kestrel's request parsing, the app's handler up to its first await) on
     /// the engine thread, in the turn the bytes arrived, instead of the thread pool: no thread hop between a request and
     /// its response, which then leaves in the same engine turn. The app must not block (a synchronous wait stalls every
-    /// connection of the stack); an exception it throws is contained like any on the engine thread. HTTP/1.x only: a
-    /// connection that opens with the HTTP/2 preface or a TLS record stays on the thread pool. Default false.
+    /// connection of the stack); an exception it throws is contained like any on the engine thread. HTTP/1.x requests after a
+    /// connection's first answer only: the first request, and a connection that opens with the HTTP/2 preface or a TLS
+    /// record, stay on the thread pool. Default false.
     /// </summary>
     public bool ApplicationOnEngineThread { get; set; }
 

@@ -2,6 +2,9 @@
 # Bulk download, 64 MiB per transfer with curl (the kernel's TCP as client), from:
 #   stack/AF_PACKET  the Vso stack at 198.18.0.2 on an AF_PACKET socket bound to a veth end with no kernel address
 #   stack/TAP        the Vso stack at 198.18.2.2 behind a TAP device (kernel side 198.18.2.1) in the client namespace
+#   stack/AF_XDP     the Vso stack at 198.18.3.2 on an AF_XDP socket (copy mode on veth) whose UMEM covers the pinned
+#                    pool the responder sends from: the payload leaves in place (multi-buffer descriptors)
+#   stack/AF_XDP-cp  the same at 198.18.4.2 with a private UMEM: every frame copied into it (VSO_AFXDP_UMEM=private)
 #   kernel           the kernel's own TCP at 198.18.1.2 in the same server namespace, over a second veth pair: a
 #                    python3 http.server handler writing the same bytes from memory in 251*4096-byte chunks, as the
 #                    stack's responder does (the transfer is bound by the kernel's TCP, not by Python)
@@ -29,6 +32,10 @@ ip -n "$client" addr add 198.18.0.1/24 dev vsoc0
 vso_veth "$client" vsoc1 "$server" vsos1      # kernel's wire
 ip -n "$client" addr add 198.18.1.1/24 dev vsoc1
 ip -n "$server" addr add 198.18.1.2/24 dev vsos1
+vso_veth "$client" vsoc2 "$server" vsos2      # AF_XDP's wire (UMEM over the pool)
+ip -n "$client" addr add 198.18.3.1/24 dev vsoc2
+vso_veth "$client" vsoc3 "$server" vsos3      # AF_XDP's wire (private UMEM)
+ip -n "$client" addr add 198.18.4.1/24 dev vsoc3
 
 # The kernel serves the same bytes (byte i = i % 251) from tmpfs.
 www="$(mktemp -d /dev/shm/vso-bulk-XXXXXX)"
@@ -57,6 +64,10 @@ ip netns exec "$server" dotnet "$server_dll" afpacket vsos0 198.18.0.2 8080 >/de
 VSO_PIDS+=($!)
 ip netns exec "$client" dotnet "$server_dll" tap vsotap0 198.18.2.2 198.18.2.1/24 8080 >/dev/null &
 VSO_PIDS+=($!)
+ip netns exec "$server" dotnet "$server_dll" afxdp vsos2 198.18.3.2 8080 >/dev/null &
+VSO_PIDS+=($!)
+ip netns exec "$server" env VSO_AFXDP_UMEM=private dotnet "$server_dll" afxdp vsos3 198.18.4.2 8080 >/dev/null &
+VSO_PIDS+=($!)
 sleep 1
 vso_offloads_off "$client" vsotap0
 
@@ -64,13 +75,16 @@ declare -A url=(
   [kernel]="http://198.18.1.2:8080/bytes/$bytes"
   [stack/AF_PACKET]="http://198.18.0.2:8080/bytes/$bytes"
   [stack/TAP]="http://198.18.2.2:8080/bytes/$bytes"
+  [stack/AF_XDP]="http://198.18.3.2:8080/bytes/$bytes"
+  [stack/AF_XDP-cp]="http://198.18.4.2:8080/bytes/$bytes"
 )
+servers="kernel stack/AF_PACKET stack/TAP stack/AF_XDP stack/AF_XDP-cp"
 for k in "${!url[@]}"; do vso_wait_http "$client" "${url[$k]%/bytes/*}/bytes/1"; done
 
 expected=$(sha256sum "$www/bytes/$bytes" | cut -d' ' -f1)
 declare -A speeds
 for r in $(seq "$rounds"); do
-  for k in kernel stack/AF_PACKET stack/TAP; do
+  for k in $servers; do
     out=$(ip netns exec "$client" curl --noproxy '*' -sS --fail --max-time 60 -o "$www/dl" -w '%{speed_download}' "${url[$k]}")
     got=$(sha256sum "$www/dl" | cut -d' ' -f1)
     [ "$got" = "$expected" ] || { echo "$k: sha256 mismatch" >&2; exit 1; }
@@ -80,8 +94,9 @@ done
 
 median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 kernel_median=$(echo "${speeds[kernel]}" | median)
-printf '%-16s %12s %10s   (%s rounds of %s MiB, curl speed_download, median)\n' server 'MB/s' 'x kernel' "$rounds" "$mib"
-for k in kernel stack/AF_PACKET stack/TAP; do
+packet_median=$(echo "${speeds[stack/AF_PACKET]}" | median)
+printf '%-16s %12s %10s %12s   (%s rounds of %s MiB, curl speed_download, median)\n' server 'MB/s' 'x kernel' 'x AF_PACKET' "$rounds" "$mib"
+for k in $servers; do
   m=$(echo "${speeds[$k]}" | median)
-  printf '%-16s %12.1f %10.2f\n' "$k" "$(echo "$m / 1000000" | bc -l)" "$(echo "$m / $kernel_median" | bc -l)"
+  printf '%-16s %12.1f %10.2f %12.2f\n' "$k" "$(echo "$m / 1000000" | bc -l)" "$(echo "$m / $kernel_median" | bc -l)" "$(echo "$m / $packet_median" | bc -l)"
 done

@@ -37,6 +37,9 @@ public sealed class PinnedBlockPool : MemoryPool<byte>, IPinLeaseOwner
     private readonly int _pageSize;
     private readonly long? _maxBytes;
     private readonly bool _mlock;
+    private nint _region;            // the contiguous region (PinnedBlockPoolOptions.ContiguousBytes), 0 if none or freed
+    private readonly long _regionLength;
+    private long _regionUsed;        // bytes of the region already made into slabs
     private long _allocatedBytes;
     private long _lastGeneration;
     private int _outstanding; // rented or return-pending blocks
@@ -86,8 +89,20 @@ public sealed class PinnedBlockPool : MemoryPool<byte>, IPinLeaseOwner
             throw new ArgumentException($"PinnedBlockPoolOptions.MaxBytes must be at least BlockSize ({blockSize}), not {max}.", nameof(options));
         }
 
+        if (options.ContiguousBytes < 0 || options.ContiguousBytes % unit != 0)
+        {
+            throw new ArgumentException($"PinnedBlockPoolOptions.ContiguousBytes must be 0 or a positive multiple of the page size ({pageSize}) and of BlockSize ({blockSize}), not {options.ContiguousBytes}.", nameof(options));
+        }
+
         _blockSize = blockSize;
         _slabSize = options.SlabSize;
+        if (options.ContiguousBytes > 0)
+        {
+            // Reserved now, touched (and committed) only as slabs are carved from it or a device registers it.
+            _regionLength = options.ContiguousBytes;
+            _region = Slab.AllocateRegion(_regionLength, pageSize);
+        }
+
         _maxBytes = options.MaxBytes;
         _mlock = options.Mlock;
         _pageSize = pageSize;
@@ -106,6 +121,12 @@ public sealed class PinnedBlockPool : MemoryPool<byte>, IPinLeaseOwner
     public bool Mlock => _mlock;
 
     internal PinningMetrics Metrics { get; }
+
+    /// <summary>
+    /// The contiguous region (<see cref="PinnedBlockPoolOptions.ContiguousBytes"/>), page-aligned; (0, 0) without one.
+    /// Every block whose address lies inside it stays inside it; the region lives until the pool frees its slabs.
+    /// </summary>
+    internal (nint Address, long Length) ContiguousRegion => (_region, _region == 0 ? 0 : _regionLength);
 
     /// <summary>Bytes of rented blocks, of this pool and of the pools that share its counters.</summary>
     public long PinnedBytes => Metrics.PinnedBytes;
@@ -324,7 +345,7 @@ public sealed class PinnedBlockPool : MemoryPool<byte>, IPinLeaseOwner
                 var slab = _slabs[i];
                 var idle = slab.Outstanding == 0 && slab.Uses == slab.UsesAtLastTrim;
                 slab.UsesAtLastTrim = slab.Uses;
-                if (!idle || slab.Size != _slabSize)
+                if (!idle || slab.Size != _slabSize || slab.InRegion)
                 {
                     continue;
                 }
@@ -443,7 +464,17 @@ public sealed class PinnedBlockPool : MemoryPool<byte>, IPinLeaseOwner
 
         // Whole pages, so that no other allocation shares a page with a slab (mlock works on pages).
         var allocation = (size + _pageSize - 1) / _pageSize * _pageSize;
-        var slab = Slab.Allocate(allocation, _pageSize);
+        Slab slab;
+        if (_region != 0 && _regionLength - _regionUsed >= allocation)
+        {
+            slab = Slab.InContiguousRegion(_region + (nint)_regionUsed, allocation);
+            _regionUsed += allocation;
+        }
+        else
+        {
+            slab = Slab.Allocate(allocation, _pageSize);
+        }
+
         if (_mlock)
         {
             try
@@ -504,6 +535,11 @@ public sealed class PinnedBlockPool : MemoryPool<byte>, IPinLeaseOwner
 
         _slabs.Clear();
         _allocatedBytes = 0;
+        if (_region != 0)
+        {
+            Slab.FreeRegion(_region);
+            _region = 0;
+        }
 
         // Slots stay (state Free), so late descriptors are still refused as released rather than unknown.
     }

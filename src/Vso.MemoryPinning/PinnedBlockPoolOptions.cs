@@ -26,4 +26,12 @@ public sealed class PinnedBlockPoolOptions
     /// swapped out. Subject to RLIMIT_MEMLOCK unless the process has CAP_IPC_LOCK. Default false.
     /// </summary>
     public bool Mlock { get; set; }
+
+    /// <summary>
+    /// Bytes reserved when the pool is made as one contiguous, page-aligned allocation, from which the pool takes its
+    /// first slabs (in address order) before it allocates separate ones. A device can then register that one range
+    /// whole, as an AF_XDP link does with its UMEM, and read the blocks inside it in place. The region is never trimmed
+    /// and is freed with the pool. A multiple of the page size and of <see cref="BlockSize"/>; default 0 (none).
+    /// </summary>
+    public long ContiguousBytes { get; set; }
 }

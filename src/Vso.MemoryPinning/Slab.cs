@@ -34,6 +34,12 @@ internal sealed class Slab
 
     public long UsesAtLastTrim { get; set; }
 
+    /// <summary>Carved from the pool's contiguous region: never trimmed, and its memory goes with the region, not with it.</summary>
+    public bool InRegion { get; private init; }
+
+    /// <summary>A slab over part of the pool's contiguous region (which the pool allocated and frees itself).</summary>
+    public static Slab InContiguousRegion(nint address, long size) => new(address, size) { InRegion = true };
+
     public static unsafe Slab Allocate(long size, int alignment)
     {
         // Page alignment: mlock(2) works on whole pages, and a block of one page then never shares a page.
@@ -41,12 +47,20 @@ internal sealed class Slab
         return new Slab(address, size);
     }
 
+    /// <summary>The pool's contiguous region: one page-aligned allocation that slabs are then carved from.</summary>
+    public static unsafe nint AllocateRegion(long size, int alignment) => (nint)NativeMemory.AlignedAlloc((nuint)size, (nuint)alignment);
+
+    public static unsafe void FreeRegion(nint address) => NativeMemory.AlignedFree((void*)address);
+
     public unsafe void Free()
     {
         if (!IsFreed)
         {
             IsFreed = true;
-            NativeMemory.AlignedFree((void*)Address);
+            if (!InRegion)
+            {
+                NativeMemory.AlignedFree((void*)Address);
+            }
         }
     }
 }

@@ -160,6 +160,7 @@ internal sealed class ConnectionOperations : IVsoEndpointObserver
             case OperationKind.Send:
                 var block = op.Block!;
                 _host.Track(block);
+                _input.OnSending();
 
                 // HostToken/HostTag = block class and id/generation: CopyTo and Lease validate them against the pool.
                 _endpoint.Enqueue(block.Block.Address + op.Start, op.Length, block.HostToken, block.Block.Generation);

@@ -25,6 +25,7 @@ internal sealed class InputPump : PipeScheduler
     private int _taken;   // bytes written into the pipe straight from frames, not yet flushed
     private bool _inline; // the reader's continuations run on the engine thread (see Schedule)
     private bool _classified;
+    private bool _answered; // the connection has sent application bytes (a response): later requests run inline
 
     /// <param name="resume">Called (any thread) once a paused pipe drained: it must bring <see cref="Resume"/> to the engine thread.</param>
     /// <param name="peerFin">Called (engine thread, once) when the input ended because the peer's FIN was read; null for nobody.</param>
@@ -50,13 +51,16 @@ internal sealed class InputPump : PipeScheduler
     public PipeReader Reader => _pipe.Reader;
 
     /// <summary>
-    /// The input pipe's reader scheduler: inline on the engine thread with ApplicationOnEngineThread, except for a connection
-    /// that opened with the HTTP/2 preface or a TLS record (<see cref="Classify"/>); otherwise the thread pool, as
-    /// <see cref="PipeScheduler.ThreadPool"/> does.
+    /// The input pipe's reader scheduler: inline on the engine thread with ApplicationOnEngineThread once the connection
+    /// has answered (<see cref="OnSending"/>), except for a connection that opened with the HTTP/2 preface or a TLS record
+    /// (<see cref="Classify"/>); otherwise the thread pool, as <see cref="PipeScheduler.ThreadPool"/> does. A connection's
+    /// first request goes to the pool: with Connection: close it is the only one, and Kestrel's whole connection (its
+    /// start, the request, its teardown) would otherwise run on the one engine thread; keep-alive requests after it run
+    /// inline, where the saved hop pays (issue 12, items 4 and 5).
     /// </summary>
     public override void Schedule(Action<object?> action, object? state)
     {
-        if (_inline)
+        if (_inline && _answered)
         {
             action(state);
         }
@@ -95,6 +99,9 @@ internal sealed class InputPump : PipeScheduler
     }
 
     private const byte TlsHandshakeRecord = 0x16;
+
+    /// <summary>Engine thread: the application's bytes are being queued for sending (it answered).</summary>
+    public void OnSending() => _answered = true;
 
     /// <summary>
     /// Engine thread, before the first <see cref="Pump"/>: the connection starts with a PROXY protocol header, read here

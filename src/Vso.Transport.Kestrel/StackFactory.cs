@@ -68,14 +68,15 @@ internal static class StackFactory
     }
 
     /// <summary>Opens the configured link and the stack on it; a link that fails names the configuration keys to change.</summary>
-    public static VsoStack CreateStack(VsoTransportOptions o, VsoStackOptions stackOptions, ILoggerFactory loggerFactory)
+    /// <param name="pool">The transport's block pool: an AF_XDP UMEM covers its contiguous region, if it has one.</param>
+    public static VsoStack CreateStack(VsoTransportOptions o, VsoStackOptions stackOptions, ILoggerFactory loggerFactory, MemoryPinning.PinnedBlockPool? pool = null)
     {
         try
         {
             var engines = EngineCount(o);
             return engines == 1
-                ? new VsoStack(CreateLinkOptions(o), stackOptions, virtualTime: null, loggerFactory)
-                : VsoStack.OpenShards(CreateLinkOptions(o), engines, stackOptions, loggerFactory);
+                ? new VsoStack(CreateLinkOptions(o, pool), stackOptions, virtualTime: null, loggerFactory)
+                : VsoStack.OpenShards(CreateLinkOptions(o, pool), engines, stackOptions, loggerFactory);
         }
         catch (IOException ex)
         {
@@ -92,8 +93,8 @@ internal static class StackFactory
     public static int EngineCount(VsoTransportOptions o) =>
         o.Backend == VsoBackend.AfPacket && string.IsNullOrWhiteSpace(o.Capture.PcapPath) ? o.Engines : 1;
 
-    /// <summary>The link the configured backend opens.</summary>
-    public static VsoLinkOptions CreateLinkOptions(VsoTransportOptions o)
+    /// <summary>The link the configured backend opens; an AF_XDP link registers <paramref name="pool"/> as its UMEM when given.</summary>
+    public static VsoLinkOptions CreateLinkOptions(VsoTransportOptions o, MemoryPinning.PinnedBlockPool? pool = null)
     {
         VsoLinkOptions link;
         if (o.Backend == VsoBackend.Tap)
@@ -116,7 +117,15 @@ internal static class StackFactory
         }
         else if (o.Backend == VsoBackend.AfXdp)
         {
-            link = new AfXdpLinkOptions { InterfaceName = o.Interface, Queue = o.AfXdp.Queue, Mode = o.AfXdp.Mode, RingSize = o.AfXdp.RingSize };
+            link = new AfXdpLinkOptions
+            {
+                InterfaceName = o.Interface,
+                Queue = o.AfXdp.Queue,
+                Mode = o.AfXdp.Mode,
+                RingSize = o.AfXdp.RingSize,
+                Queues = o.AfXdp.Queues,
+                UmemPool = o.IdentifyMode == IdentifyMode.Pinned && o.AfXdp.UmemBytes > 0 ? pool : null,
+            };
         }
         else
         {

@@ -125,7 +125,18 @@ internal sealed class VsoTransportFactory : IConnectionListenerFactory, IConnect
         }
 
         var pinning = options.Pinning;
-        _pool = new PinnedBlockPool(new PinnedBlockPoolOptions { BlockSize = pinning.BlockSize, SlabSize = Math.Max(pinning.SlabSize, pinning.BlockSize), MaxBytes = pinning.MaxBytes, Mlock = pinning.Mlock });
+
+        // AF_XDP in Pinned mode: the pool's first slabs form the contiguous region the sockets register as their UMEM.
+        var unit = Math.Max(4096, pinning.BlockSize);
+        var region = options.Backend == VsoBackend.AfXdp && options.IdentifyMode == Tcp.IdentifyMode.Pinned ? options.AfXdp.UmemBytes / unit * unit : 0;
+        _pool = new PinnedBlockPool(new PinnedBlockPoolOptions
+        {
+            BlockSize = pinning.BlockSize,
+            SlabSize = Math.Max(pinning.SlabSize, pinning.BlockSize),
+            MaxBytes = pinning.MaxBytes,
+            Mlock = pinning.Mlock,
+            ContiguousBytes = region,
+        });
         _blocks = new PinnedBlockClasses(_pool);
         try
         {
@@ -149,7 +160,7 @@ internal sealed class VsoTransportFactory : IConnectionListenerFactory, IConnect
     {
         var options = _options.Value;
         var stackOptions = StackFactory.ToStackOptions(options);
-        var stack = StackFactory.CreateStack(options, stackOptions, loggerFactory);
+        var stack = StackFactory.CreateStack(options, stackOptions, loggerFactory, _pool);
         _log.StackUp($"{stackOptions.Address}", stackOptions.PrefixLength, options.Backend.ToString(), options.Interface, stack.HardwareAddress.ToString(), stack.Mtu);
         return stack;
     }

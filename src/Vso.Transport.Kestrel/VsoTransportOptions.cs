@@ -169,8 +169,9 @@ public sealed class VsoTransportOptions
     /// Run the application's input continuations (Kestrel's request parsing, the app's handler up to its first await) on
     /// the engine thread, in the turn the bytes arrived, instead of the thread pool: no thread hop between a request and
     /// its response, which then leaves in the same engine turn. The app must not block (a synchronous wait stalls every
-    /// connection of the stack); an exception it throws is contained like any on the engine thread. HTTP/1.x only: a
-    /// connection that opens with the HTTP/2 preface or a TLS record stays on the thread pool. Default false.
+    /// connection of the stack); an exception it throws is contained like any on the engine thread. HTTP/1.x requests after a
+    /// connection's first answer only: the first request, and a connection that opens with the HTTP/2 preface or a TLS
+    /// record, stay on the thread pool. Default false.
     /// </summary>
     public bool ApplicationOnEngineThread { get; set; }
 
@@ -196,6 +197,17 @@ public sealed class VsoAfXdpOptions
 
     /// <summary>Entries of each AF_XDP ring, a power of two; the UMEM holds twice as many 4 KiB frames, pinned. Default 2048 (16 MiB).</summary>
     public int RingSize { get; set; } = 2048;
+
+    /// <summary>
+    /// Bytes of the pinned block pool laid out as one contiguous region that each socket registers as its UMEM
+    /// (IdentifyMode Pinned): the sockets' own frames are rented from it (2 × RingSize × 4 KiB per queue) and the rest
+    /// holds Kestrel's blocks, whose bytes the kernel then reads in place; blocks beyond it are copied. 0: a private UMEM
+    /// per socket, every frame copied into it. A multiple of 4096. Default 67108864 (64 MiB).
+    /// </summary>
+    public long UmemBytes { get; set; } = 64L << 20;
+
+    /// <summary>Receive queues served, one AF_XDP socket each, from Queue on. Default 1.</summary>
+    public int Queues { get; set; } = 1;
 }
 
 /// <summary>AfPacket backend options (section Vso:AfPacket).</summary>

@@ -103,6 +103,21 @@ internal sealed class VsoTransportOptionsValidator : IValidateOptions<VsoTranspo
             Fail("AfXdp:RingSize", o.AfXdp.RingSize, "use " + AcceptedRange("AfXdp:RingSize"));
         }
 
+        if (o.AfXdp.Queues < 1 || o.AfXdp.Queue + o.AfXdp.Queues > 65536)
+        {
+            Fail("AfXdp:Queues", o.AfXdp.Queues, "use " + AcceptedRange("AfXdp:Queues"));
+        }
+
+        var umemFloor = ((long)o.AfXdp.Queues * 2 * o.AfXdp.RingSize * 4096) + (1 << 20);
+        if (o.AfXdp.UmemBytes != 0 && (o.AfXdp.UmemBytes < umemFloor || o.AfXdp.UmemBytes % 4096 != 0))
+        {
+            Fail("AfXdp:UmemBytes", o.AfXdp.UmemBytes, $"use 0 (a private UMEM, frames copied) or a multiple of 4096 of at least {umemFloor} (the sockets' frames, 2 x AfXdp:RingSize x 4096 per queue, and 1 MiB for blocks)");
+        }
+        else if (o.AfXdp.UmemBytes != 0 && o.Backend == VsoBackend.AfXdp && o.Pinning.BlockSize < 4096)
+        {
+            Fail("AfXdp:UmemBytes", o.AfXdp.UmemBytes, "a UMEM over the pinned pool needs Pinning:BlockSize of at least 4096 (a UMEM frame); raise it or set AfXdp:UmemBytes = 0");
+        }
+
         var t = o.Tcp;
         if (!Enum.IsDefined(t.CongestionControl))
         {
@@ -234,6 +249,7 @@ internal sealed class VsoTransportOptionsValidator : IValidateOptions<VsoTranspo
         "MaxReadBufferSize" => "at least 16384 bytes (1048576 by default)",
         "AfXdp:Queue" => "a receive queue of the interface, 0 to 65535 (`ethtool -l DEV` lists them)",
         "AfXdp:RingSize" => "a power of two from 64 to 32768, such as 2048",
+        "AfXdp:Queues" => "1 or more, AfXdp:Queue + AfXdp:Queues - 1 being a receive queue of the interface",
         "Engines" => "1 to 64 engine threads",
         _ => null,
     };

@@ -287,4 +287,45 @@ public sealed class PinnedBlockPoolTests
         Assert.Equal(0, pool.RentedBlocks);
         Assert.Equal(0, pool.Metrics.PinnedBytes);
     }
+
+    [Fact]
+    public void A_contiguous_region_holds_the_first_slabs_in_address_order_and_is_never_trimmed()
+    {
+        using var pool = new PinnedBlockPool(new PinnedBlockPoolOptions { BlockSize = 4096, SlabSize = 64 * 1024, ContiguousBytes = 128 * 1024 });
+        var (region, length) = pool.ContiguousRegion;
+        Assert.NotEqual(0, region);
+        Assert.Equal(128 * 1024, length);
+        Assert.Equal(0, region % PageSize);
+
+        // Two slabs' worth of blocks come from the region, one after the other; the next slab is a separate allocation.
+        var blocks = new List<PinnedBlock>();
+        for (var i = 0; i < 32; i++)
+        {
+            blocks.Add(pool.Rent());
+            Assert.Equal(region + (i * 4096), blocks[i].Address);
+        }
+
+        using var outside = pool.Rent();
+        Assert.False(outside.Address >= region && outside.Address < region + length, "the 33rd block lies outside the region");
+
+        // Returned and idle, the region's slabs stay (a UMEM registered on it keeps naming that memory); the other goes.
+        foreach (var block in blocks)
+        {
+            block.Dispose();
+        }
+
+        outside.Dispose();
+        _ = pool.TrimExcess();
+        Assert.Equal(64 * 1024, pool.TrimExcess());
+        Assert.Equal(128 * 1024, pool.AllocatedBytes);
+        using var again = pool.Rent();
+        Assert.True(again.Address >= region && again.Address < region + length);
+    }
+
+    [Fact]
+    public void A_contiguous_region_must_be_whole_blocks_and_pages()
+    {
+        var error = Assert.Throws<ArgumentException>(() => new PinnedBlockPool(new PinnedBlockPoolOptions { BlockSize = 8192, ContiguousBytes = 12288 }));
+        Assert.Contains("ContiguousBytes must be 0 or a positive multiple", error.Message, StringComparison.Ordinal);
+    }
 }

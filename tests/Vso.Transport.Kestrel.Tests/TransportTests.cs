@@ -463,10 +463,11 @@ public sealed class TransportTests
     }
 
     /// <summary>
-    /// Issue 12 item 5: with ApplicationOnEngineThread, Kestrel's read of an HTTP/1.x connection resumes inline on the engine
-    /// thread; one that opens with the HTTP/2 preface (RFC 9113 §3.4) or a TLS handshake record resumes on the thread pool,
-    /// since Kestrel runs HTTP/2 streams on the pool anyway and TLS is CPU the engine must not spend. Without the setting,
-    /// always the pool.
+    /// Issue 12 items 4 and 5: with ApplicationOnEngineThread, Kestrel's read of an HTTP/1.x connection resumes inline on the
+    /// engine thread once the connection has answered (the first request, the only one with Connection: close, goes to the
+    /// pool); one that opens with the HTTP/2 preface (RFC 9113 §3.4) or a TLS handshake record always resumes on the thread
+    /// pool, since Kestrel runs HTTP/2 streams on the pool anyway and TLS is CPU the engine must not spend. Without the
+    /// setting, always the pool.
     /// </summary>
     [Theory]
     [InlineData(true, "GET / HTTP/1.1\r\nHost: x\r\n\r\n", true)]
@@ -483,7 +484,17 @@ public sealed class TransportTests
         await client.SendAsync(System.Text.Encoding.Latin1.GetBytes(first)).WaitAsync(Timeout);
         var (thread, bytes) = await read.WaitAsync(Timeout);
         Assert.Equal(first.Length, bytes);
-        Assert.True(expectEngine == thread.StartsWith("vso-engine", StringComparison.Ordinal), $"the read resumed on '{thread}'");
+        Assert.False(thread.StartsWith("vso-engine", StringComparison.Ordinal), $"the first read resumed on '{thread}'");
+
+        // The server answers; the next request's read resumes inline on the engine thread for HTTP/1.x only.
+        await server.Transport.Output.WriteAsync(new byte[] { 1, 2, 3 }).AsTask().WaitAsync(Timeout);
+        var answer = new byte[3];
+        Assert.Equal(3, await client.ReceiveAsync(answer).AsTask().WaitAsync(Timeout));
+        read = ReadOnWhichThreadAsync(server.Transport.Input);
+        await client.SendAsync(System.Text.Encoding.Latin1.GetBytes("more")).WaitAsync(Timeout);
+        (thread, bytes) = await read.WaitAsync(Timeout);
+        Assert.Equal(4, bytes);
+        Assert.True(expectEngine == thread.StartsWith("vso-engine", StringComparison.Ordinal), $"the read after the answer resumed on '{thread}'");
         await server.DisposeAsync();
         await listener.UnbindAsync();
     }

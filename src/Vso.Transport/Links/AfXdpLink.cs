@@ -7,14 +7,16 @@ using Vso.Transport.Wire;
 namespace Vso.Transport.Links;
 
 /// <summary>
-/// An AF_XDP socket bound to one receive queue of an interface (Documentation/networking/af_xdp.rst), with the stack's
-/// own XDP program (<see cref="XdpRedirectProgram"/>) steering to it only ARP for the stack's address and IPv4 addressed
-/// to the stack; everything else stays the kernel's. Frames live in a UMEM (<see cref="XdpUmem"/>): received frames are
-/// read in place from the RX ring and their UMEM frames go straight back to the fill ring; a transmitted frame is
-/// copied once, at send time, from the batch (headers and gathered payload) into a free UMEM TX frame, whose
-/// descriptor goes on the TX ring; the completion ring gives the frame back. With XDP_USE_NEED_WAKEUP the kernel is
-/// kicked only when it asks (sendto for TX, recvfrom for the fill ring); in copy mode every TX batch takes a sendto,
-/// in which the kernel sends it. The engine sleeps in ppoll on the socket (POLLIN: the RX ring has frames).
+/// AF_XDP sockets (Documentation/networking/af_xdp.rst), one per receive queue served (<see cref="XskSocket"/>), with the
+/// stack's own XDP program (<see cref="XdpRedirectProgram"/>) steering to them only ARP for the stack's address and IPv4
+/// addressed to the stack; everything else stays the kernel's. Received frames are read in place from the RX rings and
+/// their UMEM frames go straight back to the fill rings. A transmitted frame leaves in place when its payload lies in the
+/// pinned block pool the UMEM covers (<see cref="AfXdpLinkOptions.UmemPool"/>): the headers in one of the link's frames,
+/// the payload as further descriptors of the same packet naming the application's bytes (XDP_USE_SG), its pin leases
+/// held until the completion ring returns them; otherwise it is copied once into a UMEM frame. With XDP_USE_NEED_WAKEUP
+/// the kernel is kicked only when it asks (sendto for TX, recvfrom for the fill ring); in copy mode every TX batch takes
+/// a sendto, in which the kernel sends it. The engine sleeps in ppoll on the sockets (POLLIN: an RX ring has frames).
+/// Frames go out through the first queue's socket.
 /// </summary>
 internal sealed unsafe class AfXdpLink : ILink
 {
@@ -22,7 +24,7 @@ internal sealed unsafe class AfXdpLink : ILink
     private const int KernelHeadroom = 256;
 
     /// <summary>Kicks of the TX ring per Transmit before the rest is left to the next one (copy mode sends 32 frames per kick).</summary>
-    private const int MaxKicks = 256;
+    internal const int MaxKicks = 256;
 
     internal const string GrantHint =
         "Run as root, or grant the capabilities to the program: `sudo setcap cap_net_raw,cap_net_admin,cap_bpf,cap_ipc_lock+ep <program>` " +
@@ -32,78 +34,58 @@ internal sealed unsafe class AfXdpLink : ILink
     private readonly ILogger _log;
     private readonly string _name;
     private readonly LinkWaker _waker;
-    private int _fd;
-    private XdpUmem? _umem;
-    private XskRing? _fill;
-    private XskRing? _completion;
-    private XskRing? _rx;
-    private XskRing? _tx;
+    private readonly XskSocket[] _sockets;
+    private readonly int[] _fds;
+    private readonly int _ifIndex;
     private XdpRedirectProgram? _program;
+    private int _nextReceive;
+    private int _idleReaps;
+
+    /// <summary>Waits of 1 ms without a completion before an idle link stops waiting for the rest.</summary>
+    private const int IdleReapLimit = 100;
     private bool _disposed;
 
+    /// <summary>Opens one socket on each of the configured queues (<see cref="AfXdpLinkOptions.Queue"/> and the <see cref="AfXdpLinkOptions.Queues"/> - 1 after it).</summary>
     public AfXdpLink(AfXdpLinkOptions options, ILogger? logger = null)
+        : this(options, first: 0, count: options?.Queues ?? 1, logger)
+    {
+    }
+
+    private AfXdpLink(AfXdpLinkOptions options, int first, int count, ILogger? logger)
     {
         ArgumentNullException.ThrowIfNull(options);
         options.Validate();
         _log = logger ?? NullLogger.Instance;
         _name = options.InterfaceName;
-        Queue = options.Queue;
-
-        _fd = LinuxNative.socket(LinuxNative.AF_XDP, LinuxNative.SOCK_RAW | LinuxNative.SOCK_CLOEXEC, 0);
-        if (_fd < 0)
-        {
-            var errno = Marshal.GetLastPInvokeError();
-            throw errno switch
-            {
-                Errno.EPERM or Errno.EACCES => new LinkException(
-                    $"Opening an AF_XDP socket for interface '{_name}' was refused ({Errno.Describe(errno)}): it needs CAP_NET_RAW. {GrantHint}", errno),
-                EAFNOSUPPORT => new LinkException(
-                    $"Opening an AF_XDP socket for interface '{_name}' failed: {Errno.Describe(errno)}: this kernel has no AF_XDP (CONFIG_XDP_SOCKETS). Use Vso:Backend = AfPacket.", errno),
-                _ => LinkException.FromErrno(errno, $"socket(AF_XDP) for interface '{_name}'", "CAP_NET_RAW"),
-            };
-        }
-
+        Queue = options.Queue + first;
+        _sockets = new XskSocket[count];
+        _fds = new int[count];
         try
         {
-            var index = NetDevice.IndexOf(_name);
-            var queues = QueryDevice(options);
+            _ifIndex = NetDevice.IndexOf(_name);
+            var queues = QueryDevice(options.Queue + first + count - 1);
             if (KernelHeadroom + EthernetFrame.HeaderLength + Mtu > options.FrameSize)
             {
                 throw new LinkException(
                     $"Interface '{_name}' has MTU {Mtu}: a frame and the kernel's {KernelHeadroom}-byte headroom do not fit an AF_XDP frame of {options.FrameSize} bytes " +
-                    $"(multi-buffer frames are not supported yet). Lower the MTU to {options.FrameSize - KernelHeadroom - EthernetFrame.HeaderLength} or less (`ip link set {_name} mtu N`), or use Vso:Backend = AfPacket.");
+                    $"(received multi-buffer frames are not supported). Lower the MTU to {options.FrameSize - KernelHeadroom - EthernetFrame.HeaderLength} or less (`ip link set {_name} mtu N`), or use Vso:Backend = AfPacket.");
             }
 
-            var ring = (uint)options.RingSize;
-            _umem = XdpUmem.Register(_fd, options.FrameSize, options.RingSize, options.RingSize, _name);
-            SetRingSize(LinuxNative.XDP_UMEM_FILL_RING, ring, "fill");
-            SetRingSize(LinuxNative.XDP_UMEM_COMPLETION_RING, ring, "completion");
-            SetRingSize(LinuxNative.XDP_RX_RING, ring, "RX");
-            SetRingSize(LinuxNative.XDP_TX_RING, ring, "TX");
-            XdpMmapOffsets offsets;
-            var length = (uint)sizeof(XdpMmapOffsets);
-            if (LinuxNative.getsockopt(_fd, LinuxNative.SOL_XDP, LinuxNative.XDP_MMAP_OFFSETS, &offsets, &length) < 0)
+            _program = XdpAttachments.Acquire(_ifIndex, _name, options.Address, Math.Max(queues, options.Queue + options.Queues), options.Mode, _log);
+            for (var i = 0; i < count; i++)
             {
-                throw LinkException.FromErrno(Marshal.GetLastPInvokeError(), $"getsockopt XDP_MMAP_OFFSETS on '{_name}'", "CAP_NET_RAW");
+                var socket = XskSocket.Open(options, _ifIndex, Queue + i, options.Mode, options.UmemPool, _log);
+                _sockets[i] = socket;
+                _fds[i] = socket.Fd;
+                _program.SetSocket(socket.Queue, socket.Fd, _name);
             }
 
-            _fill = XskRing.Map(_fd, offsets.Fill, ring, 8, LinuxNative.XDP_UMEM_PGOFF_FILL_RING, isProducer: true, "fill");
-            _completion = XskRing.Map(_fd, offsets.Completion, ring, 8, LinuxNative.XDP_UMEM_PGOFF_COMPLETION_RING, isProducer: false, "completion");
-            _rx = XskRing.Map(_fd, offsets.Rx, ring, 16, LinuxNative.XDP_PGOFF_RX_RING, isProducer: false, "RX");
-            _tx = XskRing.Map(_fd, offsets.Tx, ring, 16, LinuxNative.XDP_PGOFF_TX_RING, isProducer: true, "TX");
-
-            // Every RX frame starts in the fill ring, which therefore can always take back what the RX ring hands over.
-            for (var i = 0; i < options.RingSize; i++)
+            ZeroCopy = _sockets[0].ZeroCopy;
+            if (options.Mode == AfXdpMode.Auto && !ZeroCopy)
             {
-                _fill.Address(_fill.Next + (uint)i) = _umem.RxFrame(i);
+                _log.AfXdpFallback(_name, "the driver has no zero-copy AF_XDP", "copy mode");
             }
 
-            _fill.Submit(ring);
-
-            _program = XdpRedirectProgram.Load(options.Address, Math.Max(queues, options.Queue + 1), _name);
-            Bind(index, options.Mode);
-            _program.SetSocket(options.Queue, _fd, _name);
-            Attach(index, options.Mode);
             _waker = new LinkWaker();
         }
         catch
@@ -112,9 +94,23 @@ internal sealed unsafe class AfXdpLink : ILink
             throw;
         }
 
+        var umem = _sockets[0].Umem;
         _log.LinkOpened("AF_XDP", _name, HardwareAddress.ToString(), Mtu,
-            $"queue {Queue}, {(GenericXdp ? "generic (SKB) XDP" : "native XDP")}, {(ZeroCopy ? "zero-copy" : "copy mode")}, " +
-            $"rings {options.RingSize}, UMEM {_umem.Length} B in frames of {options.FrameSize} B");
+            $"queue{(count == 1 ? $" {Queue}" : $"s {Queue} to {Queue + count - 1}")}, {(GenericXdp ? "generic (SKB) XDP" : "native XDP")}, {(ZeroCopy ? "zero-copy" : "copy mode")}, " +
+            $"rings {options.RingSize}, UMEM {umem.Length} B {(umem.Unaligned ? "over the pinned block pool" : "private")} in frames of {options.FrameSize} B, " +
+            $"{(_sockets[0].InPlaceTransmit ? "payload sent in place from the pool (multi-buffer)" : "frames copied into the UMEM")}");
+    }
+
+    /// <summary>
+    /// Opens the link of queue <paramref name="index"/> of the configured ones (<see cref="AfXdpLinkOptions.Queue"/> +
+    /// <paramref name="index"/>) alone: one link per shard, the shards sharing the interface's XDP program.
+    /// </summary>
+    internal static AfXdpLink OpenQueue(AfXdpLinkOptions options, int index, ILogger? logger = null)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        ArgumentOutOfRangeException.ThrowIfNegative(index);
+        ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual(index, options.Queues);
+        return new AfXdpLink(options, index, 1, logger);
     }
 
     public MacAddress HardwareAddress { get; private set; }
@@ -127,8 +123,11 @@ internal sealed unsafe class AfXdpLink : ILink
 
     public string InterfaceName => _name;
 
-    /// <summary>The receive queue the socket is bound to.</summary>
+    /// <summary>The (first) receive queue a socket is bound to.</summary>
     public int Queue { get; }
+
+    /// <summary>Receive queues served, one socket each, from <see cref="Queue"/> on.</summary>
+    public int QueueCount => _sockets.Length;
 
     /// <summary>Whether the socket runs in zero-copy mode (the driver reads and writes the UMEM), rather than copy mode.</summary>
     public bool ZeroCopy { get; private set; }
@@ -137,65 +136,47 @@ internal sealed unsafe class AfXdpLink : ILink
     public bool GenericXdp => _program?.Generic ?? false;
 
     /// <summary>Frames handed to the stack.</summary>
-    public long FramesReceived { get; private set; }
+    public long FramesReceived => Sum(static s => s.FramesReceived);
 
     /// <summary>Received frames larger than the MTU allows, dropped.</summary>
-    public long OversizeReceivedFrames { get; private set; }
+    public long OversizeReceivedFrames => Sum(static s => s.OversizeReceivedFrames);
 
     /// <summary>Frames the stack asked to send that were larger than the MTU allows, not sent.</summary>
     public long OversizeTransmitFrames { get; private set; }
 
     /// <summary>Frames put on the TX ring.</summary>
-    public long FramesTransmitted { get; private set; }
+    public long FramesTransmitted => Sum(static s => s.FramesTransmitted);
+
+    /// <summary>Frames whose payload the kernel or device read in place from the application's pinned blocks.</summary>
+    public long FramesSentInPlace => Sum(static s => s.FramesSentInPlace);
+
+    /// <summary>Frames copied whole into a UMEM frame (no payload, or payload outside the UMEM).</summary>
+    public long FramesCopied => Sum(static s => s.FramesCopied);
 
     /// <summary>Frames dropped on the way out (no free UMEM frame, the kernel refused): TCP retransmits them.</summary>
-    public long TransmitErrors { get; private set; }
+    public long TransmitErrors => Sum(static s => s.TransmitErrors);
+
+    /// <summary>Frames handed to the stack from receive queue <see cref="Queue"/> + <paramref name="index"/>.</summary>
+    internal long FramesReceivedOnQueue(int index) => _sockets[index].FramesReceived;
+
+    internal XskSocket Socket(int index) => _sockets[index];
 
     public int Receive(IFrameReceiver receiver, int maxFrames)
     {
         ArgumentNullException.ThrowIfNull(receiver);
         ObjectDisposedException.ThrowIf(_disposed, this);
-        var rx = _rx!;
-        var count = rx.Available((uint)Math.Max(maxFrames, 0));
-        if (count == 0)
+        var maxFrame = Mtu + EthernetFrame.HeaderLength;
+        if (_sockets.Length == 1)
         {
-            return 0;
+            return _sockets[0].Receive(receiver, maxFrames, maxFrame);
         }
 
+        // Each queue in turn, starting one further every call, so that no queue waits behind a busy one.
         var handed = 0;
-        var first = rx.Next;
-        uint done = 0;
-        try
+        var start = _nextReceive++;
+        for (var i = 0; i < _sockets.Length && handed < maxFrames; i++)
         {
-            for (; done < count; done++)
-            {
-                ref var d = ref rx.Descriptor(first + done);
-                if (d.Length > Mtu + EthernetFrame.HeaderLength)
-                {
-                    OversizeReceivedFrames++;
-                    continue;
-                }
-
-                handed++;
-                FramesReceived++;
-                receiver.OnFrame(new ReadOnlySpan<byte>(_umem!.Base + d.Address, (int)d.Length));
-            }
-        }
-        finally
-        {
-            // Frames read (and one the stack threw on, so it is not delivered again) go back to the fill ring.
-            var returned = Math.Min(done + 1, count);
-            for (uint i = 0; i < returned; i++)
-            {
-                _fill!.Address(_fill.Next + i) = _umem!.FrameOf(rx.Descriptor(first + i).Address);
-            }
-
-            rx.Release(returned);
-            _fill!.Submit(returned);
-            if (_fill.NeedsWakeup)
-            {
-                _ = LinuxNative.recvfrom(_fd, null, 0, LinuxNative.MSG_DONTWAIT, null, null);
-            }
+            handed += _sockets[(start + i) % _sockets.Length].Receive(receiver, maxFrames - handed, maxFrame);
         }
 
         return handed;
@@ -210,11 +191,8 @@ internal sealed unsafe class AfXdpLink : ILink
             return;
         }
 
-        var umem = _umem!;
-        var tx = _tx!;
-        ReapCompletions();
+        var socket = _sockets[0];
         var maxFrame = Mtu + EthernetFrame.HeaderLength;
-        uint queued = 0;
         for (var i = 0; i < batch.Count; i++)
         {
             var length = batch.FrameLength(i);
@@ -225,66 +203,62 @@ internal sealed unsafe class AfXdpLink : ILink
                 continue;
             }
 
-            if (!umem.TryRentTx(out var address))
-            {
-                // Every TX frame is on its way: let the kernel send what is queued and give frames back.
-                tx.Submit(queued);
-                queued = 0;
-                Kick();
-                ReapCompletions();
-                if (!umem.TryRentTx(out address))
-                {
-                    TransmitErrors++;
-                    continue;
-                }
-            }
-
-            // A rented frame guarantees a TX slot: the ring has as many entries as there are TX frames.
-            var written = batch.CopyFrame(i, umem.Frame(address, umem.FrameSize));
-            tx.Descriptor(tx.Next + queued) = new XdpDesc { Address = address, Length = (uint)written };
-            queued++;
-            FramesTransmitted++;
+            socket.Enqueue(batch, i);
         }
 
-        tx.Submit(queued);
-        Kick();
+        socket.Flush();
     }
 
     public bool WaitForFrames(TimeSpan timeout)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
-        if (_rx!.Available(1) != 0)
+        foreach (var socket in _sockets)
         {
-            return true;
-        }
-
-        if (_tx!.Outstanding != 0)
-        {
-            // Frames a kick left on the TX ring: send them, and come back soon if some still wait.
-            Kick();
-            if (_tx.Outstanding != 0 && (timeout < TimeSpan.Zero || timeout > TimeSpan.FromMilliseconds(1)))
+            if (socket.HasReceived)
             {
-                timeout = TimeSpan.FromMilliseconds(1);
+                return true;
             }
         }
 
-        _ = _waker.Wait(_fd, LinuxNative.POLLIN, timeout);
-        return _rx.Available(1) != 0;
+        var tx = _sockets[0];
+        var soon = false;
+        if (tx.TxOutstanding != 0)
+        {
+            // Frames a kick left on the TX ring: send them, and come back soon if some still wait.
+            tx.Kick();
+            soon = tx.TxOutstanding != 0;
+        }
+
+        // Completions end the leases of in-place payload: while they keep coming, come back for them soon, so an idle
+        // link does not hold the application's blocks (a few waits without one, and the link sleeps until woken).
+        _idleReaps = tx.Reap() ? 0 : _idleReaps + 1;
+        soon |= tx.OutstandingTransmits != 0 && _idleReaps < IdleReapLimit;
+        if (soon && (timeout < TimeSpan.Zero || timeout > TimeSpan.FromMilliseconds(1)))
+        {
+            timeout = TimeSpan.FromMilliseconds(1);
+        }
+
+        return _waker.Wait(_fds, LinuxNative.POLLIN, timeout);
     }
 
     public void Interrupt() => _waker?.Interrupt();
 
     /// <summary>
-    /// The kernel's counters of this socket (XDP_STATISTICS): frames dropped for other reasons, because the RX ring was
-    /// full, and times the fill ring was found empty.
+    /// The kernel's counters of the sockets (XDP_STATISTICS), summed: frames dropped for other reasons, because an RX ring
+    /// was full, and times a fill ring was found empty.
     /// </summary>
     public (long Dropped, long RxRingFull, long FillRingEmpty) ReadKernelStatistics()
     {
-        var stats = default(XdpStatistics);
-        var length = (uint)sizeof(XdpStatistics);
-        return LinuxNative.getsockopt(_fd, LinuxNative.SOL_XDP, LinuxNative.XDP_STATISTICS, &stats, &length) < 0
-            ? (0, 0, 0)
-            : ((long)stats.RxDropped, (long)stats.RxRingFull, (long)stats.RxFillRingEmpty);
+        long dropped = 0, full = 0, empty = 0;
+        foreach (var socket in _sockets)
+        {
+            var (d, f, e) = socket.ReadKernelStatistics();
+            dropped += d;
+            full += f;
+            empty += e;
+        }
+
+        return (dropped, full, empty);
     }
 
     public void Dispose()
@@ -299,68 +273,22 @@ internal sealed unsafe class AfXdpLink : ILink
         _waker?.Dispose();
     }
 
-    private const int EAFNOSUPPORT = 97;
-
-    /// <summary>Hands the TX ring to the kernel: copy mode sends in sendto, a budget of frames per call (EAGAIN: more to send).</summary>
-    private void Kick()
+    private long Sum(Func<XskSocket, long> counter)
     {
-        var tx = _tx!;
-        for (var kicks = 0; kicks < MaxKicks && tx.Outstanding != 0; kicks++)
+        long total = 0;
+        foreach (var socket in _sockets)
         {
-            if (ZeroCopy && !tx.NeedsWakeup)
+            if (socket is not null)
             {
-                return;
+                total += counter(socket);
             }
-
-            if (LinuxNative.sendto(_fd, null, 0, LinuxNative.MSG_DONTWAIT, null, 0) >= 0)
-            {
-                continue;
-            }
-
-            var errno = Marshal.GetLastPInvokeError();
-            if (errno is Errno.EAGAIN or Errno.EINTR)
-            {
-                ReapCompletions();
-                continue;
-            }
-
-            if (errno == Errno.EBUSY)
-            {
-                // The device dropped a frame (NET_XMIT_DROP); the kernel completed it. TCP retransmits.
-                TransmitErrors++;
-                continue;
-            }
-
-            TransmitErrors++;
-            if ((TransmitErrors & (TransmitErrors - 1)) == 0)
-            {
-                _log.TransmitFailed(_name, Errno.Describe(errno), TransmitErrors);
-            }
-
-            return;
-        }
-    }
-
-    private void ReapCompletions()
-    {
-        var completion = _completion!;
-        var n = completion.Available(completion.Size);
-        if (n == 0)
-        {
-            return;
         }
 
-        var first = completion.Next;
-        for (uint i = 0; i < n; i++)
-        {
-            _umem!.ReturnTx(completion.Address(first + i));
-        }
-
-        completion.Release(n);
+        return total;
     }
 
     /// <summary>Reads the MTU, MAC and receive queue count with a throwaway AF_INET socket (AF_XDP sockets take no SIOC* ioctls).</summary>
-    private int QueryDevice(AfXdpLinkOptions options)
+    private int QueryDevice(int lastQueue)
     {
         var control = LinuxNative.socket(LinuxNative.AF_INET, LinuxNative.SOCK_DGRAM | LinuxNative.SOCK_CLOEXEC, 0);
         if (control < 0)
@@ -378,15 +306,15 @@ internal sealed unsafe class AfXdpLink : ILink
             *(EthtoolChannels**)request.Union = &channels;
             if (LinuxNative.ioctl(control, LinuxNative.SIOCETHTOOL, &request) < 0)
             {
-                return options.Queue + 1; // the driver does not say: the bind will tell
+                return lastQueue + 1; // the driver does not say: the bind will tell
             }
 
             var queues = (int)(channels.RxCount + channels.CombinedCount);
-            if (queues > 0 && options.Queue >= queues)
+            if (queues > 0 && lastQueue >= queues)
             {
                 throw new LinkException(
-                    $"Receive queue {options.Queue} of '{_name}' does not exist: it has {queues} receive queue(s), 0 to {queues - 1} (`ethtool -l {_name}`). " +
-                    "Set Vso:AfXdp:Queue to one of them.",
+                    $"Receive queue {lastQueue} of '{_name}' does not exist: it has {queues} receive queue(s), 0 to {queues - 1} (`ethtool -l {_name}`). " +
+                    "Set Vso:AfXdp:Queue (and Vso:AfXdp:Queues) to name only those.",
                     Errno.EINVAL);
             }
 
@@ -398,92 +326,19 @@ internal sealed unsafe class AfXdpLink : ILink
         }
     }
 
-    private void SetRingSize(int option, uint size, string what)
-    {
-        if (LinuxNative.setsockopt(_fd, LinuxNative.SOL_XDP, option, &size, 4) < 0)
-        {
-            throw LinkException.FromErrno(Marshal.GetLastPInvokeError(), $"setting the AF_XDP {what} ring of '{_name}' to {size} entries", "CAP_NET_RAW");
-        }
-    }
-
-    private void Bind(int index, AfXdpMode mode)
-    {
-        // Auto sets neither XDP_COPY nor XDP_ZEROCOPY: the kernel tries zero-copy and falls back to copy itself.
-        var flags = (ushort)(LinuxNative.XDP_USE_NEED_WAKEUP | mode switch
-        {
-            AfXdpMode.ZeroCopy => LinuxNative.XDP_ZEROCOPY,
-            AfXdpMode.Auto => 0,
-            _ => LinuxNative.XDP_COPY,
-        });
-        var address = new SockAddrXdp { Family = LinuxNative.AF_XDP, Flags = flags, IfIndex = (uint)index, QueueId = (uint)Queue };
-        if (LinuxNative.bind(_fd, &address, (uint)sizeof(SockAddrXdp)) < 0)
-        {
-            var errno = Marshal.GetLastPInvokeError();
-            throw errno switch
-            {
-                Errno.EOPNOTSUPP when mode == AfXdpMode.ZeroCopy => new LinkException(
-                    $"Binding an AF_XDP socket to '{_name}' queue {Queue} in zero-copy mode failed: {Errno.Describe(errno)}: its driver has no zero-copy AF_XDP " +
-                    "(veth, for one, has none). Set Vso:AfXdp:Mode = Auto (zero-copy where the driver has it, copy otherwise) or Copy.",
-                    errno),
-                Errno.EBUSY => new LinkException(
-                    $"Binding an AF_XDP socket to '{_name}' queue {Queue} failed: {Errno.Describe(errno)}: another AF_XDP socket is bound to that queue. " +
-                    "Stop it or choose another queue (Vso:AfXdp:Queue).",
-                    errno),
-                Errno.EINVAL => new LinkException(
-                    $"Binding an AF_XDP socket to '{_name}' queue {Queue} failed: {Errno.Describe(errno)}. Check that the queue exists (`ethtool -l {_name}`).",
-                    errno),
-                _ => LinkException.FromErrno(errno, $"binding an AF_XDP socket to '{_name}' queue {Queue}", "CAP_NET_RAW"),
-            };
-        }
-
-        var options = default(uint);
-        var length = 4u;
-        ZeroCopy = LinuxNative.getsockopt(_fd, LinuxNative.SOL_XDP, LinuxNative.XDP_OPTIONS, &options, &length) == 0
-            && (options & LinuxNative.XDP_OPTIONS_ZEROCOPY) != 0;
-        if (mode == AfXdpMode.Auto && !ZeroCopy)
-        {
-            _log.AfXdpFallback(_name, "the driver has no zero-copy AF_XDP", "copy mode");
-        }
-    }
-
-    private void Attach(int index, AfXdpMode mode)
-    {
-        var program = _program!;
-        var errno = program.Attach(index, generic: mode == AfXdpMode.Skb, _name);
-        if (errno == 0)
-        {
-            return;
-        }
-
-        if (mode != AfXdpMode.Auto)
-        {
-            throw new LinkException(
-                $"Attaching the stack's XDP program to '{_name}' in native mode failed: {Errno.Describe(errno)}: its driver has no native XDP. " +
-                "Set Vso:AfXdp:Mode = Skb (generic XDP) or Auto, or use Vso:Backend = AfPacket.",
-                errno);
-        }
-
-        _log.AfXdpFallback(_name, $"the driver has no native XDP ({Errno.Describe(errno)})", "generic (SKB) XDP");
-        _ = program.Attach(index, generic: true, _name);
-    }
-
     private void Release()
     {
-        // The program first, so the kernel stops redirecting to the socket; the socket before the UMEM it pins.
-        _program?.Dispose();
-        _program = null;
-        _fill?.Dispose();
-        _completion?.Dispose();
-        _rx?.Dispose();
-        _tx?.Dispose();
-        _fill = _completion = _rx = _tx = null;
-        if (_fd >= 0)
+        // The sockets close first (each takes itself out of the XSKMAP and stops reading its UMEM), then the program goes
+        // if no other link of this interface holds it.
+        foreach (var socket in _sockets)
         {
-            _ = LinuxNative.close(_fd);
-            _fd = -1;
+            socket?.Dispose();
         }
 
-        _umem?.Dispose();
-        _umem = null;
+        if (_program is not null)
+        {
+            XdpAttachments.Release(_ifIndex, _program);
+            _program = null;
+        }
     }
 }

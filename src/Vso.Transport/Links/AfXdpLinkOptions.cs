@@ -1,3 +1,4 @@
+using Vso.MemoryPinning;
 using Vso.Transport.Wire;
 
 namespace Vso.Transport.Links;
@@ -31,6 +32,21 @@ public sealed class AfXdpLinkOptions : VsoLinkOptions
 
     /// <summary>Bytes per UMEM frame: 2048 or 4096 (default; a page, which holds an MTU of up to 3,500 or so with the kernel's headroom).</summary>
     public int FrameSize { get; set; } = 4096;
+
+    /// <summary>
+    /// A pinned block pool made with <see cref="PinnedBlockPoolOptions.ContiguousBytes"/>, or null (default: a private UMEM).
+    /// The UMEM then covers the pool's contiguous region, the link's own frames are blocks rented from it, and a frame
+    /// whose payload lies in the region (a block the application wrote, identified in Pinned mode) is sent in place:
+    /// the kernel or device reads the application's bytes where they are (multi-buffer AF_XDP, XDP_USE_SG). The pool must
+    /// outlive the link, and its blocks must be at least <see cref="FrameSize"/> bytes.
+    /// </summary>
+    public PinnedBlockPool? UmemPool { get; set; }
+
+    /// <summary>
+    /// Receive queues served, one AF_XDP socket each, from <see cref="Queue"/> on. Default 1. The XDP program hands each
+    /// socket the stack's frames that arrive on its queue.
+    /// </summary>
+    public int Queues { get; set; } = 1;
 
     private protected override ILink OpenLink(LinkOpenContext context)
     {
@@ -69,6 +85,18 @@ public sealed class AfXdpLinkOptions : VsoLinkOptions
         if (FrameSize is not (2048 or 4096))
         {
             throw new ArgumentException($"FrameSize = {FrameSize} is invalid: use 2048 or 4096.", nameof(FrameSize));
+        }
+
+        if (UmemPool is { } pool && (pool.ContiguousRegion.Length == 0 || pool.BlockSize < FrameSize))
+        {
+            throw new ArgumentException(
+                $"UmemPool is invalid: the pool needs a contiguous region (PinnedBlockPoolOptions.ContiguousBytes > 0, it has {pool.ContiguousRegion.Length}) and blocks of at least FrameSize = {FrameSize} bytes (it has {pool.BlockSize}).",
+                nameof(UmemPool));
+        }
+
+        if (Queues < 1 || Queue + Queues > 65536)
+        {
+            throw new ArgumentException($"Queues = {Queues} is invalid: use 1 or more, Queue + Queues - 1 being a receive queue of the interface.", nameof(Queues));
         }
     }
 }

@@ -32,11 +32,19 @@ internal sealed unsafe class LinkWaker : IDisposable
     }
 
     /// <summary>Waits until <paramref name="fd"/> has <paramref name="events"/>, an interrupt, or the timeout; returns whether the fd is ready.</summary>
-    public bool Wait(int fd, short events, TimeSpan timeout)
+    public bool Wait(int fd, short events, TimeSpan timeout) => Wait(new ReadOnlySpan<int>(in fd), events, timeout);
+
+    /// <summary>Waits until one of <paramref name="descriptors"/> (at most 64) has <paramref name="events"/>, an interrupt, or the timeout; returns whether one is ready.</summary>
+    public bool Wait(ReadOnlySpan<int> descriptors, short events, TimeSpan timeout)
     {
-        var fds = stackalloc PollFd[2];
-        fds[0] = new PollFd { Fd = fd, Events = events };
-        fds[1] = new PollFd { Fd = _eventFd, Events = LinuxNative.POLLIN };
+        var count = descriptors.Length;
+        var fds = stackalloc PollFd[count + 1];
+        for (var i = 0; i < count; i++)
+        {
+            fds[i] = new PollFd { Fd = descriptors[i], Events = events };
+        }
+
+        fds[count] = new PollFd { Fd = _eventFd, Events = LinuxNative.POLLIN };
         TimeSpec spec;
         TimeSpec* specPointer = null;
         if (timeout >= TimeSpan.Zero)
@@ -46,19 +54,27 @@ internal sealed unsafe class LinkWaker : IDisposable
             specPointer = &spec;
         }
 
-        var n = LinuxNative.ppoll(fds, 2, specPointer, null);
+        var n = LinuxNative.ppoll(fds, (nuint)(count + 1), specPointer, null);
         if (n <= 0)
         {
             return false;
         }
 
-        if ((fds[1].Revents & LinuxNative.POLLIN) != 0)
+        if ((fds[count].Revents & LinuxNative.POLLIN) != 0)
         {
             ulong value;
             _ = LinuxNative.read(_eventFd, &value, 8);
         }
 
-        return (fds[0].Revents & (events | LinuxNative.POLLERR)) != 0;
+        for (var i = 0; i < count; i++)
+        {
+            if ((fds[i].Revents & (events | LinuxNative.POLLERR)) != 0)
+            {
+                return true;
+            }
+        }
+
+        return false;
     }
 
     public void Dispose()

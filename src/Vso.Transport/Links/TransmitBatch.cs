@@ -20,6 +20,8 @@ internal sealed unsafe class TransmitBatch
     private readonly int[] _linearLength;
     private readonly int[] _gatherCount;
     private readonly int[] _gsoSize;
+    private readonly int[] _firstLease;
+    private readonly int[] _endLease;
     private readonly GatherSegment[] _gathers;
     private readonly PinLease[] _leases;
     private int _leaseCount;
@@ -37,6 +39,8 @@ internal sealed unsafe class TransmitBatch
         _linearLength = new int[capacity];
         _gatherCount = new int[capacity];
         _gsoSize = new int[capacity];
+        _firstLease = new int[capacity];
+        _endLease = new int[capacity];
         _gathers = new GatherSegment[capacity * MaxGather];
         _leases = new PinLease[capacity * MaxGather];
     }
@@ -108,6 +112,8 @@ internal sealed unsafe class TransmitBatch
     {
         _linearLength[Count] = linearLength;
         _gsoSize[Count] = gsoSize;
+        _firstLease[Count] = _buildingFirstLease;
+        _endLease[Count] = _leaseCount;
         Count++;
         _buildingFirstLease = _leaseCount; // the leases so far belong to committed frames: Cancel leaves them alone
     }
@@ -168,6 +174,21 @@ internal sealed unsafe class TransmitBatch
         }
 
         return offset;
+    }
+
+    /// <summary>Leases held for frame <paramref name="index"/>: one per gather segment, in the same order.</summary>
+    internal int LeaseCount(int index) => _endLease[index] - _firstLease[index];
+
+    /// <summary>
+    /// Hands the link lease <paramref name="k"/> of frame <paramref name="index"/>: <see cref="Clear"/> no longer ends it,
+    /// the link does, once the device is done with the memory (an AF_XDP completion).
+    /// </summary>
+    internal PinLease TakeLease(int index, int k)
+    {
+        var i = _firstLease[index] + k;
+        var lease = _leases[i];
+        _leases[i] = default;
+        return lease;
     }
 
     /// <summary>Ends every lease and empties the batch. Call after the link's Transmit returned.</summary>

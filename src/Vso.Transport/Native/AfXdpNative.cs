@@ -57,6 +57,11 @@ internal static unsafe partial class LinuxNative
     public const ushort XDP_COPY = 1 << 1;
     public const ushort XDP_ZEROCOPY = 1 << 2;
     public const ushort XDP_USE_NEED_WAKEUP = 1 << 3;
+    public const ushort XDP_USE_SG = 1 << 4;
+    public const uint XDP_UMEM_UNALIGNED_CHUNK_FLAG = 1;
+
+    /// <summary>xdp_desc.options: more descriptors of the same packet follow (multi-buffer, XDP_USE_SG).</summary>
+    public const uint XDP_PKT_CONTD = 1;
     public const uint XDP_RING_NEED_WAKEUP = 1;
 
     // mmap offsets of the four rings.

@@ -91,6 +91,10 @@ public sealed partial class SampleInteropTests(ITestOutputHelper output)
         {
             // The sample logged the link it opened: the stack's own XDP program and an AF_XDP socket in copy mode (veth).
             Assert.Contains("AF_XDP link open on", sample.Output, StringComparison.Ordinal);
+
+            // Pinned identify mode: the UMEM covers the transport's block pool, so Kestrel's response bytes leave in place.
+            Assert.Contains("UMEM 67108864 B over the pinned block pool", sample.Output, StringComparison.Ordinal);
+            Assert.Contains("payload sent in place from the pool", sample.Output, StringComparison.Ordinal);
         }
 
         // HTTP/1.1 keep-alive: two requests, one connection.

@@ -35,7 +35,7 @@ internal sealed partial class NetnsHarness : IDisposable
     private readonly List<string> _namespaces = [];
     private bool _disposed;
 
-    /// <param name="queues">AF_PACKET and AF_XDP: transmit and receive queues of each veth end (several for a multi-queue device).</param>
+    /// <param name="queues">Receive and transmit queues of each veth end (AF_PACKET/AF_XDP topology), for multi-queue tests.</param>
     public NetnsHarness(RealLinkKind kind, bool offloadsOff = true, int queues = 1)
     {
         Kind = kind;

@@ -41,6 +41,151 @@ public sealed class RealLinkAfXdpTests(ITestOutputHelper output)
         Assert.True(link.FramesReceived > before, "the stack's own frames reach it");
     }
 
+    /// <summary>
+    /// Pinned identify mode over a UMEM that covers the pinned pool: the payload of the 64 MiB download is read by the
+    /// kernel where the server wrote it (headers in a link frame, payload as a further descriptor of the packet), byte
+    /// exact, clean and under 1 % loss each way (retransmissions identify the bytes again, in place again).
+    /// </summary>
+    [RootTheory]
+    [InlineData(0.0)]
+    [InlineData(0.01)]
+    public async Task Pinned_payload_is_sent_in_place_from_the_pool(double loss)
+    {
+        await using var rig = RealLinkRig.Start(RealLinkKind.AfXdp, output, xdpOnPool: true);
+        var link = (AfXdpLink)rig.Link;
+        Assert.True(link.Socket(0).InPlaceTransmit, "the socket is bound with XDP_USE_SG over the pool's region");
+        if (loss > 0)
+        {
+            rig.Net.AddLoss(loss);
+        }
+
+        const long size = 64 << 20;
+        rig.Judged(
+            () =>
+            {
+                var down = rig.Download(size, maxSeconds: 120);
+                Assert.Equal(size, down.Length);
+                Assert.Equal(TinyHttpServer.ExpectedSha256(size), down.Sha256);
+                var up = rig.Upload(size, maxSeconds: 120);
+                Assert.Equal(up.Expected, up.Answer);
+                output.WriteLine($"{loss:P0} loss: 64 MiB down in {down.Seconds:F2} s, up in {up.Seconds:F2} s");
+            },
+            maxSeconds: 300);
+
+        var info = rig.Http.LastDownloadInfo;
+        output.WriteLine($"in place {link.FramesSentInPlace}, copied {link.FramesCopied}, transmit errors {link.TransmitErrors}, " +
+            $"unmatched completions {link.Socket(0).UnmatchedCompletions}; retransmitted {info?.RetransmittedSegments}");
+
+        // 64 MiB of 1448-byte payloads is some 46,000 frames: nearly all of them in place (the rest are ACKs and headers).
+        Assert.True(link.FramesSentInPlace > (size / 1500), $"only {link.FramesSentInPlace} frames in place");
+        Assert.Equal(0, link.Socket(0).UnmatchedCompletions);
+        if (loss > 0)
+        {
+            Assert.True(info is { RetransmittedSegments: > 0 }, "the loss made the sender retransmit");
+        }
+
+        // Every descriptor came back through the completion ring, its lease ended, once the link is idle.
+        for (var i = 0; i < 200 && link.Socket(0).OutstandingTransmits != 0; i++)
+        {
+            await Task.Delay(10);
+        }
+
+        Assert.Equal(0, link.Socket(0).OutstandingTransmits);
+    }
+
+    /// <summary>
+    /// Why a super-segment cannot leave as one multi-buffer packet: AF_XDP transmits a packet as one wire frame (its TX
+    /// metadata offers checksum and timestamps, no segmentation), so a packet of several MSS is a frame above the MTU,
+    /// which the veth drops. One of 1514 bytes in three descriptors arrives; one of 3014 bytes does not.
+    /// </summary>
+    [RootFact]
+    public void A_multi_buffer_packet_leaves_whole_and_above_the_MTU_is_dropped()
+    {
+        using var net = new NetnsHarness(RealLinkKind.AfXdp);
+        using var pool = new Vso.MemoryPinning.PinnedBlockPool(new Vso.MemoryPinning.PinnedBlockPoolOptions { ContiguousBytes = 8 << 20 });
+        using var link = NetnsHarness.RunIn(net.Server, () => new AfXdpLink(
+            new AfXdpLinkOptions { InterfaceName = net.StackDevice, Address = Ipv4Address.Parse(NetnsHarness.StackAddress), RingSize = 256, UmemPool = pool }));
+        using var payload = pool.Rent();
+        long Received() => long.Parse(
+            NetnsHarness.Exec(net.Client, TimeSpan.FromSeconds(10), "cat", $"/sys/class/net/{NetnsHarness.ClientDevice}/statistics/rx_bytes").Output.Trim(),
+            System.Globalization.CultureInfo.InvariantCulture);
+
+        long Send(int payloadLength)
+        {
+            var batch = new TransmitBatch(1, 1514);
+            var frame = batch.Begin();
+            frame[..6].Fill(0xff);
+            link.HardwareAddress.Write(frame[6..]);
+            frame[12] = 0x88;
+            frame[13] = 0xb5;
+            var before = Received();
+            var half = payloadLength / 2;
+            batch.HoldLease(payload.Lease(0, half));
+            _ = batch.TryAddGather(payload.Address, half);
+            batch.HoldLease(payload.Lease(2048, payloadLength - half));
+            _ = batch.TryAddGather(payload.Address + 2048, payloadLength - half);
+            batch.Commit(14);
+            var socket = link.Socket(0);
+            var inPlace = socket.FramesSentInPlace;
+            socket.Enqueue(batch, 0);
+            socket.Flush();
+            batch.Clear();
+            Assert.Equal(inPlace + 1, socket.FramesSentInPlace);
+            Thread.Sleep(200);
+            return Received() - before;
+        }
+
+        var fits = Send(1500);
+        var above = Send(3000);
+        output.WriteLine($"client received {fits} bytes for a 1514-byte packet, {above} for a 3014-byte one");
+        Assert.Equal(1514, fits);
+        Assert.Equal(0, above);
+    }
+
+    /// <summary>A veth with two receive queues: one socket per queue, and connections arrive (and are served) on both.</summary>
+    [RootFact]
+    public async Task Each_queue_has_its_socket_and_serves_connections()
+    {
+        await using var rig = RealLinkRig.Start(RealLinkKind.AfXdp, output, xdpOnPool: true, queues: 2);
+        var link = (AfXdpLink)rig.Link;
+        Assert.Equal(2, link.QueueCount);
+
+        // veth picks a receive queue per flow (the sender's skb hash): forty connections land on both.
+        for (var i = 0; i < 40; i++)
+        {
+            var (_, sha, length) = rig.Download(100_000, maxSeconds: 20);
+            Assert.Equal(100_000, length);
+            Assert.Equal(TinyHttpServer.ExpectedSha256(100_000), sha);
+        }
+
+        output.WriteLine($"queue 0: {link.FramesReceivedOnQueue(0)} frames, queue 1: {link.FramesReceivedOnQueue(1)} frames");
+        Assert.True(link.FramesReceivedOnQueue(0) > 0, "queue 0 received nothing");
+        Assert.True(link.FramesReceivedOnQueue(1) > 0, "queue 1 received nothing");
+    }
+
+    /// <summary>One link per queue (the shards' layout): each opens its queue alone, and both share the interface's program.</summary>
+    [RootFact]
+    public void A_link_per_queue_shares_the_program()
+    {
+        using var net = new NetnsHarness(RealLinkKind.AfXdp, queues: 2);
+        var options = new AfXdpLinkOptions { InterfaceName = net.StackDevice, Address = Ipv4Address.Parse(NetnsHarness.StackAddress), Queues = 2, RingSize = 256 };
+        string Attached() => NetnsHarness.Exec(net.Server, TimeSpan.FromSeconds(10), "ip", "link", "show", "dev", net.StackDevice).Output;
+        NetnsHarness.RunIn(net.Server, () =>
+        {
+            // A second attach would be refused (EBUSY): the second link puts its socket in the first one's program.
+            using var first = AfXdpLink.OpenQueue(options, 0);
+            using var second = AfXdpLink.OpenQueue(options, 1);
+            Assert.Equal((0, 1), (first.Queue, second.Queue));
+            Assert.Equal((1, 1), (first.QueueCount, second.QueueCount));
+            first.Dispose();
+            Assert.Contains("prog/xdp", Attached(), StringComparison.Ordinal);
+            second.Dispose();
+            Assert.DoesNotContain("prog/xdp", Attached(), StringComparison.Ordinal);
+            return 0;
+        });
+        Assert.Throws<ArgumentOutOfRangeException>(() => AfXdpLink.OpenQueue(options, 2));
+    }
+
     [RootFact]
     public void Transmit_and_receive_allocate_nothing_per_frame()
     {

@@ -1,5 +1,6 @@
 using System.Security.Cryptography;
 using Microsoft.Extensions.Logging;
+using Vso.MemoryPinning;
 using Vso.Transport.Api;
 using Vso.Transport.Links;
 using Vso.Transport.Native;
@@ -41,11 +42,14 @@ internal sealed class RealLinkRig : IAsyncDisposable
 {
     public const ushort Port = 8080;
 
+    private const int MiB = 1 << 20;
+
     private readonly ITestOutputHelper _output;
     private bool _disposed;
 
-    private RealLinkRig(RealLinkKind kind, ITestOutputHelper output, NetnsHarness net, ILink link, VsoStack stack, TinyHttpServer http, string directory)
+    private RealLinkRig(RealLinkKind kind, ITestOutputHelper output, NetnsHarness net, ILink link, VsoStack stack, TinyHttpServer http, string directory, PinnedBlockPool? pool)
     {
+        UmemPool = pool;
         Kind = kind;
         _output = output;
         Net = net;
@@ -56,6 +60,9 @@ internal sealed class RealLinkRig : IAsyncDisposable
     }
 
     public RealLinkKind Kind { get; }
+
+    /// <summary>AF_XDP over a pinned pool: the pool whose region is the UMEM, from whose blocks the server sends.</summary>
+    public PinnedBlockPool? UmemPool { get; }
 
     public NetnsHarness Net { get; }
 
@@ -79,10 +86,15 @@ internal sealed class RealLinkRig : IAsyncDisposable
         bool attachToExistingTap = false,
         AfXdpMode xdpMode = AfXdpMode.Auto,
         Action<TapLinkOptions>? configureTap = null,
+        bool xdpOnPool = false,
+        int queues = 1,
         int engines = 1)
     {
-        var net = new NetnsHarness(kind, offloadsOff, queues: engines);
+        var net = new NetnsHarness(kind, offloadsOff, Math.Max(queues, engines));
         ILink? link = null;
+        PinnedBlockPool? pool = xdpOnPool
+            ? new PinnedBlockPool(new PinnedBlockPoolOptions { ContiguousBytes = (queues * 16 * MiB) + (32 * MiB) })
+            : null;
         VsoStack? stack = null;
         try
         {
@@ -108,14 +120,14 @@ internal sealed class RealLinkRig : IAsyncDisposable
                 stack.Start();
                 var shardedHttp = new TinyHttpServer(stack, Port) { ShardOf = static c => c.Endpoint.Shard.ShardIndex };
                 var shardedDirectory = System.IO.Directory.CreateTempSubdirectory("vso-interop-").FullName;
-                return new RealLinkRig(kind, output, net, stack.Core.Link, stack, shardedHttp, shardedDirectory);
+                return new RealLinkRig(kind, output, net, stack.Core.Link, stack, shardedHttp, shardedDirectory, null);
             }
 
             link = kind switch
             {
                 RealLinkKind.AfPacket => NetnsHarness.RunIn<ILink>(net.Server, () => new AfPacketLink(new AfPacketLinkOptions { InterfaceName = net.StackDevice, ReceiveRing = ring }, logger)),
                 RealLinkKind.AfXdp => NetnsHarness.RunIn<ILink>(net.Server, () => new AfXdpLink(
-                    new AfXdpLinkOptions { InterfaceName = net.StackDevice, Address = Ipv4Address.Parse(NetnsHarness.StackAddress), Mode = xdpMode }, logger)),
+                    new AfXdpLinkOptions { InterfaceName = net.StackDevice, Address = Ipv4Address.Parse(NetnsHarness.StackAddress), Mode = xdpMode, UmemPool = pool, Queues = queues }, logger)),
                 _ => NetnsHarness.RunIn<ILink>(net.Server, () =>
                 {
                     var tap = new TapLinkOptions
@@ -141,14 +153,15 @@ internal sealed class RealLinkRig : IAsyncDisposable
             configure?.Invoke(tcp);
             stack = new VsoStack(link, new VsoStackOptions { Address = Ipv4Address.Parse(NetnsHarness.StackAddress), PrefixLength = 24, Tcp = tcp }, loggerFactory: new TestOutputLoggerFactory(logger));
             stack.Start();
-            var http = new TinyHttpServer(stack, Port);
+            var http = new TinyHttpServer(stack, Port) { SendPool = pool };
             var directory = System.IO.Directory.CreateTempSubdirectory("vso-interop-").FullName;
-            return new RealLinkRig(kind, output, net, link, stack, http, directory);
+            return new RealLinkRig(kind, output, net, link, stack, http, directory, pool);
         }
         catch
         {
             stack?.Dispose();
             link?.Dispose();
+            pool?.Dispose();
             net.Dispose();
             throw;
         }
@@ -298,7 +311,7 @@ internal sealed class RealLinkRig : IAsyncDisposable
             if (Link is AfXdpLink xdp)
             {
                 var (dropped, ringFull, fillEmpty) = xdp.ReadKernelStatistics();
-                Log($"AF_XDP: received {xdp.FramesReceived}, transmitted {xdp.FramesTransmitted}, transmit errors {xdp.TransmitErrors}; " +
+                Log($"AF_XDP: received {xdp.FramesReceived}, transmitted {xdp.FramesTransmitted} ({xdp.FramesSentInPlace} in place, {xdp.FramesCopied} copied), transmit errors {xdp.TransmitErrors}; " +
                     $"kernel: dropped {dropped}, RX ring full {ringFull}, fill ring empty {fillEmpty}");
             }
             if (Link is TapLink tap)
@@ -309,6 +322,8 @@ internal sealed class RealLinkRig : IAsyncDisposable
 
             Stack.Dispose();
             Link.Dispose();
+            Http.SendPool = null;
+            UmemPool?.Dispose();
             Net.Dispose();
             try
             {

@@ -41,6 +41,53 @@ public sealed class TinyHttpServer : IAsyncDisposable
 
     public int ConnectionsFailed => Volatile.Read(ref _failed);
 
+    /// <summary>
+    /// When set, /bytes/N is sent from blocks of this pool (the pattern copied into them once) rather than from a managed
+    /// array: with an AF_XDP link whose UMEM covers the pool, the payload is then read in place.
+    /// </summary>
+    public Vso.MemoryPinning.PinnedBlockPool? SendPool
+    {
+        get => _sendPool;
+        set
+        {
+            if (value is null)
+            {
+                foreach (var block in _patternBlocks ?? [])
+                {
+                    block.Dispose();
+                }
+
+                _patternBlocks = null;
+            }
+
+            _sendPool = value;
+        }
+    }
+
+    private Vso.MemoryPinning.PinnedBlockPool? _sendPool;
+    private Vso.MemoryPinning.PinnedBlock[]? _patternBlocks;
+
+    /// <summary>The pattern in 251 blocks of 4096 bytes: block k holds bytes k × 4096 on, so the blocks in turn continue it.</summary>
+    private Vso.MemoryPinning.PinnedBlock[] PatternBlocks(Vso.MemoryPinning.PinnedBlockPool pool)
+    {
+        lock (_connections)
+        {
+            if (_patternBlocks is null)
+            {
+                var blocks = new Vso.MemoryPinning.PinnedBlock[251];
+                for (var k = 0; k < blocks.Length; k++)
+                {
+                    blocks[k] = pool.Rent(4096);
+                    Pattern.AsSpan(k * 4096, 4096).CopyTo(blocks[k].GetSpan());
+                }
+
+                _patternBlocks = blocks;
+            }
+
+            return _patternBlocks;
+        }
+    }
+
     /// <summary>Pipelined sends in flight per response (each pins one chunk of the pattern until acknowledged).</summary>
     public int SendsInFlight { get; set; } = 8;
 
@@ -233,12 +280,14 @@ public sealed class TinyHttpServer : IAsyncDisposable
     private async Task SendPatternAsync(VsoConnection connection, long length)
     {
         var inFlight = new Queue<Task>();
+        var blocks = _sendPool is { } pool ? PatternBlocks(pool) : null;
+        var k = 0;
         for (long sent = 0; sent < length;)
         {
-            var n = (int)Math.Min(Pattern.Length, length - sent);
-            inFlight.Enqueue(connection.SendAsync(Pattern.AsMemory(0, n)));
+            var n = (int)Math.Min(blocks is null ? Pattern.Length : 4096, length - sent);
+            inFlight.Enqueue(connection.SendAsync(blocks is null ? Pattern.AsMemory(0, n) : blocks[k++ % blocks.Length].Memory[..n]));
             sent += n;
-            if (inFlight.Count >= SendsInFlight)
+            if (inFlight.Count >= (blocks is null ? SendsInFlight : SendsInFlight * 64))
             {
                 await inFlight.Dequeue().ConfigureAwait(false);
             }

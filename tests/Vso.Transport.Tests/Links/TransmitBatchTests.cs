@@ -7,6 +7,28 @@ namespace Vso.Transport.Tests.Links;
 public sealed class TransmitBatchTests
 {
     [Fact]
+    public void A_lease_taken_by_the_link_outlives_Clear_and_the_others_of_its_frame_do_not()
+    {
+        var owner = new CountingOwner();
+        var batch = new TransmitBatch(capacity: 2, frameCapacity: 64);
+        batch.Begin();
+        batch.HoldLease(owner.Lease(0));
+        batch.Commit(14);
+        batch.Begin();
+        batch.HoldLease(owner.Lease(1));
+        batch.HoldLease(owner.Lease(2));
+        batch.Commit(14);
+
+        // Frame 1's second lease goes to the link (an AF_XDP packet sent in place, ended at its completion).
+        Assert.Equal((1, 2), (batch.LeaseCount(0), batch.LeaseCount(1)));
+        var taken = batch.TakeLease(1, 1);
+        batch.Clear();
+        Assert.Equal(2, owner.Ended);
+        taken.Dispose();
+        Assert.Equal(3, owner.Ended);
+    }
+
+    [Fact]
     public void Holding_more_leases_than_the_batch_has_room_for_throws_and_leaves_the_lease_to_the_caller()
     {
         var owner = new CountingOwner();

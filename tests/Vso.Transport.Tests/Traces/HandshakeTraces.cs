@@ -10,6 +10,35 @@ namespace Vso.Transport.Tests.Traces;
 /// <summary>RFC 9293 §3.5 connection establishment, with the options of RFC 7323 and RFC 2018.</summary>
 public sealed class HandshakeTraces
 {
+    /// <summary>
+    /// Issue 12 item 4: a listener's SYN-ACK (RFC 9293 §3.10.7.2, LISTEN: "send <SEQ=ISS><ACK=RCV.NXT><CTL=SYN,ACK>") leaves
+    /// in the engine turn that received the SYN, for a burst of 64 SYNs as for one: one Poll, 64 SYN-ACKs on the wire, no
+    /// timer or later turn in between.
+    /// </summary>
+    [Fact]
+    public void A_burst_of_SYNs_is_answered_in_the_engine_turn_it_arrives()
+    {
+        using var peer = new RawPeer();
+        using var listener = peer.Stack.Listen(80, backlog: 128);
+        peer.Pump();
+        const int Burst = 64;
+        for (var i = 0; i < Burst; i++)
+        {
+            peer.Send(new TcpRepr { SourcePort = (ushort)(41000 + i), DestinationPort = 80, SequenceNumber = 1000u + (uint)i, Flags = Syn, Window = 65535, Options = RawPeer.SynOptions() }, payload: null, pump: false);
+        }
+
+        var start = peer.Now;
+        Assert.Equal(0, peer.Collect());
+        Assert.True(peer.Stack.Core.Poll());
+        Assert.Equal(Burst, peer.Collect());
+        for (var i = 0; i < Burst; i++)
+        {
+            var synAck = peer.Expect(SynAck, ack: 1001u + (uint)i, within: TimeSpan.Zero);
+            Assert.Equal((ushort)(41000 + i), synAck.DestinationPort);
+            Assert.Equal(start, synAck.At);
+        }
+    }
+
     [Fact]
     public void Passive_open_answers_SYN_with_SYN_ACK_carrying_the_offered_options()
     {

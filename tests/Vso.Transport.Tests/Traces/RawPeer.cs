@@ -129,7 +129,10 @@ internal sealed class RawPeer : IFrameReceiver, IDisposable
     // ---- Sending ----
 
     /// <summary>Sends <paramref name="header"/> (ports as given) with <paramref name="payload"/>, checksummed, to the stack.</summary>
-    public void Send(in TcpRepr header, byte[]? payload = null)
+    public void Send(in TcpRepr header, byte[]? payload = null) => Send(header, payload, pump: true);
+
+    /// <summary>Puts the segment on the wire; with <paramref name="pump"/> false the stack has not polled yet (see <see cref="Collect"/>).</summary>
+    public void Send(in TcpRepr header, byte[]? payload, bool pump)
     {
         payload ??= [];
         var frame = _batch.Begin();
@@ -145,7 +148,17 @@ internal sealed class RawPeer : IFrameReceiver, IDisposable
         _batch.Commit(EthernetFrame.HeaderLength + Ipv4Packet.MinHeaderLength + headerLength + payload.Length);
         _link.Transmit(_batch);
         _batch.Clear();
-        Pump();
+        if (pump)
+        {
+            Pump();
+        }
+    }
+
+    /// <summary>Takes what the stack has put on the wire, without polling it: the segments of the turns run so far.</summary>
+    public int Collect()
+    {
+        _link.Receive(this, int.MaxValue);
+        return _received.Count;
     }
 
     /// <summary>Sends a segment from <see cref="Port"/> to <see cref="StackPort"/>.</summary>

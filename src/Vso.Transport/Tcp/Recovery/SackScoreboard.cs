@@ -11,8 +11,11 @@ namespace Vso.Transport.Tcp.Recovery;
 /// </summary>
 internal sealed class SackScoreboard
 {
-    /// <summary>First ring size; the ring is made at the first transmission (an idle connection has none) and doubles as needed.</summary>
-    private const int InitialCapacity = 16;
+    /// <summary>
+    /// First ring size; the ring is made at the first transmission (an idle connection has none) and doubles as needed.
+    /// Small: a request/response connection sends a segment or two (16 records were 536 bytes per connection, issue 12).
+    /// </summary>
+    private const int InitialCapacity = 4;
 
     private Record[] _ring = [];
     private int _head;

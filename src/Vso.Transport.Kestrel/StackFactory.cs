@@ -73,10 +73,8 @@ internal static class StackFactory
     {
         try
         {
-            var engines = EngineCount(o);
-            return engines == 1
-                ? new VsoStack(CreateLinkOptions(o, pool), stackOptions, virtualTime: null, loggerFactory)
-                : VsoStack.OpenShards(CreateLinkOptions(o, pool), engines, stackOptions, loggerFactory);
+            stackOptions.Engines = EngineCount(o);
+            return new VsoStack(CreateLinkOptions(o, pool), stackOptions, virtualTime: null, loggerFactory);
         }
         catch (IOException ex)
         {

@@ -37,7 +37,7 @@ public sealed class VsoStack : IDisposable
     /// <see cref="IOException"/> whose message says what to grant or to fix.
     /// </summary>
     public VsoStack(VsoLinkOptions link, VsoStackOptions options, VirtualTimeDriver? virtualTime = null, ILoggerFactory? loggerFactory = null)
-        : this((_, _) => OpenLink(link, options, virtualTime, loggerFactory), 1, options, virtualTime?.Clock, loggerFactory, ownsLinks: true)
+        : this((_, _) => OpenLink(link, options, virtualTime, loggerFactory), ShardCount(link, options, virtualTime), options, virtualTime?.Clock, loggerFactory, ownsLinks: true)
     {
         virtualTime?.Add(this);
     }
@@ -157,19 +157,26 @@ public sealed class VsoStack : IDisposable
     private static int s_fanoutGroups;
 
     /// <summary>
-    /// A stack of <paramref name="shardCount"/> shards on the link <paramref name="link"/> describes, opened once per shard:
-    /// an AF_PACKET link as one socket per shard in one PACKET_FANOUT group (its id per process and per stack, as group ids
-    /// are per network namespace).
+    /// <see cref="VsoStackOptions.Engines"/>, checked against the link: only AF_PACKET opens one socket per engine (in one
+    /// PACKET_FANOUT group, its id per process and per stack, as group ids are per network namespace).
     /// </summary>
-    internal static VsoStack OpenShards(VsoLinkOptions link, int shardCount, VsoStackOptions options, ILoggerFactory? loggerFactory)
+    private static int ShardCount(VsoLinkOptions link, VsoStackOptions options, VirtualTimeDriver? virtualTime)
     {
         ArgumentNullException.ThrowIfNull(link);
-        if (link is AfPacketLinkOptions packet && shardCount > 1)
+        ArgumentNullException.ThrowIfNull(options);
+        options.Validate();
+        if (options.Engines == 1)
         {
-            packet.FanoutGroup = (ushort)(1 + ((Environment.ProcessId * 251 + Interlocked.Increment(ref s_fanoutGroups)) % 65535));
+            return 1;
         }
 
-        return new VsoStack((_, _) => OpenLink(link, options, null, loggerFactory), shardCount, options, null, loggerFactory);
+        if (link is not AfPacketLinkOptions packet || virtualTime is not null)
+        {
+            throw new ArgumentException($"Engines = {options.Engines} is invalid for this link: several engines need an AF_PACKET link in real time (one socket per engine in a fanout group); use 1.", nameof(options));
+        }
+
+        packet.FanoutGroup = (ushort)(1 + ((Environment.ProcessId * 251 + Interlocked.Increment(ref s_fanoutGroups)) % 65535));
+        return options.Engines;
     }
 
     private static ILink OpenLink(VsoLinkOptions link, VsoStackOptions options, VirtualTimeDriver? virtualTime, ILoggerFactory? loggerFactory)

@@ -46,8 +46,19 @@ public sealed class VsoStackOptions
     /// </summary>
     public bool Mlock { get; set; }
 
+    /// <summary>
+    /// Engines (shards) the stack runs, each a thread with its own link socket, timers and connections; a connection lives
+    /// on the engine its packets arrive on. Several need an AF_PACKET link. Default 1.
+    /// </summary>
+    public int Engines { get; set; } = 1;
+
     public void Validate()
     {
+        if (Engines is < 1 or > 64)
+        {
+            throw new ArgumentException($"Engines = '{Engines}' is invalid: use 1 to 64, such as the processor count.", nameof(Engines));
+        }
+
         if (Ipv4 == Ipv4Address.Any)
         {
             throw new ArgumentException("Address = '0.0.0.0' is invalid: give the stack its own IPv4 address, such as 198.18.0.2.", nameof(Address));

@@ -145,7 +145,8 @@ public sealed class ProxyProtocolTransportTests
         using var counters = new Counters(pair);
         var listener = await pair.Factory.BindAsync(Endpoint);
         var client = await pair.Client.ConnectAsync(Endpoint).WaitAsync(Timeout);
-        await client.SendAsync("PROXY TCP4 "u8.ToArray()).WaitAsync(Timeout);
+        // Not awaited: on a slow start the reset may come before the acknowledgment, and then it fails the send too.
+        _ = client.SendAsync("PROXY TCP4 "u8.ToArray());
 
         await AssertResetAsync(client);
         Assert.Equal(["timeout"], counters.Rejected);

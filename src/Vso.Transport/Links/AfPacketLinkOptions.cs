@@ -77,6 +77,7 @@ public sealed class AfPacketLinkOptions : VsoLinkOptions
     private protected override ILink OpenLink(LinkOpenContext context)
     {
         var options = (AfPacketLinkOptions)MemberwiseClone();
+        options.FanoutGroup = context.FanoutGroup;
         if (KernelFilter)
         {
             // Without a gateway the stack answers no off-subnet peer: the kernel may drop those frames for it.
@@ -88,7 +89,7 @@ public sealed class AfPacketLinkOptions : VsoLinkOptions
     }
 
     /// <summary>
-    /// Set by a stack of several shards: the PACKET_FANOUT group (per network namespace) that this socket joins, one socket
+    /// Set from <see cref="LinkOpenContext.FanoutGroup"/> by a stack of several shards: the PACKET_FANOUT group (per network namespace) that this socket joins, one socket
     /// per shard in shard order, with <see cref="FanoutProgram"/> choosing the socket of each frame. 0: no group.
     /// </summary>
     internal ushort FanoutGroup { get; set; }

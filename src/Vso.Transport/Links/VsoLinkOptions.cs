@@ -56,4 +56,5 @@ public abstract class VsoLinkOptions
 }
 
 /// <summary>What a link needs from the stack that opens it.</summary>
-internal readonly record struct LinkOpenContext(Ipv4Address Address, int PrefixLength, Ipv4Address Gateway, IClock Clock, ILogger Log);
+/// <param name="FanoutGroup">The PACKET_FANOUT group an AF_PACKET link joins, one socket per shard; 0: none.</param>
+internal readonly record struct LinkOpenContext(Ipv4Address Address, int PrefixLength, Ipv4Address Gateway, IClock Clock, ILogger Log, ushort FanoutGroup = 0);

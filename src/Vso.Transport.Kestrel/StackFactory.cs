@@ -86,11 +86,11 @@ internal static class StackFactory
     }
 
     /// <summary>
-    /// The engines the stack runs: Vso:Engines on AfPacket (one socket each in a fanout group); one on Tap and AfXdp, whose
-    /// links open one queue here, and with a capture, whose file is one ordered trace.
+    /// The engines the stack runs: Vso:Engines on AfPacket (one socket each in a fanout group) and AfXdp (one socket each on
+    /// its own receive queue); one on Tap, whose link opens one queue here, and with a capture, whose file is one ordered trace.
     /// </summary>
     public static int EngineCount(VsoTransportOptions o) =>
-        o.Backend == VsoBackend.AfPacket && string.IsNullOrWhiteSpace(o.Capture.PcapPath) ? o.Engines : 1;
+        (o.Backend is VsoBackend.AfPacket or VsoBackend.AfXdp) && string.IsNullOrWhiteSpace(o.Capture.PcapPath) ? o.Engines : 1;
 
     /// <summary>The link the configured backend opens; an AF_XDP link registers <paramref name="pool"/> as its UMEM when given.</summary>
     public static VsoLinkOptions CreateLinkOptions(VsoTransportOptions o, MemoryPinning.PinnedBlockPool? pool = null)

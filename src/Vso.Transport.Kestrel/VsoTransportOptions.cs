@@ -180,7 +180,8 @@ public sealed class VsoTransportOptions
     /// <summary>
     /// Engine threads (shards), each with its own link queue, timers, pools and connections; connections are spread over
     /// them by the hash of their addresses and ports, and Kestrel still sees one listener per endpoint. With AfPacket, one
-    /// socket per engine in one PACKET_FANOUT group. The Tap and AfXdp backends run one engine for now. 1 to 64; default 1
+    /// socket per engine in one PACKET_FANOUT group; with AfXdp, one socket per engine, engine k on receive queue
+    /// AfXdp:Queue + k (the interface needs that many queues). The Tap backend runs one engine for now. 1 to 64; default 1
     /// (on the 2-core machines measured so far, two engines cost more CPU per request than they gained).
     /// </summary>
     public int Engines { get; set; } = 1;
@@ -212,7 +213,10 @@ public sealed class VsoAfXdpOptions
     /// </summary>
     public long UmemBytes { get; set; } = 64L << 20;
 
-    /// <summary>Receive queues served, one AF_XDP socket each, from Queue on. Default 1.</summary>
+    /// <summary>
+    /// Receive queues served, one AF_XDP socket each, from Queue on. Default 1. With several Engines each engine serves its
+    /// own share: 1 means one queue per engine; otherwise a multiple of Engines.
+    /// </summary>
     public int Queues { get; set; } = 1;
 }
 

@@ -108,10 +108,17 @@ internal sealed class VsoTransportOptionsValidator : IValidateOptions<VsoTranspo
             Fail("AfXdp:Queues", o.AfXdp.Queues, "use " + AcceptedRange("AfXdp:Queues"));
         }
 
-        var umemFloor = ((long)o.AfXdp.Queues * 2 * o.AfXdp.RingSize * 4096) + (1 << 20);
+        // With several engines each serves its own queues: at least one each (StackFactory.EngineCount).
+        var xdpEngines = o.Backend == VsoBackend.AfXdp ? StackFactory.EngineCount(o) : 1;
+        if (xdpEngines > 1 && o.AfXdp.Queues != 1 && o.AfXdp.Queues % xdpEngines != 0)
+        {
+            Fail("AfXdp:Queues", o.AfXdp.Queues, $"with Engines = {xdpEngines} each engine serves its own receive queues: use 1 (one queue per engine, from AfXdp:Queue on) or a multiple of {xdpEngines}");
+        }
+
+        var umemFloor = ((long)Math.Max(o.AfXdp.Queues, xdpEngines) * 2 * o.AfXdp.RingSize * 4096) + (1 << 20);
         if (o.AfXdp.UmemBytes != 0 && (o.AfXdp.UmemBytes < umemFloor || o.AfXdp.UmemBytes % 4096 != 0))
         {
-            Fail("AfXdp:UmemBytes", o.AfXdp.UmemBytes, $"use 0 (a private UMEM, frames copied) or a multiple of 4096 of at least {umemFloor} (the sockets' frames, 2 x AfXdp:RingSize x 4096 per queue, and 1 MiB for blocks)");
+            Fail("AfXdp:UmemBytes", o.AfXdp.UmemBytes, $"use 0 (a private UMEM, frames copied) or a multiple of 4096 of at least {umemFloor} (the sockets' frames, 2 x AfXdp:RingSize x 4096 per queue served, and 1 MiB for blocks)");
         }
         else if (o.AfXdp.UmemBytes != 0 && o.Backend == VsoBackend.AfXdp && o.Pinning.BlockSize < 4096)
         {

@@ -72,6 +72,28 @@ public sealed class OptionsTests
         Assert.Empty(VsoTransportOptionsValidator.Check(o));
     }
 
+    /// <summary>Vso:Engines applies to AfXdp: one socket per engine, each on its own receive queues.</summary>
+    [Fact]
+    public void Engines_on_AfXdp_serve_a_queue_each()
+    {
+        var o = new VsoTransportOptions { Backend = VsoBackend.AfXdp, Interface = "veth1", Address = "198.18.0.2/24", Engines = 2 };
+        Assert.Equal(2, StackFactory.EngineCount(o));
+        Assert.Empty(VsoTransportOptionsValidator.Check(o));
+        o.AfXdp.Queues = 4;
+        o.AfXdp.RingSize = 1024; // four sockets' frames in the default 64 MiB region
+        Assert.Empty(VsoTransportOptionsValidator.Check(o));
+        o.AfXdp.RingSize = 2048;
+
+        // Queues that the engines cannot share evenly, and a UMEM too small for a socket per engine, are named.
+        o.AfXdp.Queues = 3;
+        Assert.Contains(VsoTransportOptionsValidator.Check(o), f => f.StartsWith("Vso:AfXdp:Queues = '3' is invalid: with Engines = 2 each engine serves its own receive queues", StringComparison.Ordinal));
+        o.AfXdp.Queues = 1;
+        o.AfXdp.UmemBytes = (2L * 2048 * 4096) + (1 << 20);
+        Assert.Contains(VsoTransportOptionsValidator.Check(o), f => f.StartsWith("Vso:AfXdp:UmemBytes", StringComparison.Ordinal));
+        o.Engines = 1;
+        Assert.Empty(VsoTransportOptionsValidator.Check(o));
+    }
+
     [Fact]
     public async Task Unknown_backend_fails_at_start_through_the_validator()
     {

@@ -157,9 +157,9 @@ public sealed class VsoStack : IDisposable
     private static int s_fanoutGroups;
 
     /// <summary>
-    /// <see cref="VsoStackOptions.Engines"/>, checked against the link, and the factory that opens each shard's link: only
+    /// <see cref="VsoStackOptions.Engines"/>, checked against the link, and the factory that opens each shard's link:
     /// AF_PACKET opens one socket per engine, all in one PACKET_FANOUT group (its id per process and per stack, as group
-    /// ids are per network namespace).
+    /// ids are per network namespace); AF_XDP one socket per engine, engine k on receive queue Queue + k.
     /// </summary>
     private static Func<int, int, ILink> PlanShards(VsoLinkOptions link, VsoStackOptions options, VirtualTimeDriver? virtualTime, ILoggerFactory? loggerFactory, out int shardCount)
     {
@@ -170,18 +170,30 @@ public sealed class VsoStack : IDisposable
         ushort fanoutGroup = 0;
         if (shardCount > 1)
         {
-            if (link is not AfPacketLinkOptions || virtualTime is not null)
+            if (link is AfXdpLinkOptions xdp && virtualTime is null)
             {
-                throw new ArgumentException($"Engines = {options.Engines} is invalid for this link: several engines need an AF_PACKET link in real time (one socket per engine in a fanout group); use 1.", nameof(options));
+                // One AF_XDP socket per engine, each on its own receive queues (AfXdpLinkOptions.OpenLink).
+                if (xdp.Queues != 1 && xdp.Queues % shardCount != 0)
+                {
+                    throw new ArgumentException(
+                        $"Queues = {xdp.Queues} is invalid with Engines = {shardCount}: each engine serves its own receive queues, so use 1 (one queue per engine) or a multiple of {shardCount}.",
+                        nameof(link));
+                }
             }
-
-            fanoutGroup = (ushort)(1 + ((Environment.ProcessId * 251 + Interlocked.Increment(ref s_fanoutGroups)) % 65535));
+            else if (link is not AfPacketLinkOptions || virtualTime is not null)
+            {
+                throw new ArgumentException($"Engines = {options.Engines} is invalid for this link: several engines need an AF_PACKET link (one socket per engine in a fanout group) or an AF_XDP link (one socket per engine on its own receive queue) in real time; use 1.", nameof(options));
+            }
+            else
+            {
+                fanoutGroup = (ushort)(1 + ((Environment.ProcessId * 251 + Interlocked.Increment(ref s_fanoutGroups)) % 65535));
+            }
         }
 
         var log = (loggerFactory ?? NullLoggerFactory.Instance).CreateLogger("Vso.Transport.Links");
         IClock clock = virtualTime is null ? SystemClock.Instance : virtualTime.Clock;
         var context = new LinkOpenContext(options.Ipv4, options.PrefixLength, options.GatewayIpv4, clock, log, fanoutGroup);
-        return (_, _) => link.Open(context);
+        return (shard, shards) => link.Open(context with { Shard = shard, Shards = shards });
     }
 
     public VsoStackOptions Options { get; }

@@ -47,11 +47,11 @@ internal sealed unsafe class AfXdpLink : ILink
 
     /// <summary>Opens one socket on each of the configured queues (<see cref="AfXdpLinkOptions.Queue"/> and the <see cref="AfXdpLinkOptions.Queues"/> - 1 after it).</summary>
     public AfXdpLink(AfXdpLinkOptions options, ILogger? logger = null)
-        : this(options, first: 0, count: options?.Queues ?? 1, logger)
+        : this(options, first: 0, count: options?.Queues ?? 1, shards: 1, logger)
     {
     }
 
-    private AfXdpLink(AfXdpLinkOptions options, int first, int count, ILogger? logger)
+    private AfXdpLink(AfXdpLinkOptions options, int first, int count, int shards, ILogger? logger)
     {
         ArgumentNullException.ThrowIfNull(options);
         options.Validate();
@@ -63,7 +63,8 @@ internal sealed unsafe class AfXdpLink : ILink
         try
         {
             _ifIndex = NetDevice.IndexOf(_name);
-            var queues = QueryDevice(options.Queue + first + count - 1);
+            // Every queue of the configured ones, not only this link's: a stack of engines fails whole, on its first link.
+            var queues = QueryDevice(options.Queue, options.Queue + options.Queues - 1, shards);
             if (KernelHeadroom + EthernetFrame.HeaderLength + Mtu > options.FrameSize)
             {
                 throw new LinkException(
@@ -110,7 +111,32 @@ internal sealed unsafe class AfXdpLink : ILink
         ArgumentNullException.ThrowIfNull(options);
         ArgumentOutOfRangeException.ThrowIfNegative(index);
         ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual(index, options.Queues);
-        return new AfXdpLink(options, index, 1, logger);
+        return new AfXdpLink(options, index, 1, shards: 1, logger);
+    }
+
+    /// <summary>
+    /// Opens the link of engine <paramref name="shard"/> of <paramref name="shards"/>: its share of the configured queues
+    /// (<see cref="AfXdpLinkOptions.Queues"/>, a multiple of the engines), in order, one socket and one UMEM each. Frames
+    /// the device put on this engine's queues for another engine's flows are handed over by the stack's shard router.
+    /// Each engine registers the pool's region as a UMEM of its own rather than binding with XDP_SHARED_UMEM: the engines
+    /// stay independent (opened, closed and failing in any order, no socket naming another engine's), and the code path is
+    /// the one-queue link's. The pages are the same (pinned again, not copied), and the frames are each engine's own
+    /// blocks of the pool either way; the cost is the region charged to RLIMIT_MEMLOCK once per engine when the process
+    /// lacks CAP_IPC_LOCK (which the grant hint asks for) and the kernel's page array per registration (8 bytes a page).
+    /// </summary>
+    internal static AfXdpLink OpenShard(AfXdpLinkOptions options, int shard, int shards, ILogger? logger = null)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        ArgumentOutOfRangeException.ThrowIfLessThan(shards, 1);
+        ArgumentOutOfRangeException.ThrowIfNegative(shard);
+        ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual(shard, shards);
+        if (options.Queues % shards != 0)
+        {
+            throw new ArgumentException($"Queues = {options.Queues} is not a multiple of the {shards} engines.", nameof(options));
+        }
+
+        var perShard = options.Queues / shards;
+        return new AfXdpLink(options, shard * perShard, perShard, shards, logger);
     }
 
     public MacAddress HardwareAddress { get; private set; }
@@ -288,7 +314,7 @@ internal sealed unsafe class AfXdpLink : ILink
     }
 
     /// <summary>Reads the MTU, MAC and receive queue count with a throwaway AF_INET socket (AF_XDP sockets take no SIOC* ioctls).</summary>
-    private int QueryDevice(int lastQueue)
+    private int QueryDevice(int firstQueue, int lastQueue, int shards)
     {
         var control = LinuxNative.socket(LinuxNative.AF_INET, LinuxNative.SOCK_DGRAM | LinuxNative.SOCK_CLOEXEC, 0);
         if (control < 0)
@@ -312,9 +338,13 @@ internal sealed unsafe class AfXdpLink : ILink
             var queues = (int)(channels.RxCount + channels.CombinedCount);
             if (queues > 0 && lastQueue >= queues)
             {
+                var fix = shards == 1
+                    ? "Set Vso:AfXdp:Queue (and Vso:AfXdp:Queues) to name only those."
+                    : $"Vso:Engines = {shards} gives each engine its own receive queue, {firstQueue} to {lastQueue} (from Vso:AfXdp:Queue = {firstQueue}): " +
+                      $"give the interface {lastQueue + 1} queues or more (`ethtool -L {_name} combined {lastQueue + 1}`, or rx; a veth takes numrxqueues when created), " +
+                      $"or set Vso:Engines to {Math.Max(1, queues - firstQueue)} or less.";
                 throw new LinkException(
-                    $"Receive queue {lastQueue} of '{_name}' does not exist: it has {queues} receive queue(s), 0 to {queues - 1} (`ethtool -l {_name}`). " +
-                    "Set Vso:AfXdp:Queue (and Vso:AfXdp:Queues) to name only those.",
+                    $"Receive queue {lastQueue} of '{_name}' does not exist: it has {queues} receive queue(s), 0 to {queues - 1} (`ethtool -l {_name}`). {fix}",
                     Errno.EINVAL);
             }
 

@@ -44,7 +44,9 @@ public sealed class AfXdpLinkOptions : VsoLinkOptions
 
     /// <summary>
     /// Receive queues served, one AF_XDP socket each, from <see cref="Queue"/> on. Default 1. The XDP program hands each
-    /// socket the stack's frames that arrive on its queue.
+    /// socket the stack's frames that arrive on its queue. A stack of several engines (<see cref="Api.VsoStackOptions.Engines"/>)
+    /// gives each engine its own: engine k serves queue <see cref="Queue"/> + k when this is 1, else this divided by the
+    /// engines, in order (it must then be a multiple of the engines).
     /// </summary>
     public int Queues { get; set; } = 1;
 
@@ -52,7 +54,15 @@ public sealed class AfXdpLinkOptions : VsoLinkOptions
     {
         var options = (AfXdpLinkOptions)MemberwiseClone();
         options.Address = context.Address;
-        return new AfXdpLink(options, context.Log);
+        if (context.Shards == 1)
+        {
+            return new AfXdpLink(options, context.Log);
+        }
+
+        // Several engines: each serves its own receive queues (an xsk receives only from the queue it is bound to), as many
+        // as Queues gives it (VsoStack checked it is 1 or a multiple), at least one; they share the XDP program and XSKMAP.
+        options.Queues = Math.Max(Queues, context.Shards);
+        return AfXdpLink.OpenShard(options, context.Shard, context.Shards, context.Log);
     }
 
     public void Validate()

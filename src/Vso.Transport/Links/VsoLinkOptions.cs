@@ -57,4 +57,6 @@ public abstract class VsoLinkOptions
 
 /// <summary>What a link needs from the stack that opens it.</summary>
 /// <param name="FanoutGroup">The PACKET_FANOUT group an AF_PACKET link joins, one socket per shard; 0: none.</param>
-internal readonly record struct LinkOpenContext(Ipv4Address Address, int PrefixLength, Ipv4Address Gateway, IClock Clock, ILogger Log, ushort FanoutGroup = 0);
+/// <param name="Shard">The shard this link is opened for, 0 to <paramref name="Shards"/> - 1 (an AF_XDP link serves that shard's receive queues).</param>
+/// <param name="Shards">The stack's shards (engines).</param>
+internal readonly record struct LinkOpenContext(Ipv4Address Address, int PrefixLength, Ipv4Address Gateway, IClock Clock, ILogger Log, ushort FanoutGroup = 0, int Shard = 0, int Shards = 1);

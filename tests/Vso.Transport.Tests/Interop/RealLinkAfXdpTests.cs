@@ -305,6 +305,24 @@ public sealed class RealLinkAfXdpTests(ITestOutputHelper output)
         Assert.Contains("Vso:AfXdp:Queue", error.Message, StringComparison.Ordinal);
     }
 
+    /// <summary>Two engines on a one-queue veth: the second engine's queue is missing, and the error says which key to change and how.</summary>
+    [RootFact]
+    public void Engines_without_a_queue_each_are_named_with_the_fix()
+    {
+        using var net = new NetnsHarness(RealLinkKind.AfXdp);
+        var options = new Vso.Transport.Api.VsoStackOptions { Address = System.Net.IPAddress.Parse(NetnsHarness.StackAddress), PrefixLength = 24, Engines = 2 };
+        var error = NetnsHarness.RunIn(net.Server, () => Record.Exception(() => new Vso.Transport.Api.VsoStack(new AfXdpLinkOptions { InterfaceName = net.StackDevice }, options)));
+        var link = Assert.IsType<LinkException>(error);
+        output.WriteLine(link.Message);
+        Assert.Contains($"Receive queue 1 of '{net.StackDevice}' does not exist: it has 1 receive queue(s), 0 to 0 (`ethtool -l {net.StackDevice}`)", link.Message, StringComparison.Ordinal);
+        Assert.Contains("Vso:Engines = 2 gives each engine its own receive queue, 0 to 1", link.Message, StringComparison.Ordinal);
+        Assert.Contains($"`ethtool -L {net.StackDevice} combined 2`", link.Message, StringComparison.Ordinal);
+        Assert.Contains("or set Vso:Engines to 1 or less", link.Message, StringComparison.Ordinal);
+
+        // Nothing is left attached by the engine that failed.
+        Assert.DoesNotContain("prog/xdp", NetnsHarness.Exec(net.Server, TimeSpan.FromSeconds(10), "ip", "link", "show", "dev", net.StackDevice).Output, StringComparison.Ordinal);
+    }
+
     [RootFact]
     public void Zero_copy_on_a_veth_says_to_use_copy_mode()
     {

@@ -88,12 +88,13 @@ internal sealed class RealLinkRig : IAsyncDisposable
         Action<TapLinkOptions>? configureTap = null,
         bool xdpOnPool = false,
         int queues = 1,
-        int engines = 1)
+        int engines = 1,
+        FaultOptions? faults = null)
     {
         var net = new NetnsHarness(kind, offloadsOff, Math.Max(queues, engines));
         ILink? link = null;
         PinnedBlockPool? pool = xdpOnPool
-            ? new PinnedBlockPool(new PinnedBlockPoolOptions { ContiguousBytes = (queues * 16 * MiB) + (32 * MiB) })
+            ? new PinnedBlockPool(new PinnedBlockPoolOptions { ContiguousBytes = (Math.Max(queues, engines) * 16 * MiB) + (32 * MiB) })
             : null;
         VsoStack? stack = null;
         try
@@ -104,6 +105,20 @@ internal sealed class RealLinkRig : IAsyncDisposable
                 // The device exists before the link, with its kernel address: the link attaches (Create = false)
                 // and configures nothing.
                 net.CreatePersistentTap();
+            }
+
+            if (engines > 1 && kind == RealLinkKind.AfXdp)
+            {
+                // The public way: VsoStack opens one AF_XDP link per engine, engine k on queue k, all in the server namespace.
+                var xdpTcp = new TcpSettings { Nagle = false };
+                configure?.Invoke(xdpTcp);
+                var xdp = new AfXdpLinkOptions { InterfaceName = net.StackDevice, Mode = xdpMode, UmemPool = pool, Faults = faults };
+                var xdpOptions = new VsoStackOptions { Address = Ipv4Address.Parse(NetnsHarness.StackAddress), PrefixLength = 24, Tcp = xdpTcp, Engines = engines };
+                stack = NetnsHarness.RunIn(net.Server, () => new VsoStack(xdp, xdpOptions, virtualTime: null, new TestOutputLoggerFactory(logger)));
+                stack.Start();
+                var xdpHttp = new TinyHttpServer(stack, Port) { ShardOf = static c => c.Endpoint.Shard.ShardIndex, SendPool = pool };
+                var xdpDirectory = System.IO.Directory.CreateTempSubdirectory("vso-interop-").FullName;
+                return new RealLinkRig(kind, output, net, stack.Core.Link, stack, xdpHttp, xdpDirectory, pool);
             }
 
             if (engines > 1)

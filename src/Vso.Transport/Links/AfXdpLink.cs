@@ -39,10 +39,10 @@ internal sealed unsafe class AfXdpLink : ILink
     private readonly int _ifIndex;
     private XdpRedirectProgram? _program;
     private int _nextReceive;
-    private int _idleReaps;
+    private int _reapWaits;
 
-    /// <summary>Waits of 1 ms without a completion before an idle link stops waiting for the rest.</summary>
-    private const int IdleReapLimit = 100;
+    /// <summary>Longest wait between two looks at the completion ring while descriptors are outstanding, as a power of two of milliseconds (64 ms).</summary>
+    private const int MaxReapBackoff = 6;
     private bool _disposed;
 
     /// <summary>Opens one socket on each of the configured queues (<see cref="AfXdpLinkOptions.Queue"/> and the <see cref="AfXdpLinkOptions.Queues"/> - 1 after it).</summary>
@@ -233,6 +233,9 @@ internal sealed unsafe class AfXdpLink : ILink
         }
 
         socket.Flush();
+
+        // New descriptors: look for their completions from the shortest wait again.
+        _reapWaits = 0;
     }
 
     public bool WaitForFrames(TimeSpan timeout)
@@ -247,21 +250,46 @@ internal sealed unsafe class AfXdpLink : ILink
         }
 
         var tx = _sockets[0];
-        var soon = false;
+        var wait = Timeout.InfiniteTimeSpan;
         if (tx.TxOutstanding != 0)
         {
             // Frames a kick left on the TX ring: send them, and come back soon if some still wait.
             tx.Kick();
-            soon = tx.TxOutstanding != 0;
+            if (tx.TxOutstanding != 0)
+            {
+                wait = TimeSpan.FromMilliseconds(1);
+            }
         }
 
-        // Completions end the leases of in-place payload: while they keep coming, come back for them soon, so an idle
-        // link does not hold the application's blocks (a few waits without one, and the link sleeps until woken).
-        _idleReaps = tx.Reap() ? 0 : _idleReaps + 1;
-        soon |= tx.OutstandingTransmits != 0 && _idleReaps < IdleReapLimit;
-        if (soon && (timeout < TimeSpan.Zero || timeout > TimeSpan.FromMilliseconds(1)))
+        // Completions end the leases of in-place payload and free TX frames, but no poll event announces them: a device
+        // completes after the send returns (a NIC at its TX interrupt, a copy-mode skb when it is freed). While descriptors
+        // are outstanding, come back for them, after 1 ms and then backing off to 64 ms while none come (a device may hold
+        // a frame), so that an idle link neither holds the application's blocks nor spins. Only waits with something
+        // outstanding count, and a send starts them over: an idle spell must not use up the short waits of the next send.
+        if (tx.Reap())
         {
-            timeout = TimeSpan.FromMilliseconds(1);
+            _reapWaits = 0;
+        }
+
+        if (tx.OutstandingTransmits != 0)
+        {
+            // A zero-copy driver completes in its NAPI poll, which it may need a kick to run (XDP_USE_NEED_WAKEUP).
+            tx.WakeForCompletions();
+            var reap = TimeSpan.FromMilliseconds(1 << _reapWaits);
+            _reapWaits = Math.Min(_reapWaits + 1, MaxReapBackoff);
+            if (wait == Timeout.InfiniteTimeSpan || reap < wait)
+            {
+                wait = reap;
+            }
+        }
+        else
+        {
+            _reapWaits = 0;
+        }
+
+        if (wait != Timeout.InfiniteTimeSpan && (timeout < TimeSpan.Zero || timeout > wait))
+        {
+            timeout = wait;
         }
 
         return _waker.Wait(_fds, LinuxNative.POLLIN, timeout);

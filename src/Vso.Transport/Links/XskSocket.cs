@@ -303,6 +303,19 @@ internal sealed unsafe class XskSocket : IDisposable
         }
     }
 
+    /// <summary>
+    /// For descriptors still outstanding: a zero-copy driver produces completions in its NAPI poll, and when it sets the TX
+    /// ring's need-wakeup flag it runs that poll only when kicked (sendto). Copy mode completes when the kernel frees each
+    /// skb and keeps the flag set always, so a kick there would only cost a system call.
+    /// </summary>
+    public void WakeForCompletions()
+    {
+        if (ZeroCopy && _tx.NeedsWakeup)
+        {
+            _ = LinuxNative.sendto(_fd, null, 0, LinuxNative.MSG_DONTWAIT, null, 0);
+        }
+    }
+
     /// <summary>Takes what the completion ring gives back: TX frames to the free stack, in-place pieces' leases ended.</summary>
     public bool Reap()
     {

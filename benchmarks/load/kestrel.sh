@@ -77,7 +77,7 @@ thread_ticks() {
   for t in /proc/"$pid"/task/*; do
     { read -r stat <"$t/stat" && read -r comm <"$t/comm"; } 2>/dev/null || continue
     stat="${stat##*) }"; set -- $stat
-    echo "${t##*/} $((${12} + ${13})) ${comm// /_}"
+    echo "${t##*/} $((${12} + ${13})) ${comm//[ :]/_}"
   done
 }
 
@@ -188,12 +188,13 @@ print("| workload | Vso req/s | Sockets req/s | Vso/Sockets | Vso MB/s | Sockets
 print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
 ours = sorted({t for (t, _) in rows if t != "Sockets"}, key=lambda t: (t != "Vso", t))
 for w in order:
+  if not any(k[1] == w for k in rows): continue
   for t in ours:
     v = [med(t, w, i) for i in range(4)]; s = [med("Sockets", w, i) for i in range(4)]
     ratio = v[0] / s[0] if s[0] else float("nan")
     (vk, vm), (sk, sm) = cost(t, w), cost("Sockets", w)
     name = w if t == "Vso" else f"{w} ({t})"
-    print(f"| {name} | {v[0]:,.0f} | {s[0]:,.0f} | {ratio:.2f} | {v[1]:,.1f} | {s[1]:,.1f} | {v[2]:.2f} / {v[3]:.2f} | {s[2]:.2f} / {s[3]:.2f} | {vk:.1f} / {sk:.1f} | {vm:.1f} / {sm:.1f} | {busiest(t, w)} / {busiest("Sockets", w)} |")
+    print(f"| {name} | {v[0]:,.0f} | {s[0]:,.0f} | {ratio:.2f} | {v[1]:,.1f} | {s[1]:,.1f} | {v[2]:.2f} / {v[3]:.2f} | {s[2]:.2f} / {s[3]:.2f} | {vk:.1f} / {sk:.1f} | {vm:.1f} / {sm:.1f} | {busiest(t, w)} / {busiest('Sockets', w)} |")
 print("(h2load prints no percentiles: its p50 column is the mean time per request; p99 n/a)")
 print("(busiest server threads: the three thread names with the most CPU, as CPU seconds per second of load, xN = N threads of that name)")
 PY

@@ -107,6 +107,12 @@ internal sealed class NetworkStack : IDisposable
 
     private bool _inTurn;
 
+    [ThreadStatic]
+    private static int t_turns;
+
+    /// <summary>The calling thread is inside some shard's turn (an inline continuation, a hand-over between shards).</summary>
+    public static bool CallerInTurn => t_turns > 0;
+
     /// <summary>
     /// For the holder of <see cref="Gate"/>: a turn is running, so the holder is the engine thread inside it (a continuation
     /// run inline), possibly in the middle of a connection's work.
@@ -119,6 +125,7 @@ internal sealed class NetworkStack : IDisposable
         lock (_gate)
         {
             _inTurn = true;
+            t_turns++;
             try
             {
                 var progress = RunPostedWork();
@@ -131,6 +138,7 @@ internal sealed class NetworkStack : IDisposable
             finally
             {
                 _inTurn = false;
+                t_turns--;
             }
         }
     }

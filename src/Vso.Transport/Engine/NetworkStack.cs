@@ -38,9 +38,9 @@ internal sealed class NetworkStack : IDisposable
         _link = link;
         Clock = clock;
         ShardIndex = shardIndex;
-        Interface = new NetworkInterface(link, address, prefixLength, gateway, clock, new WireCounters(meter), log, new MartianCounters(meter));
+        Interface = new NetworkInterface(link, address, prefixLength, gateway, clock, new WireCounters(meter, shardIndex), log, new MartianCounters(meter, shardIndex));
         _faults = new EngineFaults(Interface, clock, meter, log);
-        Tcp = new TcpLayer(Interface, Interface.Counters, settings, clock, new TcpMetrics(meter), log) { Faults = _faults, ShardIndex = shardIndex, ShardCount = shardCount };
+        Tcp = new TcpLayer(Interface, Interface.Counters, settings, clock, new TcpMetrics(meter, shardIndex), log) { Faults = _faults, ShardIndex = shardIndex, ShardCount = shardCount };
         _faults.Tcp = Tcp;
         Interface.Register(Tcp);
         _receiver = Interface;

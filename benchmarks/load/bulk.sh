@@ -89,7 +89,7 @@ thread_ticks() {
   for t in /proc/"$1"/task/*; do
     { read -r stat <"$t/stat" && read -r comm <"$t/comm"; } 2>/dev/null || continue
     stat="${stat##*) }"; set -- $stat
-    echo "${t##*/} $((${12} + ${13})) ${comm// /_}"
+    echo "${t##*/} $((${12} + ${13})) ${comm//[ :]/_}"
   done
 }
 

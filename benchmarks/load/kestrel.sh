@@ -13,7 +13,8 @@
 # and the busiest server threads with the cores each kept busy (from /proc/PID/task/*/stat), so it shows which work ran where.
 # VSO_TRANSPORTS (default "Vso Sockets") may add VsoEngine: the Vso sample with Vso__ApplicationOnEngineThread=true (Kestrel's
 # continuations on the engine thread), VsoPoll and VsoEnginePoll: the same with Vso__BusyPollMicroseconds=50 (the engine polls
-# 50 µs before sleeping while traffic is steady); each transport other than Sockets gets its own rows, its ratio against Sockets.
+# 50 µs before sleeping while traffic is steady), VsoWake and VsoEngineWake: with Vso__TurnOnCallingThread=false (a flush
+# wakes the sleeping engine instead of running its turn on the flushing thread, the default); each transport other than Sockets gets its own rows, its ratio against Sockets.
 # VSO_WORKLOADS (default: all) names the workloads to run, for example "close-c64 h2c-c16-m10".
 # Needs root, wrk, h2load (nghttp2-client), iptables, ethtool. Usage: benchmarks/load/kestrel.sh [ROUNDS=3] [SECONDS=10]
 set -euo pipefail
@@ -46,7 +47,8 @@ start_server() { # TRANSPORT
   if [[ "$t" == Sockets ]]; then ip -n "$server" addr add 198.18.0.2/24 dev vsos0; fi
   if [[ "$t" == VsoEngine* ]]; then transport=Vso; inline=true; fi
   if [[ "$t" == Vso*Poll ]]; then transport=Vso; poll=50; fi
-  (cd "$sample_dir" && exec ip netns exec "$server" env Transport="$transport" Vso__ApplicationOnEngineThread="$inline" Vso__BusyPollMicroseconds="$poll" Vso__Backend=AfPacket Vso__Interface=vsos0 \
+  local caller="${Vso__TurnOnCallingThread:-true}"; if [[ "$t" == Vso*Wake ]]; then transport=Vso; caller=false; fi
+  (cd "$sample_dir" && exec ip netns exec "$server" env Transport="$transport" Vso__ApplicationOnEngineThread="$inline" Vso__BusyPollMicroseconds="$poll" Vso__TurnOnCallingThread="$caller" Vso__Backend=AfPacket Vso__Interface=vsos0 \
      Vso__Address=198.18.0.2/24 H2cUrl=http://198.18.0.2:8081 Logging__LogLevel__Default=Warning \
      Logging__LogLevel__Microsoft.Hosting.Lifetime=Warning dotnet Vso.Samples.HelloServer.dll --urls "$base" \
      >"/tmp/vso-kestrel-bench-$t.log" 2>&1) &
@@ -77,7 +79,7 @@ thread_ticks() {
   for t in /proc/"$pid"/task/*; do
     { read -r stat <"$t/stat" && read -r comm <"$t/comm"; } 2>/dev/null || continue
     stat="${stat##*) }"; set -- $stat
-    echo "${t##*/} $((${12} + ${13})) ${comm// /_}"
+    echo "${t##*/} $((${12} + ${13})) ${comm//[ :]/_}"
   done
 }
 
@@ -188,12 +190,13 @@ print("| workload | Vso req/s | Sockets req/s | Vso/Sockets | Vso MB/s | Sockets
 print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
 ours = sorted({t for (t, _) in rows if t != "Sockets"}, key=lambda t: (t != "Vso", t))
 for w in order:
+  if not any(k[1] == w for k in rows): continue
   for t in ours:
     v = [med(t, w, i) for i in range(4)]; s = [med("Sockets", w, i) for i in range(4)]
     ratio = v[0] / s[0] if s[0] else float("nan")
     (vk, vm), (sk, sm) = cost(t, w), cost("Sockets", w)
     name = w if t == "Vso" else f"{w} ({t})"
-    print(f"| {name} | {v[0]:,.0f} | {s[0]:,.0f} | {ratio:.2f} | {v[1]:,.1f} | {s[1]:,.1f} | {v[2]:.2f} / {v[3]:.2f} | {s[2]:.2f} / {s[3]:.2f} | {vk:.1f} / {sk:.1f} | {vm:.1f} / {sm:.1f} | {busiest(t, w)} / {busiest("Sockets", w)} |")
+    print(f"| {name} | {v[0]:,.0f} | {s[0]:,.0f} | {ratio:.2f} | {v[1]:,.1f} | {s[1]:,.1f} | {v[2]:.2f} / {v[3]:.2f} | {s[2]:.2f} / {s[3]:.2f} | {vk:.1f} / {sk:.1f} | {vm:.1f} / {sm:.1f} | {busiest(t, w)} / {busiest('Sockets', w)} |")
 print("(h2load prints no percentiles: its p50 column is the mean time per request; p99 n/a)")
 print("(busiest server threads: the three thread names with the most CPU, as CPU seconds per second of load, xN = N threads of that name)")
 PY

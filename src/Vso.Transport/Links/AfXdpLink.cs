@@ -191,6 +191,21 @@ internal sealed unsafe class AfXdpLink : ILink
     {
         ArgumentNullException.ThrowIfNull(receiver);
         ObjectDisposedException.ThrowIf(_disposed, this);
+
+        // The TX side's upkeep runs here, in the turn, and not in WaitForFrames: a turn may run on an application thread
+        // (under the stack's gate) while the engine thread waits, so the wait must not touch the rings or the record.
+        var tx = _sockets[0];
+        if (tx.TxOutstanding != 0)
+        {
+            // Frames a kick left on the TX ring.
+            tx.Kick();
+        }
+
+        if (tx.OutstandingTransmits != 0 && tx.Reap())
+        {
+            _reapWaits = 0;
+        }
+
         var maxFrame = Mtu + EthernetFrame.HeaderLength;
         if (_sockets.Length == 1)
         {
@@ -249,28 +264,16 @@ internal sealed unsafe class AfXdpLink : ILink
             }
         }
 
+        // Only reads of the TX side here (see Receive): the turn after this wait kicks what is left and reaps.
         var tx = _sockets[0];
-        var wait = Timeout.InfiniteTimeSpan;
-        if (tx.TxOutstanding != 0)
-        {
-            // Frames a kick left on the TX ring: send them, and come back soon if some still wait.
-            tx.Kick();
-            if (tx.TxOutstanding != 0)
-            {
-                wait = TimeSpan.FromMilliseconds(1);
-            }
-        }
+        var wait = tx.TxOutstanding != 0 ? TimeSpan.FromMilliseconds(1) : Timeout.InfiniteTimeSpan;
 
         // Completions end the leases of in-place payload and free TX frames, but no poll event announces them: a device
         // completes after the send returns (a NIC at its TX interrupt, a copy-mode skb when it is freed). While descriptors
         // are outstanding, come back for them, after 1 ms and then backing off to 64 ms while none come (a device may hold
         // a frame), so that an idle link neither holds the application's blocks nor spins. Only waits with something
-        // outstanding count, and a send starts them over: an idle spell must not use up the short waits of the next send.
-        if (tx.Reap())
-        {
-            _reapWaits = 0;
-        }
-
+        // outstanding count, and a send or a completion starts them over: an idle spell must not use up the short waits
+        // of the next send.
         if (tx.OutstandingTransmits != 0)
         {
             // A zero-copy driver completes in its NAPI poll, which it may need a kick to run (XDP_USE_NEED_WAKEUP).

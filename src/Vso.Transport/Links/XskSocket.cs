@@ -93,8 +93,11 @@ internal sealed unsafe class XskSocket : IDisposable
     /// <summary>Completion entries that named no outstanding descriptor (should stay 0).</summary>
     public long UnmatchedCompletions { get; private set; }
 
-    /// <summary>TX descriptors whose completion has not come back yet (their frames and leases are held).</summary>
-    public int OutstandingTransmits => (int)(_sentTail - _sentHead);
+    /// <summary>
+    /// TX descriptors whose completion has not come back yet (their frames and leases are held). The engine thread may read
+    /// it while a turn on another thread changes it: a stale value only changes how long the engine waits.
+    /// </summary>
+    public int OutstandingTransmits => (int)(Volatile.Read(ref _sentTail) - Volatile.Read(ref _sentHead));
 
     /// <summary>Descriptors on the TX ring the kernel has not consumed yet.</summary>
     public uint TxOutstanding => _tx.Outstanding;

@@ -22,16 +22,20 @@ public sealed partial class SampleInteropTests(ITestOutputHelper output)
     [RootFact]
     public void Sample_on_AfXdp_serves_curl_h2load_https_wrk_and_stops_gracefully() => Run(RealLinkKind.AfXdp);
 
+    /// <summary>Vso:Engines = 2 on AfXdp: one AF_XDP socket per engine, on the two queues of the veth.</summary>
+    [RootFact]
+    public void Sample_on_AfXdp_with_two_engines_serves_curl_h2load_https_wrk_and_stops_gracefully() => Run(RealLinkKind.AfXdp, engines: 2);
+
     [RootFact]
     public void Sample_on_an_existing_Tap_serves_curl_h2load_https_wrk_and_stops_gracefully() => Run(RealLinkKind.Tap);
 
-    private void Run(RealLinkKind kind)
+    private void Run(RealLinkKind kind, int engines = 1)
     {
         string client;
         string server;
         var namespaces = new List<string>();
         var temp = Directory.CreateTempSubdirectory("vso-kestrel-");
-        using (var net = new NetnsHarness(kind))
+        using (var net = new NetnsHarness(kind, queues: engines))
         {
             client = net.Client;
             server = net.Server;
@@ -50,6 +54,7 @@ public sealed partial class SampleInteropTests(ITestOutputHelper output)
                 environment["Vso__Backend"] = kind.ToString();
                 environment["Vso__Interface"] = net.StackDevice;
                 environment["Logging__LogLevel__Vso.Transport.Links"] = "Information";
+                environment["Vso__Engines"] = engines.ToString(CultureInfo.InvariantCulture);
             }
             else
             {
@@ -95,6 +100,10 @@ public sealed partial class SampleInteropTests(ITestOutputHelper output)
             // Pinned identify mode: the UMEM covers the transport's block pool, so Kestrel's response bytes leave in place.
             Assert.Contains("UMEM 67108864 B over the pinned block pool", sample.Output, StringComparison.Ordinal);
             Assert.Contains("payload sent in place from the pool", sample.Output, StringComparison.Ordinal);
+
+            // One socket per engine: engine k on queue k.
+            Assert.Contains("queue 0,", sample.Output, StringComparison.Ordinal);
+            Assert.Equal(net.Queues > 1, sample.Output.Contains("queue 1,", StringComparison.Ordinal));
         }
 
         // HTTP/1.1 keep-alive: two requests, one connection.

@@ -39,6 +39,7 @@ internal sealed partial class NetnsHarness : IDisposable
     public NetnsHarness(RealLinkKind kind, bool offloadsOff = true, int queues = 1)
     {
         Kind = kind;
+        Queues = queues;
         CleanupStale();
         var n = Interlocked.Increment(ref _counter);
         var pid = Environment.ProcessId;
@@ -79,6 +80,9 @@ internal sealed partial class NetnsHarness : IDisposable
     }
 
     public RealLinkKind Kind { get; }
+
+    /// <summary>Receive and transmit queues of each veth end.</summary>
+    public int Queues { get; }
 
     /// <summary>The namespace of the kernel client (curl, ping, tshark, nstat, iptables).</summary>
     public string Client { get; }

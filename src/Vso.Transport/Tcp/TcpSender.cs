@@ -325,10 +325,21 @@ internal sealed partial class TcpSender : IScoreboardSender
             return AckAcceptability.Unsent;
         }
 
-        var acknowledged = (uint)(SendUnacknowledged - (InitialSendSequence + 1));
-        var oldest = SendUnacknowledged - (int)Math.Min(_maxSendWindow, acknowledged);
-        return ack < oldest ? AckAcceptability.TooOld : AckAcceptability.Acceptable;
+        return ack < OldestAcceptableAck ? AckAcceptability.TooOld : AckAcceptability.Acceptable;
     }
+
+    /// <summary>RFC 5961 §5.2: SND.UNA - MAX.SND.WND, the oldest ACK a legitimate peer could still send (never before ISS + 1).</summary>
+    public SeqNum OldestAcceptableAck
+    {
+        get
+        {
+            var acknowledged = (uint)(SendUnacknowledged - (InitialSendSequence + 1));
+            return SendUnacknowledged - (int)Math.Min(_maxSendWindow, acknowledged);
+        }
+    }
+
+    /// <summary>The shift applied to the peer's window field (RFC 7323 §2.3).</summary>
+    public int PeerWindowShift => _sendWindowShift;
 
     /// <summary>
     /// The ACK field of an acceptable segment in a synchronized state, one that <see cref="ClassifyAck"/> accepted.

@@ -104,6 +104,23 @@ internal sealed class TcpLayer : ITransportProtocol
 
     public TcpSettings Settings { get; }
 
+    /// <summary>The copy of <see cref="Settings"/> that new connections share until one changes its own (copy on write).</summary>
+    private TcpSettings? _sharedSettings;
+
+    /// <summary>
+    /// The settings a new connection starts from: one copy of the stack's for every connection (issue 12: not one per
+    /// connection), taken again when the stack's settings changed since, so a change reaches new connections only.
+    /// </summary>
+    public TcpSettings SharedSettings()
+    {
+        if (_sharedSettings is null || !TcpSettingsComparer.Equal(_sharedSettings, Settings))
+        {
+            _sharedSettings = Settings.Clone();
+        }
+
+        return _sharedSettings;
+    }
+
     public IClock Clock { get; }
 
     public TcpMetrics Metrics { get; }

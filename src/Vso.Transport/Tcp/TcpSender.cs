@@ -16,7 +16,6 @@ internal sealed partial class TcpSender : IScoreboardSender
 {
     private readonly TcpConnection _connection;
     private readonly TcpLayer _layer;
-    private readonly TcpSettings _settings;
     private readonly SendQueue _send = new();
     private readonly RttEstimator _rtt;
     private readonly ICongestionControl _congestion;
@@ -59,7 +58,6 @@ internal sealed partial class TcpSender : IScoreboardSender
     {
         _connection = connection;
         _layer = layer;
-        _settings = settings;
         _rtt = new RttEstimator(Micros(settings.InitialRto), Micros(settings.MinRto), Micros(settings.MaxRto));
         _congestion = settings.CongestionControl();
     }
@@ -67,7 +65,7 @@ internal sealed partial class TcpSender : IScoreboardSender
     /// <summary>The handshake has settled SACK: the one moment the loss recovery of this connection is chosen.</summary>
     public void ChooseLossRecovery(bool sackPermitted)
     {
-        _recovery = _settings.LossRecovery(sackPermitted);
+        _recovery = _connection.Settings.LossRecovery(sackPermitted);
         _recovery.Attach(this);
     }
 
@@ -643,7 +641,7 @@ internal sealed partial class TcpSender : IScoreboardSender
                 // classic rule also holds the short tail of every write behind the full segments before it, which
                 // costs a round trip (or the peer's delayed ACK) per response and per bulk transfer.
                 var isLast = length == available;
-                if ((_settings.Nagle && SmallSegmentOutstanding && !(isLast && _finQueued)) || (!isLast && length < _maxSendWindow / 2))
+                if ((_connection.Settings.Nagle && SmallSegmentOutstanding && !(isLast && _finQueued)) || (!isLast && length < _maxSendWindow / 2))
                 {
                     // The second test is sender-side SWS avoidance (§3.8.6.2.1): do not dribble into a small window.
                     break;
@@ -954,7 +952,7 @@ internal sealed partial class TcpSender : IScoreboardSender
             return;
         }
 
-        var interval = Math.Min(_rtt.BaseRto << Math.Min(_persistBackoff, 16), Micros(_settings.MaxRto));
+        var interval = Math.Min(_rtt.BaseRto << Math.Min(_persistBackoff, 16), Micros(_connection.Settings.MaxRto));
         _persistDeadline = now + interval;
     }
 

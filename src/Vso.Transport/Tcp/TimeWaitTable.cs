@@ -54,7 +54,20 @@ internal sealed class TimeWaitTable(TcpLayer layer)
         entry.Deadline = now + entry.TimeWaitMicroseconds;
         entry.Serial = ++_serial;
         _entries[id] = entry;
-        _expiry.Enqueue((id, entry.Serial), entry.Deadline);
+        if (_expiry.Count >= (2 * _entries.Count) + 64)
+        {
+            // Reused 4-tuples leave stale items behind (a load generator that cycles through its ports reuses every
+            // one): rebuilt from the entries, the queue stays within twice their number, in the capacity it has.
+            _expiry.Clear();
+            foreach (var (key, value) in _entries)
+            {
+                _expiry.Enqueue((key, value.Serial), value.Deadline);
+            }
+        }
+        else
+        {
+            _expiry.Enqueue((id, entry.Serial), entry.Deadline);
+        }
     }
 
     /// <summary>Expires the entries whose 2*MSL passed; true when one did.</summary>

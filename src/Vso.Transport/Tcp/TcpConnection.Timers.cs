@@ -2,14 +2,13 @@ namespace Vso.Transport.Tcp;
 
 /// <summary>
 /// Timer dispatch: retransmission (RFC 6298) and persist (zero-window probes) deadlines are the sender's,
-/// loss recovery's own timer is the algorithm's, delayed ACK is the receiver's; keepalive (RFC 9293 §3.8.4) and
-/// TIME-WAIT are the connection's own. Each is a deadline in engine microseconds (0 = off); the engine's timer
-/// queue holds one entry per connection for the earliest.
+/// loss recovery's own timer is the algorithm's, delayed ACK is the receiver's; keepalive (RFC 9293 §3.8.4) is the
+/// connection's own (TIME-WAIT's belongs to its <see cref="TimeWaitTable"/> entry). Each is a deadline in engine
+/// microseconds (0 = off); the engine's timer queue holds one entry per connection for the earliest.
 /// </summary>
 internal sealed partial class TcpConnection
 {
     private long _keepaliveDeadline;
-    private long _timeWaitDeadline;
     private int _keepaliveProbesSent;
     private long _lastReceivedAt;
 
@@ -26,7 +25,6 @@ internal sealed partial class TcpConnection
             Consider(ref next, _receiver.DelayedAckDeadline);
             Consider(ref next, _sender.PersistDeadline);
             Consider(ref next, _keepaliveDeadline);
-            Consider(ref next, _timeWaitDeadline);
             Consider(ref next, _lingerDeadline);
             Consider(ref next, UserTimeoutDeadline);
             if (State is not (TcpState.Closed or TcpState.TimeWait))
@@ -49,13 +47,6 @@ internal sealed partial class TcpConnection
     /// <summary>Runs every timer that is due.</summary>
     public void OnTimer(long now)
     {
-        if (_timeWaitDeadline != 0 && now >= _timeWaitDeadline)
-        {
-            _timeWaitDeadline = 0;
-            Terminate(null);
-            return;
-        }
-
         // RFC 8985 §7.2: the probe timeout is capped at the RTO's expiration, so a probe due at the same time (or
         // before) goes first; sending it re-arms the RTO (§7.3, see RestartRetransmitTimer), which then does not fire now.
         var probeFirst = _sender.LossRecovery.TimerDeadline;
@@ -252,7 +243,6 @@ internal sealed partial class TcpConnection
         _sender.CancelTimers();
         _receiver.CancelDelayedAck();
         _keepaliveDeadline = 0;
-        _timeWaitDeadline = 0;
         _lingerDeadline = 0;
     }
 }

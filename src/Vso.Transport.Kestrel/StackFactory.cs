@@ -64,6 +64,8 @@ internal static class StackFactory
             ListenBacklog = o.Tcp.Backlog,
             Tcp = ToTcpSettings(o),
             Mlock = o.Pinning.Mlock,
+            BusyPollMicroseconds = o.BusyPollMicroseconds,
+            TurnOnCallingThread = o.TurnOnCallingThread,
         };
     }
 

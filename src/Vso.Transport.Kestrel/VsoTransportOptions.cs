@@ -184,6 +184,25 @@ public sealed class VsoTransportOptions
     /// (on the 2-core machines measured so far, two engines cost more CPU per request than they gained).
     /// </summary>
     public int Engines { get; set; } = 1;
+
+    /// <summary>
+    /// Microseconds an idle engine keeps polling before it sleeps while traffic is steady, as SO_BUSY_POLL: requests that
+    /// keep coming are taken without a wake-up, at the price of a core kept busy meanwhile. 0 (default) to 1000.
+    /// </summary>
+    public int BusyPollMicroseconds { get; set; }
+
+    /// <summary>
+    /// Where the input pipe's reader continuations go when they leave the engine thread; null (the default) is the .NET
+    /// thread pool. Not configurable: the round-trip probe sets it to compare schedulers (issue 12 item 2).
+    /// </summary>
+    internal System.IO.Pipelines.PipeScheduler? ReaderScheduler { get; set; }
+
+    /// <summary>
+    /// While the engine sleeps, the thread that flushes a response runs the engine's turn itself (under the engine's
+    /// lock) instead of waking the engine thread, as Kestrel's Sockets transport calls send() on the flushing thread.
+    /// On by default: a wake-up costs a context switch each way, and on a busy machine the engine's wait to be scheduled.
+    /// </summary>
+    public bool TurnOnCallingThread { get; set; } = true;
 }
 
 /// <summary>AfXdp backend options (section Vso:AfXdp).</summary>

@@ -5,6 +5,9 @@ namespace Vso.Transport.Engine;
 /// a frame, or work posted by the application, whichever comes first. On a link that can block (AF_PACKET,
 /// TAP) the thread sleeps in the link's poll(2), which also watches an eventfd that posted work signals;
 /// the eventfd is written only while the thread sleeps, so a busy engine makes no wake-up system calls.
+/// With a busy-poll budget, an idle engine first polls for that long while traffic is steady (the last idle spell was
+/// shorter than the budget), so steady request traffic is taken without wake-ups; an engine whose idle spells run longer
+/// goes straight to sleep, so an idle server costs no CPU.
 /// The thread never dies of an exception: what escapes a turn is contained (<see cref="EngineFaults"/>) and the loop goes on.
 /// </summary>
 internal sealed class EngineThread : IDisposable
@@ -16,12 +19,18 @@ internal sealed class EngineThread : IDisposable
     private readonly Thread _thread;
     private readonly ManualResetEventSlim _wake = new(false);
     private readonly bool _linkBlocks;
+    private readonly long _busyPollMicros;
+    private readonly bool _turnOnCaller;
+    private long _sleepsUntil = long.MaxValue;   // while _sleeping: when the engine's wait times out
     private volatile bool _stopping;
     private int _sleeping;
+    private bool _steady;                        // the last idle spell ended within the busy-poll budget
 
-    public EngineThread(NetworkStack stack, string name)
+    public EngineThread(NetworkStack stack, string name, int busyPollMicros = 0, bool turnOnCaller = false)
     {
         _stack = stack;
+        _busyPollMicros = busyPollMicros;
+        _turnOnCaller = turnOnCaller;
         _linkBlocks = stack.Link.CanBlock;
         stack.Wake = WakeUp;
         _thread = new Thread(Run) { IsBackground = true, Name = name };
@@ -33,6 +42,11 @@ internal sealed class EngineThread : IDisposable
     {
         if (_linkBlocks)
         {
+            if (_turnOnCaller && Volatile.Read(ref _sleeping) == 1 && TryTurnOnCaller())
+            {
+                return;
+            }
+
             if (Interlocked.Exchange(ref _sleeping, 0) == 1)
             {
                 _stack.Link.Interrupt();
@@ -42,6 +56,42 @@ internal sealed class EngineThread : IDisposable
         {
             _wake.Set();
         }
+    }
+
+    /// <summary>
+    /// The engine sleeps and an application thread posted work: that thread runs the turn itself under the gate, as a
+    /// socket's send() runs the kernel's TCP in the caller, instead of waking the engine (a context switch each way).
+    /// Not from inside a turn (an inline continuation, a hand-over), and not if another thread holds the gate: the
+    /// engine is woken then as before. A turn that armed a timer due before the engine's wait ends wakes it, so that it
+    /// sleeps no longer than the timer allows.
+    /// </summary>
+    private bool TryTurnOnCaller()
+    {
+        var gate = _stack.Gate;
+        if (NetworkStack.CallerInTurn || gate.IsHeldByCurrentThread || !gate.TryEnter())
+        {
+            return false;
+        }
+
+        try
+        {
+            _stack.Poll();
+        }
+        catch (Exception ex) when (ex is not OutOfMemoryException)
+        {
+            _stack.Faults.Contain(EngineEntry.EngineThread, ex, connection: null);
+        }
+        finally
+        {
+            gate.Exit();
+        }
+
+        if (_stack.HasPendingWork || _stack.NextEventMicroseconds < Volatile.Read(ref _sleepsUntil))
+        {
+            return false;
+        }
+
+        return true;
     }
 
     private void Run()
@@ -91,16 +141,72 @@ internal sealed class EngineThread : IDisposable
             return;
         }
 
+        if (_busyPollMicros > 0)
+        {
+            if (_steady)
+            {
+                if (BusyPoll(now + Math.Min(untilNext, _busyPollMicros)))
+                {
+                    return;
+                }
+
+                // A timer that fell due within the budget says nothing about the traffic.
+                _steady = untilNext < _busyPollMicros;
+            }
+
+            now = _stack.Clock.NowMicroseconds;
+            untilNext = _stack.NextEventMicroseconds - now;
+            if (untilNext <= 0)
+            {
+                return;
+            }
+        }
+
+        Sleep(untilNext);
+        if (_busyPollMicros > 0)
+        {
+            _steady = _stack.Clock.NowMicroseconds - now <= _busyPollMicros;
+        }
+    }
+
+    /// <summary>
+    /// Polls the link and the work queue until something comes or the clock reaches <paramref name="deadline"/>; true if
+    /// something came. The sleeping flag stays clear meanwhile, so the application's posts write no eventfd either.
+    /// </summary>
+    private bool BusyPoll(long deadline)
+    {
+        while (!_stopping)
+        {
+            if (_stack.Poll() || _stack.HasPendingWork)
+            {
+                return true;
+            }
+
+            if (_stack.Clock.NowMicroseconds >= deadline)
+            {
+                return false;
+            }
+
+            Thread.SpinWait(16);
+        }
+
+        return true;
+    }
+
+    private void Sleep(long untilNext)
+    {
         if (_linkBlocks)
         {
             // Announce the sleep, then look at the queue once more: a poster either sees the flag and
             // interrupts the wait, or enqueued before the flag and we see its work here.
+            var wait = Math.Min(untilNext, MaxBlockingWaitMicros);
+            Volatile.Write(ref _sleepsUntil, _stack.Clock.NowMicroseconds + wait);
             Interlocked.Exchange(ref _sleeping, 1);
             try
             {
                 if (!_stack.HasPendingWork && !_stopping)
                 {
-                    _stack.Link.WaitForFrames(TimeSpan.FromTicks(Math.Min(untilNext, MaxBlockingWaitMicros) * TimeSpan.TicksPerMicrosecond));
+                    _stack.Link.WaitForFrames(TimeSpan.FromTicks(wait * TimeSpan.TicksPerMicrosecond));
                 }
             }
             finally

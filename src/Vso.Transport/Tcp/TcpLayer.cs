@@ -53,6 +53,7 @@ internal sealed class TcpLayer : ITransportProtocol
         metrics.ObserveMemory(Memory);
         _cookies = new SynCookieHandshake(this);
         _timeWait = new TimeWaitTable(this);
+        metrics.ObserveTimeWait(_timeWait);
 
         // The stack-wide challenge-ACK budget is drawn from a secret seed: an attacker who could predict it would
         // have the side channel back (CVE-2016-5696).

@@ -23,6 +23,7 @@ public sealed class TimeWaitTraces
         Assert.Equal(1, peer.Stack.Core.Tcp.TimeWait.Count);
         Assert.Equal(1, peer.Stack.ConnectionCount);
         Assert.Equal(TcpState.Closed, connection.GetInfo().State);
+        Assert.Equal(1, ObserveTimeWait(peer));
 
         // §3.10.7.4 eighth check, TIME-WAIT: a retransmitted FIN is acknowledged from the entry.
         peer.Send(FinAck, seq: R, ack: s);
@@ -142,6 +143,24 @@ public sealed class TimeWaitTraces
         peer.Expect(Ack, seq: s + 1, ack: R + 1, within: TimeSpan.Zero);
         Assert.Equal(TcpState.TimeWait, peer.State);
         return (connection, s + 1);
+    }
+
+    /// <summary>The stack's <c>vso.tcp.time_wait</c> gauge, summed over its engines.</summary>
+    private static long ObserveTimeWait(RawPeer peer)
+    {
+        long sum = 0;
+        using var listener = new System.Diagnostics.Metrics.MeterListener();
+        listener.InstrumentPublished = (instrument, l) =>
+        {
+            if (instrument.Name == "vso.tcp.time_wait" && instrument.Meter == peer.Stack.Meter)
+            {
+                l.EnableMeasurementEvents(instrument);
+            }
+        };
+        listener.SetMeasurementEventCallback<long>((_, value, _, _) => sum += value);
+        listener.Start();
+        listener.RecordObservableInstruments();
+        return sum;
     }
 
     private static TcpOptions Timestamps(uint tsVal, uint tsEcr)

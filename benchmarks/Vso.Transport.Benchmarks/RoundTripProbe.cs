@@ -1,3 +1,5 @@
+using System.IO.Pipelines;
+using Pipelines.Sockets.Unofficial;
 using System.Buffers.Binary;
 using System.Diagnostics;
 using System.Net;
@@ -33,22 +35,24 @@ internal static class RoundTripProbe
     public static async Task RunAsync(int iterations)
     {
         Console.WriteLine($"# round trips of GET / on one keep-alive connection, {iterations} measured after {iterations / 10} warm-up; server time in µs");
-        Console.WriteLine("| ApplicationOnEngineThread | frame in → handler p50 / p90 / p99 | handler → frame out p50 / p90 / p99 | frame in → frame out p50 / p90 / p99 |");
+        Console.WriteLine("| reader continuations on | frame in → handler p50 / p90 / p99 | handler → frame out p50 / p90 / p99 | frame in → frame out p50 / p90 / p99 |");
         Console.WriteLine("|---|---:|---:|---:|");
-        foreach (var onEngine in new[] { false, true })
-        {
-            await MeasureAsync(onEngine, iterations);
-        }
+        await MeasureAsync("the thread pool (default)", onEngine: false, null, iterations);
+        await MeasureAsync("the engine thread (ApplicationOnEngineThread)", onEngine: true, null, iterations);
+
+        // Pipelines.Sockets.Unofficial's dedicated workers, as issue 12 asks: adopted only if it beats the thread pool.
+        using var dedicated = new DedicatedThreadPoolPipeScheduler("vso-readers", workerCount: Environment.ProcessorCount);
+        await MeasureAsync("DedicatedThreadPoolPipeScheduler", onEngine: false, dedicated, iterations);
     }
 
-    private static async Task MeasureAsync(bool onEngine, int iterations)
+    private static async Task MeasureAsync(string name, bool onEngine, PipeScheduler? readerScheduler, int iterations)
     {
         var stamps = new Stamps();
         var clock = SystemClock.Instance;
         var (a, b) = SimulatedLink.CreatePair(clock, new SimulatedLinkOptions { PropagationDelay = TimeSpan.FromMicroseconds(10) });
         using var client = new VsoStack(a, new VsoStackOptions { Address = Ipv4Address.Parse("198.18.0.1"), PrefixLength = 24, Tcp = new Tcp.TcpSettings { Nagle = false } }, clock);
         client.Start();
-        var options = new VsoTransportOptions { Backend = VsoBackend.Tap, Interface = "sim0", Address = ServerAddress + "/24", ApplicationOnEngineThread = onEngine };
+        var options = new VsoTransportOptions { Backend = VsoBackend.Tap, Interface = "sim0", Address = ServerAddress + "/24", ApplicationOnEngineThread = onEngine, ReaderScheduler = readerScheduler };
         using var factory = new VsoTransportFactory(options, () => new VsoStack(new TimingLink(b, stamps), StackFactory.ToStackOptions(options), clock), NullLoggerFactory.Instance);
 
         var builder = WebApplication.CreateBuilder();
@@ -94,7 +98,7 @@ internal static class RoundTripProbe
             }
         }
 
-        Console.WriteLine($"| {onEngine} | {Percentiles(inToHandler)} | {Percentiles(handlerToOut)} | {Percentiles(inToOut)} |");
+        Console.WriteLine($"| {name} | {Percentiles(inToHandler)} | {Percentiles(handlerToOut)} | {Percentiles(inToOut)} |");
         await app.StopAsync();
     }
 

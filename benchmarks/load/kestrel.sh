@@ -9,9 +9,11 @@
 # 1 MiB case under 1% random loss each way (iptables statistic in the client namespace, INPUT and OUTPUT).
 # Each server start is followed by 8 s of unrecorded warm-up (the four workload kinds, 2 s each) so that both run JIT-tiered code.
 # Prints the median over ROUNDS of requests/s, MB/s, p50, p99, the Vso/Sockets ratio of requests/s, and the server's
-# CPU cost (utime + stime of the server process from /proc/PID/stat over the workload) per 1,000 requests and per MiB.
+# CPU cost (utime + stime of the server process from /proc/PID/stat over the workload) per 1,000 requests and per MiB,
+# and the busiest server threads with the cores each kept busy (from /proc/PID/task/*/stat), so it shows which work ran where.
 # VSO_TRANSPORTS (default "Vso Sockets") may add VsoEngine: the Vso sample with Vso__ApplicationOnEngineThread=true (Kestrel's
-# continuations on the engine thread); each transport other than Sockets gets its own rows, its ratio against Sockets.
+# continuations on the engine thread), VsoPoll and VsoEnginePoll: the same with Vso__BusyPollMicroseconds=50 (the engine polls
+# 50 µs before sleeping while traffic is steady); each transport other than Sockets gets its own rows, its ratio against Sockets.
 # VSO_WORKLOADS (default: all) names the workloads to run, for example "close-c64 h2c-c16-m10".
 # Needs root, wrk, h2load (nghttp2-client), iptables, ethtool. Usage: benchmarks/load/kestrel.sh [ROUNDS=3] [SECONDS=10]
 set -euo pipefail
@@ -40,10 +42,11 @@ base="http://198.18.0.2:8080"
 
 pid=""
 start_server() { # TRANSPORT
-  local t="$1" transport="$1" inline=false
+  local t="$1" transport="$1" inline=false poll="${Vso__BusyPollMicroseconds:-0}"
   if [[ "$t" == Sockets ]]; then ip -n "$server" addr add 198.18.0.2/24 dev vsos0; fi
-  if [[ "$t" == VsoEngine ]]; then transport=Vso; inline=true; fi
-  (cd "$sample_dir" && exec ip netns exec "$server" env Transport="$transport" Vso__ApplicationOnEngineThread="$inline" Vso__Backend=AfPacket Vso__Interface=vsos0 \
+  if [[ "$t" == VsoEngine* ]]; then transport=Vso; inline=true; fi
+  if [[ "$t" == Vso*Poll ]]; then transport=Vso; poll=50; fi
+  (cd "$sample_dir" && exec ip netns exec "$server" env Transport="$transport" Vso__ApplicationOnEngineThread="$inline" Vso__BusyPollMicroseconds="$poll" Vso__Backend=AfPacket Vso__Interface=vsos0 \
      Vso__Address=198.18.0.2/24 H2cUrl=http://198.18.0.2:8081 Logging__LogLevel__Default=Warning \
      Logging__LogLevel__Microsoft.Hosting.Lifetime=Warning dotnet Vso.Samples.HelloServer.dll --urls "$base" \
      >"/tmp/vso-kestrel-bench-$t.log" 2>&1) &
@@ -68,23 +71,46 @@ stop_server() { # TRANSPORT
 # The server's CPU time so far, in clock ticks (utime + stime, proc(5)).
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$pid/stat"; }
 
-# measure TRANSPORT WORKLOAD COMMAND...: runs the load in the client namespace, records it with the server's CPU time.
-measure() {
-  local t="$1" w="$2" before after out
-  shift 2
-  if [[ -n "${VSO_WORKLOADS:-}" && " $VSO_WORKLOADS " != *" $w "* ]]; then return 0; fi
-  before=$(cpu_ticks)
-  out=$(ip netns exec "$client" "$@" 2>&1) || true
-  after=$(cpu_ticks)
-  record "$t" "$w" "$out" $((after - before))
+# Each server thread's CPU time so far: "tid ticks name" per line (name with spaces as _), from /proc/PID/task.
+thread_ticks() {
+  local t
+  for t in /proc/"$pid"/task/*; do
+    { read -r stat <"$t/stat" && read -r comm <"$t/comm"; } 2>/dev/null || continue
+    stat="${stat##*) }"; set -- $stat
+    echo "${t##*/} $((${12} + ${13})) ${comm//[ :]/_}"
+  done
 }
 
-# record TRANSPORT WORKLOAD TOOL-OUTPUT CPU-TICKS: appends "transport workload rps mbps p50_ms p99_ms cpu_s" to $results.
+# measure TRANSPORT WORKLOAD COMMAND...: runs the load in the client namespace, records it with the server's CPU time.
+measure() {
+  local t="$1" w="$2" before after out threads_before threads_after
+  shift 2
+  if [[ -n "${VSO_WORKLOADS:-}" && " $VSO_WORKLOADS " != *" $w "* ]]; then return 0; fi
+  before=$(cpu_ticks); threads_before=$(thread_ticks)
+  out=$(ip netns exec "$client" "$@" 2>&1) || true
+  after=$(cpu_ticks); threads_after=$(thread_ticks)
+  record "$t" "$w" "$out" $((after - before)) "$threads_before" "$threads_after"
+}
+
+# record TRANSPORT WORKLOAD TOOL-OUTPUT CPU-TICKS THREADS-BEFORE THREADS-AFTER: appends
+# "transport workload rps mbps p50_ms p99_ms cpu_s threads" to $results, threads being the busiest thread groups (threads
+# of one name) as name:cores[xcount], cores = the group's CPU seconds per second of the workload.
 record() {
-  python3 - "$1" "$2" "$3" "$4" "$(getconf CLK_TCK)" >>"$results" <<'PY'
-import re, sys
+  python3 - "$1" "$2" "$3" "$4" "$(getconf CLK_TCK)" "$5" "$6" "$secs" >>"$results" <<'PY'
+import re, sys, collections
 t, w, out = sys.argv[1], sys.argv[2], sys.argv[3]
-cpu = int(sys.argv[4]) / int(sys.argv[5])
+hz = int(sys.argv[5])
+cpu = int(sys.argv[4]) / hz
+def threads(text):
+    return {int(tid): (int(ticks), name) for tid, ticks, name in (l.split() for l in text.splitlines() if l.strip())}
+before, after = threads(sys.argv[6]), threads(sys.argv[7])
+groups = collections.defaultdict(lambda: [0, 0])
+for tid, (ticks, name) in after.items():
+    used = ticks - before.get(tid, (0, name))[0]
+    if used > 0:
+        groups[name][0] += used; groups[name][1] += 1
+top = sorted(groups.items(), key=lambda g: -g[1][0])[:3]
+busy = ",".join(f"{n}:{u / hz / float(sys.argv[8]):.2f}" + (f"x{c}" if c > 1 else "") for n, (u, c) in top) or "-"
 def ms(v, u): return float(v) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[u]
 def mb(v, u): return float(v) * {"B": 1e-6, "KB": 1.024e-3, "MB": 1.048576, "GB": 1073.741824}[u]
 rps = mbps = p50 = p99 = float("nan")
@@ -101,7 +127,7 @@ else:  # h2load
     if m: rps = float(m.group(1)); mbps = mb(m.group(2), m.group(3))
     m = re.search(r"time for request:\s+([\d.]+)(us|ms|s)\s+([\d.]+)(us|ms|s)\s+([\d.]+)(us|ms|s)", out)
     if m: p50 = ms(m.group(5), m.group(6))  # h2load prints no percentiles: mean
-print(t, w, rps, mbps, p50, p99, cpu)
+print(t, w, rps, mbps, p50, p99, cpu, busy)
 PY
 }
 
@@ -138,7 +164,7 @@ import statistics, sys, collections
 rows = collections.defaultdict(list)
 for line in open(sys.argv[1]):
     t, w, *v = line.split()
-    rows[(t, w)].append([float(x) for x in v])
+    rows[(t, w)].append([float(x) for x in v[:5]] + [v[5]])
 def med(t, w, i):
     vals = [r[i] for r in rows.get((t, w), []) if r[i] == r[i]]
     return statistics.median(vals) if vals else float("nan")
@@ -149,17 +175,26 @@ def cost(t, w):
     per_kreq = 1000 * cpu / (rps * secs) * 1000 if rps == rps and rps > 0 else float("nan")
     per_mib = 1000 * cpu / (mbps / 1.048576 * secs) if mbps == mbps and mbps > 0 else float("nan")
     return per_kreq, per_mib
+def busiest(t, w):
+    # The busiest threads of the round whose requests/s is nearest the median.
+    runs = rows.get((t, w), [])
+    if not runs: return "-"
+    m = med(t, w, 0)
+    run = min(runs, key=lambda r: abs(r[0] - m) if r[0] == r[0] else float("inf"))
+    return run[5].replace(",", ", ")
 order = ["plaintext-c1", "plaintext-c64", "plaintext-c256", "close-c64", "pipelined16-c64", "1MiB-c8", "h2c-c16-m10", "1MiB-c8-loss1%"]
 print(f"median of {sys.argv[2]} rounds, {sys.argv[3]} s each, alternating Vso and Sockets; server CPU = utime + stime of the server process")
-print("| workload | Vso req/s | Sockets req/s | Vso/Sockets | Vso MB/s | Sockets MB/s | Vso p50 / p99 ms | Sockets p50 / p99 ms | server CPU ms per 1k req, Vso / Sockets | server CPU ms per MiB, Vso / Sockets |")
-print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+print("| workload | Vso req/s | Sockets req/s | Vso/Sockets | Vso MB/s | Sockets MB/s | Vso p50 / p99 ms | Sockets p50 / p99 ms | server CPU ms per 1k req, Vso / Sockets | server CPU ms per MiB, Vso / Sockets | busiest server threads (cores), Vso / Sockets |")
+print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
 ours = sorted({t for (t, _) in rows if t != "Sockets"}, key=lambda t: (t != "Vso", t))
 for w in order:
+  if not any(k[1] == w for k in rows): continue
   for t in ours:
     v = [med(t, w, i) for i in range(4)]; s = [med("Sockets", w, i) for i in range(4)]
     ratio = v[0] / s[0] if s[0] else float("nan")
     (vk, vm), (sk, sm) = cost(t, w), cost("Sockets", w)
     name = w if t == "Vso" else f"{w} ({t})"
-    print(f"| {name} | {v[0]:,.0f} | {s[0]:,.0f} | {ratio:.2f} | {v[1]:,.1f} | {s[1]:,.1f} | {v[2]:.2f} / {v[3]:.2f} | {s[2]:.2f} / {s[3]:.2f} | {vk:.1f} / {sk:.1f} | {vm:.1f} / {sm:.1f} |")
+    print(f"| {name} | {v[0]:,.0f} | {s[0]:,.0f} | {ratio:.2f} | {v[1]:,.1f} | {s[1]:,.1f} | {v[2]:.2f} / {v[3]:.2f} | {s[2]:.2f} / {s[3]:.2f} | {vk:.1f} / {sk:.1f} | {vm:.1f} / {sm:.1f} | {busiest(t, w)} / {busiest('Sockets', w)} |")
 print("(h2load prints no percentiles: its p50 column is the mean time per request; p99 n/a)")
+print("(busiest server threads: the three thread names with the most CPU, as CPU seconds per second of load, xN = N threads of that name)")
 PY

@@ -17,6 +17,7 @@ internal sealed class InputPump : PipeScheduler
     private readonly PinnedBlockPool _pool;
     private readonly Pipe _pipe;
     private readonly Action _resume;
+    private readonly PipeScheduler? _poolScheduler; // null: the thread pool
     private readonly Action? _peerFin;
     private ProxyHeaderReader? _header;
     private Action<ProxyHeaderReader>? _headerDone;
@@ -29,8 +30,9 @@ internal sealed class InputPump : PipeScheduler
 
     /// <param name="resume">Called (any thread) once a paused pipe drained: it must bring <see cref="Resume"/> to the engine thread.</param>
     /// <param name="peerFin">Called (engine thread, once) when the input ended because the peer's FIN was read; null for nobody.</param>
-    public InputPump(VsoConnectionEndpoint endpoint, PinnedBlockPool pool, long maxReadBufferSize, Action resume, Action? peerFin = null, bool readerOnEngineThread = false)
+    public InputPump(VsoConnectionEndpoint endpoint, PinnedBlockPool pool, long maxReadBufferSize, Action resume, Action? peerFin = null, bool readerOnEngineThread = false, PipeScheduler? poolScheduler = null)
     {
+        _poolScheduler = poolScheduler;
         _endpoint = endpoint;
         _pool = pool;
         _resume = resume;
@@ -63,6 +65,10 @@ internal sealed class InputPump : PipeScheduler
         if (_inline && _answered)
         {
             action(state);
+        }
+        else if (_poolScheduler is not null)
+        {
+            _poolScheduler.Schedule(action, state);
         }
         else
         {

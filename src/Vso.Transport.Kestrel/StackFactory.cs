@@ -64,6 +64,7 @@ internal static class StackFactory
             ListenBacklog = o.Tcp.Backlog,
             Tcp = ToTcpSettings(o),
             Mlock = o.Pinning.Mlock,
+            BusyPollMicroseconds = o.BusyPollMicroseconds,
         };
     }
 

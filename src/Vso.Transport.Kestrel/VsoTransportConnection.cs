@@ -66,7 +66,7 @@ internal sealed class VsoTransportConnection : ConnectionContext,
         ConnectionClosed = _closedSource.Token;
 
         _operations = new ConnectionOperations(endpoint, ConnectionId, options.FinOnError, log, OnEnded);
-        _input = new InputPump(endpoint, _pool, options.MaxReadBufferSize, _operations.PostResumeRead, options.ConnectionClosedOnPeerFin ? FireClosed : null, options.ApplicationOnEngineThread);
+        _input = new InputPump(endpoint, _pool, options.MaxReadBufferSize, _operations.PostResumeRead, options.ConnectionClosedOnPeerFin ? FireClosed : null, options.ApplicationOnEngineThread, options.ReaderScheduler);
         _output = new VsoOutputWriter(_operations, blocks, options.MaxWriteBufferSize);
         _host = new PinnedBlockSendHost(blocks, _output);
         _operations.Attach(_input, _output, _host);

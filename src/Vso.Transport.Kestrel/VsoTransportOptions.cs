@@ -185,6 +185,18 @@ public sealed class VsoTransportOptions
     /// (on the 2-core machines measured so far, two engines cost more CPU per request than they gained).
     /// </summary>
     public int Engines { get; set; } = 1;
+
+    /// <summary>
+    /// Microseconds an idle engine keeps polling before it sleeps while traffic is steady, as SO_BUSY_POLL: requests that
+    /// keep coming are taken without a wake-up, at the price of a core kept busy meanwhile. 0 (default) to 1000.
+    /// </summary>
+    public int BusyPollMicroseconds { get; set; }
+
+    /// <summary>
+    /// Where the input pipe's reader continuations go when they leave the engine thread; null (the default) is the .NET
+    /// thread pool. Not configurable: the round-trip probe sets it to compare schedulers (issue 12 item 2).
+    /// </summary>
+    internal System.IO.Pipelines.PipeScheduler? ReaderScheduler { get; set; }
 }
 
 /// <summary>AfXdp backend options (section Vso:AfXdp).</summary>

@@ -210,6 +210,11 @@ internal sealed class VsoTransportOptionsValidator : IValidateOptions<VsoTranspo
             Fail("Engines", o.Engines, "use 1 to 64 engine threads, such as the processor count (" + Environment.ProcessorCount.ToString(CultureInfo.InvariantCulture) + ")");
         }
 
+        if (o.BusyPollMicroseconds is < 0 or > 1000)
+        {
+            Fail("BusyPollMicroseconds", o.BusyPollMicroseconds, "use 0 (off) to 1000 microseconds, such as 50");
+        }
+
         // The stack's own checks (RTO bounds, delayed ACK, buffer sizes) name the Tcp:* key already.
         try
         {
@@ -251,6 +256,7 @@ internal sealed class VsoTransportOptionsValidator : IValidateOptions<VsoTranspo
         "AfXdp:RingSize" => "a power of two from 64 to 32768, such as 2048",
         "AfXdp:Queues" => "1 or more, AfXdp:Queue + AfXdp:Queues - 1 being a receive queue of the interface",
         "Engines" => "1 to 64 engine threads",
+        "BusyPollMicroseconds" => "0 (off) to 1000 microseconds",
         _ => null,
     };
 

@@ -307,7 +307,8 @@ public sealed class VsoStack : IDisposable
         var threads = new EngineThread[Shards.Length];
         for (var i = 0; i < threads.Length; i++)
         {
-            threads[i] = new EngineThread(Shards[i], Shards.Length == 1 ? $"vso-engine {Ipv4}" : $"vso-engine {Ipv4}/{i}");
+            // Linux keeps 15 characters of a thread's name (comm): the shard index first, so top and /proc tell engines apart.
+            threads[i] = new EngineThread(Shards[i], $"vso-engine{i} {Ipv4}", Options.BusyPollMicroseconds);
         }
 
         _threads = threads;

@@ -53,8 +53,20 @@ public sealed class VsoStackOptions
     /// </summary>
     public int Engines { get; set; } = 1;
 
+    /// <summary>
+    /// Microseconds an idle engine keeps polling its link and work queue before it sleeps, while traffic is steady (the
+    /// last idle spell ended within this time), as SO_BUSY_POLL: a request that arrives meanwhile is taken without a
+    /// wake-up. 0 (default) sleeps at once; up to 1000.
+    /// </summary>
+    public int BusyPollMicroseconds { get; set; }
+
     public void Validate()
     {
+        if (BusyPollMicroseconds is < 0 or > 1000)
+        {
+            throw new ArgumentException($"BusyPollMicroseconds = '{BusyPollMicroseconds}' is invalid: use 0 (off) to 1000, such as 50.", nameof(BusyPollMicroseconds));
+        }
+
         if (Engines is < 1 or > 64)
         {
             throw new ArgumentException($"Engines = '{Engines}' is invalid: use 1 to 64, such as the processor count.", nameof(Engines));

@@ -82,6 +82,45 @@ public sealed class ShardedTapInteropTests(ITestOutputHelper output)
         Assert.Equal(0, rig.Stack.ContainedExceptions);
     }
 
+    /// <summary>
+    /// Uploads with the TAP's offloads on: the kernel hands the stack TSO super-frames (one skb, up to 64 KiB, steered as
+    /// one frame) and checksums to finish. Each still reaches its connection's shard, and every body arrives intact.
+    /// </summary>
+    [RootFact]
+    public async Task Concurrent_uploads_as_the_kernels_super_frames_stay_on_their_shards()
+    {
+        const int uploads = 16;
+        const int size = 4 << 20;
+        await using var rig = RealLinkRig.Start(RealLinkKind.Tap, output, offloadsOff: false, engines: 2);
+        var shards = rig.Stack.Shards;
+        var file = Path.Combine(rig.Directory, "upload");
+        var body = new byte[size];
+        new Random(17).NextBytes(body);
+        await File.WriteAllBytesAsync(file, body);
+        var expected = Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(body));
+
+        var result = rig.Client(TimeSpan.FromSeconds(130), "bash", "-c",
+            $"for i in $(seq 1 {uploads}); do curl --noproxy '*' -sS --fail --max-time 120 -T {file} -o {rig.Directory}/answer$i {RealLinkRig.Url("/upload")} & done; wait");
+        Assert.True(result.ExitCode == 0, $"curl uploads: {result}");
+        for (var i = 1; i <= uploads; i++)
+        {
+            Assert.Equal(expected, (await File.ReadAllTextAsync(Path.Combine(rig.Directory, $"answer{i}"))).Trim());
+        }
+
+        var queues = shards.Select(s => TapOf(s.Link)).ToArray();
+        var perShard = rig.Http.AcceptedPerShard;
+        output.WriteLine($"connections per engine {perShard[0]}, {perShard[1]}; super-frames per queue {queues[0].SuperFramesReceived}, {queues[1].SuperFramesReceived}; " +
+            $"checksums finished {queues[0].ChecksumsCompleted + queues[1].ChecksumsCompleted}; misrouted {shards[0].Misrouted}, {shards[1].Misrouted}; hand-overs {shards[0].HandedOver}, {shards[1].HandedOver}");
+        Assert.Equal(uploads, perShard[0] + perShard[1]);
+        Assert.True(perShard[0] > 0 && perShard[1] > 0, $"connections per engine {perShard[0]}, {perShard[1]}");
+        Assert.True(queues[0].SuperFramesReceived > 0 && queues[1].SuperFramesReceived > 0, "the kernel sent no TSO super-frames to one of the queues");
+        Assert.Equal(0, queues[0].BadOffloadFrames + queues[1].BadOffloadFrames);
+        Assert.Equal(0, shards[0].Misrouted);
+        Assert.Equal(0, shards[1].Misrouted);
+        Assert.Equal(0, shards[0].HandoverDrops + shards[1].HandoverDrops);
+        Assert.Equal(0, rig.Stack.ContainedExceptions);
+    }
+
     private static void Download(RealLinkRig rig, string prefix)
     {
         var pattern = Path.Combine(rig.Directory, $"{prefix}#1");

@@ -11,6 +11,7 @@ namespace Vso.Transport.Benchmarks;
 /// detection walks the scoreboard, PRR, probe scheduling), RepairLosses (retransmits what RACK marked lost,
 /// through a fake sender that only updates the scoreboard) and SendQuota. The window slides by one segment per ACK (one new
 /// segment sent, one acknowledged), so every op sees the same shape: a steady state with nothing to allocate.
+/// With <see cref="Loss"/> false the same flight is clean: plain cumulative ACKs, no SACK, nothing lost (a bulk transfer).
 /// </summary>
 [MemoryDiagnoser]
 public class AckProcessingBenchmarks
@@ -21,6 +22,9 @@ public class AckProcessingBenchmarks
     private FakeSender _sender = null!;
     private RackTlpRecovery _recovery = null!;
     private uint _top;
+
+    [Params(true, false)]
+    public bool Loss { get; set; }
 
     [GlobalSetup]
     public void Setup()
@@ -43,7 +47,12 @@ public class AckProcessingBenchmarks
         }
 
         var board = _sender.Scoreboard;
-        if (board.Count != InFlight || board.SackedSegments < InFlight / 2)
+        if (!Loss && (board.Count != InFlight || board.SackedSegments != 0 || board.LostBytes != 0 || _recovery.InRecovery))
+        {
+            throw new InvalidOperationException($"Not a clean flight: {board.Count} segments, {board.LostBytes} bytes lost.");
+        }
+
+        if (Loss && (board.Count != InFlight || board.SackedSegments < InFlight / 2))
         {
             throw new InvalidOperationException($"Not the intended steady state: {board.Count} segments, {board.SackedSegments} SACKed.");
         }
@@ -71,7 +80,7 @@ public class AckProcessingBenchmarks
         uint newestEnd = 0;
         var newestRetransmitted = false;
         long sacked = 0;
-        for (var k = 0u; k < 3; k++)
+        for (var k = 0u; k < (Loss ? 3u : 0u); k++)
         {
             var first = highestRun - (4 * k) + 1;
             var left = s.Base + (first * Mss);

@@ -13,7 +13,8 @@
 # and the busiest server threads with the cores each kept busy (from /proc/PID/task/*/stat), so it shows which work ran where.
 # VSO_TRANSPORTS (default "Vso Sockets") may add VsoEngine: the Vso sample with Vso__ApplicationOnEngineThread=true (Kestrel's
 # continuations on the engine thread), VsoPoll and VsoEnginePoll: the same with Vso__BusyPollMicroseconds=50 (the engine polls
-# 50 µs before sleeping while traffic is steady); each transport other than Sockets gets its own rows, its ratio against Sockets.
+# 50 µs before sleeping while traffic is steady), VsoWake and VsoEngineWake: with Vso__TurnOnCallingThread=false (a flush
+# wakes the sleeping engine instead of running its turn on the flushing thread, the default); each transport other than Sockets gets its own rows, its ratio against Sockets.
 # VSO_WORKLOADS (default: all) names the workloads to run, for example "close-c64 h2c-c16-m10".
 # Needs root, wrk, h2load (nghttp2-client), iptables, ethtool. Usage: benchmarks/load/kestrel.sh [ROUNDS=3] [SECONDS=10]
 set -euo pipefail
@@ -46,7 +47,8 @@ start_server() { # TRANSPORT
   if [[ "$t" == Sockets ]]; then ip -n "$server" addr add 198.18.0.2/24 dev vsos0; fi
   if [[ "$t" == VsoEngine* ]]; then transport=Vso; inline=true; fi
   if [[ "$t" == Vso*Poll ]]; then transport=Vso; poll=50; fi
-  (cd "$sample_dir" && exec ip netns exec "$server" env Transport="$transport" Vso__ApplicationOnEngineThread="$inline" Vso__BusyPollMicroseconds="$poll" Vso__Backend=AfPacket Vso__Interface=vsos0 \
+  local caller="${Vso__TurnOnCallingThread:-true}"; if [[ "$t" == Vso*Wake ]]; then transport=Vso; caller=false; fi
+  (cd "$sample_dir" && exec ip netns exec "$server" env Transport="$transport" Vso__ApplicationOnEngineThread="$inline" Vso__BusyPollMicroseconds="$poll" Vso__TurnOnCallingThread="$caller" Vso__Backend=AfPacket Vso__Interface=vsos0 \
      Vso__Address=198.18.0.2/24 H2cUrl=http://198.18.0.2:8081 Logging__LogLevel__Default=Warning \
      Logging__LogLevel__Microsoft.Hosting.Lifetime=Warning dotnet Vso.Samples.HelloServer.dll --urls "$base" \
      >"/tmp/vso-kestrel-bench-$t.log" 2>&1) &

@@ -65,6 +65,7 @@ internal static class StackFactory
             Tcp = ToTcpSettings(o),
             Mlock = o.Pinning.Mlock,
             BusyPollMicroseconds = o.BusyPollMicroseconds,
+            TurnOnCallingThread = o.TurnOnCallingThread,
         };
     }
 

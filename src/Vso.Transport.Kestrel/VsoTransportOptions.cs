@@ -197,6 +197,13 @@ public sealed class VsoTransportOptions
     /// thread pool. Not configurable: the round-trip probe sets it to compare schedulers (issue 12 item 2).
     /// </summary>
     internal System.IO.Pipelines.PipeScheduler? ReaderScheduler { get; set; }
+
+    /// <summary>
+    /// While the engine sleeps, the thread that flushes a response runs the engine's turn itself (under the engine's
+    /// lock) instead of waking the engine thread, as Kestrel's Sockets transport calls send() on the flushing thread.
+    /// On by default: a wake-up costs a context switch each way, and on a busy machine the engine's wait to be scheduled.
+    /// </summary>
+    public bool TurnOnCallingThread { get; set; } = true;
 }
 
 /// <summary>AfXdp backend options (section Vso:AfXdp).</summary>

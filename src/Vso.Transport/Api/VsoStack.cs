@@ -308,7 +308,7 @@ public sealed class VsoStack : IDisposable
         for (var i = 0; i < threads.Length; i++)
         {
             // Linux keeps 15 characters of a thread's name (comm): the shard index first, so top and /proc tell engines apart.
-            threads[i] = new EngineThread(Shards[i], $"vso-engine{i} {Ipv4}", Options.BusyPollMicroseconds);
+            threads[i] = new EngineThread(Shards[i], $"vso-engine{i} {Ipv4}", Options.BusyPollMicroseconds, Options.TurnOnCallingThread);
         }
 
         _threads = threads;

@@ -60,6 +60,13 @@ public sealed class VsoStackOptions
     /// </summary>
     public int BusyPollMicroseconds { get; set; }
 
+    /// <summary>
+    /// While an engine sleeps, a thread that posts work to it (a flush, a close) runs the engine's turn itself instead of
+    /// waking it, as a socket's send() runs the kernel's TCP on the calling thread: the response of a request leaves
+    /// without a wake-up of the engine. Off by default.
+    /// </summary>
+    public bool TurnOnCallingThread { get; set; }
+
     public void Validate()
     {
         if (BusyPollMicroseconds is < 0 or > 1000)

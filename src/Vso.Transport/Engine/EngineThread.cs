@@ -20,14 +20,17 @@ internal sealed class EngineThread : IDisposable
     private readonly ManualResetEventSlim _wake = new(false);
     private readonly bool _linkBlocks;
     private readonly long _busyPollMicros;
+    private readonly bool _turnOnCaller;
+    private long _sleepsUntil = long.MaxValue;   // while _sleeping: when the engine's wait times out
     private volatile bool _stopping;
     private int _sleeping;
     private bool _steady;                        // the last idle spell ended within the busy-poll budget
 
-    public EngineThread(NetworkStack stack, string name, int busyPollMicros = 0)
+    public EngineThread(NetworkStack stack, string name, int busyPollMicros = 0, bool turnOnCaller = false)
     {
         _stack = stack;
         _busyPollMicros = busyPollMicros;
+        _turnOnCaller = turnOnCaller;
         _linkBlocks = stack.Link.CanBlock;
         stack.Wake = WakeUp;
         _thread = new Thread(Run) { IsBackground = true, Name = name };
@@ -39,6 +42,11 @@ internal sealed class EngineThread : IDisposable
     {
         if (_linkBlocks)
         {
+            if (_turnOnCaller && Volatile.Read(ref _sleeping) == 1 && TryTurnOnCaller())
+            {
+                return;
+            }
+
             if (Interlocked.Exchange(ref _sleeping, 0) == 1)
             {
                 _stack.Link.Interrupt();
@@ -48,6 +56,42 @@ internal sealed class EngineThread : IDisposable
         {
             _wake.Set();
         }
+    }
+
+    /// <summary>
+    /// The engine sleeps and an application thread posted work: that thread runs the turn itself under the gate, as a
+    /// socket's send() runs the kernel's TCP in the caller, instead of waking the engine (a context switch each way).
+    /// Not from inside a turn (an inline continuation, a hand-over), and not if another thread holds the gate: the
+    /// engine is woken then as before. A turn that armed a timer due before the engine's wait ends wakes it, so that it
+    /// sleeps no longer than the timer allows.
+    /// </summary>
+    private bool TryTurnOnCaller()
+    {
+        var gate = _stack.Gate;
+        if (NetworkStack.CallerInTurn || gate.IsHeldByCurrentThread || !gate.TryEnter())
+        {
+            return false;
+        }
+
+        try
+        {
+            _stack.Poll();
+        }
+        catch (Exception ex) when (ex is not OutOfMemoryException)
+        {
+            _stack.Faults.Contain(EngineEntry.EngineThread, ex, connection: null);
+        }
+        finally
+        {
+            gate.Exit();
+        }
+
+        if (_stack.HasPendingWork || _stack.NextEventMicroseconds < Volatile.Read(ref _sleepsUntil))
+        {
+            return false;
+        }
+
+        return true;
     }
 
     private void Run()
@@ -155,12 +199,14 @@ internal sealed class EngineThread : IDisposable
         {
             // Announce the sleep, then look at the queue once more: a poster either sees the flag and
             // interrupts the wait, or enqueued before the flag and we see its work here.
+            var wait = Math.Min(untilNext, MaxBlockingWaitMicros);
+            Volatile.Write(ref _sleepsUntil, _stack.Clock.NowMicroseconds + wait);
             Interlocked.Exchange(ref _sleeping, 1);
             try
             {
                 if (!_stack.HasPendingWork && !_stopping)
                 {
-                    _stack.Link.WaitForFrames(TimeSpan.FromTicks(Math.Min(untilNext, MaxBlockingWaitMicros) * TimeSpan.TicksPerMicrosecond));
+                    _stack.Link.WaitForFrames(TimeSpan.FromTicks(wait * TimeSpan.TicksPerMicrosecond));
                 }
             }
             finally

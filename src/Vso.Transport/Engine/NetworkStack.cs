@@ -38,9 +38,9 @@ internal sealed class NetworkStack : IDisposable
         _link = link;
         Clock = clock;
         ShardIndex = shardIndex;
-        Interface = new NetworkInterface(link, address, prefixLength, gateway, clock, new WireCounters(meter), log, new MartianCounters(meter));
+        Interface = new NetworkInterface(link, address, prefixLength, gateway, clock, new WireCounters(meter, shardIndex), log, new MartianCounters(meter, shardIndex));
         _faults = new EngineFaults(Interface, clock, meter, log);
-        Tcp = new TcpLayer(Interface, Interface.Counters, settings, clock, new TcpMetrics(meter), log) { Faults = _faults, ShardIndex = shardIndex, ShardCount = shardCount };
+        Tcp = new TcpLayer(Interface, Interface.Counters, settings, clock, new TcpMetrics(meter, shardIndex), log) { Faults = _faults, ShardIndex = shardIndex, ShardCount = shardCount };
         _faults.Tcp = Tcp;
         Interface.Register(Tcp);
         _receiver = Interface;
@@ -110,6 +110,12 @@ internal sealed class NetworkStack : IDisposable
 
     private bool _inTurn;
 
+    [ThreadStatic]
+    private static int t_turns;
+
+    /// <summary>The calling thread is inside some shard's turn (an inline continuation, a hand-over between shards).</summary>
+    public static bool CallerInTurn => t_turns > 0;
+
     /// <summary>
     /// For the holder of <see cref="Gate"/>: a turn is running, so the holder is the engine thread inside it (a continuation
     /// run inline), possibly in the middle of a connection's work.
@@ -122,6 +128,7 @@ internal sealed class NetworkStack : IDisposable
         lock (_gate)
         {
             _inTurn = true;
+            t_turns++;
             try
             {
                 var progress = RunPostedWork();
@@ -134,6 +141,7 @@ internal sealed class NetworkStack : IDisposable
             finally
             {
                 _inTurn = false;
+                t_turns--;
             }
         }
     }

@@ -15,8 +15,12 @@ internal sealed class MartianCounters
 
     public const string InstrumentName = "vso.ip.martians_dropped";
 
-    public MartianCounters(Meter? meter = null)
+    private readonly KeyValuePair<string, object?> _engine;
+
+    /// <param name="engine">The shard these counts belong to: each engine reports its own series (tag vso.engine).</param>
+    public MartianCounters(Meter? meter = null, int engine = 0)
     {
+        _engine = new("vso.engine", engine);
         meter?.CreateObservableCounter(
             InstrumentName,
             Observe,
@@ -50,7 +54,7 @@ internal sealed class MartianCounters
             var value = Volatile.Read(ref _dropped[i]);
             if (value != 0)
             {
-                yield return new Measurement<long>(value, new KeyValuePair<string, object?>("reason", ((MartianReason)i).ToString()));
+                yield return new Measurement<long>(value, new KeyValuePair<string, object?>("reason", ((MartianReason)i).ToString()), _engine);
             }
         }
     }

@@ -7,9 +7,13 @@ internal sealed class TcpMetrics
 {
     private readonly Meter _meter;
 
-    public TcpMetrics(Meter meter)
+    private readonly int _engine;
+
+    /// <param name="engine">The shard whose layer reports here: its observed series carry the tag vso.engine.</param>
+    public TcpMetrics(Meter meter, int engine = 0)
     {
         _meter = meter;
+        _engine = engine;
         RetransmittedSegments = meter.CreateCounter<long>("vso.tcp.retransmitted_segments", "{segment}", "Segments sent again.");
         Timeouts = meter.CreateCounter<long>("vso.tcp.timeouts", "{timeout}", "Retransmission timer expiries.");
         FastRecoveries = meter.CreateCounter<long>("vso.tcp.fast_recoveries", "{recovery}", "Entries into fast recovery.");
@@ -67,13 +71,15 @@ internal sealed class TcpMetrics
     /// </summary>
     public void ObserveMemory(MemoryBudget budget)
     {
-        _meter.CreateObservableUpDownCounter("vso.tcp.memory.held", () => budget.HeldBytes, "By", "Receive memory held by connections (pool blocks).");
+        // Every engine observes its own budget: the engine tag keeps their series apart (one instrument name per meter).
+        var tag = new KeyValuePair<string, object?>("vso.engine", _engine);
+        _meter.CreateObservableUpDownCounter("vso.tcp.memory.held", () => new Measurement<long>(budget.HeldBytes, tag), "By", "Receive memory held by connections (pool blocks).");
         _meter.CreateObservableUpDownCounter(
             "vso.tcp.memory.bytes",
             () => new[]
             {
-                new Measurement<long>(budget.InOrderBytes, new KeyValuePair<string, object?>("kind", "in_order")),
-                new Measurement<long>(budget.OutOfOrderBytes, new KeyValuePair<string, object?>("kind", "out_of_order")),
+                new Measurement<long>(budget.InOrderBytes, new KeyValuePair<string, object?>("kind", "in_order"), tag),
+                new Measurement<long>(budget.OutOfOrderBytes, new KeyValuePair<string, object?>("kind", "out_of_order"), tag),
             },
             "By",
             "Received bytes held, by kind: in order and unread, or out of order beyond RCV.NXT.");

@@ -14,8 +14,12 @@ internal sealed class WireCounters
 
     private readonly long[] _dropped = new long[WireLayerInfo.Count * WireStatusInfo.Count];
 
-    public WireCounters(Meter? meter = null)
+    private readonly KeyValuePair<string, object?> _engine;
+
+    /// <param name="engine">The shard these counts belong to: each engine reports its own series (tag vso.engine).</param>
+    public WireCounters(Meter? meter = null, int engine = 0)
     {
+        _engine = new("vso.engine", engine);
         meter?.CreateObservableCounter(
             DroppedInstrumentName,
             Observe,
@@ -62,7 +66,8 @@ internal sealed class WireCounters
                     yield return new Measurement<long>(
                         value,
                         new KeyValuePair<string, object?>("layer", LayerNames[layer]),
-                        new KeyValuePair<string, object?>("reason", ((WireStatus)status).ToString()));
+                        new KeyValuePair<string, object?>("reason", ((WireStatus)status).ToString()),
+                        _engine);
                 }
             }
         }

@@ -84,6 +84,11 @@ internal sealed class RackLossDetector(IScoreboardSender sender)
         var reorderWindow = ReorderWindow(inRecovery);
         long timeout = 0;
         var marked = false;
+
+        // Without retransmissions the scoreboard is in send-time order too, so the records sent after RACK's reference
+        // all follow the first of them: stop there, as Linux walks its time-sorted queue (tcp_rack_detect_loss). A
+        // clean transfer then looks at one record per ACK instead of every record in flight.
+        var timeOrdered = scoreboard.RetransmittedRecords == 0;
         for (var i = 0; i < scoreboard.Count; i++)
         {
             ref readonly var r = ref scoreboard[i];
@@ -95,6 +100,11 @@ internal sealed class RackLossDetector(IScoreboardSender sender)
             var sentBefore = r.SentAt < _rackXmitTs || (r.SentAt == _rackXmitTs && SequenceNumber.Lt(r.End, _rackEndSeq));
             if (!sentBefore)
             {
+                if (timeOrdered)
+                {
+                    break;
+                }
+
                 continue;
             }
 

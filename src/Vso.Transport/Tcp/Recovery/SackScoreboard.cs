@@ -38,6 +38,12 @@ internal sealed class SackScoreboard
     /// <summary>Number of SACKed segments.</summary>
     public int SackedSegments { get; private set; }
 
+    /// <summary>
+    /// Records retransmitted at least once. While there are none, sequence order is send-time order (new data is
+    /// appended with increasing stamps), which lets RACK stop at the first record sent after its reference.
+    /// </summary>
+    public int RetransmittedRecords { get; private set; }
+
     public ref readonly Record this[int index] => ref _ring[Slot(index)];
 
     private long _lastStamp = long.MinValue;
@@ -106,7 +112,12 @@ internal sealed class SackScoreboard
                 RetransmittedInFlightBytes += r.Length;
             }
 
-            r.WasRetransmitted = true;
+            if (!r.WasRetransmitted)
+            {
+                r.WasRetransmitted = true;
+                RetransmittedRecords++;
+            }
+
             r.SentAt = now;
             r.Transmissions++;
         }
@@ -356,10 +367,16 @@ internal sealed class SackScoreboard
         SackedSegments = 0;
         LostBytes = 0;
         RetransmittedInFlightBytes = 0;
+        RetransmittedRecords = 0;
     }
 
     private void Forget(ref Record r)
     {
+        if (r.WasRetransmitted)
+        {
+            RetransmittedRecords--;
+        }
+
         if (r.IsSacked)
         {
             SackedBytes -= r.Length;
@@ -403,6 +420,11 @@ internal sealed class SackScoreboard
         if (tail.IsSacked)
         {
             SackedSegments++;
+        }
+
+        if (tail.WasRetransmitted)
+        {
+            RetransmittedRecords++;
         }
 
         _ring[Slot(index + 1)] = tail;

@@ -157,9 +157,9 @@ public sealed class VsoStack : IDisposable
     private static int s_fanoutGroups;
 
     /// <summary>
-    /// <see cref="VsoStackOptions.Engines"/>, checked against the link, and the factory that opens each shard's link: only
+    /// <see cref="VsoStackOptions.Engines"/>, checked against the link, and the factory that opens each shard's link:
     /// AF_PACKET opens one socket per engine, all in one PACKET_FANOUT group (its id per process and per stack, as group
-    /// ids are per network namespace).
+    /// ids are per network namespace); TAP opens queue k of a multi-queue device for engine k.
     /// </summary>
     private static Func<int, int, ILink> PlanShards(VsoLinkOptions link, VsoStackOptions options, VirtualTimeDriver? virtualTime, ILoggerFactory? loggerFactory, out int shardCount)
     {
@@ -167,19 +167,30 @@ public sealed class VsoStack : IDisposable
         ArgumentNullException.ThrowIfNull(options);
         options.Validate();
         shardCount = options.Engines;
+        var log = (loggerFactory ?? NullLoggerFactory.Instance).CreateLogger("Vso.Transport.Links");
+        IClock clock = virtualTime is null ? SystemClock.Instance : virtualTime.Clock;
+        if (shardCount > 1 && link is TapLinkOptions && virtualTime is null)
+        {
+            // A multi-queue TAP device: shard k reads queue k, and the device's steering program (TapSteeringProgram,
+            // attached by queue 0) puts each flow the kernel sends on the queue of the shard FlowHash names.
+            var tapContext = new LinkOpenContext(options.Ipv4, options.PrefixLength, options.GatewayIpv4, clock, log);
+            return (shard, shards) => link.Open(tapContext with { Queue = shard, QueueCount = shards });
+        }
+
         ushort fanoutGroup = 0;
         if (shardCount > 1)
         {
             if (link is not AfPacketLinkOptions || virtualTime is not null)
             {
-                throw new ArgumentException($"Engines = {options.Engines} is invalid for this link: several engines need an AF_PACKET link in real time (one socket per engine in a fanout group); use 1.", nameof(options));
+                throw new ArgumentException(
+                    $"Engines = {options.Engines} is invalid for this link: several engines need an AF_PACKET link (one socket per engine in a fanout group) " +
+                    "or a TAP device (one queue per engine), in real time; use 1.",
+                    nameof(options));
             }
 
             fanoutGroup = (ushort)(1 + ((Environment.ProcessId * 251 + Interlocked.Increment(ref s_fanoutGroups)) % 65535));
         }
 
-        var log = (loggerFactory ?? NullLoggerFactory.Instance).CreateLogger("Vso.Transport.Links");
-        IClock clock = virtualTime is null ? SystemClock.Instance : virtualTime.Clock;
         var context = new LinkOpenContext(options.Ipv4, options.PrefixLength, options.GatewayIpv4, clock, log, fanoutGroup);
         return (_, _) => link.Open(context);
     }

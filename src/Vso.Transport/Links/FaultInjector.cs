@@ -83,6 +83,9 @@ internal sealed class FaultInjector : ILink
 
     public FaultOptions Options => _options;
 
+    /// <summary>The link the injector wraps.</summary>
+    internal ILink Inner => _inner;
+
     /// <summary>Frames given to <see cref="Transmit"/>.</summary>
     public long FramesSubmitted { get; private set; }
 

@@ -57,4 +57,6 @@ public abstract class VsoLinkOptions
 
 /// <summary>What a link needs from the stack that opens it.</summary>
 /// <param name="FanoutGroup">The PACKET_FANOUT group an AF_PACKET link joins, one socket per shard; 0: none.</param>
-internal readonly record struct LinkOpenContext(Ipv4Address Address, int PrefixLength, Ipv4Address Gateway, IClock Clock, ILogger Log, ushort FanoutGroup = 0);
+/// <param name="Queue">The queue of a multi-queue TAP device this link opens: the shard's index.</param>
+/// <param name="QueueCount">The device's queues, one per shard; above 1 the TAP link steers the kernel's flows to their shards.</param>
+internal readonly record struct LinkOpenContext(Ipv4Address Address, int PrefixLength, Ipv4Address Gateway, IClock Clock, ILogger Log, ushort FanoutGroup = 0, int Queue = 0, int QueueCount = 1);

@@ -88,7 +88,8 @@ internal sealed class RealLinkRig : IAsyncDisposable
         Action<TapLinkOptions>? configureTap = null,
         bool xdpOnPool = false,
         int queues = 1,
-        int engines = 1)
+        int engines = 1,
+        FaultOptions? stackFaults = null)
     {
         var net = new NetnsHarness(kind, offloadsOff, Math.Max(queues, engines));
         ILink? link = null;
@@ -104,6 +105,35 @@ internal sealed class RealLinkRig : IAsyncDisposable
                 // The device exists before the link, with its kernel address: the link attaches (Create = false)
                 // and configures nothing.
                 net.CreatePersistentTap();
+            }
+
+            if (engines > 1 && kind == RealLinkKind.Tap)
+            {
+                // A multi-queue TAP device made by the stack itself through its public options (VsoStack.PlanShards): queue k
+                // for engine k, opened in the namespace in shard order, the steering program attached by queue 0.
+                var shardTcp = new TcpSettings { Nagle = false };
+                configure?.Invoke(shardTcp);
+                var tap = new TapLinkOptions
+                {
+                    Name = net.StackDevice,
+                    Create = true,
+                    Mtu = 1500,
+                    KernelAddress = System.Net.IPAddress.Parse(NetnsHarness.KernelAddress),
+                    KernelPrefixLength = 24,
+                    Faults = stackFaults,
+                };
+                configureTap?.Invoke(tap);
+                var stackOptions = new VsoStackOptions { Address = System.Net.IPAddress.Parse(NetnsHarness.StackAddress), PrefixLength = 24, Tcp = shardTcp, Engines = engines };
+                stack = NetnsHarness.RunIn(net.Server, () => new VsoStack(tap, stackOptions, loggerFactory: new TestOutputLoggerFactory(logger)));
+                if (offloadsOff)
+                {
+                    net.PrepareTapDevice();
+                }
+
+                stack.Start();
+                var tapHttp = new TinyHttpServer(stack, Port) { ShardOf = static c => c.Endpoint.Shard.ShardIndex };
+                var tapDirectory = System.IO.Directory.CreateTempSubdirectory("vso-interop-").FullName;
+                return new RealLinkRig(kind, output, net, stack.Core.Link, stack, tapHttp, tapDirectory, null);
             }
 
             if (engines > 1)

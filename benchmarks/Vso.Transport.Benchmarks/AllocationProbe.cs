@@ -59,6 +59,27 @@ internal static class AllocationProbe
 
         public Dictionary<string, long> Types { get; } = [];
 
+        /// <summary>Sampled bytes by type and the OS thread that allocated them.</summary>
+        private readonly Dictionary<(long Thread, string Type), long> _byThread = [];
+
+        /// <summary>The sampled types, leaving out what <paramref name="osThreadId"/> allocated.</summary>
+        public Dictionary<string, long> TypesOutside(long osThreadId)
+        {
+            var types = new Dictionary<string, long>();
+            lock (_gate)
+            {
+                foreach (var ((thread, type), bytes) in _byThread)
+                {
+                    if (thread != osThreadId)
+                    {
+                        types[type] = types.GetValueOrDefault(type) + bytes;
+                    }
+                }
+            }
+
+            return types;
+        }
+
         protected override void OnEventSourceCreated(EventSource eventSource)
         {
             if (eventSource.Name == "Microsoft-Windows-DotNETRuntime")
@@ -81,6 +102,7 @@ internal static class AllocationProbe
             lock (_gate)
             {
                 Types[type] = Types.GetValueOrDefault(type) + amount;
+                _byThread[(eventData.OSThreadId, type)] = _byThread.GetValueOrDefault((eventData.OSThreadId, type)) + amount;
             }
         }
     }

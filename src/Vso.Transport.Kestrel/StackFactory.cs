@@ -73,25 +73,28 @@ internal static class StackFactory
     /// <param name="pool">The transport's block pool: an AF_XDP UMEM covers its contiguous region, if it has one.</param>
     public static VsoStack CreateStack(VsoTransportOptions o, VsoStackOptions stackOptions, ILoggerFactory loggerFactory, MemoryPinning.PinnedBlockPool? pool = null)
     {
+        stackOptions.Engines = EngineCount(o);
         try
         {
-            stackOptions.Engines = EngineCount(o);
             return new VsoStack(CreateLinkOptions(o, pool), stackOptions, virtualTime: null, loggerFactory);
         }
         catch (IOException ex)
         {
+            // Several engines open several queues (and on Tap a steering program): name the key, as its fix may be Engines = 1.
+            var engines = stackOptions.Engines > 1 ? string.Create(CultureInfo.InvariantCulture, $", Vso:Engines = '{stackOptions.Engines}'") : "";
             throw new IOException(
-                string.Create(CultureInfo.InvariantCulture, $"The Vso transport could not open its link (Vso:Backend = '{o.Backend}', Vso:Interface = '{o.Interface}'): {ex.Message}"),
+                string.Create(CultureInfo.InvariantCulture, $"The Vso transport could not open its link (Vso:Backend = '{o.Backend}', Vso:Interface = '{o.Interface}'{engines}): {ex.Message}"),
                 ex);
         }
     }
 
     /// <summary>
-    /// The engines the stack runs: Vso:Engines on AfPacket (one socket each in a fanout group) and AfXdp (one socket each on
-    /// its own receive queue); one on Tap, whose link opens one queue here, and with a capture, whose file is one ordered trace.
+    /// The engines the stack runs: Vso:Engines on AfPacket (one socket each in a fanout group), on Tap (one queue each of
+    /// a multi-queue device) and on AfXdp (one socket each on its own receive queue); one with a capture, whose file is one
+    /// ordered trace.
     /// </summary>
     public static int EngineCount(VsoTransportOptions o) =>
-        (o.Backend is VsoBackend.AfPacket or VsoBackend.AfXdp) && string.IsNullOrWhiteSpace(o.Capture.PcapPath) ? o.Engines : 1;
+        (o.Backend is VsoBackend.AfPacket or VsoBackend.Tap or VsoBackend.AfXdp) && string.IsNullOrWhiteSpace(o.Capture.PcapPath) ? o.Engines : 1;
 
     /// <summary>The link the configured backend opens; an AF_XDP link registers <paramref name="pool"/> as its UMEM when given.</summary>
     public static VsoLinkOptions CreateLinkOptions(VsoTransportOptions o, MemoryPinning.PinnedBlockPool? pool = null)

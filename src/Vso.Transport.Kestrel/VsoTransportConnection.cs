@@ -60,7 +60,7 @@ internal sealed class VsoTransportConnection : ConnectionContext,
         _endpoint = endpoint;
         _pool = blocks.Base;
         _log = log;
-        ConnectionId = "vso-" + Interlocked.Increment(ref _lastId).ToString("x8", System.Globalization.CultureInfo.InvariantCulture);
+        ConnectionId = NewConnectionId(Interlocked.Increment(ref _lastId));
         LocalEndPoint = endpoint.LocalEndPoint;
         RemoteEndPoint = endpoint.RemoteEndPoint;
         ConnectionClosed = _closedSource.Token;
@@ -97,6 +97,17 @@ internal sealed class VsoTransportConnection : ConnectionContext,
     }
 
     public override string ConnectionId { get; set; }
+
+    /// <summary>"vso-" and the number in at least 8 hex digits, built as one string (not a number string and a concatenation).</summary>
+    private static string NewConnectionId(long id)
+    {
+        var digits = Math.Max(8, (64 - System.Numerics.BitOperations.LeadingZeroCount((ulong)id) + 3) / 4);
+        return string.Create(4 + digits, id, static (span, value) =>
+        {
+            "vso-".CopyTo(span);
+            value.TryFormat(span[4..], out _, "x8", System.Globalization.CultureInfo.InvariantCulture);
+        });
+    }
 
     public override IFeatureCollection Features { get; }
 

@@ -180,8 +180,9 @@ public sealed class VsoTransportOptions
     /// <summary>
     /// Engine threads (shards), each with its own link queue, timers, pools and connections; connections are spread over
     /// them by the hash of their addresses and ports, and Kestrel still sees one listener per endpoint. With AfPacket, one
-    /// socket per engine in one PACKET_FANOUT group; with AfXdp, one socket per engine, engine k on receive queue
-    /// AfXdp:Queue + k (the interface needs that many queues). The Tap backend runs one engine for now. 1 to 64; default 1
+    /// socket per engine in one PACKET_FANOUT group; with Tap, one queue per engine of a multi-queue device, with a steering
+    /// program that puts each flow on its engine's queue; with AfXdp, one socket per engine, engine k on receive queue
+    /// AfXdp:Queue + k (the interface needs that many queues). 1 to 64; default 1
     /// (on the 2-core machines measured so far, two engines cost more CPU per request than they gained).
     /// </summary>
     public int Engines { get; set; } = 1;

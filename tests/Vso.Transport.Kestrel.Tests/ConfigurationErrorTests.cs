@@ -3,6 +3,7 @@ using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Options;
 using Vso.Transport.Kestrel.Tests.Interop;
 using Vso.Transport.Links;
@@ -104,6 +105,30 @@ public sealed class ConfigurationErrorTests
         var tap = Assert.IsType<TapLinkOptions>(StackFactory.CreateLinkOptions(o));
         Assert.Equal(expected, tap.SegmentationOffload);
         Assert.Equal("vso0", tap.Name);
+    }
+
+    /// <summary>Vso:Engines reaches the stack on AfPacket, Tap and AfXdp (one queue per engine); a capture keeps one.</summary>
+    [Theory]
+    [InlineData("Tap", "", 2)]
+    [InlineData("AfPacket", "", 2)]
+    [InlineData("AfXdp", "", 2)]
+    [InlineData("Tap", "/tmp/vso.pcap", 1)]
+    [InlineData("AfXdp", "/tmp/vso.pcap", 1)]
+    public void Engines_apply_to_Tap_AfPacket_and_AfXdp(string backend, string capture, int expected)
+    {
+        var o = Bind(("Backend", backend), ("Engines", "2"), ("Capture:PcapPath", capture));
+        Assert.Equal(2, o.Engines);
+        Assert.Equal(expected, StackFactory.EngineCount(o));
+    }
+
+    /// <summary>A TAP device that exists but has one queue cannot serve several engines: the error names the keys, the value and the fixes.</summary>
+    [Fact]
+    public void Engines_on_a_single_queue_TAP_device_fail_naming_the_key_and_the_fixes()
+    {
+        var o = Bind(("Engines", "2"), ("Interface", "lo"), ("Tap:Create", "false"));
+        var error = Assert.ThrowsAny<IOException>(() => StackFactory.CreateStack(o, StackFactory.ToStackOptions(o), NullLoggerFactory.Instance));
+        Assert.Contains("Vso:Backend = 'Tap', Vso:Interface = 'lo', Vso:Engines = '2'", error.Message, StringComparison.Ordinal);
+        Assert.Contains("Engines = 1", error.Message, StringComparison.Ordinal);
     }
 
     /// <summary>A value that does not parse is answered with the words of the key's range check, for every numeric key.</summary>

@@ -413,7 +413,7 @@ public sealed class TransportTests
             {
                 var (listener, client, server) = await OpenAsync(pair);
 
-                Assert.StartsWith("vso-", server.ConnectionId, StringComparison.Ordinal);
+                Assert.Matches("^vso-[0-9a-f]{8}$", server.ConnectionId);
                 Assert.Equal(Endpoint, server.LocalEndPoint);
                 Assert.Equal(client.LocalEndPoint, server.RemoteEndPoint);
                 Assert.IsType<PinnedBlockPool>(server.Features.Get<IMemoryPoolFeature>()!.MemoryPool);

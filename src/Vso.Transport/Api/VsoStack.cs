@@ -159,7 +159,8 @@ public sealed class VsoStack : IDisposable
     /// <summary>
     /// <see cref="VsoStackOptions.Engines"/>, checked against the link, and the factory that opens each shard's link:
     /// AF_PACKET opens one socket per engine, all in one PACKET_FANOUT group (its id per process and per stack, as group
-    /// ids are per network namespace); AF_XDP one socket per engine, engine k on receive queue Queue + k.
+    /// ids are per network namespace); TAP opens queue k of a multi-queue device for engine k; AF_XDP one socket per engine,
+    /// engine k on receive queue Queue + k.
     /// </summary>
     private static Func<int, int, ILink> PlanShards(VsoLinkOptions link, VsoStackOptions options, VirtualTimeDriver? virtualTime, ILoggerFactory? loggerFactory, out int shardCount)
     {
@@ -167,33 +168,46 @@ public sealed class VsoStack : IDisposable
         ArgumentNullException.ThrowIfNull(options);
         options.Validate();
         shardCount = options.Engines;
+        var log = (loggerFactory ?? NullLoggerFactory.Instance).CreateLogger("Vso.Transport.Links");
+        IClock clock = virtualTime is null ? SystemClock.Instance : virtualTime.Clock;
+        if (shardCount > 1 && link is TapLinkOptions && virtualTime is null)
+        {
+            // A multi-queue TAP device: shard k reads queue k, and the device's steering program (TapSteeringProgram,
+            // attached by queue 0) puts each flow the kernel sends on the queue of the shard FlowHash names.
+            var tapContext = new LinkOpenContext(options.Ipv4, options.PrefixLength, options.GatewayIpv4, clock, log);
+            return (shard, shards) => link.Open(tapContext with { Queue = shard, QueueCount = shards });
+        }
+
+        if (shardCount > 1 && link is AfXdpLinkOptions xdp && virtualTime is null)
+        {
+            // One AF_XDP socket per engine, each on its own receive queues (AfXdpLinkOptions.OpenLink), under one XDP program.
+            if (xdp.Queues != 1 && xdp.Queues % shardCount != 0)
+            {
+                throw new ArgumentException(
+                    $"Queues = {xdp.Queues} is invalid with Engines = {shardCount}: each engine serves its own receive queues, so use 1 (one queue per engine) or a multiple of {shardCount}.",
+                    nameof(link));
+            }
+
+            var xdpContext = new LinkOpenContext(options.Ipv4, options.PrefixLength, options.GatewayIpv4, clock, log);
+            return (shard, shards) => link.Open(xdpContext with { Queue = shard, QueueCount = shards });
+        }
+
         ushort fanoutGroup = 0;
         if (shardCount > 1)
         {
-            if (link is AfXdpLinkOptions xdp && virtualTime is null)
+            if (link is not AfPacketLinkOptions || virtualTime is not null)
             {
-                // One AF_XDP socket per engine, each on its own receive queues (AfXdpLinkOptions.OpenLink).
-                if (xdp.Queues != 1 && xdp.Queues % shardCount != 0)
-                {
-                    throw new ArgumentException(
-                        $"Queues = {xdp.Queues} is invalid with Engines = {shardCount}: each engine serves its own receive queues, so use 1 (one queue per engine) or a multiple of {shardCount}.",
-                        nameof(link));
-                }
+                throw new ArgumentException(
+                    $"Engines = {options.Engines} is invalid for this link: several engines need an AF_PACKET link (one socket per engine in a fanout group), " +
+                    "a TAP device (one queue per engine) or an AF_XDP link (one socket per engine on its own receive queue), in real time; use 1.",
+                    nameof(options));
             }
-            else if (link is not AfPacketLinkOptions || virtualTime is not null)
-            {
-                throw new ArgumentException($"Engines = {options.Engines} is invalid for this link: several engines need an AF_PACKET link (one socket per engine in a fanout group) or an AF_XDP link (one socket per engine on its own receive queue) in real time; use 1.", nameof(options));
-            }
-            else
-            {
-                fanoutGroup = (ushort)(1 + ((Environment.ProcessId * 251 + Interlocked.Increment(ref s_fanoutGroups)) % 65535));
-            }
+
+            fanoutGroup = (ushort)(1 + ((Environment.ProcessId * 251 + Interlocked.Increment(ref s_fanoutGroups)) % 65535));
         }
 
-        var log = (loggerFactory ?? NullLoggerFactory.Instance).CreateLogger("Vso.Transport.Links");
-        IClock clock = virtualTime is null ? SystemClock.Instance : virtualTime.Clock;
         var context = new LinkOpenContext(options.Ipv4, options.PrefixLength, options.GatewayIpv4, clock, log, fanoutGroup);
-        return (shard, shards) => link.Open(context with { Shard = shard, Shards = shards });
+        return (_, _) => link.Open(context);
     }
 
     public VsoStackOptions Options { get; }

@@ -48,7 +48,8 @@ public sealed class VsoStackOptions
 
     /// <summary>
     /// Engines (shards) the stack runs, each a thread with its own link socket, timers and connections; a connection lives
-    /// on the engine its packets arrive on. Several need an AF_PACKET link. Default 1.
+    /// on the engine its packets arrive on. Several need an AF_PACKET link (a socket per engine in a fanout group) or a TAP
+    /// device (a queue per engine of a multi-queue device, flows steered to their engine's queue). Default 1.
     /// </summary>
     public int Engines { get; set; } = 1;
 

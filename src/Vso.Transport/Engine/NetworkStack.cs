@@ -63,6 +63,9 @@ internal sealed class NetworkStack : IDisposable
     /// <summary>Frames this shard handed to another shard.</summary>
     public long HandedOver => _router?.HandedOver ?? 0;
 
+    /// <summary>Frames that belonged to one other shard (segments the link put on the wrong queue), ARP excluded.</summary>
+    public long Misrouted => _router?.Misrouted ?? 0;
+
     /// <summary>Frames this shard could not hand over: the owner's queue was full.</summary>
     public long HandoverDrops => _router?.HandoverDrops ?? 0;
 

@@ -35,6 +35,13 @@ internal sealed class ShardRouter : IFrameReceiver
     /// <summary>Frames this shard handed to another.</summary>
     public long HandedOver { get; private set; }
 
+    /// <summary>
+    /// Frames that belonged to one other shard (TCP segments, ICMP errors quoting them), handed over or dropped; ARP,
+    /// which goes to every shard, excluded. A device whose queue choice agrees with <see cref="FlowHash"/> keeps it at 0
+    /// on every shard but 0 (which gets the ICMP errors).
+    /// </summary>
+    public long Misrouted { get; private set; }
+
     /// <summary>Frames this shard could not hand over (the owner's queue was full).</summary>
     public long HandoverDrops { get; private set; }
 
@@ -59,6 +66,7 @@ internal sealed class ShardRouter : IFrameReceiver
         }
         else
         {
+            Misrouted++;
             HandOver(shard, frame);
         }
     }

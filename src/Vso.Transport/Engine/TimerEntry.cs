@@ -12,7 +12,8 @@ internal sealed class TimerEntry<T>
 
     public TimerEntry(T owner) => Owner = owner;
 
-    public T Owner { get; }
+    /// <summary>Whose entry this is; a queue that reuses entries gives it to the next owner once disarmed.</summary>
+    public T Owner { get; internal set; }
 
     /// <summary>The exact deadline in microseconds the entry is armed for; 0 while it is not armed.</summary>
     public long Deadline { get; internal set; }

@@ -8,7 +8,13 @@ namespace Vso.Transport.Engine;
 /// </summary>
 internal sealed class TimerQueue
 {
+    /// <summary>Entries kept for the next connections, at most this many (memory follows the live connections, not the peak).</summary>
+    private const int MaxFreeEntries = 1024;
+
     private readonly TimerWheel<TcpConnection> _wheel = new();
+
+    /// <summary>Entries of closed connections: a new connection takes one instead of allocating (issue 12, connection setup).</summary>
+    private readonly Stack<TimerEntry<TcpConnection>> _free = new();
 
     public int Count => _wheel.Count;
 
@@ -18,7 +24,8 @@ internal sealed class TimerQueue
     /// <summary>Records the connection's current earliest deadline.</summary>
     public void Sync(TcpConnection connection)
     {
-        var deadline = connection.State == TcpState.Closed ? 0 : connection.NextDeadline;
+        var closed = connection.State == TcpState.Closed;
+        var deadline = closed ? 0 : connection.NextDeadline;
         var entry = connection.TimerEntry;
         if (entry is null)
         {
@@ -27,22 +34,43 @@ internal sealed class TimerQueue
                 return;
             }
 
-            entry = connection.TimerEntry = new TimerEntry<TcpConnection>(connection);
+            entry = connection.TimerEntry = Rent(connection);
         }
 
-        if (deadline == entry.Deadline)
+        if (deadline != entry.Deadline)
         {
-            return;
+            if (deadline == 0)
+            {
+                _wheel.Cancel(entry);
+            }
+            else
+            {
+                _wheel.Arm(entry, deadline);
+            }
         }
 
-        if (deadline == 0)
+        if (closed && connection.TimerEntry == entry)
         {
-            _wheel.Cancel(entry);
+            // A closed connection never arms again (a new incarnation is a new connection): its entry, out of the
+            // wheel now, serves the next one.
+            connection.TimerEntry = null;
+            entry.Owner = null!;
+            if (_free.Count < MaxFreeEntries)
+            {
+                _free.Push(entry);
+            }
         }
-        else
+    }
+
+    private TimerEntry<TcpConnection> Rent(TcpConnection connection)
+    {
+        if (_free.TryPop(out var entry))
         {
-            _wheel.Arm(entry, deadline);
+            entry.Owner = connection;
+            return entry;
         }
+
+        return new TimerEntry<TcpConnection>(connection);
     }
 
     /// <summary>Takes the next connection with a deadline at or before <paramref name="now"/>; its entry is disarmed.</summary>

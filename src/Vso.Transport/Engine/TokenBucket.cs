@@ -53,6 +53,18 @@ internal struct TokenBucket
     public readonly long Available(long nowMicroseconds) =>
         _unitsPerToken == 0 ? 0 : Refilled(nowMicroseconds) / _unitsPerToken;
 
+    /// <summary>When the next whole token is there: <paramref name="nowMicroseconds"/> if one is now; never for a default instance.</summary>
+    public readonly long NextTokenAt(long nowMicroseconds)
+    {
+        var units = Refilled(nowMicroseconds);
+        if (_unitsPerToken == 0 || _unitsPerMicrosecond == 0)
+        {
+            return long.MaxValue;
+        }
+
+        return units >= _unitsPerToken ? nowMicroseconds : nowMicroseconds + ((_unitsPerToken - units + _unitsPerMicrosecond - 1) / _unitsPerMicrosecond);
+    }
+
     /// <summary>Takes one token if there is one: true means "send the reply".</summary>
     public bool TryTake(long nowMicroseconds)
     {

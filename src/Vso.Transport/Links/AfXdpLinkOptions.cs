@@ -54,15 +54,15 @@ public sealed class AfXdpLinkOptions : VsoLinkOptions
     {
         var options = (AfXdpLinkOptions)MemberwiseClone();
         options.Address = context.Address;
-        if (context.Shards == 1)
+        if (context.QueueCount == 1)
         {
             return new AfXdpLink(options, context.Log);
         }
 
         // Several engines: each serves its own receive queues (an xsk receives only from the queue it is bound to), as many
         // as Queues gives it (VsoStack checked it is 1 or a multiple), at least one; they share the XDP program and XSKMAP.
-        options.Queues = Math.Max(Queues, context.Shards);
-        return AfXdpLink.OpenShard(options, context.Shard, context.Shards, context.Log);
+        options.Queues = Math.Max(Queues, context.QueueCount);
+        return AfXdpLink.OpenShard(options, context.Queue, context.QueueCount, context.Log);
     }
 
     public void Validate()

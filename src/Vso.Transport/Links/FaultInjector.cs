@@ -83,8 +83,8 @@ internal sealed class FaultInjector : ILink
 
     public FaultOptions Options => _options;
 
-    /// <summary>The link the faults are injected in front of.</summary>
-    public ILink Inner => _inner;
+    /// <summary>The link the injector wraps.</summary>
+    internal ILink Inner => _inner;
 
     /// <summary>Frames given to <see cref="Transmit"/>.</summary>
     public long FramesSubmitted { get; private set; }

@@ -16,7 +16,8 @@ namespace Vso.Transport.Links;
 /// super-segments that the kernel takes whole, and reads the kernel's TSO super-frames and frames whose checksum the
 /// kernel left to finish (VIRTIO_NET_HDR_F_NEEDS_CSUM), finished here before the stack checks them.
 /// A multi-queue device (IFF_MULTI_QUEUE) has one fd per queue: each link opens one queue, and the kernel spreads the
-/// flows it sends over the queues by flow hash.
+/// flows it sends over the queues by its own flow hash, or, once a stack's queue 0 has attached
+/// <see cref="TapSteeringProgram"/>, by the stack's.
 /// </summary>
 internal sealed unsafe class TapLink : ILink
 {
@@ -34,6 +35,7 @@ internal sealed unsafe class TapLink : ILink
     private readonly byte[] _receiveBuffer;
     private readonly bool _offload;
     private int _fd;
+    private bool _steering;
     private bool _disposed;
 
     public TapLink(TapLinkOptions options, ILogger? logger = null)
@@ -46,8 +48,10 @@ internal sealed unsafe class TapLink : ILink
     /// With more than one, the device is multi-queue (IFF_MULTI_QUEUE): whichever queue opens first creates it, queue 0
     /// sets its MTU and kernel-side address, and every queue takes the same MAC (<see cref="TapLinkOptions.HardwareAddress"/>,
     /// or one derived from the kernel side's, since the kernel keeps one neighbour entry for the stack's address).
+    /// With <paramref name="steer"/>, queue 0 attaches <see cref="TapSteeringProgram"/> to the device, so that each flow
+    /// the kernel sends arrives on the queue of the shard that owns it, and detaches it when disposed.
     /// </summary>
-    internal TapLink(TapLinkOptions options, int queue, int queueCount, ILogger? logger = null)
+    internal TapLink(TapLinkOptions options, int queue, int queueCount, ILogger? logger = null, bool steer = false)
     {
         ArgumentNullException.ThrowIfNull(options);
         options.Validate();
@@ -105,8 +109,8 @@ internal sealed unsafe class TapLink : ILink
                         $"(or a persistent device owned by this user: `ip tuntap add dev {_name} mode tap user $USER`). {LinkException.GrantHint}",
                         errno),
                     Errno.EINVAL when multiQueue => new LinkException(
-                        $"Interface '{_name}' exists but is not a multi-queue TAP device ({Errno.Describe(errno)}): make it with " +
-                        $"`ip tuntap add dev {_name} mode tap multi_queue`, or let the link create it.",
+                        $"Interface '{_name}' exists but is not a multi-queue TAP device ({Errno.Describe(errno)}), which {queueCount} engines need (one queue each): " +
+                        $"make it with `ip tuntap add dev {_name} mode tap multi_queue`, let the link create it, or use one engine (Engines = 1).",
                         errno),
                     Errno.EINVAL => new LinkException($"Interface '{_name}' exists but is not a TAP device ({Errno.Describe(errno)}).", errno),
                     Errno.EBUSY => new LinkException($"TAP device '{_name}' is already attached to another process ({Errno.Describe(errno)}).", errno),
@@ -115,6 +119,10 @@ internal sealed unsafe class TapLink : ILink
             }
 
             ConfigureOffload();
+            if (steer && multiQueue && queue == 0)
+            {
+                AttachSteering(queueCount);
+            }
 
             control = LinuxNative.socket(LinuxNative.AF_INET, LinuxNative.SOCK_DGRAM | LinuxNative.SOCK_CLOEXEC, 0);
             if (control < 0)
@@ -151,6 +159,7 @@ internal sealed unsafe class TapLink : ILink
         }
         catch
         {
+            DetachSteering();
             _ = LinuxNative.close(_fd);
             _fd = -1;
             throw;
@@ -165,7 +174,7 @@ internal sealed unsafe class TapLink : ILink
 
         _log.LinkOpened("TAP", _name, HardwareAddress.ToString(), Mtu,
             (Created ? $"created{(options.KernelIpv4 is { } a && queue == 0 ? $", kernel side {a}/{options.KernelPrefixLength}" : "")}" : "attached") +
-            (multiQueue ? $", queue {queue} of {queueCount}" : "") + $", segmentation offload {_offload}");
+            (multiQueue ? $", queue {queue} of {queueCount}{(_steering ? ", flows steered to the engines' queues" : "")}" : "") + $", segmentation offload {_offload}");
     }
 
     /// <summary>Up to 64 KiB of TCP payload per super-segment with <see cref="TapLinkOptions.SegmentationOffload"/>, else 0.</summary>
@@ -197,6 +206,26 @@ internal sealed unsafe class TapLink : ILink
 
     /// <summary>The queue of the device this link reads and writes (0 unless multi-queue).</summary>
     internal int Queue { get; }
+
+    /// <summary>Whether this link attached the device's steering program (queue 0 of a sharded stack) and has not detached it.</summary>
+    internal bool Steering => _steering;
+
+    /// <summary>Loads <see cref="TapSteeringProgram"/> for <paramref name="queueCount"/> queues and attaches it to the device (the device keeps its own reference).</summary>
+    internal void AttachSteering(int queueCount)
+    {
+        using var program = TapSteeringProgram.Load(queueCount, _name);
+        program.Attach(_fd, _name);
+        _steering = true;
+    }
+
+    /// <summary>Detaches the device's steering program: the kernel's own flow hash picks the queues again.</summary>
+    internal void DetachSteering()
+    {
+        if (_steering && _fd >= 0)
+        {
+            _steering = !TapSteeringProgram.Detach(_fd);
+        }
+    }
 
     /// <summary>Super-segments written with a TCPv4 virtio_net_hdr (segmentation offload), each counted once in <see cref="FramesTransmitted"/>.</summary>
     internal long SuperSegmentsTransmitted { get; private set; }
@@ -360,6 +389,8 @@ internal sealed unsafe class TapLink : ILink
         _disposed = true;
         if (_fd >= 0)
         {
+            // A persistent device outlives the stack: leave it to the kernel's own queue choice.
+            DetachSteering();
             _ = LinuxNative.close(_fd);
             _fd = -1;
         }

@@ -48,7 +48,8 @@ public sealed class TapLinkOptions : VsoLinkOptions
     /// </summary>
     public bool SegmentationOffload { get; set; } = true;
 
-    private protected override ILink OpenLink(LinkOpenContext context) => new TapLink(this, context.Log);
+    private protected override ILink OpenLink(LinkOpenContext context) =>
+        new TapLink(this, context.Queue, context.QueueCount, context.Log, steer: context.QueueCount > 1);
 
     public void Validate()
     {

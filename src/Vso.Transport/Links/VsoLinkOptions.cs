@@ -57,6 +57,6 @@ public abstract class VsoLinkOptions
 
 /// <summary>What a link needs from the stack that opens it.</summary>
 /// <param name="FanoutGroup">The PACKET_FANOUT group an AF_PACKET link joins, one socket per shard; 0: none.</param>
-/// <param name="Shard">The shard this link is opened for, 0 to <paramref name="Shards"/> - 1 (an AF_XDP link serves that shard's receive queues).</param>
-/// <param name="Shards">The stack's shards (engines).</param>
-internal readonly record struct LinkOpenContext(Ipv4Address Address, int PrefixLength, Ipv4Address Gateway, IClock Clock, ILogger Log, ushort FanoutGroup = 0, int Shard = 0, int Shards = 1);
+/// <param name="Queue">The shard this link is opened for: the queue of a multi-queue TAP device it opens; an AF_XDP link serves that shard's receive queues.</param>
+/// <param name="QueueCount">The stack's shards, one queue each; above 1 the TAP link steers the kernel's flows to their shards.</param>
+internal readonly record struct LinkOpenContext(Ipv4Address Address, int PrefixLength, Ipv4Address Gateway, IClock Clock, ILogger Log, ushort FanoutGroup = 0, int Queue = 0, int QueueCount = 1);

@@ -151,6 +151,9 @@ internal static unsafe partial class LinuxNative
     public const nuint TUNSETPERSIST = 0x400454cb;
     public const nuint TUNSETOFFLOAD = 0x400454d0;     // _IOW('T', 208, unsigned int)
     public const nuint TUNSETVNETHDRSZ = 0x400454d8;   // _IOW('T', 216, int)
+    public const nuint TUNSETSTEERINGEBPF = 0x800454e0; // _IOR('T', 224, int): a pointer to the program's fd, -1 detaches
+    public const uint BPF_PROG_TYPE_SOCKET_FILTER = 1;
+    public const int BPF_PROG_TEST_RUN = 10;
     public const uint TUN_F_CSUM = 0x01;
     public const uint TUN_F_TSO4 = 0x02;
 

@@ -92,12 +92,6 @@ internal sealed partial class TcpConnection
                 SendInvalidSegmentAck(flags, segLen);
             }
 
-            if (State == TcpState.TimeWait && (flags & TcpFlags.Fin) != 0)
-            {
-                // A retransmitted FIN in TIME-WAIT: acknowledge it (done above) and restart the 2*MSL timer.
-                StartTimeWait();
-            }
-
             return;
         }
 
@@ -169,11 +163,6 @@ internal sealed partial class TcpConnection
         else if ((flags & TcpFlags.Fin) != 0 && State is TcpState.Established or TcpState.FinWait1 or TcpState.FinWait2)
         {
             _receiver.ReceiveFin(seq);
-        }
-        else if ((flags & TcpFlags.Fin) != 0 && State == TcpState.TimeWait)
-        {
-            SendAck();
-            StartTimeWait();
         }
 
         _receiver.ProcessPendingFin();

@@ -1,8 +1,9 @@
 namespace Vso.Transport.Tcp;
 
 /// <summary>
-/// What an application sets on its own connection, as socket options do: the connection's copy of the settings
-/// (taken at open, so later changes to the stack's reach no open connection), changes to it while open, the user
+/// What an application sets on its own connection, as socket options do: the connection's settings (the stack's
+/// shared copy, taken at open, so later changes to the stack's reach no open connection; its own copy from the first
+/// change on), changes to it while open, the user
 /// timeout (RFC 5482), linger on close, the MSS clamp and shutting down the receiving half.
 /// </summary>
 internal sealed partial class TcpConnection
@@ -34,6 +35,13 @@ internal sealed partial class TcpConnection
     /// <summary>Applies the application's new per-connection settings to the open connection.</summary>
     public void Reconfigure(TcpSettings updated)
     {
+        if (!_ownsSettings)
+        {
+            // Copy on write: the shared copy stays as the other connections have it.
+            _settings = _settings.Clone();
+            _ownsSettings = true;
+        }
+
         var now = NowMicroseconds;
         var output = _settings.Nagle && !updated.Nagle; // as Linux's TCP_NODELAY: what Nagle held goes now
         _settings.Nagle = updated.Nagle;

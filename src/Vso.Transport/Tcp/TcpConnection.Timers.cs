@@ -2,14 +2,13 @@ namespace Vso.Transport.Tcp;
 
 /// <summary>
 /// Timer dispatch: retransmission (RFC 6298) and persist (zero-window probes) deadlines are the sender's,
-/// loss recovery's own timer is the algorithm's, delayed ACK is the receiver's; keepalive (RFC 9293 §3.8.4) and
-/// TIME-WAIT are the connection's own. Each is a deadline in engine microseconds (0 = off); the engine's timer
-/// queue holds one entry per connection for the earliest.
+/// loss recovery's own timer is the algorithm's, delayed ACK is the receiver's; keepalive (RFC 9293 §3.8.4) is the
+/// connection's own (TIME-WAIT's belongs to its <see cref="TimeWaitTable"/> entry). Each is a deadline in engine
+/// microseconds (0 = off); the engine's timer queue holds one entry per connection for the earliest.
 /// </summary>
 internal sealed partial class TcpConnection
 {
     private long _keepaliveDeadline;
-    private long _timeWaitDeadline;
     private int _keepaliveProbesSent;
     private long _lastReceivedAt;
 
@@ -26,7 +25,6 @@ internal sealed partial class TcpConnection
             Consider(ref next, _receiver.DelayedAckDeadline);
             Consider(ref next, _sender.PersistDeadline);
             Consider(ref next, _keepaliveDeadline);
-            Consider(ref next, _timeWaitDeadline);
             Consider(ref next, _lingerDeadline);
             Consider(ref next, UserTimeoutDeadline);
             if (State is not (TcpState.Closed or TcpState.TimeWait))
@@ -49,13 +47,6 @@ internal sealed partial class TcpConnection
     /// <summary>Runs every timer that is due.</summary>
     public void OnTimer(long now)
     {
-        if (_timeWaitDeadline != 0 && now >= _timeWaitDeadline)
-        {
-            _timeWaitDeadline = 0;
-            Terminate(null);
-            return;
-        }
-
         // RFC 8985 §7.2: the probe timeout is capped at the RTO's expiration, so a probe due at the same time (or
         // before) goes first; sending it re-arms the RTO (§7.3, see RestartRetransmitTimer), which then does not fire now.
         var probeFirst = _sender.LossRecovery.TimerDeadline;
@@ -186,37 +177,65 @@ internal sealed partial class TcpConnection
         ArmKeepalive(now);
     }
 
+    /// <summary>
+    /// TIME-WAIT (RFC 9293 §3.6.1): the application is told the connection closed, the owed ACK of the peer's FIN leaves
+    /// now, and a compact <see cref="TimeWaitEntry"/> takes over the 4-tuple for 2*MSL while this connection, with its
+    /// sender, receiver and whatever the application's objects hold, leaves the table (issue 12, connection setup). The
+    /// application still reads what it had not read; its sends are refused, the connection being closed.
+    /// </summary>
     private void StartTimeWait()
     {
-        var wasTimeWait = State == TcpState.TimeWait;
         State = TcpState.TimeWait;
         CancelAllTimers();
         _sender.ReleaseAll();
 
-        if (!wasTimeWait)
-        {
-            var observer = Observer;
-            Observer = null;
+        var observer = Observer;
+        Observer = null;
+        _sender.Host = null;
+        SendWatcher = null;
+        Listener = null;
+        observer?.OnClosed(this, null);
 
-            // The application is done with the connection; TIME-WAIT holds it in the table for 2*MSL (or until a new
-            // incarnation, RFC 6191) and must not keep the application's objects alive with it: without the host and the
-            // watcher an embedding's per-connection state (a Kestrel connection, its pipes) dies young instead of
-            // surviving into the oldest generation with every closed connection. Every descriptor was released above;
-            // a later Enqueue is refused by the endpoint, which still knows its host.
-            // The listener goes too (it is asked about only in SYN-RECEIVED), with whatever its embedding holds.
-            _sender.Host = null;
-            SendWatcher = null;
-            Listener = null;
-            observer?.OnClosed(this, null);
+        if (_settings.TimeWait > TimeSpan.Zero)
+        {
+            if (_receiver.AckOwed)
+            {
+                SendAck();
+            }
+
+            _layer.EnterTimeWait(this, ToTimeWaitEntry());
         }
 
-        if (_settings.TimeWait == TimeSpan.Zero)
-        {
-            Terminate(null);
-            return;
-        }
+        Terminate(null);
+    }
 
-        _timeWaitDeadline = NowMicroseconds + Micros(_settings.TimeWait);
+    /// <summary>What TIME-WAIT keeps of this connection (see <see cref="TimeWaitTable"/>).</summary>
+    private TimeWaitEntry ToTimeWaitEntry()
+    {
+        var now = NowMicroseconds;
+        var shift = EffectiveReceiveShift;
+        var windowField = (ushort)Math.Min((uint)_receiver.Window >> shift, ushort.MaxValue);
+        return new TimeWaitEntry
+        {
+            ChallengeAckAt = _settings.ChallengeAckInterval > TimeSpan.Zero ? _challengeAckLimit.NextTokenAt(now) : 0,
+            InvalidAckAt = _settings.InvalidSegmentAckInterval > TimeSpan.Zero ? _invalidSegmentAckLimit.NextTokenAt(now) : 0,
+            SendMax = _sender.SendMax.Value,
+            OldestAcceptableAck = _sender.OldestAcceptableAck.Value,
+            ReceiveNext = _receiver.Next.Value,
+            ReceiveWindow = (uint)_receiver.AdvertisedWindow,
+            OfferedWindow = (uint)windowField << shift,
+            SendWindow = _sender.PeerWindow,
+            TsRecent = _tsRecent,
+            TsOffset = _tsOffset,
+            TimeWaitMicroseconds = SaturatedMicroseconds(_settings.TimeWait),
+            ChallengeAckIntervalMicroseconds = SaturatedMicroseconds(_settings.ChallengeAckInterval),
+            InvalidAckIntervalMicroseconds = SaturatedMicroseconds(_settings.InvalidSegmentAckInterval),
+            WindowField = windowField,
+            SendWindowShift = (byte)_sender.PeerWindowShift,
+            Flags = (_timestamps ? TimeWaitFlags.Timestamps : 0) | (_sackPermitted ? TimeWaitFlags.Sack : 0),
+        };
+
+        static uint SaturatedMicroseconds(TimeSpan t) => (uint)Math.Min(Micros(t), uint.MaxValue);
     }
 
     private void CancelAllTimers()
@@ -224,7 +243,6 @@ internal sealed partial class TcpConnection
         _sender.CancelTimers();
         _receiver.CancelDelayedAck();
         _keepaliveDeadline = 0;
-        _timeWaitDeadline = 0;
         _lingerDeadline = 0;
     }
 }

@@ -14,15 +14,21 @@ namespace Vso.Transport.Tcp;
 internal sealed partial class TcpConnection
 {
     private readonly TcpLayer _layer;
-    private readonly TcpSettings _settings;
     private readonly TcpSender _sender;
     private readonly TcpReceiver _receiver;
 
-    /// <param name="settings">The connection's own settings (an active open's, already copied); null copies the stack's now.</param>
+    /// <summary>The settings: the layer's shared copy until the application changes this connection's (<see cref="Reconfigure"/>).</summary>
+    private TcpSettings _settings;
+
+    /// <summary>Whether <see cref="_settings"/> is this connection's own copy, which it may change.</summary>
+    private bool _ownsSettings;
+
+    /// <param name="settings">The connection's own settings (an active open's, already copied); null shares the stack's current copy.</param>
     public TcpConnection(TcpLayer layer, ConnectionId id, ITcpConnectionObserver? observer, TcpSettings? settings = null)
     {
         _layer = layer;
-        _settings = settings ?? layer.Settings.Clone();
+        _settings = settings ?? layer.SharedSettings();
+        _ownsSettings = settings is not null;
         Id = id;
         Observer = observer;
         _receiver = new TcpReceiver(this, layer, _settings);

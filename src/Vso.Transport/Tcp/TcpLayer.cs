@@ -52,6 +52,8 @@ internal sealed class TcpLayer : ITransportProtocol
         Memory = new MemoryBudget(settings.MemoryLimit, metrics);
         metrics.ObserveMemory(Memory);
         _cookies = new SynCookieHandshake(this);
+        _timeWait = new TimeWaitTable(this);
+        metrics.ObserveTimeWait(_timeWait);
 
         // The stack-wide challenge-ACK budget is drawn from a secret seed: an attacker who could predict it would
         // have the side channel back (CVE-2016-5696).
@@ -88,6 +90,12 @@ internal sealed class TcpLayer : ITransportProtocol
     /// <summary>Stateless SYN-ACKs and the check of the ACKs that return them (RFC 4987 §3.6).</summary>
     private readonly SynCookieHandshake _cookies;
 
+    /// <summary>The 4-tuples in TIME-WAIT, as compact entries: their connections are gone.</summary>
+    private readonly TimeWaitTable _timeWait;
+
+    /// <summary>The 4-tuples in TIME-WAIT (tests and the allocation probe look inside).</summary>
+    internal TimeWaitTable TimeWait => _timeWait;
+
     /// <summary>The stateless handshake (cookies and their secret).</summary>
     internal SynCookieHandshake CookieHandshake => _cookies;
 
@@ -96,6 +104,23 @@ internal sealed class TcpLayer : ITransportProtocol
         isnKey.Length == 0 ? [] : HMACSHA256.HashData(isnKey, "RFC 6056 port selection"u8)[..SipHashKey.Size];
 
     public TcpSettings Settings { get; }
+
+    /// <summary>The copy of <see cref="Settings"/> that new connections share until one changes its own (copy on write).</summary>
+    private TcpSettings? _sharedSettings;
+
+    /// <summary>
+    /// The settings a new connection starts from: one copy of the stack's for every connection (issue 12: not one per
+    /// connection), taken again when the stack's settings changed since, so a change reaches new connections only.
+    /// </summary>
+    public TcpSettings SharedSettings()
+    {
+        if (_sharedSettings is null || !TcpSettingsComparer.Equal(_sharedSettings, Settings))
+        {
+            _sharedSettings = Settings.Clone();
+        }
+
+        return _sharedSettings;
+    }
 
     public IClock Clock { get; }
 
@@ -123,13 +148,18 @@ internal sealed class TcpLayer : ITransportProtocol
     /// <summary>The MSS we announce: the link MTU less IPv4 and TCP headers.</summary>
     public int MaxSegmentSize => _ip.Mtu - 40;
 
-    public int ConnectionCount => _connections.Count;
+    /// <summary>Connections in the table and 4-tuples in TIME-WAIT.</summary>
+    public int ConnectionCount => _connections.Count + _timeWait.Count;
 
-    public long NextDeadline => _timers.NextDeadline;
+    public long NextDeadline => Math.Min(_timers.NextDeadline, _timeWait.NextDeadline);
 
     public long ResetsSent { get; private set; }
 
+    /// <summary>The connections in the table; those in TIME-WAIT are entries of <see cref="TimeWait"/> instead.</summary>
     public IEnumerable<TcpConnection> Connections => _connections.Values;
+
+    /// <summary>Whether a listener is bound to <paramref name="port"/>.</summary>
+    public bool HasListener(ushort port) => _listeners.ContainsKey(port);
 
     // ---- Binding (any thread for listeners) ----
 
@@ -187,7 +217,7 @@ internal sealed class TcpLayer : ITransportProtocol
             }
         }
 
-        return false;
+        return _timeWait.UsesLocalPort(port);
     }
 
     public void Unlisten(TcpListenerCore listener) => _listeners.TryRemove(new KeyValuePair<ushort, TcpListenerCore>(listener.Port, listener));
@@ -248,7 +278,7 @@ internal sealed class TcpLayer : ITransportProtocol
     {
         public bool IsInUse(in ConnectionId candidate) =>
             (layer.ShardCount > 1 && FlowHash.ShardOf(candidate, layer.ShardCount) != layer.ShardIndex)
-            || layer._connections.ContainsKey(candidate) || layer._listeners.ContainsKey(candidate.LocalPort);
+            || layer._connections.ContainsKey(candidate) || layer._timeWait.Contains(candidate) || layer._listeners.ContainsKey(candidate.LocalPort);
     }
 
     // ---- Input ----
@@ -303,25 +333,24 @@ internal sealed class TcpLayer : ITransportProtocol
         var id = new ConnectionId(destination, segment.DestinationPort, source, segment.SourcePort);
         if (_connections.TryGetValue(id, out var connection))
         {
-            if (connection.State == TcpState.TimeWait && TryReuseTimeWait(connection, segment))
+            try
             {
-                connection = null;
+                connection.OnPeerActivity(Clock.NowMicroseconds);
+                connection.OnSegment(segment);
+                AfterEvent(connection);
             }
-            else
+            catch (Exception ex) when (Faults is not null && ex is not OutOfMemoryException)
             {
-                try
-                {
-                    connection.OnPeerActivity(Clock.NowMicroseconds);
-                    connection.OnSegment(segment);
-                    AfterEvent(connection);
-                }
-                catch (Exception ex) when (Faults is not null && ex is not OutOfMemoryException)
-                {
-                    Faults.Contain(EngineEntry.LinkReceive, ex, connection);
-                }
+                Faults.Contain(EngineEntry.LinkReceive, ex, connection);
+            }
 
-                return;
-            }
+            return;
+        }
+
+        // TIME-WAIT: a SYN that may start a new incarnation goes on to the listener, anything else is the entry's.
+        if (_timeWait.Count > 0 && !_timeWait.TryReuse(id, segment) && _timeWait.OnSegment(id, segment))
+        {
+            return;
         }
 
         if (_listeners.TryGetValue(segment.DestinationPort, out var listener))
@@ -471,41 +500,6 @@ internal sealed class TcpLayer : ITransportProtocol
         listener.PressureLog.AcceptQueueOverflow(listener, Log, Clock.NowMicroseconds);
     }
 
-    /// <summary>
-    /// A new SYN for a 4-tuple in TIME-WAIT may start a new incarnation (RFC 9293 §3.6.1) when it cannot be confused with
-    /// the old one's segments: RFC 6191 §2 decides by timestamp when both incarnations use timestamps, else by sequence number.
-    /// </summary>
-    private bool TryReuseTimeWait(TcpConnection old, in TcpSegment segment)
-    {
-        if ((segment.Flags & (TcpFlags.Syn | TcpFlags.Ack | TcpFlags.Rst)) != TcpFlags.Syn
-            || !_listeners.ContainsKey(segment.DestinationPort)
-            || !IsNewIncarnation(old, segment))
-        {
-            return false;
-        }
-
-        old.ForceClose();
-        return true;
-    }
-
-    /// <summary>RFC 6191 §2: is the SYN later than every segment of the connection in TIME-WAIT?</summary>
-    private bool IsNewIncarnation(TcpConnection old, in TcpSegment segment)
-    {
-        var sequenceIsNewer = SequenceNumber.Gt(segment.SequenceNumber, old.ReceiveNext);
-
-        // "TCP Timestamps would be enabled for the new incarnation": we offer them and the SYN carries them (RFC 7323 §3.2).
-        if (old.TryGetLastPeerTimestamp(out var tsRecent) && Settings.Timestamps && segment.Options.HasTimestamp)
-        {
-            // The timestamp is the clock that orders the incarnations; an equal one falls back to the sequence number.
-            // TSval comparisons are modular, like sequence numbers (RFC 7323 §5.3).
-            var tsVal = segment.Options.TsVal;
-            return SequenceNumber.Gt(tsVal, tsRecent) || (tsVal == tsRecent && sequenceIsNewer);
-        }
-
-        // The old incarnation did not use timestamps, or the new one will not: the sequence number decides.
-        return sequenceIsNewer;
-    }
-
     /// <summary>RFC 9293 §3.10.7.1: a segment for a closed port gets a RST, unless it is one.</summary>
     private void SendResetForUnknown(ConnectionId id, in TcpSegment segment)
     {
@@ -628,7 +622,7 @@ internal sealed class TcpLayer : ITransportProtocol
 
     public bool RunTimers(long now)
     {
-        var any = false;
+        var any = _timeWait.Expire(now);
         while (_timers.TryPopDue(now, out var connection))
         {
             any = true;
@@ -752,6 +746,9 @@ internal sealed class TcpLayer : ITransportProtocol
         LogEstablished(connection);
     }
 
+    /// <summary>A connection enters TIME-WAIT: its entry takes over the 4-tuple, the connection leaves the table next.</summary>
+    public void EnterTimeWait(TcpConnection connection, in TimeWaitEntry entry) => _timeWait.Add(connection.Id, entry);
+
     public void Remove(TcpConnection connection)
     {
         if (_connections.TryGetValue(connection.Id, out var current) && current == connection)
@@ -782,6 +779,7 @@ internal sealed class TcpLayer : ITransportProtocol
     /// <summary>Fails every connection (the stack stops).</summary>
     public void ShutdownAll()
     {
+        _timeWait.Clear();
         var error = new TcpConnectionException(TcpError.StackStopped, "The TCP stack stopped.");
         foreach (var connection in _connections.Values.ToArray())
         {

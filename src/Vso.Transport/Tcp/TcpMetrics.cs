@@ -84,6 +84,13 @@ internal sealed class TcpMetrics
             "By",
             "Received bytes held, by kind: in order and unread, or out of order beyond RCV.NXT.");
     }
+    /// <summary>Publishes the number of 4-tuples in TIME-WAIT (compact entries, the connections gone); observed on collection only.</summary>
+    public void ObserveTimeWait(TimeWaitTable table)
+    {
+        var tag = new KeyValuePair<string, object?>("vso.engine", _engine);
+        _meter.CreateObservableUpDownCounter("vso.tcp.time_wait", () => new Measurement<long>(table.Count, tag), "{connection}", "Connections in TIME-WAIT (RFC 9293 §3.6.1), kept as compact entries for 2*MSL.");
+    }
+
     public Counter<long> ChallengeAcksSent { get; }
 
     public Counter<long> ChallengeAcksSuppressedByConnection { get; }

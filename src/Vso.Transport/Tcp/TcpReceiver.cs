@@ -11,7 +11,6 @@ namespace Vso.Transport.Tcp;
 internal sealed class TcpReceiver
 {
     private readonly TcpConnection _connection;
-    private readonly TcpSettings _settings;
     private readonly ReceiveBuffer _buffer;
     private readonly MemoryBudget _memory;
     private readonly TcpLayer _layer;
@@ -52,7 +51,6 @@ internal sealed class TcpReceiver
     {
         _connection = connection;
         _layer = layer;
-        _settings = settings;
         _memory = layer.Memory;
         _buffer = new ReceiveBuffer(settings.ReceiveBufferSize, settings.MaxOutOfOrderRanges, _memory);
         _windowShift = OfferedWindowShift(settings);
@@ -511,7 +509,7 @@ internal sealed class TcpReceiver
 
         // Sent at once, not at the end of the batch: a burst of segments read in one turn still gets its
         // ACKs, which clock the sender (no stretch ACKs).
-        if (_settings.DelayedAck == TimeSpan.Zero || _bytesSinceAck >= _settings.DelayedAckSegments * _connection.MaxSegmentSize)
+        if (_connection.Settings.DelayedAck == TimeSpan.Zero || _bytesSinceAck >= _connection.Settings.DelayedAckSegments * _connection.MaxSegmentSize)
         {
             _connection.SendAck();
             return;
@@ -519,7 +517,7 @@ internal sealed class TcpReceiver
 
         if (_delayedAckDeadline == 0)
         {
-            _delayedAckDeadline = _connection.NowMicroseconds + (_settings.DelayedAck.Ticks / 10);
+            _delayedAckDeadline = _connection.NowMicroseconds + (_connection.Settings.DelayedAck.Ticks / 10);
         }
     }
 }

@@ -16,7 +16,6 @@ internal sealed partial class TcpSender : IScoreboardSender
 {
     private readonly TcpConnection _connection;
     private readonly TcpLayer _layer;
-    private readonly TcpSettings _settings;
     private readonly SendQueue _send = new();
     private readonly RttEstimator _rtt;
     private readonly ICongestionControl _congestion;
@@ -59,7 +58,6 @@ internal sealed partial class TcpSender : IScoreboardSender
     {
         _connection = connection;
         _layer = layer;
-        _settings = settings;
         _rtt = new RttEstimator(Micros(settings.InitialRto), Micros(settings.MinRto), Micros(settings.MaxRto));
         _congestion = settings.CongestionControl();
     }
@@ -67,7 +65,7 @@ internal sealed partial class TcpSender : IScoreboardSender
     /// <summary>The handshake has settled SACK: the one moment the loss recovery of this connection is chosen.</summary>
     public void ChooseLossRecovery(bool sackPermitted)
     {
-        _recovery = _settings.LossRecovery(sackPermitted);
+        _recovery = _connection.Settings.LossRecovery(sackPermitted);
         _recovery.Attach(this);
     }
 
@@ -325,10 +323,21 @@ internal sealed partial class TcpSender : IScoreboardSender
             return AckAcceptability.Unsent;
         }
 
-        var acknowledged = (uint)(SendUnacknowledged - (InitialSendSequence + 1));
-        var oldest = SendUnacknowledged - (int)Math.Min(_maxSendWindow, acknowledged);
-        return ack < oldest ? AckAcceptability.TooOld : AckAcceptability.Acceptable;
+        return ack < OldestAcceptableAck ? AckAcceptability.TooOld : AckAcceptability.Acceptable;
     }
+
+    /// <summary>RFC 5961 §5.2: SND.UNA - MAX.SND.WND, the oldest ACK a legitimate peer could still send (never before ISS + 1).</summary>
+    public SeqNum OldestAcceptableAck
+    {
+        get
+        {
+            var acknowledged = (uint)(SendUnacknowledged - (InitialSendSequence + 1));
+            return SendUnacknowledged - (int)Math.Min(_maxSendWindow, acknowledged);
+        }
+    }
+
+    /// <summary>The shift applied to the peer's window field (RFC 7323 §2.3).</summary>
+    public int PeerWindowShift => _sendWindowShift;
 
     /// <summary>
     /// The ACK field of an acceptable segment in a synchronized state, one that <see cref="ClassifyAck"/> accepted.
@@ -632,7 +641,7 @@ internal sealed partial class TcpSender : IScoreboardSender
                 // classic rule also holds the short tail of every write behind the full segments before it, which
                 // costs a round trip (or the peer's delayed ACK) per response and per bulk transfer.
                 var isLast = length == available;
-                if ((_settings.Nagle && SmallSegmentOutstanding && !(isLast && _finQueued)) || (!isLast && length < _maxSendWindow / 2))
+                if ((_connection.Settings.Nagle && SmallSegmentOutstanding && !(isLast && _finQueued)) || (!isLast && length < _maxSendWindow / 2))
                 {
                     // The second test is sender-side SWS avoidance (§3.8.6.2.1): do not dribble into a small window.
                     break;
@@ -943,7 +952,7 @@ internal sealed partial class TcpSender : IScoreboardSender
             return;
         }
 
-        var interval = Math.Min(_rtt.BaseRto << Math.Min(_persistBackoff, 16), Micros(_settings.MaxRto));
+        var interval = Math.Min(_rtt.BaseRto << Math.Min(_persistBackoff, 16), Micros(_connection.Settings.MaxRto));
         _persistDeadline = now + interval;
     }
 

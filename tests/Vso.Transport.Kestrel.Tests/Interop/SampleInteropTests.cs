@@ -29,6 +29,10 @@ public sealed partial class SampleInteropTests(ITestOutputHelper output)
     [RootFact]
     public void Sample_on_an_existing_Tap_serves_curl_h2load_https_wrk_and_stops_gracefully() => Run(RealLinkKind.Tap);
 
+    /// <summary><c>Vso:Engines = 2</c> on a persistent multi-queue TAP device: one queue per engine, the flows steered to them.</summary>
+    [RootFact]
+    public void Sample_with_two_engines_on_an_existing_multi_queue_Tap_serves_curl_h2load_https_wrk_and_stops_gracefully() => Run(RealLinkKind.Tap, engines: 2);
+
     private void Run(RealLinkKind kind, int engines = 1)
     {
         string client;
@@ -58,8 +62,8 @@ public sealed partial class SampleInteropTests(ITestOutputHelper output)
             }
             else
             {
-                // An existing, persistent TAP device with the kernel side already addressed.
-                NetnsHarness.CheckIn(net.Client, "ip", "tuntap", "add", "dev", net.StackDevice, "mode", "tap");
+                // An existing, persistent TAP device with the kernel side already addressed (with a queue per engine).
+                NetnsHarness.CheckIn(net.Client, "ip", ["tuntap", "add", "dev", net.StackDevice, "mode", "tap", .. (engines > 1 ? (string[])["multi_queue"] : [])]);
                 NetnsHarness.CheckIn(net.Client, "ip", "addr", "add", "198.18.0.1/24", "dev", net.StackDevice);
                 NetnsHarness.CheckIn(net.Client, "ip", "link", "set", net.StackDevice, "up");
                 net.PrepareTapDevice();
@@ -67,12 +71,20 @@ public sealed partial class SampleInteropTests(ITestOutputHelper output)
                 environment["Vso__Interface"] = net.StackDevice;
                 environment["Vso__Tap__Create"] = "false";
                 environment["Vso__Tap__HostAddress"] = "";
+                environment["Vso__Engines"] = engines.ToString(CultureInfo.InvariantCulture);
+                environment["Logging__LogLevel__Vso.Transport.Links"] = "Information";
             }
 
             using var sample = SampleServer.Start(server, environment, "--urls", Base);
             try
             {
                 Exercise(net, temp.FullName, sample);
+                if (engines > 1 && kind == RealLinkKind.Tap)
+                {
+                    // Each engine opened its own queue, and queue 0 attached the steering program.
+                    Assert.Contains($"queue 0 of {engines}, flows steered to the engines' queues", sample.Output, StringComparison.Ordinal);
+                    Assert.Contains($"queue {engines - 1} of {engines}", sample.Output, StringComparison.Ordinal);
+                }
             }
             finally
             {

@@ -89,7 +89,7 @@ internal sealed class RealLinkRig : IAsyncDisposable
         bool xdpOnPool = false,
         int queues = 1,
         int engines = 1,
-        FaultOptions? faults = null)
+        FaultOptions? stackFaults = null)
     {
         var net = new NetnsHarness(kind, offloadsOff, Math.Max(queues, engines));
         ILink? link = null;
@@ -112,13 +112,42 @@ internal sealed class RealLinkRig : IAsyncDisposable
                 // The public way: VsoStack opens one AF_XDP link per engine, engine k on queue k, all in the server namespace.
                 var xdpTcp = new TcpSettings { Nagle = false };
                 configure?.Invoke(xdpTcp);
-                var xdp = new AfXdpLinkOptions { InterfaceName = net.StackDevice, Mode = xdpMode, UmemPool = pool, Faults = faults };
+                var xdp = new AfXdpLinkOptions { InterfaceName = net.StackDevice, Mode = xdpMode, UmemPool = pool, Faults = stackFaults };
                 var xdpOptions = new VsoStackOptions { Address = Ipv4Address.Parse(NetnsHarness.StackAddress), PrefixLength = 24, Tcp = xdpTcp, Engines = engines };
                 stack = NetnsHarness.RunIn(net.Server, () => new VsoStack(xdp, xdpOptions, virtualTime: null, new TestOutputLoggerFactory(logger)));
                 stack.Start();
                 var xdpHttp = new TinyHttpServer(stack, Port) { ShardOf = static c => c.Endpoint.Shard.ShardIndex, SendPool = pool };
                 var xdpDirectory = System.IO.Directory.CreateTempSubdirectory("vso-interop-").FullName;
                 return new RealLinkRig(kind, output, net, stack.Core.Link, stack, xdpHttp, xdpDirectory, pool);
+            }
+
+            if (engines > 1 && kind == RealLinkKind.Tap)
+            {
+                // A multi-queue TAP device made by the stack itself through its public options (VsoStack.PlanShards): queue k
+                // for engine k, opened in the namespace in shard order, the steering program attached by queue 0.
+                var shardTcp = new TcpSettings { Nagle = false };
+                configure?.Invoke(shardTcp);
+                var tap = new TapLinkOptions
+                {
+                    Name = net.StackDevice,
+                    Create = true,
+                    Mtu = 1500,
+                    KernelAddress = System.Net.IPAddress.Parse(NetnsHarness.KernelAddress),
+                    KernelPrefixLength = 24,
+                    Faults = stackFaults,
+                };
+                configureTap?.Invoke(tap);
+                var stackOptions = new VsoStackOptions { Address = System.Net.IPAddress.Parse(NetnsHarness.StackAddress), PrefixLength = 24, Tcp = shardTcp, Engines = engines };
+                stack = NetnsHarness.RunIn(net.Server, () => new VsoStack(tap, stackOptions, loggerFactory: new TestOutputLoggerFactory(logger)));
+                if (offloadsOff)
+                {
+                    net.PrepareTapDevice();
+                }
+
+                stack.Start();
+                var tapHttp = new TinyHttpServer(stack, Port) { ShardOf = static c => c.Endpoint.Shard.ShardIndex };
+                var tapDirectory = System.IO.Directory.CreateTempSubdirectory("vso-interop-").FullName;
+                return new RealLinkRig(kind, output, net, stack.Core.Link, stack, tapHttp, tapDirectory, null);
             }
 
             if (engines > 1)

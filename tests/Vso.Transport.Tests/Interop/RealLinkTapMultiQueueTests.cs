@@ -105,6 +105,53 @@ public sealed class RealLinkTapMultiQueueTests(ITestOutputHelper output)
         Assert.Contains("multi_queue", error.Message, StringComparison.Ordinal);
     }
 
+    /// <summary>
+    /// The steering program of a sharded stack belongs to the stack: while attached it sends every UDP flow to queue 0 (only
+    /// TCP is spread, by the stack's hash); after the links are disposed, a persistent device is back on the kernel's own
+    /// choice, which spreads the same flows over both queues.
+    /// </summary>
+    [RootFact]
+    public void Queue_0_of_a_sharded_stack_attaches_the_steering_program_and_detaches_it_from_a_persistent_device()
+    {
+        using var net = new NetnsHarness(RealLinkKind.Tap);
+        var logger = new TestOutputLogger(output);
+        NetnsHarness.CheckIn(net.Client, "ip", "tuntap", "add", "dev", NetnsHarness.TapDevice, "mode", "tap", "multi_queue");
+        NetnsHarness.CheckIn(net.Client, "ip", "addr", "add", $"{NetnsHarness.KernelAddress}/24", "dev", NetnsHarness.TapDevice);
+        NetnsHarness.CheckIn(net.Client, "ip", "link", "set", NetnsHarness.TapDevice, "up");
+        var attach = new TapLinkOptions { Name = NetnsHarness.TapDevice, Create = false, SegmentationOffload = false };
+
+        int[] FlowsPerQueue(bool steer, int port)
+        {
+            var queues = NetnsHarness.RunIn(net.Client, () => new[] { new TapLink(attach, 0, 2, logger, steer), new TapLink(attach, 1, 2, logger, steer) });
+            try
+            {
+                Assert.Equal(steer, queues[0].Steering);
+                Assert.False(queues[1].Steering);
+                NetnsHarness.CheckIn(net.Client, "ip", "neigh", "replace", NetnsHarness.StackAddress, "lladdr", queues[0].HardwareAddress.ToString(), "dev", NetnsHarness.TapDevice, "nud", "permanent");
+                var collectors = new[] { new Collector(), new Collector() };
+                var send = NetnsHarness.Exec(net.Client, TimeSpan.FromSeconds(30), "bash", "-c",
+                    $"for i in $(seq 1 {Flows}); do exec 3>/dev/udp/{NetnsHarness.StackAddress}/$(({port}+i)); echo a >&3; exec 3>&-; done");
+                Assert.True(send.ExitCode == 0, $"sending the flows: {send}");
+                ReceiveUntil(queues, collectors, () => collectors.Sum(c => c.Datagrams.Count) >= Flows);
+                Assert.Equal(Flows, collectors.Sum(c => c.Datagrams.Count));
+                return [.. collectors.Select(c => c.Datagrams.Count)];
+            }
+            finally
+            {
+                foreach (var q in queues)
+                {
+                    q.Dispose();
+                }
+            }
+        }
+
+        var steered = FlowsPerQueue(steer: true, 20000);
+        var after = FlowsPerQueue(steer: false, 30000);
+        output.WriteLine($"UDP flows per queue: steered {steered[0]}, {steered[1]}; after the steering links were disposed {after[0]}, {after[1]}");
+        Assert.Equal([Flows, 0], steered);
+        Assert.True(after[0] > 0 && after[1] > 0, $"after the steering links were disposed: {after[0]}, {after[1]}");
+    }
+
     private static void ReceiveUntil(TapLink[] queues, Collector[] collectors, Func<bool> done)
     {
         var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(10);

@@ -20,7 +20,7 @@ public sealed class ShardedAfXdpInteropTests(ITestOutputHelper output)
     public async Task Hundred_concurrent_downloads_over_two_engines_on_AF_XDP(double loss)
     {
         var faults = loss > 0 ? new FaultOptions { Seed = 13, LossRate = loss } : null;
-        await using var rig = RealLinkRig.Start(RealLinkKind.AfXdp, output, xdpOnPool: true, engines: 2, faults: faults);
+        await using var rig = RealLinkRig.Start(RealLinkKind.AfXdp, output, xdpOnPool: true, engines: 2, stackFaults: faults);
         var shards = rig.Stack.Shards;
         var links = new AfXdpLink[shards.Length];
         for (var i = 0; i < links.Length; i++)

@@ -80,7 +80,7 @@ public sealed class FanoutProgramTests
         }
     }
 
-    private static byte[] TcpFrame(uint source, uint destination, ushort sourcePort, ushort destinationPort, int optionBytes)
+    internal static byte[] TcpFrame(uint source, uint destination, ushort sourcePort, ushort destinationPort, int optionBytes)
     {
         var ipHeader = 20 + optionBytes;
         var frame = new byte[14 + ipHeader + 20];

@@ -247,7 +247,7 @@ public sealed class CloseTraces
     public void TIME_WAIT_keeps_no_application_object_alive()
     {
         using var peer = new RawPeer(s => s.TimeWait = TimeSpan.FromSeconds(60));
-        var (weak, late) = CloseIntoTimeWait(peer);
+        var (weak, late, s) = CloseIntoTimeWait(peer);
         Assert.Equal(TcpState.TimeWait, peer.State);
         peer.Advance(TimeSpan.FromMilliseconds(1));
         TraceAssert.FailedWith(late, TcpError.Aborted);
@@ -259,13 +259,12 @@ public sealed class CloseTraces
         Assert.Equal(1, peer.Stack.ConnectionCount);
 
         // The 4-tuple still answers a retransmitted FIN (RFC 9293 §3.10.7.4, TIME-WAIT).
-        var s = peer.Connection!.Sender.SendNext.Value;
         peer.Send(FinAck, seq: R, ack: s);
         peer.Expect(Ack, seq: s, ack: R + 1, within: TimeSpan.Zero);
     }
 
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.NoInlining)]
-    private static (WeakReference Connection, Task LateSend) CloseIntoTimeWait(RawPeer peer)
+    private static (WeakReference Connection, Task LateSend, uint StackNext) CloseIntoTimeWait(RawPeer peer)
     {
         var (connection, iss) = peer.OpenPassive();
         var s = iss + 1;
@@ -273,6 +272,6 @@ public sealed class CloseTraces
         peer.Expect(FinAck, seq: s, ack: R, within: TimeSpan.Zero);
         peer.Send(FinAck, seq: R, ack: s + 1);
         peer.Expect(Ack, seq: s + 1, ack: R + 1, within: TimeSpan.Zero);
-        return (new WeakReference(connection), connection.SendAsync(new byte[10]));
+        return (new WeakReference(connection), connection.SendAsync(new byte[10]), s + 1);
     }
 }

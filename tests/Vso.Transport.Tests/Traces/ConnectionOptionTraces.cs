@@ -24,6 +24,38 @@ public sealed class ConnectionOptionTraces
         return (peer.Await(connecting, TimeSpan.Zero), syn);
     }
 
+    /// <summary>
+    /// Issue 12, connection setup: accepted connections share one copy of the stack's settings instead of a copy each; a
+    /// socket option set on one (TCP_NODELAY here, RFC 9293 §3.7.4's Nagle) gives that one its own copy and changes
+    /// nothing for the other, on the wire.
+    /// </summary>
+    [Fact]
+    public void Accepted_connections_share_the_settings_until_one_changes_its_own()
+    {
+        using var peer = new RawPeer(s => s.Nagle = true);
+        var (first, firstIss) = peer.OpenPassive();
+        peer.Port = 40001;
+        var (second, secondIss) = peer.OpenPassive();
+        var connections = peer.Stack.Core.Tcp.Connections.OrderBy(c => c.Id.RemotePort).ToArray();
+        Assert.Same(connections[0].Settings, connections[1].Settings);
+
+        first.NoDelay = true;
+        peer.Pump();
+        Assert.NotSame(connections[0].Settings, connections[1].Settings);
+        Assert.False(connections[0].Settings.Nagle);
+        Assert.True(connections[1].Settings.Nagle);
+
+        // The first sends its second small segment at once; the second holds its own until the first is acknowledged.
+        _ = first.SendAsync(TraceAssert.Bytes(10));
+        peer.Expect(PshAck, seq: firstIss + 1, within: TimeSpan.Zero);
+        _ = first.SendAsync(TraceAssert.Bytes(10));
+        peer.Expect(PshAck, seq: firstIss + 11, within: TimeSpan.Zero); // before the first is ACKed
+        _ = second.SendAsync(TraceAssert.Bytes(10));
+        peer.Expect(PshAck, seq: secondIss + 1, within: TimeSpan.Zero);
+        _ = second.SendAsync(TraceAssert.Bytes(10));
+        peer.ExpectNothing(TimeSpan.FromMilliseconds(100)); // Nagle holds it: the second still has the shared settings
+    }
+
     [Fact]
     public void Changing_the_stack_settings_later_reaches_no_open_connection_only_new_ones()
     {

@@ -123,8 +123,8 @@ internal sealed class RawPeer : IFrameReceiver, IDisposable
     /// <summary>The only connection in the stack's table (null when none).</summary>
     public TcpConnection? Connection => Stack.Core.Tcp.Connections.SingleOrDefault();
 
-    /// <summary>State of the stack's only connection; Closed when the table is empty.</summary>
-    public TcpState State => Connection?.State ?? TcpState.Closed;
+    /// <summary>State of the stack's only connection; TIME-WAIT when only a TIME-WAIT entry is left; Closed when both tables are empty.</summary>
+    public TcpState State => Connection?.State ?? (Stack.Core.Tcp.TimeWait.Count > 0 ? TcpState.TimeWait : TcpState.Closed);
 
     // ---- Sending ----
 

@@ -1,0 +1,36 @@
+using System.Net;
+using Vso.Transport.Api;
+using Vso.Transport.Engine;
+using Vso.Transport.Links;
+
+namespace Vso.Transport.Tests.Shards;
+
+/// <summary>
+/// <see cref="VsoStackOptions.Engines"/> checked against the link the stack opens: several engines need a link with one
+/// socket or queue per engine in real time (AF_PACKET, TAP); anything else is refused before a link is opened, with a
+/// message that names the key, the value and the fix.
+/// </summary>
+public sealed class EnginePlanTests
+{
+    [Fact]
+    public void Several_engines_on_a_simulated_wire_are_refused_naming_the_key_the_links_that_have_them_and_the_fix()
+    {
+        var (a, _) = new SimulatedLinkOptions().CreatePair();
+        var error = Assert.Throws<ArgumentException>(() => new VsoStack(a, Options(2), new VirtualTimeDriver()));
+        Assert.StartsWith("Engines = 2 is invalid for this link", error.Message, StringComparison.Ordinal);
+        Assert.Contains("AF_PACKET", error.Message, StringComparison.Ordinal);
+        Assert.Contains("TAP device (one queue per engine)", error.Message, StringComparison.Ordinal);
+        Assert.Contains("use 1", error.Message, StringComparison.Ordinal);
+    }
+
+    /// <summary>A TAP device's queues are real fds: in virtual time there is nothing to steer, so TAP too is refused there.</summary>
+    [Fact]
+    public void Several_engines_on_TAP_in_virtual_time_are_refused_before_any_device_is_opened()
+    {
+        var tap = new TapLinkOptions { Name = "vsonone0", Create = false };
+        var error = Assert.Throws<ArgumentException>(() => new VsoStack(tap, Options(2), new VirtualTimeDriver()));
+        Assert.StartsWith("Engines = 2 is invalid for this link", error.Message, StringComparison.Ordinal);
+    }
+
+    private static VsoStackOptions Options(int engines) => new() { Address = IPAddress.Parse("198.18.0.2"), PrefixLength = 24, Engines = engines };
+}

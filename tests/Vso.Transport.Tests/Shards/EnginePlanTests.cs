@@ -7,7 +7,7 @@ namespace Vso.Transport.Tests.Shards;
 
 /// <summary>
 /// <see cref="VsoStackOptions.Engines"/> checked against the link the stack opens: several engines need a link with one
-/// socket or queue per engine in real time (AF_PACKET, TAP); anything else is refused before a link is opened, with a
+/// socket or queue per engine in real time (AF_PACKET, TAP, AF_XDP); anything else is refused before a link is opened, with a
 /// message that names the key, the value and the fix.
 /// </summary>
 public sealed class EnginePlanTests
@@ -30,6 +30,24 @@ public sealed class EnginePlanTests
         var tap = new TapLinkOptions { Name = "vsonone0", Create = false };
         var error = Assert.Throws<ArgumentException>(() => new VsoStack(tap, Options(2), new VirtualTimeDriver()));
         Assert.StartsWith("Engines = 2 is invalid for this link", error.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Several_engines_on_AF_XDP_in_virtual_time_are_refused_before_any_socket_is_opened()
+    {
+        var xdp = new AfXdpLinkOptions { InterfaceName = "vsonone0" };
+        var error = Assert.Throws<ArgumentException>(() => new VsoStack(xdp, Options(2), new VirtualTimeDriver()));
+        Assert.StartsWith("Engines = 2 is invalid for this link", error.Message, StringComparison.Ordinal);
+        Assert.Contains("AF_XDP link (one socket per engine on its own receive queue)", error.Message, StringComparison.Ordinal);
+    }
+
+    /// <summary>Each AF_XDP engine serves its own receive queues: Queues must be 1 (one each) or split evenly.</summary>
+    [Fact]
+    public void AF_XDP_queues_that_the_engines_cannot_share_evenly_are_refused_before_any_socket_is_opened()
+    {
+        var xdp = new AfXdpLinkOptions { InterfaceName = "vsonone0", Queues = 3 };
+        var error = Assert.Throws<ArgumentException>(() => new VsoStack(xdp, Options(2)));
+        Assert.StartsWith("Queues = 3 is invalid with Engines = 2: each engine serves its own receive queues, so use 1 (one queue per engine) or a multiple of 2.", error.Message, StringComparison.Ordinal);
     }
 
     private static VsoStackOptions Options(int engines) => new() { Address = IPAddress.Parse("198.18.0.2"), PrefixLength = 24, Engines = engines };

@@ -29,6 +29,19 @@ public sealed class ShardedAfXdpInteropTests(ITestOutputHelper output)
             Assert.Equal((i, 1), (links[i].Queue, links[i].QueueCount));
         }
 
+        // vso.shard.handovers, as a metrics pipeline sees it.
+        long counted = 0;
+        using var listener = new System.Diagnostics.Metrics.MeterListener();
+        listener.InstrumentPublished = (instrument, l) =>
+        {
+            if (instrument.Name == "vso.shard.handovers" && instrument.Meter == rig.Stack.Meter)
+            {
+                l.EnableMeasurementEvents(instrument);
+            }
+        };
+        listener.SetMeasurementEventCallback<long>((_, value, _, _) => Interlocked.Add(ref counted, value));
+        listener.Start();
+
         const int count = 100;
         const long size = 100_000;
         var pattern = Path.Combine(rig.Directory, "p#1");
@@ -62,6 +75,7 @@ public sealed class ShardedAfXdpInteropTests(ITestOutputHelper output)
         Assert.True(links[0].FramesReceived > 0 && links[1].FramesReceived > 0, "each queue received frames");
         Assert.True(links[0].FramesTransmitted > 0 && links[1].FramesTransmitted > 0, "each engine sent from its own socket");
         Assert.True(shards[0].HandedOver > 0 && shards[1].HandedOver > 0, "misrouted frames were handed over both ways");
+        Assert.Equal(handedOver, Interlocked.Read(ref counted));
         Assert.Equal(0, rig.Stack.ContainedExceptions);
         if (loss > 0)
         {

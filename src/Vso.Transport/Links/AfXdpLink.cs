@@ -15,8 +15,10 @@ namespace Vso.Transport.Links;
 /// the payload as further descriptors of the same packet naming the application's bytes (XDP_USE_SG), its pin leases
 /// held until the completion ring returns them; otherwise it is copied once into a UMEM frame. With XDP_USE_NEED_WAKEUP
 /// the kernel is kicked only when it asks (sendto for TX, recvfrom for the fill ring); in copy mode every TX batch takes
-/// a sendto, in which the kernel sends it. The engine sleeps in ppoll on the sockets (POLLIN: an RX ring has frames).
-/// Frames go out through the first queue's socket.
+/// a sendto, in which the kernel sends it. The engine sleeps in ppoll on the sockets (POLLIN: an RX ring has frames),
+/// waking while TX descriptors are outstanding to reap their completions, which no poll event announces; the rings are
+/// touched only in the turn (Receive, Transmit), never in the wait, which another thread's turn may overlap.
+/// Frames go out through the first queue's socket; a stack of several engines opens one link per engine (<see cref="OpenShard"/>).
 /// </summary>
 internal sealed unsafe class AfXdpLink : ILink
 {

@@ -73,9 +73,11 @@ internal sealed class EngineThread : IDisposable
             return false;
         }
 
+        long next = long.MinValue;
         try
         {
             _stack.Poll();
+            next = _stack.NextEventMicroseconds;
         }
         catch (Exception ex) when (ex is not OutOfMemoryException)
         {
@@ -86,12 +88,24 @@ internal sealed class EngineThread : IDisposable
             gate.Exit();
         }
 
-        if (_stack.HasPendingWork || _stack.NextEventMicroseconds < Volatile.Read(ref _sleepsUntil))
+        if (_stack.HasPendingWork || next < Volatile.Read(ref _sleepsUntil))
         {
             return false;
         }
 
         return true;
+    }
+
+    /// <summary>
+    /// The stack's next deadline, read under the gate: with turns on calling threads, a turn may be arming timers while the
+    /// engine decides how long to sleep, and the timer wheel's cached deadline must not be computed against it.
+    /// </summary>
+    private long NextEvent()
+    {
+        lock (_stack.Gate)
+        {
+            return _stack.NextEventMicroseconds;
+        }
     }
 
     private void Run()
@@ -135,7 +149,7 @@ internal sealed class EngineThread : IDisposable
         }
 
         var now = _stack.Clock.NowMicroseconds;
-        var untilNext = _stack.NextEventMicroseconds - now;
+        var untilNext = NextEvent() - now;
         if (untilNext <= 0)
         {
             return;
@@ -155,7 +169,7 @@ internal sealed class EngineThread : IDisposable
             }
 
             now = _stack.Clock.NowMicroseconds;
-            untilNext = _stack.NextEventMicroseconds - now;
+            untilNext = NextEvent() - now;
             if (untilNext <= 0)
             {
                 return;

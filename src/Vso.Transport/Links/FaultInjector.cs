@@ -177,22 +177,13 @@ internal sealed class FaultInjector : ILink
         return _inner.Receive(receiver, maxFrames);
     }
 
-    /// <summary>Passes due frames on, then waits on the inner link no longer than until the next held frame is due.</summary>
+    /// <summary>Waits on the inner link; the caller bounds the wait by <see cref="NextEventMicroseconds"/>.</summary>
     public bool WaitForFrames(TimeSpan timeout)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
-        var now = _clock.NowMicroseconds;
-        ReleaseDue(now);
-        var next = _held.EarliestDue;
-        if (next != long.MaxValue)
-        {
-            var untilNext = TimeSpan.FromTicks((next - now) * TimeSpan.TicksPerMicrosecond);
-            if (timeout < TimeSpan.Zero || untilNext < timeout)
-            {
-                timeout = untilNext;
-            }
-        }
 
+        // Only waits: a turn on another thread may be transmitting (the engine's TurnOnCallingThread). Held frames are
+        // released in Receive, inside a turn; the engine's timeout already ends at NextEventMicroseconds, their due time.
         return _inner.WaitForFrames(timeout);
     }
 

@@ -396,8 +396,9 @@ public sealed class FaultInjectorTests
     }
 
     [Fact]
-    public void WaitForFrames_releases_due_frames_and_never_blocks_on_a_simulated_link()
+    public void WaitForFrames_only_waits_and_due_frames_leave_in_Receive()
     {
+        // A wait may run on the engine thread while a turn runs on another (TurnOnCallingThread): it must not transmit.
         var clock = new VirtualClock(T0);
         var (a, b) = SimulatedLink.CreatePair(clock);
         using var tx = new FaultInjector(a, clock, new FaultOptions { Delay = TimeSpan.FromMilliseconds(3) });
@@ -410,7 +411,9 @@ public sealed class FaultInjectorTests
 
         clock.AdvanceTo(T0 + 3000);
         Assert.False(tx.WaitForFrames(Timeout.InfiniteTimeSpan)); // nothing towards A,
-        Assert.Equal(0, tx.HeldFrames); // but the held frame went on the wire
+        Assert.Equal(1, tx.HeldFrames); // and the due frame still held: only a turn's Receive sends it
+        Assert.Equal(0, tx.Receive(new FrameCollector(clock), 16));
+        Assert.Equal(0, tx.HeldFrames);
         Assert.True(b.WaitForFrames(TimeSpan.Zero));
     }
 

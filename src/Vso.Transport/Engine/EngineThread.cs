@@ -59,7 +59,8 @@ internal sealed class EngineThread : IDisposable
     }
 
     /// <summary>
-    /// The engine sleeps and an application thread posted work: that thread runs the turn itself under the gate, as a
+    /// The engine sleeps and an application thread posted work: that thread runs the posted work and the output it makes
+    /// (<see cref="NetworkStack.PollPostedWork"/>; frames and timers stay the engine's) itself under the gate, as a
     /// socket's send() runs the kernel's TCP in the caller, instead of waking the engine (a context switch each way).
     /// Not from inside a turn (an inline continuation, a hand-over), and not if another thread holds the gate: the
     /// engine is woken then as before. A turn that armed a timer due before the engine's wait ends wakes it, so that it
@@ -76,7 +77,7 @@ internal sealed class EngineThread : IDisposable
         long next = long.MinValue;
         try
         {
-            _stack.Poll();
+            _stack.PollPostedWork();
             next = _stack.NextEventMicroseconds;
         }
         catch (Exception ex) when (ex is not OutOfMemoryException)

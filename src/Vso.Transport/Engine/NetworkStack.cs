@@ -146,6 +146,31 @@ internal sealed class NetworkStack : IDisposable
         }
     }
 
+    /// <summary>
+    /// A turn for a thread that posted work while the engine sleeps: the posted work and the output it makes, no frames
+    /// and no timers, which stay the engine's (the caller pays for its own sends only, not for the engine's receiving).
+    /// </summary>
+    public bool PollPostedWork()
+    {
+        lock (_gate)
+        {
+            _inTurn = true;
+            t_turns++;
+            try
+            {
+                var progress = RunPostedWork();
+                progress |= ProcessOutput();
+                progress |= Flush();
+                return progress;
+            }
+            finally
+            {
+                _inTurn = false;
+                t_turns--;
+            }
+        }
+    }
+
     // Connections are contained one by one inside the TCP layer; these catch what escapes the layer itself.
     private bool RunTimers()
     {

@@ -123,34 +123,15 @@ internal sealed class NetworkStack : IDisposable
     public bool InTurn => _inTurn;
 
     /// <summary>One turn of the loop. Returns whether anything happened.</summary>
-    public bool Poll()
-    {
-        lock (_gate)
-        {
-            _inTurn = true;
-            t_turns++;
-            try
-            {
-                var progress = RunPostedWork();
-                progress |= ReceiveFrames();
-                progress |= RunTimers();
-                progress |= ProcessOutput();
-                progress |= Flush();
-                return progress;
-            }
-            finally
-            {
-                _inTurn = false;
-                t_turns--;
-            }
-        }
-    }
+    public bool Poll() => Turn(engineWork: true);
 
     /// <summary>
     /// A turn for a thread that posted work while the engine sleeps: the posted work and the output it makes, no frames
     /// and no timers, which stay the engine's (the caller pays for its own sends only, not for the engine's receiving).
     /// </summary>
-    public bool PollPostedWork()
+    public bool PollPostedWork() => Turn(engineWork: false);
+
+    private bool Turn(bool engineWork)
     {
         lock (_gate)
         {
@@ -159,6 +140,12 @@ internal sealed class NetworkStack : IDisposable
             try
             {
                 var progress = RunPostedWork();
+                if (engineWork)
+                {
+                    progress |= ReceiveFrames();
+                    progress |= RunTimers();
+                }
+
                 progress |= ProcessOutput();
                 progress |= Flush();
                 return progress;

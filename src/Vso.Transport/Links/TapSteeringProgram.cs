@@ -1,5 +1,4 @@
 using System.Runtime.InteropServices;
-using System.Text;
 using Vso.Transport.Engine;
 using Vso.Transport.Native;
 
@@ -46,37 +45,11 @@ internal sealed unsafe class TapSteeringProgram : IDisposable
     public static TapSteeringProgram Load(int queueCount, string name)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(queueCount, 1);
-        var instructions = Instructions(queueCount);
-        var license = "GPL\0"u8;
-        var attr = stackalloc byte[LinuxNative.BpfAttrSize];
-        fixed (ulong* insns = instructions)
-        fixed (byte* licenseText = license)
-        {
-            var fd = LoadProgram(attr, insns, instructions.Length, licenseText, null, 0);
-            if (fd >= 0)
-            {
-                return new TapSteeringProgram(fd);
-            }
-
-            var errno = Marshal.GetLastPInvokeError();
-            if (errno is Errno.EPERM or Errno.EACCES)
-            {
-                throw new LinkException(
-                    $"Loading the TAP steering program for '{name}' failed: {Errno.Describe(errno)}. Several engines on a TAP device need CAP_BPF " +
-                    $"(or CAP_SYS_ADMIN){Capabilities.Lacking(("CAP_BPF", LinuxNative.CAP_BPF))}: grant it (`sudo setcap cap_net_admin,cap_bpf+ep <program>`) or use one engine (Engines = 1).",
-                    errno);
-            }
-
-            // Anything else is the verifier's: load again with its log for the message.
-            var log = new byte[1 << 16];
-            fixed (byte* logBuffer = log)
-            {
-                _ = LoadProgram(attr, insns, instructions.Length, licenseText, logBuffer, log.Length);
-            }
-
-            var text = Encoding.ASCII.GetString(log, 0, Math.Max(0, Array.IndexOf(log, (byte)0)));
-            throw new LinkException($"The kernel refused the TAP steering program for '{name}': {Errno.Describe(errno)}. Verifier log:\n{text}", errno);
-        }
+        var fd = BpfProgram.Load(LinuxNative.BPF_PROG_TYPE_SOCKET_FILTER, Instructions(queueCount), "vso_tap_steer", $"the TAP steering program for '{name}'", errno => new LinkException(
+            $"Loading the TAP steering program for '{name}' failed: {Errno.Describe(errno)}. Several engines on a TAP device need CAP_BPF " +
+            $"(or CAP_SYS_ADMIN){Capabilities.Lacking(("CAP_BPF", LinuxNative.CAP_BPF))}: grant it (`sudo setcap cap_net_admin,cap_bpf+ep <program>`) or use one engine (Engines = 1).",
+            errno));
+        return new TapSteeringProgram(fd);
     }
 
     /// <summary>Attaches the program to the device of the TAP queue <paramref name="tapFd"/> (any queue: the program is the device's).</summary>
@@ -180,23 +153,4 @@ internal sealed unsafe class TapSteeringProgram : IDisposable
 
     /// <summary>A jump's offset counts from the instruction after it.</summary>
     private static short Jump(int from, int to) => (short)(to - from - 1);
-
-    private static int LoadProgram(byte* attr, ulong* insns, int count, byte* license, byte* log, int logSize)
-    {
-        new Span<byte>(attr, LinuxNative.BpfAttrSize).Clear();
-        *(uint*)attr = LinuxNative.BPF_PROG_TYPE_SOCKET_FILTER;
-        *(uint*)(attr + 4) = (uint)count;
-        *(ulong*)(attr + 8) = (ulong)insns;
-        *(ulong*)(attr + 16) = (ulong)license;
-        if (log != null)
-        {
-            *(uint*)(attr + 24) = 1;
-            *(uint*)(attr + 28) = (uint)logSize;
-            *(ulong*)(attr + 32) = (ulong)log;
-        }
-
-        var name = "vso_tap_steer"u8;
-        name.CopyTo(new Span<byte>(attr + 48, 16));
-        return LinuxNative.bpf(LinuxNative.BPF_PROG_LOAD, attr, LinuxNative.BpfAttrSize);
-    }
 }

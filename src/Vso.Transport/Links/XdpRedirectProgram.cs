@@ -1,5 +1,4 @@
 using System.Runtime.InteropServices;
-using System.Text;
 using Vso.Transport.Native;
 using Vso.Transport.Wire;
 
@@ -186,7 +185,7 @@ internal sealed unsafe class XdpRedirectProgram : IDisposable
         *(uint*)(attr + 4) = 4;              // key: queue index
         *(uint*)(attr + 8) = 4;              // value: socket fd
         *(uint*)(attr + 12) = (uint)queues;
-        WriteName(attr + 28, "vso_xsks");
+        BpfProgram.WriteName(attr + 28, "vso_xsks");
         var fd = LinuxNative.bpf(LinuxNative.BPF_MAP_CREATE, attr, LinuxNative.BpfAttrSize);
         if (fd < 0)
         {
@@ -201,66 +200,12 @@ internal sealed unsafe class XdpRedirectProgram : IDisposable
         return fd;
     }
 
-    private static int LoadProgram(ulong[] instructions, string name)
-    {
-        var license = "GPL\0"u8;
-        var attr = stackalloc byte[LinuxNative.BpfAttrSize];
-        fixed (ulong* insns = instructions)
-        fixed (byte* licenseText = license)
-        {
-            var fd = Load(attr, insns, instructions.Length, licenseText, null, 0);
-            if (fd >= 0)
-            {
-                return fd;
-            }
-
-            var errno = Marshal.GetLastPInvokeError();
-            if (errno is Errno.EPERM)
-            {
-                throw new LinkException(
-                    $"Loading the stack's XDP program for '{name}' failed: {Errno.Describe(errno)}. XDP programs need CAP_BPF and CAP_NET_ADMIN (or CAP_SYS_ADMIN){Lacking()}. {AfXdpLink.GrantHint}",
-                    errno);
-            }
-
-            // Anything else is the verifier's: load again with its log for the message.
-            var log = new byte[1 << 16];
-            fixed (byte* logBuffer = log)
-            {
-                _ = Load(attr, insns, instructions.Length, licenseText, logBuffer, log.Length);
-            }
-
-            var text = Encoding.ASCII.GetString(log, 0, Math.Max(0, Array.IndexOf(log, (byte)0)));
-            throw new LinkException($"The kernel refused the stack's XDP program for '{name}': {Errno.Describe(errno)}. Verifier log:\n{text}", errno);
-        }
-    }
-
-    private static int Load(byte* attr, ulong* insns, int count, byte* license, byte* log, int logSize)
-    {
-        new Span<byte>(attr, LinuxNative.BpfAttrSize).Clear();
-        *(uint*)attr = LinuxNative.BPF_PROG_TYPE_XDP;
-        *(uint*)(attr + 4) = (uint)count;
-        *(ulong*)(attr + 8) = (ulong)insns;
-        *(ulong*)(attr + 16) = (ulong)license;
-        if (log != null)
-        {
-            *(uint*)(attr + 24) = 1;
-            *(uint*)(attr + 28) = (uint)logSize;
-            *(ulong*)(attr + 32) = (ulong)log;
-        }
-
-        WriteName(attr + 48, "vso_xdp");
-        return LinuxNative.bpf(LinuxNative.BPF_PROG_LOAD, attr, LinuxNative.BpfAttrSize);
-    }
+    private static int LoadProgram(ulong[] instructions, string name) =>
+        BpfProgram.Load(LinuxNative.BPF_PROG_TYPE_XDP, instructions, "vso_xdp", $"the stack's XDP program for '{name}'", errno => new LinkException(
+            $"Loading the stack's XDP program for '{name}' failed: {Errno.Describe(errno)}. XDP programs need CAP_BPF and CAP_NET_ADMIN (or CAP_SYS_ADMIN){Lacking()}. {AfXdpLink.GrantHint}",
+            errno));
 
     private static string Lacking() => Capabilities.Lacking(("CAP_BPF", LinuxNative.CAP_BPF), ("CAP_NET_ADMIN", LinuxNative.CAP_NET_ADMIN));
-
-    private static void WriteName(byte* destination, string name)
-    {
-        for (var i = 0; i < name.Length && i < 15; i++)
-        {
-            destination[i] = (byte)name[i];
-        }
-    }
 
     private static void Close(ref int fd)
     {

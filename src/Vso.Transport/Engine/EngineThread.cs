@@ -89,12 +89,7 @@ internal sealed class EngineThread : IDisposable
             gate.Exit();
         }
 
-        if (_stack.HasPendingWork || next < Volatile.Read(ref _sleepsUntil))
-        {
-            return false;
-        }
-
-        return true;
+        return !_stack.HasPendingWork && next >= Volatile.Read(ref _sleepsUntil);
     }
 
     /// <summary>
@@ -156,19 +151,15 @@ internal sealed class EngineThread : IDisposable
             return;
         }
 
-        if (_busyPollMicros > 0)
+        if (_busyPollMicros > 0 && _steady)
         {
-            if (_steady)
+            if (BusyPoll(now + Math.Min(untilNext, _busyPollMicros)))
             {
-                if (BusyPoll(now + Math.Min(untilNext, _busyPollMicros)))
-                {
-                    return;
-                }
-
-                // A timer that fell due within the budget says nothing about the traffic.
-                _steady = untilNext < _busyPollMicros;
+                return;
             }
 
+            // A timer that fell due within the budget says nothing about the traffic.
+            _steady = untilNext < _busyPollMicros;
             now = _stack.Clock.NowMicroseconds;
             untilNext = NextEvent() - now;
             if (untilNext <= 0)

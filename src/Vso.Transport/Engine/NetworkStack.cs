@@ -10,8 +10,9 @@ namespace Vso.Transport.Engine;
 
 /// <summary>
 /// The event loop of one shard of a stack on its own link (queue): applications' work, received frames, due timers, then
-/// output, then one flush of the transmit batch. Single-threaded: whoever calls <see cref="Poll"/> is the
-/// engine thread (the <see cref="EngineThread"/> in production, a virtual-time driver in tests).
+/// output, then one flush of the transmit batch. One thread at a time, under <see cref="Gate"/>: the
+/// <see cref="EngineThread"/> in production (or, while it sleeps, a thread that posted work: <see cref="PollPostedWork"/>),
+/// a virtual-time driver in tests.
 /// No exception leaves <see cref="Poll"/>: each entry contains what escapes it (<see cref="EngineFaults"/>), and the
 /// connections inside an entry are contained one by one (TcpLayer), so one failure aborts at most its connection.
 /// </summary>

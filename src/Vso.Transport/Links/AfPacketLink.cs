@@ -20,7 +20,7 @@ namespace Vso.Transport.Links;
 /// the socket's queue whole (PACKET_COPY_THRESH) and is read from there. Without it, such frames are dropped, counted
 /// and logged with the ethtool command that turns the offloads off.
 /// </summary>
-internal sealed unsafe class AfPacketLink : ILink
+internal sealed unsafe class AfPacketLink : ILink, ILinkCounters
 {
     private const int MaxIov = TransmitBatch.MaxGather + 2;
 
@@ -172,6 +172,8 @@ internal sealed unsafe class AfPacketLink : ILink
 
     /// <summary>With segmentation offload: frames whose virtio_net_hdr asked for what the link cannot do, dropped.</summary>
     public long BadOffloadFrames { get; private set; }
+
+    long ILinkCounters.BadOffloadFrames => BadOffloadFrames + ChecksumNotReadyFrames;
 
     /// <summary>Frames the stack asked to send that were larger than the MTU allows, not sent.</summary>
     public long OversizeTransmitFrames { get; private set; }

@@ -19,7 +19,7 @@ namespace Vso.Transport.Links;
 /// flows it sends over the queues by its own flow hash, or, once a stack's queue 0 has attached
 /// <see cref="TapSteeringProgram"/>, by the stack's.
 /// </summary>
-internal sealed unsafe class TapLink : ILink
+internal sealed unsafe class TapLink : ILink, ILinkCounters
 {
     private const int MaxIov = TransmitBatch.MaxGather + 2;
 
@@ -237,7 +237,7 @@ internal sealed unsafe class TapLink : ILink
     internal long ChecksumsCompleted { get; private set; }
 
     /// <summary>Received frames dropped for a virtio_net_hdr the link cannot honour (a GSO type it did not offer, checksum offsets outside the frame).</summary>
-    internal long BadOffloadFrames { get; private set; }
+    public long BadOffloadFrames { get; private set; }
 
     public int Receive(IFrameReceiver receiver, int maxFrames)
     {

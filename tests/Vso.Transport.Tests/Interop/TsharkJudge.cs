@@ -67,9 +67,11 @@ internal sealed class TsharkJudge : IDisposable
         // A frame longer than the MTU allows is a TCP super-segment (segmentation offload, seen whole on a TAP device): its
         // checksum field holds the pseudo-header sum only (CHECKSUM_PARTIAL), which the kernel never checks on delivery.
         // Its bytes are judged by the transfer's sha256; its IPv4 header and its form here still are. A frame the capture
-        // holds only in part (cut when the capture stopped) cannot be judged.
+        // holds only in part (cut when the capture stopped) cannot be judged. A TCP checksum of 0xFFFF where 0x0000 was
+        // computed is the same sum (RFC 1624: ones' complement has two zeros) and receivers take it; the kernel's software
+        // checksum (skb_checksum_help) writes 0xFFFF for a zero, so about one frame in 65,536 of the kernel's carries it.
         var bad = Shell.Run(TimeSpan.FromSeconds(120), "tshark", "-n", "-r", File, "-o", "tcp.check_checksum:TRUE", "-o", "ip.check_checksum:TRUE",
-            "-o", "tcp.desegment_tcp_streams:FALSE", "-Y", $"((tcp.checksum.status==Bad && frame.len <= {MaxFrame}) || _ws.malformed || ip.checksum.status==Bad) && frame.cap_len == frame.len",
+            "-o", "tcp.desegment_tcp_streams:FALSE", "-Y", $"((tcp.checksum.status==Bad && !tcp.checksum.ffff && frame.len <= {MaxFrame}) || _ws.malformed || ip.checksum.status==Bad) && frame.cap_len == frame.len",
             "-T", "fields", "-e", "frame.number", "-e", "ip.src", "-e", "_ws.col.Info");
         if (bad.ExitCode != 0)
         {

@@ -397,6 +397,34 @@ internal sealed class VsoOutputWriter : PipeWriter
         _drained = null;
     }
 
+    /// <summary>
+    /// Engine thread, when the pooled set is given back: a completed writer with nothing in flight, no block and no waiting
+    /// flush starts over; the flush completion's version moves on, so a stale flush's ValueTask can no longer be awaited.
+    /// False (the writer is left to the garbage collector) if anything is still out.
+    /// </summary>
+    public bool TryReset()
+    {
+        lock (_gate)
+        {
+            if (!_completed || _current is not null || _parked is not null || _unflushed.Count != 0 || _flushPending || Interlocked.Read(ref _inFlight) != 0)
+            {
+                return false;
+            }
+
+            _flush.Recycle();
+            _written = 0;
+            _flushedTo = 0;
+            _unflushedBytes = 0;
+            _flushToken = default;
+            _flushRegistration = default;
+            _cancelNext = false;
+            _drained = null;
+            _closed = false;
+            _completed = false;
+            return true;
+        }
+    }
+
     /// <summary>The connection ended: pending and later flushes report IsCompleted; later writes are dropped.</summary>
     public void OnConnectionClosed()
     {
@@ -430,6 +458,13 @@ internal sealed class VsoOutputWriter : PipeWriter
             }
 
             _issued = true;
+        }
+
+        /// <summary>Under the writer's gate, no flush waiting: a new version for the writer's next connection.</summary>
+        public void Recycle()
+        {
+            _core.Reset();
+            _issued = false;
         }
 
         public void Complete(FlushResult result, Exception? error)

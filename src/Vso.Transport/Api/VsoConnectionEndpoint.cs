@@ -166,6 +166,17 @@ public sealed class VsoConnectionEndpoint
         }
     }
 
+    /// <summary>
+    /// Engine thread, after the connection has ended (<see cref="IVsoEndpointObserver.OnClosed"/>): the embedding is done
+    /// with the endpoint, so that its observer and host may serve another connection (pooled). The connection's events
+    /// and turns reach nobody from here on.
+    /// </summary>
+    public void Release()
+    {
+        _observer = null;
+        _host = null;
+    }
+
     private TcpConnection OpenConnection() =>
         _tcp ?? throw new InvalidOperationException("The endpoint is not open.");
 

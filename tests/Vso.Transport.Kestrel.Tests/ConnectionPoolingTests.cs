@@ -1,0 +1,211 @@
+using System.Buffers;
+using System.IO.Pipelines;
+using System.Net;
+using System.Text;
+using Microsoft.AspNetCore.Connections;
+using Microsoft.AspNetCore.Connections.Features;
+using Microsoft.AspNetCore.Http.Features;
+using Vso.MemoryPinning;
+using Vso.Transport.Api;
+using Vso.Transport.Tcp;
+
+namespace Vso.Transport.Kestrel.Tests;
+
+/// <summary>
+/// Issue 12 item 4: a listener's connections reuse the per-connection state (operations, input pump and pipe, writer,
+/// send host) that ended connections left, in a bounded pool; a reused state carries nothing of the previous connection,
+/// and what the previous connection's application may still hold (its Transport, its context) reaches nothing new.
+/// </summary>
+public sealed class ConnectionPoolingTests
+{
+    private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(30);
+    private static readonly IPEndPoint Endpoint = new(IPAddress.Parse(SimulatedPair.ServerAddress), 8080);
+
+    [Fact]
+    public void A_reused_state_sees_nothing_of_the_previous_connection_and_stale_references_are_inert()
+    {
+        VirtualPair.Run(
+            async pair =>
+            {
+                var listener = (VsoConnectionListener)await pair.Factory.BindAsync(Endpoint);
+
+                // The first connection: its request is left unread in the pipe, its response is sent, it ends in order.
+                var (client1, server1) = await ConnectAsync(pair, listener);
+                await client1.SendAsync("first request"u8.ToArray());
+                var read = await server1.Transport.Input.ReadAsync();
+                server1.Transport.Input.AdvanceTo(read.Buffer.Start, read.Buffer.End);
+                var staleInput = server1.Transport.Input;
+                var staleOutput = server1.Transport.Output;
+                staleOutput.Write("one"u8);
+                await staleOutput.FlushAsync();
+                await server1.DisposeAsync();
+                Assert.Equal("one", await ReadToEndAsync(client1));
+                Assert.Equal(0, listener.States.Count);
+                await client1.CloseAsync().WaitAsync(Timeout);
+                await pair.Until(() => listener.States.Count == 1, "the first connection's state back in the pool");
+
+                // The second connection takes the same state and sees only its own bytes.
+                var (client2, server2) = await ConnectAsync(pair, listener);
+                Assert.Same(((VsoTransportConnection)server1).State, ((VsoTransportConnection)server2).State);
+                Assert.Equal(1, listener.States.Created);
+                await client2.SendAsync("BB"u8.ToArray());
+                Assert.Equal("BB", await ReadAsync(server2.Transport.Input, 2));
+
+                // What the first connection's application still holds reaches nothing of the second.
+                Assert.Throws<ObjectDisposedException>(() => staleInput.TryRead(out _));
+                await Assert.ThrowsAsync<ObjectDisposedException>(async () => await staleInput.ReadAsync());
+                Assert.Throws<ObjectDisposedException>(() => staleOutput.GetSpan(1));
+                staleInput.Complete();
+                staleOutput.Complete(new InvalidOperationException("stale"));
+                server1.Abort(new ConnectionAbortedException("stale abort"));
+                Assert.Equal(TcpState.Closed, ((VsoTransportConnection)server1).GetInfo().State);
+
+                server2.Transport.Output.Write("two"u8);
+                var flush = await server2.Transport.Output.FlushAsync();
+                Assert.False(flush.IsCompleted, "a stale abort closed the new connection's writer");
+                await client2.SendAsync("CC"u8.ToArray());
+                Assert.Equal("CC", await ReadAsync(server2.Transport.Input, 2));
+                Assert.Equal(TcpState.Established, ((VsoTransportConnection)server2).GetInfo().State);
+                Assert.False(server2.ConnectionClosed.IsCancellationRequested);
+                await server2.Transport.Output.CompleteAsync();
+                Assert.Equal("two", await ReadToEndAsync(client2));
+
+                await server2.DisposeAsync();
+                await client2.CloseAsync().WaitAsync(Timeout);
+                await pair.Until(() => listener.States.Count == 1, "the second connection's state back in the pool");
+                await listener.UnbindAsync();
+                await pair.Until(() => pair.Factory.PinnedBytes == 0, "every pinned block back in the pool");
+            });
+    }
+
+    /// <summary>Disposed by the application while the peer has not closed yet: the state stays with the connection until TCP ends.</summary>
+    [Fact]
+    public void The_state_returns_only_once_both_the_application_and_the_TCP_connection_are_done()
+    {
+        VirtualPair.Run(
+            async pair =>
+            {
+                var listener = (VsoConnectionListener)await pair.Factory.BindAsync(Endpoint);
+                var (client, server) = await ConnectAsync(pair, listener);
+
+                // TCP ended first (the peer reset it): the application still holds the connection, so the state stays.
+                client.Abort();
+                await ((VsoTransportConnection)server).Ended.WaitAsync(Timeout);
+                await pair.Delay(TimeSpan.FromSeconds(1));
+                Assert.Equal(0, listener.States.Count);
+                await server.DisposeAsync();
+                await pair.Until(() => listener.States.Count == 1, "the state back once the application disposed");
+
+                // The application first: the peer keeps its side open (FIN-WAIT-2 here), the state waits for TCP's end.
+                var (client2, server2) = await ConnectAsync(pair, listener);
+                await server2.DisposeAsync();
+                Assert.Equal(0, await client2.ReceiveAsync(new byte[16]).AsTask().WaitAsync(Timeout));
+                await pair.Delay(TimeSpan.FromSeconds(1));
+                Assert.Equal(0, listener.States.Count);
+                await client2.CloseAsync().WaitAsync(Timeout);
+                await pair.Until(() => listener.States.Count == 1, "the state back once TCP ended");
+                Assert.Equal(1, listener.States.Created);
+                await listener.UnbindAsync();
+            });
+    }
+
+    [Fact]
+    public void The_pool_keeps_at_most_its_capacity()
+    {
+        using var pool = new PinnedBlockPool();
+        using var blocks = new PinnedBlockClasses(pool);
+        var states = new ConnectionStatePool(blocks, SimulatedPair.DefaultOptions());
+        var rented = new List<ConnectionOperations>();
+        for (var i = 0; i < ConnectionStatePool.Capacity + 10; i++)
+        {
+            rented.Add(states.Rent());
+        }
+
+        Assert.Equal(ConnectionStatePool.Capacity + 10, states.Created);
+        foreach (var state in rented)
+        {
+            states.Return(state);
+        }
+
+        Assert.Equal(ConnectionStatePool.Capacity, states.Count);
+        Assert.Same(rented[ConnectionStatePool.Capacity - 1], states.Rent());
+    }
+
+    /// <summary>The connection is its own feature collection: built-in features, features set by others, overrides and removal.</summary>
+    [Fact]
+    public void Features_set_by_others_are_kept_and_override_the_built_in_ones()
+    {
+        VirtualPair.Run(
+            async pair =>
+            {
+                var listener = (VsoConnectionListener)await pair.Factory.BindAsync(Endpoint);
+                var (_, server) = await ConnectAsync(pair, listener);
+                var features = server.Features;
+                var revision = features.Revision;
+
+                Assert.Same(server, features.Get<IConnectionIdFeature>());
+                Assert.Null(features.Get<IProxyProtocolFeature>());
+                Assert.Null(features[typeof(string)]);
+                features.Set<string>("extra");
+                Assert.Equal("extra", features.Get<string>());
+                Assert.NotEqual(revision, features.Revision);
+
+                var items = new ItemsFeature();
+                features.Set<IConnectionItemsFeature>(items);
+                Assert.Same(items, features.Get<IConnectionItemsFeature>());
+                features.Set<IConnectionItemsFeature>(null);
+                Assert.Null(features.Get<IConnectionItemsFeature>());
+                features.Set<string>(null);
+
+                var listed = features.Select(f => f.Key).ToList();
+                Assert.Contains(typeof(IConnectionTransportFeature), listed);
+                Assert.Contains(typeof(IVsoTcpInfoFeature), listed);
+                Assert.DoesNotContain(typeof(IConnectionItemsFeature), listed);
+                Assert.DoesNotContain(typeof(string), listed);
+                Assert.Equal(listed.Count, listed.Distinct().Count());
+                await server.DisposeAsync();
+                await listener.UnbindAsync();
+            });
+    }
+
+    private sealed class ItemsFeature : IConnectionItemsFeature
+    {
+        public IDictionary<object, object?> Items { get; set; } = new Dictionary<object, object?>();
+    }
+
+    private static async Task<(VsoConnection Client, ConnectionContext Server)> ConnectAsync(VirtualPair pair, VsoConnectionListener listener)
+    {
+        var accept = listener.AcceptAsync().AsTask();
+        var client = await pair.Client.ConnectAsync(Endpoint).WaitAsync(Timeout);
+        return (client, (await accept.WaitAsync(Timeout))!);
+    }
+
+    private static async Task<string> ReadAsync(PipeReader input, int length)
+    {
+        while (true)
+        {
+            var result = await input.ReadAsync();
+            if (result.Buffer.Length >= length || result.IsCompleted)
+            {
+                var text = Encoding.ASCII.GetString(result.Buffer.ToArray());
+                input.AdvanceTo(result.Buffer.End);
+                return text;
+            }
+
+            input.AdvanceTo(result.Buffer.Start, result.Buffer.End);
+        }
+    }
+
+    private static async Task<string> ReadToEndAsync(VsoConnection client)
+    {
+        var text = new StringBuilder();
+        var buffer = new byte[256];
+        int n;
+        while ((n = await client.ReceiveAsync(buffer).AsTask().WaitAsync(Timeout)) > 0)
+        {
+            text.Append(Encoding.ASCII.GetString(buffer, 0, n));
+        }
+
+        return text.ToString();
+    }
+}

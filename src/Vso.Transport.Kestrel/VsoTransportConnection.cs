@@ -251,20 +251,12 @@ internal sealed partial class VsoTransportConnection : ConnectionContext,
         await _operations.Input.Reader.CompleteAsync().ConfigureAwait(false);
         _operations.PostClose(_generation);
 
-        // Woken by the acknowledgment that empties the writer or by the connection's end, not by polling: no timer per
-        // connection unless it has to wait, and the connection's objects go as soon as the peer has everything.
-        var drained = output.WhenDrained();
-        if (!drained.IsCompleted)
+        // Woken by the acknowledgment that empties the writer or by the connection's end, not by polling; bounded by one
+        // timer shared by every waiting connection, and the connection's objects go as soon as the peer has everything.
+        var started = Stopwatch.GetTimestamp();
+        if (!await output.WhenDrained(AcknowledgeWait).ConfigureAwait(false))
         {
-            var started = Stopwatch.GetTimestamp();
-            try
-            {
-                await drained.WaitAsync(AcknowledgeWait).ConfigureAwait(false);
-            }
-            catch (TimeoutException)
-            {
-                _log.AcknowledgeWaitTimedOut(ConnectionId, output.InFlightBytes, (long)Stopwatch.GetElapsedTime(started).TotalMilliseconds);
-            }
+            _log.AcknowledgeWaitTimedOut(ConnectionId, output.InFlightBytes, (long)Stopwatch.GetElapsedTime(started).TotalMilliseconds);
         }
 
         FireClosed();

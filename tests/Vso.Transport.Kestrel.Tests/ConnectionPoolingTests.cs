@@ -168,6 +168,35 @@ public sealed class ConnectionPoolingTests
             });
     }
 
+    /// <summary>DisposeAsync's wait for the peer's acknowledgments without a timer or promise per connection: true once acknowledged, false at the deadline.</summary>
+    [Fact]
+    public async Task The_drain_wait_ends_on_the_acknowledgment_or_at_its_deadline()
+    {
+        using var pool = new PinnedBlockPool();
+        var (link, peer) = Links.SimulatedLink.CreatePair(new Engine.VirtualClock(), new Links.SimulatedLinkOptions());
+        using var stack = new VsoStack(link, new VsoStackOptions { Address = IPAddress.Parse(SimulatedPair.ClientAddress), PrefixLength = 24 }, new Engine.VirtualClock());
+        var operations = new ConnectionOperations(stack.CreateEndpoint(), "vso-test", finOnError: false, Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance, static () => { });
+        using var blocks = new PinnedBlockClasses(pool);
+        var writer = new VsoOutputWriter(operations, blocks, pauseThreshold: 1 << 20);
+
+        writer.Write("xx"u8);
+        await writer.FlushAsync();
+        var acknowledged = writer.WhenDrained(TimeSpan.FromSeconds(30));
+        Assert.False(acknowledged.IsCompleted);
+        writer.OnReleased(2);
+        Assert.True(await acknowledged.AsTask().WaitAsync(Timeout));
+
+        writer.Write("yy"u8);
+        await writer.FlushAsync();
+        var started = System.Diagnostics.Stopwatch.GetTimestamp();
+        Assert.False(await writer.WhenDrained(TimeSpan.FromMilliseconds(150)).AsTask().WaitAsync(Timeout));
+        Assert.True(System.Diagnostics.Stopwatch.GetElapsedTime(started) >= TimeSpan.FromMilliseconds(150));
+        writer.OnReleased(2);
+        Assert.True(await writer.WhenDrained(TimeSpan.FromSeconds(30)));
+        writer.Complete();
+        peer.Dispose();
+    }
+
     private sealed class ItemsFeature : IConnectionItemsFeature
     {
         public IDictionary<object, object?> Items { get; set; } = new Dictionary<object, object?>();

@@ -23,6 +23,7 @@ public sealed class VsoConnectionEndpoint
     private IVsoSendHost? _host;
     private TcpConnection? _tcp;
     private int _turnRequested;
+    private bool _released;
 
     internal VsoConnectionEndpoint(VsoStack stack, NetworkStack shard, TcpConnection? accepted)
     {
@@ -98,6 +99,7 @@ public sealed class VsoConnectionEndpoint
     /// <summary>Active open with the connection's own <paramref name="settings"/> (null: a copy of the stack's) from <paramref name="localPort"/> (0: ephemeral).</summary>
     internal void Connect(Ipv4Address remote, ushort port, TcpSettings? settings, ushort localPort)
     {
+        ObjectDisposedException.ThrowIf(_released, this);
         if (_tcp is not null)
         {
             throw new InvalidOperationException("The endpoint is already open.");
@@ -167,18 +169,38 @@ public sealed class VsoConnectionEndpoint
     }
 
     /// <summary>
-    /// Engine thread, after the connection has ended (<see cref="IVsoEndpointObserver.OnClosed"/>): the embedding is done
-    /// with the endpoint, so that its observer and host may serve another connection (pooled). The connection's events
-    /// and turns reach nobody from here on.
+    /// Engine thread: the embedding is done with the endpoint, normally after the connection has ended
+    /// (<see cref="IVsoEndpointObserver.OnClosed"/>); one still open is reset first (RFC 9293 §3.10.5). Its observer and
+    /// host hear nothing more (they may serve another connection), and the stack may reuse the connection's state for a
+    /// new one: the endpoint reads as closed from now on, and <see cref="Enqueue"/> or <see cref="Connect"/> throw
+    /// <see cref="ObjectDisposedException"/>.
     /// </summary>
     public void Release()
     {
+        if (_released)
+        {
+            return;
+        }
+
+        if (_tcp is { IsTerminated: false } open)
+        {
+            open.Abort();
+            _shard.Tcp.AfterEvent(open);
+        }
+
+        _released = true;
         _observer = null;
         _host = null;
+        var tcp = _tcp;
+        _tcp = null;
+        tcp?.ReleaseByOwner();
     }
 
-    private TcpConnection OpenConnection() =>
-        _tcp ?? throw new InvalidOperationException("The endpoint is not open.");
+    private TcpConnection OpenConnection()
+    {
+        ObjectDisposedException.ThrowIf(_released, this);
+        return _tcp ?? throw new InvalidOperationException("The endpoint is not open.");
+    }
 
     private void Bind(TcpConnection tcp)
     {

@@ -40,13 +40,17 @@ vso_offloads_off() { # NS DEV
   ip netns exec "$1" ethtool -K "$2" tso off gso off gro off tx off rx off >/dev/null 2>&1 || true
 }
 
-# vso_veth NS_A DEV_A NS_B DEV_B: a veth pair created in NS_A, one end moved to NS_B, both up, offloads off.
+# vso_veth NS_A DEV_A NS_B DEV_B: a veth pair created in NS_A, one end moved to NS_B, both up. Offloads off, unless
+# VSO_OFFLOADS=on: then both ends keep the kernel's defaults (TSO, checksum offload), as NICs have them, and the kernel's
+# TCP and the stack's AF_PACKET and TAP links all use them (the AF_XDP link needs them off: its scripts turn them off).
 vso_veth() {
   ip -n "$1" link add "$2" type veth peer name "$4" netns "$3"
   ip -n "$1" link set "$2" up
   ip -n "$3" link set "$4" up
-  vso_offloads_off "$1" "$2"
-  vso_offloads_off "$3" "$4"
+  if [ "${VSO_OFFLOADS:-off}" != on ]; then
+    vso_offloads_off "$1" "$2"
+    vso_offloads_off "$3" "$4"
+  fi
 }
 
 # vso_wait_http NS URL: waits up to 20 s for URL to answer.

@@ -11,7 +11,8 @@
 # Runs ROUNDS rounds, alternating the servers, and prints the median throughput of each and the ratio to the
 # kernel's, all measured in this one run, with each server process's CPU time (utime + stime) per MiB sent and its
 # busiest threads (CPU seconds per second of transfer, from /proc/PID/task). Needs root. Usage: benchmarks/load/bulk.sh [ROUNDS=5] [MIB=64]
-# VSO_AFPACKET_RING=V3 puts the AF_PACKET server on the TPACKET_V3 receive ring (default V2).
+# VSO_AFPACKET_RING=V3 puts the AF_PACKET server on the TPACKET_V3 receive ring (default V2). VSO_OFFLOADS=on keeps the
+# devices' offloads on (benchmarks/netns.sh) for the kernel, AF_PACKET and TAP; AF_XDP's veths have them off either way.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
@@ -37,6 +38,7 @@ vso_veth "$client" vsoc2 "$server" vsos2      # AF_XDP's wire (UMEM over the poo
 ip -n "$client" addr add 198.18.3.1/24 dev vsoc2
 vso_veth "$client" vsoc3 "$server" vsos3      # AF_XDP's wire (private UMEM)
 ip -n "$client" addr add 198.18.4.1/24 dev vsoc3
+for dev in 2 3; do vso_offloads_off "$client" "vsoc$dev"; vso_offloads_off "$server" "vsos$dev"; done
 
 # The kernel serves the same bytes (byte i = i % 251) from tmpfs.
 www="$(mktemp -d /dev/shm/vso-bulk-XXXXXX)"
@@ -71,7 +73,7 @@ VSO_PIDS+=($!); pid_of[stack/AF_XDP]=$!
 ip netns exec "$server" env VSO_AFXDP_UMEM=private dotnet "$server_dll" afxdp vsos3 198.18.4.2 8080 >/dev/null &
 VSO_PIDS+=($!); pid_of[stack/AF_XDP-cp]=$!
 sleep 1
-vso_offloads_off "$client" vsotap0
+if [ "${VSO_OFFLOADS:-off}" != on ]; then vso_offloads_off "$client" vsotap0; fi
 
 declare -A url=(
   [kernel]="http://198.18.1.2:8080/bytes/$bytes"

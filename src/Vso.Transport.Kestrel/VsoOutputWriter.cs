@@ -12,10 +12,16 @@ namespace Vso.Transport.Kestrel;
 /// writer has moved past it and every range of it is acknowledged (or failed).
 /// Backpressure counts flushed bytes that are unsent or unacknowledged: FlushAsync completes once they are below
 /// <see cref="PauseThreshold"/>, or, if it had to wait, once they fell below <see cref="ResumeThreshold"/>.
+/// A writer that fills whole blocks is streaming: each block it fills doubles the size of the next, up to one
+/// super-segment (<see cref="MaxStreamingBlockBytes"/>), so a megabyte costs a few rents, leases and descriptors instead of
+/// 256, and Kestrel a few Advance calls; once everything it sent is acknowledged it starts again at the pool's block size.
 /// Single writer (Kestrel's contract); acknowledgments arrive on the engine thread.
 /// </summary>
 internal sealed class VsoOutputWriter : PipeWriter
 {
+    /// <summary>The largest block a streaming writer rents: the payload of one 64 KiB super-segment.</summary>
+    internal const int MaxStreamingBlockBytes = 64 * 1024;
+
     private readonly ConnectionOperations _operations;
     private readonly PinnedBlockClasses _blocks;
     private readonly Lock _gate = new();
@@ -25,6 +31,7 @@ internal sealed class VsoOutputWriter : PipeWriter
     private BlockRef? _parked;                   // under _gate: the current block after a flush, until written again or all is acknowledged
     private int _written;
     private int _flushedTo;
+    private int _rentBytes;                      // the size the next block is rented at, at least the pool's block size
     private long _unflushedBytes;
     private long _inFlight;
     private bool _flushPending;                  // under _gate: a FlushAsync waits on _flush
@@ -42,6 +49,7 @@ internal sealed class VsoOutputWriter : PipeWriter
         _operations = operations;
         _blocks = blocks;
         _flush = new FlushCompletion(this);
+        _rentBytes = blocks.Base.BlockSize;
         PauseThreshold = pauseThreshold;
         ResumeThreshold = pauseThreshold / 2;
     }
@@ -246,10 +254,16 @@ internal sealed class VsoOutputWriter : PipeWriter
                 _unflushed.Add((_current, _flushedTo, _written - _flushedTo));
             }
 
+            // Filled at least three quarters: a stream, not a last small write.
+            if (_written >= _current.Block.Length - (_current.Block.Length >> 2))
+            {
+                _rentBytes = Math.Min(Math.Max(_rentBytes, _current.Block.Length) * 2, MaxStreamingBlockBytes);
+            }
+
             _current.Release();
         }
 
-        _current = _blocks.Rent(need);
+        _current = _blocks.Rent(Math.Max(need, _rentBytes));
         _written = 0;
         _flushedTo = 0;
     }
@@ -320,8 +334,10 @@ internal sealed class VsoOutputWriter : PipeWriter
 
         if (_current is null)
         {
+            // Everything sent was acknowledged while the writer was idle: the next stream starts small again.
             _written = 0;
             _flushedTo = 0;
+            _rentBytes = _blocks.Base.BlockSize;
         }
     }
 

@@ -88,6 +88,68 @@ public sealed class OutputWriterTests
     }
 
     /// <summary>
+    /// A writer that fills whole blocks gets larger ones, up to one super-segment: a megabyte written as Kestrel writes a
+    /// body (GetSpan(4096), fill what it returns) takes a few dozen spans, not 256, and arrives intact. Once the peer
+    /// acknowledged everything, the next write starts at the pool's block size again.
+    /// </summary>
+    [Fact]
+    public async Task A_streaming_writer_rents_larger_blocks_and_starts_small_again_when_idle()
+    {
+        using var pair = SimulatedPair.Create();
+        var listener = await pair.Factory.BindAsync(Endpoint);
+        var acceptTask = listener.AcceptAsync().AsTask();
+        var client = await pair.Client.ConnectAsync(Endpoint).WaitAsync(Timeout);
+        var server = (await acceptTask.WaitAsync(Timeout))!;
+        var idle = pair.Factory.PinnedBytes;
+        var output = server.Transport.Output;
+        var blockSize = output.GetSpan(1).Length;
+
+        var data = RandomNumberGenerator.GetBytes(1 << 20);
+        var receiving = ReceiveAsync(client, data.Length);
+        var spans = 0;
+        var largest = 0;
+        for (var offset = 0; offset < data.Length;)
+        {
+            var span = output.GetSpan(4096);
+            var n = Math.Min(span.Length, data.Length - offset);
+            data.AsSpan(offset, n).CopyTo(span);
+            output.Advance(n);
+            offset += n;
+            spans++;
+            largest = Math.Max(largest, span.Length);
+            if (output.UnflushedBytes >= 64 * 1024)
+            {
+                await output.FlushAsync();
+            }
+        }
+
+        await output.FlushAsync();
+        Assert.Equal(data, await receiving.WaitAsync(Timeout));
+        Assert.Equal(VsoOutputWriter.MaxStreamingBlockBytes, largest);
+        Assert.True(spans < 40, $"{spans} spans for 1 MiB (blocks of {blockSize} bytes would take {data.Length / blockSize})");
+
+        await SimulatedPair.WaitUntil(() => pair.Factory.PinnedBytes == idle, "every block back in the pool once all is acknowledged");
+        Assert.Equal(blockSize, output.GetSpan(1).Length);
+
+        await server.DisposeAsync();
+        await listener.UnbindAsync();
+    }
+
+    private static async Task<byte[]> ReceiveAsync(VsoConnection client, int length)
+    {
+        var received = new byte[length];
+        var offset = 0;
+        while (offset < received.Length)
+        {
+            var n = await client.ReceiveAsync(received.AsMemory(offset)).AsTask().WaitAsync(Timeout);
+            Assert.NotEqual(0, n);
+            offset += n;
+        }
+
+        return received;
+    }
+
+    /// <summary>
     /// Kestrel passes one token for a connection's lifetime. A flush that had to wait registers on it; once the flush
     /// completed the registration must go, or every waiting flush leaves one (holding the writer) on the token.
     /// </summary>

@@ -45,6 +45,10 @@ internal sealed class NetworkStack : IDisposable
         _faults.Tcp = Tcp;
         Interface.Register(Tcp);
         _receiver = Interface;
+        if (link.Counters is { } counters)
+        {
+            LinkMetrics.Register(meter, counters, shardIndex);
+        }
     }
 
     /// <summary>This shard's place among the stack's shards (0 for a stack of one).</summary>

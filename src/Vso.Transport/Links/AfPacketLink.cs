@@ -14,15 +14,24 @@ namespace Vso.Transport.Links;
 /// scatter-gather message: its headers from the batch's own buffer and its payload straight from the host's
 /// pinned memory (Pinned identify mode), or the whole frame linear (Copy mode).
 /// The socket stays bound to the network namespace it was created in, whatever thread uses it later.
-/// Frames that offloads left unfinished (TP_STATUS_CSUMNOTREADY) or merged beyond the MTU are dropped, counted
+/// With segmentation offload (PACKET_VNET_HDR) every received frame comes with a virtio_net_hdr too, so the device's
+/// offloads may stay on, as on any NIC: super-frames (GSO from a local peer, GRO) are taken whole and unfinished
+/// checksums finished (<see cref="VirtioNetHeader.ApplyReceived"/>); a super-frame larger than a TPACKET_V2 slot reaches
+/// the socket's queue whole (PACKET_COPY_THRESH) and is read from there. Without it, such frames are dropped, counted
 /// and logged with the ethtool command that turns the offloads off.
 /// </summary>
-internal sealed unsafe class AfPacketLink : ILink
+internal sealed unsafe class AfPacketLink : ILink, ILinkCounters
 {
     private const int MaxIov = TransmitBatch.MaxGather + 2;
 
     /// <summary>Largest IPv4 packet: 65,535 bytes, less the IPv4 header and the largest TCP header.</summary>
     private const int MaxGsoPayload = 65_535 - 20 - 60;
+
+    /// <summary>A received super-frame read from the socket's queue: its virtio_net_hdr, then up to a whole IPv4 packet.</summary>
+    private const int CopiedFrameCapacity = 16 + EthernetFrame.HeaderLength + 65_535;
+
+    /// <summary>SO_RCVBUF: room in the socket's queue for the super-frames too large for a ring slot.</summary>
+    private const int CopiedFrameQueueBytes = 4 << 20;
 
     private readonly ILogger _log;
     private readonly string _name;
@@ -33,6 +42,7 @@ internal sealed unsafe class AfPacketLink : ILink
     private IoVec* _iov;
     private VirtioNetHeader* _vnet;
     private readonly bool _offload;
+    private byte* _copiedFrame;
     private int _messageCapacity;
     private bool _disposed;
 
@@ -87,6 +97,19 @@ internal sealed unsafe class AfPacketLink : ILink
             }
 
             _ring = PacketRing.Open(_fd, options, Mtu, _name);
+            if (_offload && options.ReceiveRing == AfPacketReceiveRing.V2)
+            {
+                // packet(7): a frame too large for its slot is still queued whole on the socket, its slot marked
+                // TP_STATUS_COPY, while the queue holds less than SO_RCVBUF.
+                SetOption(LinuxNative.SOL_PACKET, LinuxNative.PACKET_COPY_THRESH, 1, "PACKET_COPY_THRESH");
+                var queueBytes = CopiedFrameQueueBytes;
+                if (LinuxNative.setsockopt(_fd, LinuxNative.SOL_SOCKET, LinuxNative.SO_RCVBUFFORCE, &queueBytes, 4) < 0)
+                {
+                    _ = LinuxNative.setsockopt(_fd, LinuxNative.SOL_SOCKET, LinuxNative.SO_RCVBUF, &queueBytes, 4);
+                }
+
+                _copiedFrame = (byte*)NativeMemory.Alloc(CopiedFrameCapacity);
+            }
 
             var address = new SockAddrLl
             {
@@ -132,11 +155,25 @@ internal sealed unsafe class AfPacketLink : ILink
     /// <summary>Frames handed to the stack.</summary>
     public long FramesReceived { get; private set; }
 
-    /// <summary>Frames the kernel handed over with unfinished checksums (offloads on), dropped.</summary>
+    /// <summary>Without segmentation offload: frames the kernel handed over with unfinished checksums (offloads on), dropped.</summary>
     public long ChecksumNotReadyFrames { get; private set; }
 
-    /// <summary>Received frames larger than the MTU allows (GRO/LRO), dropped.</summary>
+    /// <summary>Received frames larger than the MTU allows and not a TCPv4 super-frame (or cut short), dropped.</summary>
     public long OversizeReceivedFrames { get; private set; }
+
+    /// <summary>With segmentation offload: TCPv4 super-frames received (GSO from a local peer, GRO), taken whole.</summary>
+    public long SuperFramesReceived { get; private set; }
+
+    /// <summary>With segmentation offload: received frames whose TCP checksum the link finished or wrote anew.</summary>
+    public long ChecksumsCompleted { get; private set; }
+
+    /// <summary>With segmentation offload: super-frames too large for a ring slot, read from the socket's queue.</summary>
+    public long CopiedFrames { get; private set; }
+
+    /// <summary>With segmentation offload: frames whose virtio_net_hdr asked for what the link cannot do, dropped.</summary>
+    public long BadOffloadFrames { get; private set; }
+
+    long ILinkCounters.BadOffloadFrames => BadOffloadFrames + ChecksumNotReadyFrames;
 
     /// <summary>Frames the stack asked to send that were larger than the MTU allows, not sent.</summary>
     public long OversizeTransmitFrames { get; private set; }
@@ -158,11 +195,11 @@ internal sealed unsafe class AfPacketLink : ILink
         {
             try
             {
-                if (Accept(frame))
+                if (Accept(frame, out var data))
                 {
                     handed++;
                     FramesReceived++;
-                    receiver.OnFrame(new ReadOnlySpan<byte>(frame.Data, (int)frame.SnapLength));
+                    receiver.OnFrame(data);
                 }
             }
             finally
@@ -314,6 +351,9 @@ internal sealed unsafe class AfPacketLink : ILink
             _iov = null;
             _vnet = null;
         }
+
+        NativeMemory.Free(_copiedFrame);
+        _copiedFrame = null;
     }
 
     private void EnsureMessages(int count)
@@ -336,9 +376,11 @@ internal sealed unsafe class AfPacketLink : ILink
         _iov = (IoVec*)NativeMemory.AllocZeroed((nuint)(_messageCapacity * MaxIov * sizeof(IoVec)));
     }
 
-    /// <summary>The checks both rings share: whether <paramref name="frame"/> goes to the stack; counts and logs the ones that do not.</summary>
-    private bool Accept(in RingFrame frame)
+    /// <summary>The checks both rings share: whether <paramref name="frame"/> goes to the stack, as <paramref name="data"/>; counts and logs the ones that do not.</summary>
+    private bool Accept(in RingFrame frame, out Span<byte> data)
     {
+        data = default;
+
         // Our own transmissions, as the kernel shows them to packet sockets; PACKET_IGNORE_OUTGOING should keep them out already.
         if (frame.PacketType == LinuxNative.PACKET_OUTGOING)
         {
@@ -349,6 +391,11 @@ internal sealed unsafe class AfPacketLink : ILink
         if ((frame.Status & LinuxNative.TP_STATUS_LOSING) != 0)
         {
             RingLosingEvents++;
+        }
+
+        if (_offload)
+        {
+            return AcceptOffloaded(frame, out data);
         }
 
         if ((frame.Status & LinuxNative.TP_STATUS_CSUMNOTREADY) != 0)
@@ -364,16 +411,83 @@ internal sealed unsafe class AfPacketLink : ILink
 
         if (frame.Length > Mtu + EthernetFrame.HeaderLength || frame.SnapLength < frame.Length)
         {
-            OversizeReceivedFrames++;
-            if (IsPowerOfTwo(OversizeReceivedFrames))
+            return DropOversize((int)frame.Length);
+        }
+
+        data = new Span<byte>(frame.Data, (int)frame.SnapLength);
+        return true;
+    }
+
+    /// <summary>
+    /// A frame with its virtio_net_hdr, which tpacket_rcv writes just before the frame in the slot (or, for a frame
+    /// the slot could not hold, recv(2) returns in front of it).
+    /// </summary>
+    private bool AcceptOffloaded(in RingFrame frame, out Span<byte> data)
+    {
+        var header = *(VirtioNetHeader*)(frame.Data - sizeof(VirtioNetHeader));
+        data = new Span<byte>(frame.Data, (int)frame.SnapLength);
+        if (frame.SnapLength < frame.Length)
+        {
+            if ((frame.Status & LinuxNative.TP_STATUS_COPY) == 0 || !TryReadCopied(out header, out data))
             {
-                _log.OversizeReceived(_name, OversizeReceivedFrames, (int)frame.Length, Mtu);
+                return DropOversize((int)frame.Length);
+            }
+
+            CopiedFrames++;
+        }
+
+        if (VirtioNetHeader.ApplyReceived(header, data, out var superFrame, out var checksumWritten) is { } reason)
+        {
+            BadOffloadFrames++;
+            if (IsPowerOfTwo(BadOffloadFrames))
+            {
+                _log.ReceivedFrameDropped(_name, BadOffloadFrames, reason);
             }
 
             return false;
         }
 
+        if (!superFrame && data.Length > Mtu + EthernetFrame.HeaderLength)
+        {
+            return DropOversize(data.Length);
+        }
+
+        ChecksumsCompleted += checksumWritten ? 1 : 0;
+        SuperFramesReceived += superFrame ? 1 : 0;
         return true;
+    }
+
+    /// <summary>The whole frame whose slot says TP_STATUS_COPY: the next one in the socket's queue, header first.</summary>
+    private bool TryReadCopied(out VirtioNetHeader header, out Span<byte> data)
+    {
+        header = default;
+        data = default;
+        nint n;
+        do
+        {
+            n = LinuxNative.recvfrom(_fd, _copiedFrame, CopiedFrameCapacity, LinuxNative.MSG_DONTWAIT, null, null);
+        }
+        while (n < 0 && Marshal.GetLastPInvokeError() == Errno.EINTR);
+
+        if (n <= sizeof(VirtioNetHeader))
+        {
+            return false;
+        }
+
+        header = *(VirtioNetHeader*)_copiedFrame;
+        data = new Span<byte>(_copiedFrame + sizeof(VirtioNetHeader), (int)n - sizeof(VirtioNetHeader));
+        return true;
+    }
+
+    private bool DropOversize(int length)
+    {
+        OversizeReceivedFrames++;
+        if (IsPowerOfTwo(OversizeReceivedFrames))
+        {
+            _log.OversizeReceived(_name, OversizeReceivedFrames, length, Mtu);
+        }
+
+        return false;
     }
 
     private void SetOption(int level, int name, int value, string what)

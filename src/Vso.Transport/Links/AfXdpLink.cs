@@ -20,7 +20,7 @@ namespace Vso.Transport.Links;
 /// touched only in the turn (Receive, Transmit), never in the wait, which another thread's turn may overlap.
 /// Frames go out through the first queue's socket; a stack of several engines opens one link per engine (<see cref="OpenShard"/>).
 /// </summary>
-internal sealed unsafe class AfXdpLink : ILink
+internal sealed unsafe class AfXdpLink : ILink, ILinkCounters
 {
     /// <summary>XDP_PACKET_HEADROOM: what the kernel keeps in front of a received frame in its UMEM frame.</summary>
     private const int KernelHeadroom = 256;

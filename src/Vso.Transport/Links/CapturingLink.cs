@@ -42,6 +42,8 @@ internal sealed class CapturingLink : ILink
 
     public MacAddress HardwareAddress => _inner.HardwareAddress;
 
+    public ILinkCounters? Counters => _inner.Counters;
+
     public int Mtu => _inner.Mtu;
 
     public long NextEventMicroseconds => _inner.NextEventMicroseconds;

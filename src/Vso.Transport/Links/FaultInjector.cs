@@ -79,6 +79,8 @@ internal sealed class FaultInjector : ILink
 
     public MacAddress HardwareAddress => _inner.HardwareAddress;
 
+    public ILinkCounters? Counters => _inner.Counters;
+
     public int Mtu => _inner.Mtu;
 
     public FaultOptions Options => _options;

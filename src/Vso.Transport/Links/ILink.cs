@@ -57,4 +57,7 @@ internal interface ILink : IDisposable
     void Interrupt()
     {
     }
+
+    /// <summary>The link's frame counts for the meter; a decorator forwards its inner link's.</summary>
+    ILinkCounters? Counters => this as ILinkCounters;
 }

@@ -19,7 +19,7 @@ namespace Vso.Transport.Links;
 /// flows it sends over the queues by its own flow hash, or, once a stack's queue 0 has attached
 /// <see cref="TapSteeringProgram"/>, by the stack's.
 /// </summary>
-internal sealed unsafe class TapLink : ILink
+internal sealed unsafe class TapLink : ILink, ILinkCounters
 {
     private const int MaxIov = TransmitBatch.MaxGather + 2;
 
@@ -237,7 +237,7 @@ internal sealed unsafe class TapLink : ILink
     internal long ChecksumsCompleted { get; private set; }
 
     /// <summary>Received frames dropped for a virtio_net_hdr the link cannot honour (a GSO type it did not offer, checksum offsets outside the frame).</summary>
-    internal long BadOffloadFrames { get; private set; }
+    public long BadOffloadFrames { get; private set; }
 
     public int Receive(IFrameReceiver receiver, int maxFrames)
     {
@@ -422,40 +422,16 @@ internal sealed unsafe class TapLink : ILink
         }
     }
 
-    /// <summary>
-    /// Applies a received frame's virtio_net_hdr: a TCPv4 super-frame may exceed the MTU (the stack takes it as one large
-    /// segment, as the kernel's GRO would), a checksum the kernel left unfinished is finished in place, the way
-    /// skb_checksum_help does (the field holds the pseudo-header sum; sum from csum_start to the end, store its complement),
-    /// so that the stack's check of every TCP checksum holds. DATA_VALID frames carry a complete checksum: nothing to do.
-    /// </summary>
+    /// <summary>Applies a received frame's virtio_net_hdr (<see cref="VirtioNetHeader.ApplyReceived"/>); counts what it did.</summary>
     private bool AcceptOffloaded(in VirtioNetHeader vnet, Span<byte> frame, out bool superFrame)
     {
-        var gsoType = vnet.GsoType & ~VirtioNetHeader.GsoEcn;
-        superFrame = gsoType == VirtioNetHeader.GsoTcpV4;
-        if (gsoType != VirtioNetHeader.GsoNone && !superFrame)
+        if (VirtioNetHeader.ApplyReceived(vnet, frame, out superFrame, out var checksumWritten) is { } reason)
         {
-            return DropBadOffload("a GSO type other than TCPv4, which the link did not offer");
+            return DropBadOffload(reason);
         }
 
-        if ((vnet.Flags & VirtioNetHeader.NeedsChecksum) != 0)
-        {
-            if (!VirtioNetHeader.TryFinishChecksum(frame, vnet.ChecksumStart, vnet.ChecksumOffset))
-            {
-                return DropBadOffload("checksum offsets outside the frame");
-            }
-
-            ChecksumsCompleted++;
-        }
-        else if (superFrame)
-        {
-            return DropBadOffload("a TCPv4 super-frame without NEEDS_CSUM");
-        }
-
-        if (superFrame)
-        {
-            SuperFramesReceived++;
-        }
-
+        ChecksumsCompleted += checksumWritten ? 1 : 0;
+        SuperFramesReceived += superFrame ? 1 : 0;
         return true;
     }
 

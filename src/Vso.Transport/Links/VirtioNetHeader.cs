@@ -58,4 +58,74 @@ internal struct VirtioNetHeader
         BinaryPrimitives.WriteUInt16BigEndian(frame[field..], sum.Finish());
         return true;
     }
+
+    /// <summary>
+    /// Applies a received frame's header, for AF_PACKET and TAP alike: a TCPv4 super-frame may exceed the MTU (the stack
+    /// takes it as one large segment, as the kernel's GRO would); a checksum left to the device (NEEDS_CSUM) is finished
+    /// in place; a super-frame that GRO merged from segments the device had checked (DATA_VALID) carries only the first
+    /// segment's checksum, so it is computed anew over the whole. Either way the stack's check of every TCP checksum
+    /// holds. Null when the frame is taken, else why it is dropped.
+    /// </summary>
+    public static string? ApplyReceived(in VirtioNetHeader header, Span<byte> frame, out bool superFrame, out bool checksumWritten)
+    {
+        var gsoType = header.GsoType & ~GsoEcn;
+        superFrame = gsoType == GsoTcpV4;
+        checksumWritten = false;
+        if (gsoType != GsoNone && !superFrame)
+        {
+            return "a GSO type other than TCPv4, which the link did not offer";
+        }
+
+        if ((header.Flags & NeedsChecksum) != 0)
+        {
+            if (!TryFinishChecksum(frame, header.ChecksumStart, header.ChecksumOffset))
+            {
+                return "checksum offsets outside the frame";
+            }
+
+            checksumWritten = true;
+        }
+        else if (superFrame)
+        {
+            if ((header.Flags & DataValid) == 0 || !TryRewriteTcpChecksum(frame))
+            {
+                return "a TCPv4 super-frame with neither NEEDS_CSUM nor DATA_VALID";
+            }
+
+            checksumWritten = true;
+        }
+
+        return null;
+    }
+
+    /// <summary>
+    /// Writes the TCP checksum of an Ethernet + IPv4 + TCP frame anew over the TCP length its IPv4 header gives (RFC 9293
+    /// §3.1). False if the frame is not TCP over IPv4 or its lengths do not fit.
+    /// </summary>
+    private static bool TryRewriteTcpChecksum(Span<byte> frame)
+    {
+        const int ip = EthernetFrame.HeaderLength;
+        if (frame.Length < ip + Ipv4Packet.MinHeaderLength
+            || BinaryPrimitives.ReadUInt16BigEndian(frame[12..]) != 0x0800
+            || frame[ip + 9] != (byte)IpProtocol.Tcp)
+        {
+            return false;
+        }
+
+        var headerLength = (frame[ip] & 0x0F) * 4;
+        var totalLength = BinaryPrimitives.ReadUInt16BigEndian(frame[(ip + 2)..]);
+        var tcpLength = totalLength - headerLength;
+        if (headerLength < Ipv4Packet.MinHeaderLength || tcpLength < 20 || ip + totalLength > frame.Length)
+        {
+            return false;
+        }
+
+        var tcp = frame.Slice(ip + headerLength, tcpLength);
+        BinaryPrimitives.WriteUInt16BigEndian(tcp[16..], 0);
+        var sum = default(ChecksumAccumulator);
+        TcpChecksum.AddPseudoHeader(ref sum, Ipv4Address.Read(frame[(ip + 12)..]), Ipv4Address.Read(frame[(ip + 16)..]), tcpLength);
+        sum.Add(tcp);
+        BinaryPrimitives.WriteUInt16BigEndian(tcp[16..], sum.Finish());
+        return true;
+    }
 }

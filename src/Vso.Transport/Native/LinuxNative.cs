@@ -114,6 +114,7 @@ internal static unsafe partial class LinuxNative
     public const int PACKET_RX_RING = 5;
     public const int PACKET_STATISTICS = 6;
     public const int PACKET_VERSION = 10;
+    public const int PACKET_COPY_THRESH = 7;
     public const int PACKET_VNET_HDR = 15;
     public const int PACKET_QDISC_BYPASS = 20;
     public const int PACKET_IGNORE_OUTGOING = 23;
@@ -127,6 +128,7 @@ internal static unsafe partial class LinuxNative
 
     public const uint TP_STATUS_KERNEL = 0;
     public const uint TP_STATUS_USER = 1;
+    public const uint TP_STATUS_COPY = 1 << 1;
     public const uint TP_STATUS_LOSING = 1 << 2;
     public const uint TP_STATUS_CSUMNOTREADY = 1 << 3;
 

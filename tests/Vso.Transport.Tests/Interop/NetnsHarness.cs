@@ -259,6 +259,10 @@ internal sealed partial class NetnsHarness : IDisposable
         Shell.Check("ip", "-n", ns, "link", "set", "lo", "up");
     }
 
+    /// <summary>Sets features of a device in a namespace (ethtool -K DEVICE FEATURE on|off ...).</summary>
+    public static void SetFeatures(string ns, string device, params string[] features) =>
+        _ = CheckIn(ns, "ethtool", ["-K", device, .. features]);
+
     private static void OffloadsOff(string ns, string device) =>
         _ = Exec(ns, TimeSpan.FromSeconds(30), "ethtool", "-K", device, "tso", "off", "gso", "off", "gro", "off", "tx", "off", "rx", "off");
 

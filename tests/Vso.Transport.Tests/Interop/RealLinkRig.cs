@@ -89,7 +89,8 @@ internal sealed class RealLinkRig : IAsyncDisposable
         bool xdpOnPool = false,
         int queues = 1,
         int engines = 1,
-        FaultOptions? stackFaults = null)
+        FaultOptions? stackFaults = null,
+        bool afPacketOffload = true)
     {
         var net = new NetnsHarness(kind, offloadsOff, Math.Max(queues, engines));
         ILink? link = null;
@@ -169,7 +170,7 @@ internal sealed class RealLinkRig : IAsyncDisposable
 
             link = kind switch
             {
-                RealLinkKind.AfPacket => NetnsHarness.RunIn<ILink>(net.Server, () => new AfPacketLink(new AfPacketLinkOptions { InterfaceName = net.StackDevice, ReceiveRing = ring }, logger)),
+                RealLinkKind.AfPacket => NetnsHarness.RunIn<ILink>(net.Server, () => new AfPacketLink(new AfPacketLinkOptions { InterfaceName = net.StackDevice, ReceiveRing = ring, SegmentationOffload = afPacketOffload }, logger)),
                 RealLinkKind.AfXdp => NetnsHarness.RunIn<ILink>(net.Server, () => new AfXdpLink(
                     new AfXdpLinkOptions { InterfaceName = net.StackDevice, Address = Ipv4Address.Parse(NetnsHarness.StackAddress), Mode = xdpMode, UmemPool = pool, Queues = queues }, logger)),
                 _ => NetnsHarness.RunIn<ILink>(net.Server, () =>

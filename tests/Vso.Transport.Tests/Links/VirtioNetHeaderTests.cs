@@ -63,6 +63,62 @@ public sealed class VirtioNetHeaderTests
         Assert.Equal(before, frame);
     }
 
+    [Theory]
+    [InlineData(1448)]
+    [InlineData(65_535 - 20 - 32)]
+    public void A_GRO_merged_frame_marked_checked_gets_its_checksum_written_anew(int payload)
+    {
+        // GRO merged checked segments (DATA_VALID) and kept the first one's checksum, wrong for the whole.
+        var frame = PartialFrame(payload, seed: payload);
+        WriteIpv4Header(frame, 20 + 32 + payload);
+        var tcp = frame.AsSpan(14 + 20);
+        tcp[16] ^= 0x5A;
+        var header = new VirtioNetHeader { Flags = VirtioNetHeader.DataValid, GsoType = VirtioNetHeader.GsoTcpV4, GsoSize = 1448 };
+
+        Assert.Null(VirtioNetHeader.ApplyReceived(header, frame, out var superFrame, out var written));
+
+        Assert.True(superFrame);
+        Assert.True(written);
+        Assert.Equal(WireStatus.Ok, TcpSegment.TryParse(tcp, Source, Destination, out var segment));
+        Assert.Equal(payload, segment.Payload.Length);
+    }
+
+    [Fact]
+    public void A_checked_frame_that_is_not_a_super_frame_is_taken_as_it_is()
+    {
+        var frame = PartialFrame(100, seed: 3);
+        var before = frame.ToArray();
+        var header = new VirtioNetHeader { Flags = VirtioNetHeader.DataValid };
+        Assert.Null(VirtioNetHeader.ApplyReceived(header, frame, out var superFrame, out var written));
+        Assert.False(superFrame);
+        Assert.False(written);
+        Assert.Equal(before, frame);
+    }
+
+    [Theory]
+    [InlineData(VirtioNetHeader.GsoTcpV4, 0, "neither NEEDS_CSUM nor DATA_VALID")]
+    [InlineData(3, VirtioNetHeader.NeedsChecksum, "GSO type other than TCPv4")] // VIRTIO_NET_HDR_GSO_UDP
+    public void Super_frames_the_link_cannot_check_are_refused_with_a_reason(byte gsoType, byte flags, string reason)
+    {
+        var frame = PartialFrame(3000, seed: 4);
+        WriteIpv4Header(frame, 20 + 32 + 3000);
+        var header = new VirtioNetHeader { Flags = flags, GsoType = gsoType, ChecksumStart = 14 + 20, ChecksumOffset = 16 };
+        Assert.Contains(reason, VirtioNetHeader.ApplyReceived(header, frame, out _, out _), StringComparison.Ordinal);
+    }
+
+    private static void WriteIpv4Header(Span<byte> frame, int totalLength)
+    {
+        frame[12] = 0x08;                       // EtherType IPv4
+        var ip = frame[14..];
+        ip[0] = 0x45;
+        ip[2] = (byte)(totalLength >> 8);
+        ip[3] = (byte)totalLength;
+        ip[8] = 64;
+        ip[9] = (byte)IpProtocol.Tcp;
+        Source.Write(ip[12..]);
+        Destination.Write(ip[16..]);
+    }
+
     /// <summary>Ethernet, IPv4 and a TCP header with a timestamp option, <paramref name="payload"/> bytes, the checksum field as the kernel leaves it for NEEDS_CSUM.</summary>
     private static byte[] PartialFrame(int payload, int seed)
     {

@@ -1,5 +1,6 @@
 using Microsoft.AspNetCore.Connections;
 using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
 using Vso.MemoryPinning;
 using Vso.Transport.Api;
 using Vso.Transport.Tcp;
@@ -49,7 +50,7 @@ internal sealed class ConnectionOperations : IVsoEndpointObserver
         _pool = pool;
         _endpoint = null!;
         _connectionId = string.Empty;
-        _log = null!;
+        _log = NullLogger.Instance;
         FinOnError = options.FinOnError;
         _input = new InputPump(this, blocks.Base, options.MaxReadBufferSize, options.ConnectionClosedOnPeerFin, options.ApplicationOnEngineThread, options.ReaderScheduler);
         _output = new VsoOutputWriter(this, blocks, options.MaxWriteBufferSize);
@@ -339,7 +340,10 @@ internal sealed class ConnectionOperations : IVsoEndpointObserver
         _endpoint.Release();
         _endpoint = null!;
         _owner = null;
+        _connectionId = string.Empty;
+        _log = NullLogger.Instance;
         _released = false;
+        _ended = false;
         var reusable = _input.TryReset() & _output.TryReset() & _host.TryReset();
         if (reusable)
         {

@@ -462,11 +462,13 @@ internal sealed class VsoOutputWriter : PipeWriter
             _flush.Recycle();
             _written = 0;
             _flushedTo = 0;
+            _rentBytes = _blocks.Base.BlockSize;
             _unflushedBytes = 0;
             _flushToken = default;
             _flushRegistration = default;
             _cancelNext = false;
             _drain.Recycle();
+            _drainDeadline = 0;
             _closed = false;
             _completed = false;
             return true;

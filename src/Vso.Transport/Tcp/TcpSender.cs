@@ -20,6 +20,7 @@ internal sealed partial class TcpSender : IScoreboardSender
     private readonly RttEstimator _rtt;
     private ICongestionControl _congestion;
     private ILossRecovery _recovery = PendingLossRecovery.Instance;
+    private RackTlpRecovery? _spareRecovery; // a reused connection's RACK-TLP, attached to this sender, for its next handshake
     private readonly SackScoreboard _scoreboard = new();
 
     // RFC 9293 §3.3.1 send sequence variables (UNA, NXT, ISS: properties below).
@@ -72,7 +73,20 @@ internal sealed partial class TcpSender : IScoreboardSender
         _send.Recycle();
         _scoreboard.Recycle();
         _rtt.Recycle(Micros(settings.InitialRto));
-        _congestion = settings.CongestionControl();
+        if (_congestion is NewRenoCongestionControl newReno && TcpSettings.IsNewReno(settings.CongestionControl))
+        {
+            newReno.Reset();
+        }
+        else
+        {
+            _congestion = settings.CongestionControl();
+        }
+
+        if (_recovery is RackTlpRecovery rack)
+        {
+            _spareRecovery = rack;
+        }
+
         _recovery = PendingLossRecovery.Instance;
         _sendWindow = 0;
         _maxSendWindow = 0;
@@ -106,7 +120,17 @@ internal sealed partial class TcpSender : IScoreboardSender
     /// <summary>The handshake has settled SACK: the one moment the loss recovery of this connection is chosen.</summary>
     public void ChooseLossRecovery(bool sackPermitted)
     {
-        _recovery = _connection.Settings.LossRecovery(sackPermitted);
+        var settings = _connection.Settings;
+        if (sackPermitted && _spareRecovery is { } spare && TcpSettings.IsDefaultLossRecovery(settings.LossRecovery))
+        {
+            // A reused connection: the RACK-TLP it had, with its parts attached to this same sender, starts over.
+            _spareRecovery = null;
+            spare.Reuse();
+            _recovery = spare;
+            return;
+        }
+
+        _recovery = settings.LossRecovery(sackPermitted);
         _recovery.Attach(this);
     }
 

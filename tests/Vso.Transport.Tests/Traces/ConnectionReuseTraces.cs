@@ -3,6 +3,7 @@ using System.Runtime.InteropServices;
 using Vso.MemoryPinning;
 using Vso.Transport.Api;
 using Vso.Transport.Tcp;
+using Vso.Transport.Tcp.Recovery;
 using static Vso.Transport.Tests.Traces.TraceFlags;
 
 namespace Vso.Transport.Tests.Traces;
@@ -112,7 +113,15 @@ public sealed class ConnectionReuseTraces
         Assert.True(old.TryRecycle(id, layer.SharedSettings()));
         var fresh = new TcpConnection(layer, id, observer: null);
         var differences = new List<string>();
-        Compare(old, fresh, "connection", differences, new HashSet<object>(ReferenceEqualityComparer.Instance));
+        var seen = new HashSet<object>(ReferenceEqualityComparer.Instance);
+        Compare(old, fresh, "connection", differences, seen);
+
+        // The RACK-TLP it kept, reused at its next handshake, against one built and attached to the same sender.
+        var spare = (RackTlpRecovery)typeof(TcpSender).GetField("_spareRecovery", BindingFlags.Instance | BindingFlags.NonPublic)!.GetValue(old.Sender)!;
+        spare.Reuse();
+        var built = new RackTlpRecovery();
+        built.Attach(old.Sender);
+        Compare(spare, built, "recovery", differences, seen);
         Assert.True(differences.Count == 0, "recycled != new: " + string.Join("; ", differences));
     }
 
@@ -181,8 +190,9 @@ public sealed class ConnectionReuseTraces
         {
             foreach (var field in type.GetFields(BindingFlags.Instance | BindingFlags.Public | BindingFlags.NonPublic | BindingFlags.DeclaredOnly))
             {
-                if (field.Name.Contains("Generation", StringComparison.Ordinal))
+                if (field.Name.Contains("Generation", StringComparison.Ordinal) || field.Name.Contains("spare", StringComparison.Ordinal))
                 {
+                    // The incarnation, and parts kept for the next handshake (compared below once reused).
                     continue;
                 }
 
@@ -195,6 +205,11 @@ public sealed class ConnectionReuseTraces
                 var a = field.GetValue(reused);
                 var b = field.GetValue(fresh);
                 var where = path + "." + field.Name;
+                if (ReferenceEquals(a, b))
+                {
+                    continue;
+                }
+
                 if (a is null || b is null)
                 {
                     if (a is not null || b is not null)

@@ -201,7 +201,8 @@ public sealed class VsoTransportOptions
 
     /// <summary>
     /// While the engine sleeps, the thread that flushes a response runs the engine's turn itself (under the engine's
-    /// lock) instead of waking the engine thread, as Kestrel's Sockets transport calls send() on the flushing thread.
+    /// lock) instead of waking the engine thread, right after the work item that flushed, so that what several flushes
+    /// wrote leaves together, as Kestrel's Sockets transport sends from its own loop once for several flushes.
     /// On by default: a wake-up costs a context switch each way, and on a busy machine the engine's wait to be scheduled.
     /// </summary>
     public bool TurnOnCallingThread { get; set; } = true;

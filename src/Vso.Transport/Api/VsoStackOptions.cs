@@ -63,7 +63,8 @@ public sealed class VsoStackOptions
     /// <summary>
     /// While an engine sleeps, a thread that posts work to it (a flush, a close) runs the engine's turn itself instead of
     /// waking it, as a socket's send() runs the kernel's TCP on the calling thread: the response of a request leaves
-    /// without a wake-up of the engine. Off by default.
+    /// without a wake-up of the engine. A thread-pool thread runs it right after its current work item, so the flushes
+    /// made meanwhile leave together; other threads run it at once. Off by default.
     /// </summary>
     public bool TurnOnCallingThread { get; set; }
 

@@ -25,6 +25,8 @@ internal sealed class EngineThread : IDisposable
     private volatile bool _stopping;
     private int _sleeping;
     private bool _steady;                        // the last idle spell ended within the busy-poll budget
+    private readonly DeferredTurn _deferredTurn;
+    private int _deferredQueued;                 // a DeferredTurn is queued and has not started yet
 
     public EngineThread(NetworkStack stack, string name, int busyPollMicros = 0, bool turnOnCaller = false)
     {
@@ -34,6 +36,31 @@ internal sealed class EngineThread : IDisposable
         _linkBlocks = stack.Link.CanBlock;
         stack.Wake = WakeUp;
         _thread = new Thread(Run) { IsBackground = true, Name = name };
+        _deferredTurn = new DeferredTurn(this);
+    }
+
+    /// <summary>The caller's turn of a thread-pool thread, queued to run after its current work item.</summary>
+    private sealed class DeferredTurn(EngineThread owner) : IThreadPoolWorkItem
+    {
+        public void Execute() => owner.RunDeferredTurn();
+    }
+
+    /// <summary>
+    /// Runs what was posted since the turn was queued, in one turn, on a thread-pool thread; wakes the engine if the turn
+    /// could not run here (another thread holds the gate) or left it something to do sooner than it would wake.
+    /// </summary>
+    private void RunDeferredTurn()
+    {
+        Volatile.Write(ref _deferredQueued, 0);
+        if (Volatile.Read(ref _sleeping) == 1 && TryTurnOnCaller())
+        {
+            return;
+        }
+
+        if (Interlocked.Exchange(ref _sleeping, 0) == 1)
+        {
+            _stack.Link.Interrupt();
+        }
     }
 
     public void Start() => _thread.Start();
@@ -42,9 +69,26 @@ internal sealed class EngineThread : IDisposable
     {
         if (_linkBlocks)
         {
-            if (_turnOnCaller && Volatile.Read(ref _sleeping) == 1 && TryTurnOnCaller())
+            if (_turnOnCaller && Volatile.Read(ref _sleeping) == 1)
             {
-                return;
+                // On a thread-pool thread the turn runs right after the current work item, on the same thread (its local
+                // queue): every flush that work item and the others make meanwhile leaves in that one turn, as Kestrel's
+                // Sockets transport sends once what several flushes wrote (h2c: about one frame per ten responses
+                // instead of four). Other threads run it at once.
+                if (Thread.CurrentThread.IsThreadPoolThread)
+                {
+                    if (Interlocked.Exchange(ref _deferredQueued, 1) == 0)
+                    {
+                        ThreadPool.UnsafeQueueUserWorkItem(_deferredTurn, preferLocal: true);
+                    }
+
+                    return;
+                }
+
+                if (TryTurnOnCaller())
+                {
+                    return;
+                }
             }
 
             if (Interlocked.Exchange(ref _sleeping, 0) == 1)

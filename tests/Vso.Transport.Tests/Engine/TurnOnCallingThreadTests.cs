@@ -8,26 +8,27 @@ namespace Vso.Transport.Tests.Engine;
 
 /// <summary>
 /// <see cref="VsoStackOptions.TurnOnCallingThread"/> (issue 12 item 2): while the engine sleeps, the thread that posts
-/// work runs the turn itself instead of waking the engine. The engine runs on its real thread over a link whose wait
-/// blocks until interrupted (no timeout), so which thread ran the work and how often the engine was woken are exact.
+/// work runs the turn itself instead of waking the engine; a thread-pool thread runs it after its current work item,
+/// once for all it posted. The engine runs on its real thread over a link whose wait blocks until interrupted (no
+/// timeout), so which thread ran the work and how often the engine was woken are exact.
 /// </summary>
 public sealed class TurnOnCallingThreadTests
 {
     [Fact]
     public void Work_posted_while_the_engine_sleeps_runs_on_the_posting_thread_without_a_wake_up()
     {
-        var (ranOn, interrupts) = PostWhileAsleep(turnOnCaller: true, armEarlierDeadline: false);
+        var (ranOn, poster, interrupts) = PostWhileAsleep(turnOnCaller: true, armEarlierDeadline: false);
 
-        Assert.Equal(Environment.CurrentManagedThreadId, ranOn);
+        Assert.Equal(poster, ranOn);
         Assert.Equal(0, interrupts);
     }
 
     [Fact]
     public void Without_the_setting_the_engine_is_woken_and_runs_the_work()
     {
-        var (ranOn, interrupts) = PostWhileAsleep(turnOnCaller: false, armEarlierDeadline: false);
+        var (ranOn, poster, interrupts) = PostWhileAsleep(turnOnCaller: false, armEarlierDeadline: false);
 
-        Assert.NotEqual(Environment.CurrentManagedThreadId, ranOn);
+        Assert.NotEqual(poster, ranOn);
         Assert.Equal(1, interrupts);
     }
 
@@ -36,13 +37,45 @@ public sealed class TurnOnCallingThreadTests
     {
         // The engine sleeps until its wait's bound (100 ms); the turn on the caller makes something due in 1 ms, which
         // the sleeping engine would miss: it is woken to recompute its sleep.
-        var (ranOn, interrupts) = PostWhileAsleep(turnOnCaller: true, armEarlierDeadline: true);
+        var (ranOn, poster, interrupts) = PostWhileAsleep(turnOnCaller: true, armEarlierDeadline: true);
 
-        Assert.Equal(Environment.CurrentManagedThreadId, ranOn);
+        Assert.Equal(poster, ranOn);
         Assert.Equal(1, interrupts);
     }
 
-    private static (int RanOn, int Interrupts) PostWhileAsleep(bool turnOnCaller, bool armEarlierDeadline)
+    [Fact]
+    public void A_thread_pool_thread_posts_and_goes_on_and_the_turn_runs_on_the_thread_pool_without_a_wake_up()
+    {
+        using var link = new SleepingLink();
+        using var stack = new VsoStack(link, new VsoStackOptions { Address = IPAddress.Parse("198.18.0.2"), TurnOnCallingThread = true });
+        stack.Start();
+        Assert.True(link.Asleep.Wait(TimeSpan.FromSeconds(30)), "the engine never slept");
+        var shard = stack.Shards[0];
+
+        // The work waits (bounded) for its poster to have gone on: run inside Post, it would wait in vain.
+        using var postReturned = new ManualResetEventSlim();
+        var sawPostReturn = false;
+        var ranOnPool = false;
+        var work = new RecordingWork(() =>
+        {
+            ranOnPool = Thread.CurrentThread.IsThreadPoolThread;
+            sawPostReturn = postReturned.Wait(TimeSpan.FromSeconds(5));
+        });
+        ThreadPool.UnsafeQueueUserWorkItem(
+            _ =>
+            {
+                shard.Post(work);
+                postReturned.Set();
+            },
+            null);
+
+        Assert.True(work.Done.Wait(TimeSpan.FromSeconds(30)), "the posted work never ran");
+        Assert.True(sawPostReturn, "the turn ran inside Post, on the posting work item");
+        Assert.True(ranOnPool);
+        Assert.Equal(0, link.Interrupts);
+    }
+
+    private static (int RanOn, int Poster, int Interrupts) PostWhileAsleep(bool turnOnCaller, bool armEarlierDeadline)
     {
         using var link = new SleepingLink();
         using var stack = new VsoStack(link, new VsoStackOptions { Address = IPAddress.Parse("198.18.0.2"), TurnOnCallingThread = turnOnCaller });
@@ -58,9 +91,13 @@ public sealed class TurnOnCallingThreadTests
         });
 
         link.Asleep.Reset();
-        shard.Post(work);
+
+        // From a thread of its own: a thread-pool thread would run the turn after its work item (the test above).
+        var poster = new Thread(() => shard.Post(work));
+        poster.Start();
+        poster.Join();
         Assert.True(work.Done.Wait(TimeSpan.FromSeconds(30)), "the posted work never ran");
-        return (work.RanOn, link.Interrupts);
+        return (work.RanOn, poster.ManagedThreadId, link.Interrupts);
     }
 
     private sealed class RecordingWork(Action body) : IEngineWork

@@ -59,6 +59,8 @@ public sealed class ConnectionPoolingTests
                 staleOutput.Complete(new InvalidOperationException("stale"));
                 server1.Abort(new ConnectionAbortedException("stale abort"));
                 Assert.Equal(TcpState.Closed, ((VsoTransportConnection)server1).GetInfo().State);
+                Assert.Equal(client1.LocalEndPoint, server1.RemoteEndPoint);
+                Assert.Equal(client2.LocalEndPoint, server2.RemoteEndPoint);
 
                 server2.Transport.Output.Write("two"u8);
                 var flush = await server2.Transport.Output.FlushAsync();

@@ -24,6 +24,8 @@ public sealed class VsoConnectionEndpoint
     private TcpConnection? _tcp;
     private int _turnRequested;
     private bool _released;
+    private ConnectionId _id;   // the connection's 4-tuple, kept after Release (a pooled TcpConnection takes another)
+    private bool _bound;
 
     internal VsoConnectionEndpoint(VsoStack stack, NetworkStack shard, TcpConnection? accepted)
     {
@@ -48,9 +50,11 @@ public sealed class VsoConnectionEndpoint
     /// <summary>Whether a TCP connection stands behind the endpoint (accepted, or <see cref="Connect"/> called).</summary>
     public bool IsOpen => _tcp is not null;
 
-    public IPEndPoint? LocalEndPoint => _tcp is { } t ? new IPEndPoint(t.Id.LocalAddress.ToIPAddress(), t.Id.LocalPort) : null;
+    /// <summary>Where the connection is bound locally; still answered after <see cref="Release"/> (the 4-tuple is kept).</summary>
+    public IPEndPoint? LocalEndPoint => _bound ? new IPEndPoint(_id.LocalAddress.ToIPAddress(), _id.LocalPort) : null;
 
-    public IPEndPoint? RemoteEndPoint => _tcp is { } t ? new IPEndPoint(t.Id.RemoteAddress.ToIPAddress(), t.Id.RemotePort) : null;
+    /// <summary>The peer's address and port; still answered after <see cref="Release"/>.</summary>
+    public IPEndPoint? RemoteEndPoint => _bound ? new IPEndPoint(_id.RemoteAddress.ToIPAddress(), _id.RemotePort) : null;
 
     /// <summary>A snapshot of the connection's TCP state, taken between two turns of the engine (any thread).</summary>
     public TcpConnectionInfo GetInfo()
@@ -205,6 +209,8 @@ public sealed class VsoConnectionEndpoint
     private void Bind(TcpConnection tcp)
     {
         _tcp = tcp;
+        _id = tcp.Id;
+        _bound = true;
         tcp.Observer = _engine;
         tcp.SetHost(_engine);
     }

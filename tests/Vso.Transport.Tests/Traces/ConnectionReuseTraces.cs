@@ -39,6 +39,7 @@ public sealed class ConnectionReuseTraces
         Assert.Equal(TcpState.Closed, first.GetInfo().State);
         Assert.Equal(0, first.ReadableBytes);
         Assert.Throws<ObjectDisposedException>(() => first.Enqueue(host.Address, 10, 1, 1));
+        Assert.Equal(40000, first.RemoteEndPoint!.Port);
 
         // RFC 9293 §3.10.7.2: a new SYN, without SACK or window scaling this time, from another port.
         peer.Port = 40001;
@@ -80,6 +81,8 @@ public sealed class ConnectionReuseTraces
         first.Release();
         peer.ExpectNothing();
         Assert.Equal(TcpState.Established, second.State);
+        Assert.Equal(40000, first.RemoteEndPoint!.Port);
+        Assert.Equal(40001, second.RemoteEndPoint!.Port);
 
         // And the reused connection works: bytes both ways.
         peer.Send(PshAck, seq: 5001, ack: synAck.Seq + 1, payload: [1, 2, 3]);

@@ -1,4 +1,3 @@
-using System.Collections.Concurrent;
 using Microsoft.Extensions.Logging;
 
 namespace Vso.Transport.Kestrel;
@@ -12,7 +11,9 @@ namespace Vso.Transport.Kestrel;
 /// </summary>
 internal sealed class ConnectionDrain : IDisposable
 {
-    private readonly ConcurrentDictionary<VsoTransportConnection, byte> _open = new();
+    // The open connections as a list threaded through the connections themselves: no node allocated per connection.
+    private readonly Lock _openLock = new();
+    private VsoTransportConnection? _first;
     private readonly VsoTransportMetrics _metrics;
     private readonly ILogger _log;
     private readonly string _endPoint;
@@ -38,10 +39,71 @@ internal sealed class ConnectionDrain : IDisposable
     public long Reset => Interlocked.Read(ref _reset);
 
     /// <summary>Engine thread: a connection of this listener exists (handed over, or waiting for its PROXY header).</summary>
-    public void Add(VsoTransportConnection connection) => _open.TryAdd(connection, 0);
+    public void Add(VsoTransportConnection connection)
+    {
+        lock (_openLock)
+        {
+            if (connection.InDrainList)
+            {
+                return;
+            }
+
+            connection.InDrainList = true;
+            connection.DrainPrevious = null;
+            connection.DrainNext = _first;
+            if (_first is not null)
+            {
+                _first.DrainPrevious = connection;
+            }
+
+            _first = connection;
+        }
+    }
 
     /// <summary>Any thread: the connection ended or was let go by its application.</summary>
-    public void Remove(VsoTransportConnection connection) => _open.TryRemove(connection, out _);
+    public void Remove(VsoTransportConnection connection)
+    {
+        lock (_openLock)
+        {
+            if (!connection.InDrainList)
+            {
+                return;
+            }
+
+            connection.InDrainList = false;
+            if (connection.DrainPrevious is { } previous)
+            {
+                previous.DrainNext = connection.DrainNext;
+            }
+            else
+            {
+                _first = connection.DrainNext;
+            }
+
+            if (connection.DrainNext is { } next)
+            {
+                next.DrainPrevious = connection.DrainPrevious;
+            }
+
+            connection.DrainNext = null;
+            connection.DrainPrevious = null;
+        }
+    }
+
+    /// <summary>The open connections now, copied (the drain acts on them outside the lock: they post to their engines).</summary>
+    private List<VsoTransportConnection> OpenConnections()
+    {
+        var open = new List<VsoTransportConnection>();
+        lock (_openLock)
+        {
+            for (var connection = _first; connection is not null; connection = connection.DrainNext)
+            {
+                open.Add(connection);
+            }
+        }
+
+        return open;
+    }
 
     /// <summary>Any thread, once (the unbind): every connection open now is draining; the deadline is armed.</summary>
     public void Start(string newConnections)
@@ -52,7 +114,7 @@ internal sealed class ConnectionDrain : IDisposable
         }
 
         var count = 0;
-        foreach (var connection in _open.Keys)
+        foreach (var connection in OpenConnections())
         {
             if (connection.BeginDrain(this))
             {
@@ -101,7 +163,7 @@ internal sealed class ConnectionDrain : IDisposable
     private void OnDeadline()
     {
         var left = 0;
-        foreach (var connection in _open.Keys)
+        foreach (var connection in OpenConnections())
         {
             if (connection.ResetForDrain())
             {

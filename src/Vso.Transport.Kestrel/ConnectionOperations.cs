@@ -1,5 +1,7 @@
 using Microsoft.AspNetCore.Connections;
 using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+using Vso.MemoryPinning;
 using Vso.Transport.Api;
 using Vso.Transport.Tcp;
 
@@ -9,22 +11,29 @@ namespace Vso.Transport.Kestrel;
 /// The engine side of one Kestrel connection: the application's requests (written ranges, shutdown, abort, close,
 /// input resumed) wait in a queue and are applied in the endpoint's next engine turn; the endpoint's events go to the
 /// input pump, the writer and the connection context. The endpoint is touched on the engine thread only.
+/// A listener's operations are pooled (<see cref="ConnectionStatePool"/>) with their pump, pipe, writer and send host:
+/// they go back once the TCP connection has ended and the application has disposed the connection, and
+/// <see cref="Generation"/> changes then, so that a request still posted by the old connection is dropped.
 /// </summary>
 internal sealed class ConnectionOperations : IVsoEndpointObserver
 {
-    private readonly VsoConnectionEndpoint _endpoint;
     // Two small queues swapped under a lock instead of a ConcurrentQueue: a ConcurrentQueue's first segment holds 32
     // slots (about 1.6 KiB per connection, idle ones included); these grow only as far as a turn's operations need.
     private readonly Lock _incomingLock = new();
+    private readonly ConnectionStatePool? _pool;
+    private readonly Action? _onEnded;
     private Queue<Operation> _incoming = new(4);
     private Queue<Operation> _draining = new(4);
-    private readonly string _connectionId;
-    private readonly ILogger _log;
-    private readonly Action _onEnded;
+    private VsoConnectionEndpoint _endpoint;
+    private string _connectionId;
+    private ILogger _log;
+    private VsoTransportConnection? _owner;
     private InputPump _input = null!;
     private VsoOutputWriter _output = null!;
     private PinnedBlockSendHost _host = null!;
-    private bool _ended;
+    private int _generation;     // written under _incomingLock
+    private bool _ended;         // engine thread: the TCP connection ended (OnClosed)
+    private bool _released;      // engine thread: the application disposed the connection (Release posted)
 
     public ConnectionOperations(VsoConnectionEndpoint endpoint, string connectionId, bool finOnError, ILogger log, Action onEnded)
     {
@@ -35,8 +44,33 @@ internal sealed class ConnectionOperations : IVsoEndpointObserver
         _onEnded = onEnded;
     }
 
+    /// <summary>A pooled set: the pump (with its pipe), the writer and the send host are built once and reset on reuse.</summary>
+    public ConnectionOperations(ConnectionStatePool pool, PinnedBlockClasses blocks, VsoTransportOptions options)
+    {
+        _pool = pool;
+        _endpoint = null!;
+        _connectionId = string.Empty;
+        _log = NullLogger.Instance;
+        FinOnError = options.FinOnError;
+        _input = new InputPump(this, blocks.Base, options.MaxReadBufferSize, options.ConnectionClosedOnPeerFin, options.ApplicationOnEngineThread, options.ReaderScheduler);
+        _output = new VsoOutputWriter(this, blocks, options.MaxWriteBufferSize);
+        _host = new PinnedBlockSendHost(blocks, _output);
+    }
+
     /// <summary>RST on an application error (Abort, Output completed with an exception) unless FinOnError.</summary>
     public bool FinOnError { get; }
+
+    /// <summary>Changes when the set goes back to its pool: a request carrying an older generation is dropped.</summary>
+    public int Generation => Volatile.Read(ref _generation);
+
+    public InputPump Input => _input;
+
+    public VsoOutputWriter Output => _output;
+
+    public PinnedBlockSendHost Host => _host;
+
+    /// <summary>The connection this set serves now (engine thread; the pump tells it of the peer's FIN).</summary>
+    public VsoTransportConnection? Owner => _owner;
 
     /// <summary>Engine thread, once: the pieces the operations drive; the endpoint then reports to this object.</summary>
     public void Attach(InputPump input, VsoOutputWriter output, PinnedBlockSendHost host)
@@ -47,6 +81,19 @@ internal sealed class ConnectionOperations : IVsoEndpointObserver
         _endpoint.Attach(this, host);
     }
 
+    /// <summary>Engine thread (the accept callback): a pooled set starts serving <paramref name="owner"/> on <paramref name="endpoint"/>.</summary>
+    public void Bind(VsoConnectionEndpoint endpoint, VsoTransportConnection owner, string connectionId, ILogger log)
+    {
+        _endpoint = endpoint;
+        _owner = owner;
+        _connectionId = connectionId;
+        _log = log;
+        _ended = false;
+        _released = false;
+        _input.Bind(endpoint);
+        endpoint.Attach(this, _host);
+    }
+
     // ---- Any thread ----
 
     /// <summary>A written range of <paramref name="block"/>; the reference it carries passes to the send host.</summary>
@@ -54,23 +101,35 @@ internal sealed class ConnectionOperations : IVsoEndpointObserver
 
     public void PostShutdownSend() => Enqueue(new Operation(OperationKind.ShutdownSend, null, 0, 0, null));
 
-    public void PostClose() => Enqueue(new Operation(OperationKind.Close, null, 0, 0, null));
+    /// <summary>The application disposed the connection: FIN after the queued data, or RST for unread input.</summary>
+    public void PostClose(int generation) => TryEnqueue(new Operation(OperationKind.Close, null, 0, 0, null), generation, closeOutput: false);
 
-    public void PostResumeRead() => Enqueue(new Operation(OperationKind.ResumeRead, null, 0, 0, null));
+    /// <summary>The application is done with the connection: the set returns to its pool once the TCP connection has ended too.</summary>
+    public void PostRelease(int generation) => TryEnqueue(new Operation(OperationKind.Release, null, 0, 0, null), generation, closeOutput: false);
+
+    public void PostResumeRead(int generation) => TryEnqueue(new Operation(OperationKind.ResumeRead, null, 0, 0, null), generation, closeOutput: false);
 
     /// <summary>Vso:ProxyProtocolTimeout ran out: a header still missing then is refused.</summary>
-    public void PostProxyHeaderTimeout() => Enqueue(new Operation(OperationKind.ProxyHeaderTimeout, null, 0, 0, null));
+    public void PostProxyHeaderTimeout(int generation) => TryEnqueue(new Operation(OperationKind.ProxyHeaderTimeout, null, 0, 0, null), generation, closeOutput: false);
 
     /// <summary>
     /// Resets the connection (RFC 9293 §3.10.5: RST, pending data discarded). As Kestrel's Sockets transport: with
     /// <see cref="VsoTransportOptions.FinOnError"/>, or without a reason, the connection ends with FIN after the flushed
     /// data instead. Either way the writer takes nothing more: later flushes report IsCompleted.
     /// </summary>
-    public void PostAbort(ConnectionAbortedException? reason)
+    public void PostAbort(ConnectionAbortedException? reason) => PostAbort(reason, Generation);
+
+    /// <inheritdoc cref="PostAbort(ConnectionAbortedException?)"/>
+    public void PostAbort(ConnectionAbortedException? reason, int generation)
     {
         // Kestrel passes null when the connection ends in order: HTTP/1.1 and HTTP/2 after the client's FIN
         // (OnInputOrOutputCompleted), on which the Sockets transport's Shutdown(null) closes gracefully, not with RST.
         var fin = FinOnError || reason is null;
+        if (!TryEnqueue(new Operation(fin ? OperationKind.AbortWithFin : OperationKind.Abort, null, 0, 0, reason), generation, closeOutput: true))
+        {
+            return;
+        }
+
         if (fin)
         {
             _log.AbortedWithFin(_connectionId, reason?.Message ?? "no reason given");
@@ -79,27 +138,55 @@ internal sealed class ConnectionOperations : IVsoEndpointObserver
         {
             _log.Aborted(_connectionId, reason!.Message);
         }
-
-        _output.OnConnectionClosed();
-        Enqueue(new Operation(fin ? OperationKind.AbortWithFin : OperationKind.Abort, null, 0, 0, reason));
     }
 
     /// <summary>Resets the connection whatever FinOnError says (RFC 9293 §3.10.5): the drain's deadline has passed.</summary>
-    public void PostReset(ConnectionAbortedException reason)
+    public void PostReset(ConnectionAbortedException reason, int generation)
     {
-        _log.Aborted(_connectionId, reason.Message);
-        _output.OnConnectionClosed();
-        Enqueue(new Operation(OperationKind.Abort, null, 0, 0, reason));
+        if (TryEnqueue(new Operation(OperationKind.Abort, null, 0, 0, reason), generation, closeOutput: true))
+        {
+            _log.Aborted(_connectionId, reason.Message);
+        }
     }
 
+    /// <summary>From the pooled set's own parts (writer, pump): always the current generation.</summary>
     private void Enqueue(in Operation operation)
     {
+        VsoConnectionEndpoint endpoint;
         lock (_incomingLock)
         {
             _incoming.Enqueue(operation);
+            endpoint = _endpoint;
         }
 
-        _endpoint.RequestTurn();
+        endpoint.RequestTurn();
+    }
+
+    /// <summary>
+    /// From the connection context (any thread): dropped, false, once the set serves another connection. With
+    /// <paramref name="closeOutput"/> the writer is closed under the same check, so a stale abort never closes a new writer.
+    /// </summary>
+    private bool TryEnqueue(in Operation operation, int generation, bool closeOutput)
+    {
+        VsoConnectionEndpoint endpoint;
+        lock (_incomingLock)
+        {
+            if (generation != _generation)
+            {
+                return false;
+            }
+
+            if (closeOutput)
+            {
+                _output.OnConnectionClosed();
+            }
+
+            _incoming.Enqueue(operation);
+            endpoint = _endpoint;
+        }
+
+        endpoint.RequestTurn();
+        return true;
     }
 
     // ---- Engine thread ----
@@ -151,6 +238,12 @@ internal sealed class ConnectionOperations : IVsoEndpointObserver
         {
             Apply(pending);
         }
+
+        if (_released && _ended)
+        {
+            // After the loop: the queue being drained is empty, nothing of this turn refers to the set any more.
+            ReturnToPool();
+        }
     }
 
     private void Apply(in Operation op)
@@ -188,6 +281,9 @@ internal sealed class ConnectionOperations : IVsoEndpointObserver
                 // RFC 2525 §2.17: closing with unread received data resets, so the peer knows it was lost.
                 _endpoint.Close();
                 return;
+            case OperationKind.Release:
+                _released = _pool is not null;
+                return;
         }
     }
 
@@ -210,7 +306,58 @@ internal sealed class ConnectionOperations : IVsoEndpointObserver
         _log.Closed(_connectionId, error?.Message ?? "closed in order");
         _input.OnClosed(error);
         _output.OnConnectionClosed();
-        _onEnded();
+        if (_owner is { } owner)
+        {
+            owner.OnEnded();
+        }
+        else
+        {
+            _onEnded?.Invoke();
+        }
+
+        if (_released)
+        {
+            // Inside the TCP connection's processing: the set goes back in the endpoint's next turn, not under its feet.
+            _endpoint.RequestTurn();
+        }
+    }
+
+    /// <summary>
+    /// Engine thread, in a turn: the TCP connection has ended and the application has disposed the connection. Stale
+    /// requests are dropped from now on (the generation changes under the queue's lock), the endpoint stops reporting to
+    /// this set, and the set, reset, goes back to the pool, unless something still refers to its memory (then the
+    /// garbage collector takes it, as before pooling).
+    /// </summary>
+    private void ReturnToPool()
+    {
+        lock (_incomingLock)
+        {
+            _generation++;
+            DropQueued(_incoming);
+        }
+
+        DropQueued(_draining);
+        _endpoint.Release();
+        _endpoint = null!;
+        _owner = null;
+        _connectionId = string.Empty;
+        _log = NullLogger.Instance;
+        _released = false;
+        _ended = false;
+        var reusable = _input.TryReset() & _output.TryReset() & _host.TryReset();
+        if (reusable)
+        {
+            _pool!.Return(this);
+        }
+    }
+
+    /// <summary>Operations left behind by a connection that is gone: their block references are let go.</summary>
+    private static void DropQueued(Queue<Operation> queue)
+    {
+        while (queue.TryDequeue(out var op))
+        {
+            op.Block?.Release();
+        }
     }
 
     private enum OperationKind : byte
@@ -222,6 +369,7 @@ internal sealed class ConnectionOperations : IVsoEndpointObserver
         Abort,
         AbortWithFin,
         Close,
+        Release,
     }
 
     private readonly record struct Operation(OperationKind Kind, BlockRef? Block, int Start, int Length, Exception? Error);

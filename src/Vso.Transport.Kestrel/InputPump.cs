@@ -13,12 +13,13 @@ namespace Vso.Transport.Kestrel;
 /// </summary>
 internal sealed class InputPump : PipeScheduler
 {
-    private readonly VsoConnectionEndpoint _endpoint;
+    private readonly ConnectionOperations _operations;
     private readonly PinnedBlockPool _pool;
     private readonly Pipe _pipe;
-    private readonly Action _resume;
     private readonly PipeScheduler? _poolScheduler; // null: the thread pool
-    private readonly Action? _peerFin;
+    private readonly bool _peerFinCloses;
+    private readonly bool _readerOnEngineThread;
+    private VsoConnectionEndpoint _endpoint = null!;
     private ProxyHeaderReader? _header;
     private Action<ProxyHeaderReader>? _headerDone;
     private bool _paused;
@@ -28,15 +29,15 @@ internal sealed class InputPump : PipeScheduler
     private bool _classified;
     private bool _answered; // the connection has sent application bytes (a response): later requests run inline
 
-    /// <param name="resume">Called (any thread) once a paused pipe drained: it must bring <see cref="Resume"/> to the engine thread.</param>
-    /// <param name="peerFin">Called (engine thread, once) when the input ended because the peer's FIN was read; null for nobody.</param>
-    public InputPump(VsoConnectionEndpoint endpoint, PinnedBlockPool pool, long maxReadBufferSize, Action resume, Action? peerFin = null, bool readerOnEngineThread = false, PipeScheduler? poolScheduler = null)
+    /// <param name="operations">Brings <see cref="Resume"/> to the engine thread once a paused pipe drained; its owner is told of the peer's FIN.</param>
+    /// <param name="peerFinCloses">Whether the owner's ConnectionClosed fires (engine thread, once) when the input ended because the peer's FIN was read.</param>
+    public InputPump(ConnectionOperations operations, PinnedBlockPool pool, long maxReadBufferSize, bool peerFinCloses = false, bool readerOnEngineThread = false, PipeScheduler? poolScheduler = null)
     {
         _poolScheduler = poolScheduler;
-        _endpoint = endpoint;
+        _operations = operations;
         _pool = pool;
-        _resume = resume;
-        _peerFin = peerFin;
+        _peerFinCloses = peerFinCloses;
+        _readerOnEngineThread = readerOnEngineThread;
 
         // Reader continuations run on the thread pool, or, with VsoTransportOptions.ApplicationOnEngineThread, inline on the
         // engine thread that flushes (this pump is the reader's scheduler: see Schedule); the writer (engine) side only posts.
@@ -48,6 +49,41 @@ internal sealed class InputPump : PipeScheduler
             pauseWriterThreshold: maxReadBufferSize,
             resumeWriterThreshold: maxReadBufferSize / 2,
             useSynchronizationContext: false));
+    }
+
+    /// <summary>Engine thread: the pump serves the connection behind <paramref name="endpoint"/> (a pooled pump: after <see cref="TryReset"/>).</summary>
+    public void Bind(VsoConnectionEndpoint endpoint) => _endpoint = endpoint;
+
+    /// <summary>
+    /// Engine thread, when the pooled set is given back: the pipe is reset (Pipe.Reset, its segments kept) if both its
+    /// ends completed, and the pump forgets the connection. False when the pipe cannot be reused.
+    /// </summary>
+    public bool TryReset()
+    {
+        if (!_done || _header is not null)
+        {
+            return false;
+        }
+
+        try
+        {
+            // Throws while the reader has not completed: then the pipe is left to the garbage collector.
+            _pipe.Reset();
+        }
+        catch (InvalidOperationException)
+        {
+            return false;
+        }
+
+        _endpoint = null!;
+        _headerDone = null;
+        _paused = false;
+        _done = false;
+        _taken = 0;
+        _inline = _readerOnEngineThread;
+        _classified = false;
+        _answered = false;
+        return true;
     }
 
     public PipeReader Reader => _pipe.Reader;
@@ -234,7 +270,10 @@ internal sealed class InputPump : PipeScheduler
             // The peer's FIN, every byte before it in the pipe: end of the input stream, then tell the connection, as
             // the Sockets transport's receive loop completes its input and fires ConnectionClosed in that order.
             Complete(null);
-            _peerFin?.Invoke();
+            if (_peerFinCloses)
+            {
+                _operations.Owner?.FireClosed();
+            }
         }
     }
 
@@ -313,6 +352,8 @@ internal sealed class InputPump : PipeScheduler
 
     private async Task ResumeWhenDrained(ValueTask<FlushResult> flush)
     {
+        // The set may serve another connection by the time the flush completes: the resume carries this one's generation.
+        var generation = _operations.Generation;
         FlushResult result;
         try
         {
@@ -325,11 +366,16 @@ internal sealed class InputPump : PipeScheduler
             result = new FlushResult(false, true);
         }
 
+        if (generation != _operations.Generation)
+        {
+            return;
+        }
+
         if (result.IsCompleted)
         {
             _done = true;
         }
 
-        _resume();
+        _operations.PostResumeRead(generation);
     }
 }

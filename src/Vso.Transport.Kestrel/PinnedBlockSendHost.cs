@@ -17,6 +17,9 @@ internal sealed class PinnedBlockSendHost(PinnedBlockClasses blocks, VsoOutputWr
     /// <summary>A range of <paramref name="block"/> is about to be queued; its reference is released on acknowledgment.</summary>
     public void Track(BlockRef block) => _blocks[block.HostToken] = block;
 
+    /// <summary>Engine thread, when the pooled set is given back: true when no block is held (every range acknowledged or failed).</summary>
+    public bool TryReset() => _blocks.Count == 0;
+
     public unsafe void CopyTo(VsoSendRange range, int offset, Span<byte> destination)
     {
         // Validate refuses a range whose block was released (StaleDescriptorException) before any byte is read.

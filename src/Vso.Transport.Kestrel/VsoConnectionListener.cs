@@ -1,4 +1,5 @@
 using System.Net;
+using System.Runtime.CompilerServices;
 using System.Threading.Channels;
 using Microsoft.AspNetCore.Connections;
 using Microsoft.Extensions.Logging;
@@ -27,6 +28,7 @@ internal sealed class VsoConnectionListener : IConnectionListener
     private readonly VsoProxyProtocol _proxyMode;
     private readonly Action<VsoTransportConnection, ProxyRejection> _onProxyHeader;
     private readonly ConnectionDrain _drain;
+    private readonly ConnectionStatePool _states;
     private VsoEndpointListener? _endpoints;
     private int _unbound;
     private int _disposed;
@@ -52,7 +54,11 @@ internal sealed class VsoConnectionListener : IConnectionListener
         _onProxyHeader = OnProxyHeader;
         EndPoint = endPoint;
         _drain = new ConnectionDrain(metrics, log, endPoint.ToString(), options.DrainTimeout);
+        _states = new ConnectionStatePool(blocks, options);
     }
+
+    /// <summary>The per-connection state this listener's connections reuse (tests read it).</summary>
+    internal ConnectionStatePool States => _states;
 
     /// <summary>The drain that starts when the listener is unbound (tests read its counts).</summary>
     internal ConnectionDrain Drain => _drain;
@@ -80,13 +86,18 @@ internal sealed class VsoConnectionListener : IConnectionListener
         _log.Bound(endPoint.ToString());
     }
 
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))] // its state machine reused, not one per connection
     public async ValueTask<ConnectionContext?> AcceptAsync(CancellationToken cancellationToken = default)
     {
         try
         {
             var connection = await _accepted.Reader.ReadAsync(cancellationToken).ConfigureAwait(false);
             _endpoints!.TakeAccepted();
-            _log.Accepted(connection.ConnectionId, connection.RemoteEndPoint?.ToString() ?? "?");
+            if (_log.IsEnabled(LogLevel.Debug))
+            {
+                _log.Accepted(connection.ConnectionId, connection.RemoteEndPoint?.ToString() ?? "?");
+            }
+
             return connection;
         }
         catch (ChannelClosedException)
@@ -157,13 +168,13 @@ internal sealed class VsoConnectionListener : IConnectionListener
 
             // Handed to Kestrel by OnProxyHeader once the header is read (maybe at once, from the bytes already here).
 #pragma warning disable CA2000 // Disposed by OnProxyHeader when refused, by Kestrel once handed over.
-            _ = new VsoTransportConnection(endpoint, _blocks, _options, _log, _proxyMode, _onProxyHeader, _drain);
+            _ = new VsoTransportConnection(endpoint, _states.Rent(), _blocks, _options, _log, _proxyMode, _onProxyHeader, _drain);
 #pragma warning restore CA2000
             return true;
         }
 
 #pragma warning disable CA2000 // Handed to Kestrel's accept loop, which disposes it; disposed here when it cannot be handed over.
-        var connection = new VsoTransportConnection(endpoint, _blocks, _options, _log, drain: _drain);
+        var connection = new VsoTransportConnection(endpoint, _states.Rent(), _blocks, _options, _log, drain: _drain);
 #pragma warning restore CA2000
         if (_accepted.Writer.TryWrite(connection))
         {

@@ -38,7 +38,9 @@ internal sealed class VsoOutputWriter : PipeWriter
     private CancellationToken _flushToken;       // under _gate: the waiting flush's token
     private CancellationTokenRegistration _flushRegistration;
     private bool _cancelNext;
-    private TaskCompletionSource? _drained;      // under _gate: made only when someone waits for the peer's acknowledgments
+    private readonly DrainCompletion _drain = new(); // the one completion behind WhenDrained (a connection is disposed once)
+    private bool _drainWaiting;                  // under _gate: someone waits in WhenDrained
+    private long _drainDeadline;                 // under _gate: its Stopwatch deadline
     private volatile bool _closed;
     private bool _completed;
 
@@ -390,27 +392,87 @@ internal sealed class VsoOutputWriter : PipeWriter
     }
 
     /// <summary>
-    /// Any thread: completes once every flushed byte is acknowledged or the connection has ended (at once if so already);
-    /// DisposeAsync's bounded wait for the peer. Allocates only when it has to wait.
+    /// Any thread: true once every flushed byte is acknowledged or the connection has ended (at once if so already), false
+    /// when <paramref name="timeout"/> passed first; DisposeAsync's bounded wait for the peer. Nothing is allocated: the
+    /// completion is the writer's own, and the timeout is one shared timer's (<see cref="AcknowledgeWaits"/>).
     /// </summary>
-    public Task WhenDrained()
+    public ValueTask<bool> WhenDrained(TimeSpan timeout)
     {
         lock (_gate)
         {
             if (_closed || Interlocked.Read(ref _inFlight) == 0)
             {
-                return Task.CompletedTask;
+                return new ValueTask<bool>(true);
             }
 
-            return (_drained ??= new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)).Task;
+            _drain.Prepare();
+            _drainWaiting = true;
+            _drainDeadline = System.Diagnostics.Stopwatch.GetTimestamp() + (long)(timeout.TotalSeconds * System.Diagnostics.Stopwatch.Frequency);
         }
+
+        AcknowledgeWaits.Add(this);
+        return _drain.Task;
     }
 
     /// <summary>Under <see cref="_gate"/>: whoever waits in <see cref="WhenDrained"/> goes on (on the thread pool).</summary>
     private void SignalDrained()
     {
-        _drained?.TrySetResult();
-        _drained = null;
+        if (_drainWaiting)
+        {
+            _drainWaiting = false;
+            _drain.SetResult(true);
+        }
+    }
+
+    /// <summary>The shared timer's tick: true when no wait of this writer is left for it (drained, or timed out now).</summary>
+    internal bool ExpireDrainWait(long now)
+    {
+        lock (_gate)
+        {
+            if (!_drainWaiting)
+            {
+                return true;
+            }
+
+            if (now < _drainDeadline)
+            {
+                return false;
+            }
+
+            _drainWaiting = false;
+            _drain.SetResult(false);
+            return true;
+        }
+    }
+
+    /// <summary>
+    /// Engine thread, when the pooled set is given back: a completed writer with nothing in flight, no block and no waiting
+    /// flush starts over; the flush completion's version moves on, so a stale flush's ValueTask can no longer be awaited.
+    /// False (the writer is left to the garbage collector) if anything is still out.
+    /// </summary>
+    public bool TryReset()
+    {
+        lock (_gate)
+        {
+            if (!_completed || _current is not null || _parked is not null || _unflushed.Count != 0 || _flushPending || _drainWaiting || Interlocked.Read(ref _inFlight) != 0)
+            {
+                return false;
+            }
+
+            _flush.Recycle();
+            _written = 0;
+            _flushedTo = 0;
+            _rentBytes = _blocks.Base.BlockSize;
+            _unflushedBytes = 0;
+            _flushToken = default;
+            _flushRegistration = default;
+            _cancelNext = false;
+            _drain.Recycle();
+            _drainDeadline = 0;
+            _closed = false;
+            _completed = false;
+            return true;
+        }
     }
 
     /// <summary>The connection ended: pending and later flushes report IsCompleted; later writes are dropped.</summary>
@@ -423,6 +485,28 @@ internal sealed class VsoOutputWriter : PipeWriter
         }
 
         CompleteFlush(new FlushResult(false, true), null);
+    }
+
+    /// <summary>The completion behind <see cref="WhenDrained"/>: true drained, false timed out; continuations on the thread pool.</summary>
+    private sealed class DrainCompletion : IValueTaskSource<bool>
+    {
+        private ManualResetValueTaskSourceCore<bool> _core = new() { RunContinuationsAsynchronously = true };
+
+        public ValueTask<bool> Task => new(this, _core.Version);
+
+        /// <summary>Under the writer's gate, before a wait: a result never taken is dropped.</summary>
+        public void Prepare() => _core.Reset();
+
+        public void Recycle() => _core.Reset();
+
+        public void SetResult(bool drained) => _core.SetResult(drained);
+
+        public bool GetResult(short token) => _core.GetResult(token);
+
+        public ValueTaskSourceStatus GetStatus(short token) => _core.GetStatus(token);
+
+        public void OnCompleted(Action<object?> continuation, object? state, short token, ValueTaskSourceOnCompletedFlags flags) =>
+            _core.OnCompleted(continuation, state, token, flags);
     }
 
     /// <summary>
@@ -446,6 +530,13 @@ internal sealed class VsoOutputWriter : PipeWriter
             }
 
             _issued = true;
+        }
+
+        /// <summary>Under the writer's gate, no flush waiting: a new version for the writer's next connection.</summary>
+        public void Recycle()
+        {
+            _core.Reset();
+            _issued = false;
         }
 
         public void Complete(FlushResult result, Exception? error)

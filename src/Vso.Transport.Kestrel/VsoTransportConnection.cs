@@ -2,6 +2,7 @@ using System.Buffers;
 using System.Diagnostics;
 using System.IO.Pipelines;
 using System.Net;
+using System.Runtime.CompilerServices;
 using Microsoft.AspNetCore.Connections;
 using Microsoft.AspNetCore.Connections.Features;
 using Microsoft.AspNetCore.Http.Features;
@@ -17,14 +18,16 @@ namespace Vso.Transport.Kestrel;
 /// Input is the pipe <see cref="InputPump"/> fills; <see cref="ConnectionOperations"/> carries the application's requests
 /// to the engine thread. Everything reaches the stack through its public <see cref="VsoConnectionEndpoint"/>.
 /// </summary>
-internal sealed class VsoTransportConnection : ConnectionContext,
+internal sealed partial class VsoTransportConnection : ConnectionContext,
     IConnectionIdFeature,
     IConnectionTransportFeature,
     IConnectionItemsFeature,
     IMemoryPoolFeature,
     IConnectionLifetimeFeature,
     IConnectionEndPointFeature,
-    IVsoTcpInfoFeature
+    IVsoTcpInfoFeature,
+    IDuplexPipe,
+    IThreadPoolWorkItem
 {
     private static long _lastId;
 
@@ -32,23 +35,29 @@ internal sealed class VsoTransportConnection : ConnectionContext,
     private readonly PinnedBlockPool _pool;
     private readonly ILogger _log;
     private readonly ConnectionOperations _operations;
-    private readonly InputPump _input;
-    private readonly VsoOutputWriter _output;
-    private readonly PinnedBlockSendHost _host;
+    private readonly int _generation;
+    private readonly ConnectionInput _inputFacade;
+    private readonly ConnectionOutput _outputFacade;
     private readonly CancellationTokenSource _closedSource = new();
-    private readonly TaskCompletionSource _ended = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly Action<VsoTransportConnection, ProxyRejection>? _onProxyHeader;
     private readonly Timer? _proxyTimer;
     private readonly ConnectionDrain? _drain;
+    private TaskCompletionSource? _ended;   // made only when someone waits for the end (Ended)
+    private volatile bool _hasEnded;
     private int _drainState;
     private int _disposed;
     private IDictionary<object, object?>? _items;
+    private IDuplexPipe _transport;
+    private EndPoint? _localEndPoint;
+    private EndPoint? _remoteEndPoint;
 
     /// <summary>Engine thread (the listener's accept callback): from now on this connection is told of the endpoint's life.</summary>
+    /// <param name="state">The listener's pooled per-connection state, rented for this connection (it returns to its pool by itself).</param>
     /// <param name="proxyMode">The PROXY protocol versions expected before the application's bytes; None for none.</param>
     /// <param name="onProxyHeader">Engine thread, once, with <paramref name="proxyMode"/>: the header was accepted (None) or refused.</param>
     public VsoTransportConnection(
         VsoConnectionEndpoint endpoint,
+        ConnectionOperations state,
         PinnedBlockClasses blocks,
         VsoTransportOptions options,
         ILogger log,
@@ -61,40 +70,38 @@ internal sealed class VsoTransportConnection : ConnectionContext,
         _pool = blocks.Base;
         _log = log;
         ConnectionId = NewConnectionId(Interlocked.Increment(ref _lastId));
-        LocalEndPoint = endpoint.LocalEndPoint;
-        RemoteEndPoint = endpoint.RemoteEndPoint;
         ConnectionClosed = _closedSource.Token;
 
-        _operations = new ConnectionOperations(endpoint, ConnectionId, options.FinOnError, log, OnEnded);
-        _input = new InputPump(endpoint, _pool, options.MaxReadBufferSize, _operations.PostResumeRead, options.ConnectionClosedOnPeerFin ? FireClosed : null, options.ApplicationOnEngineThread, options.ReaderScheduler);
-        _output = new VsoOutputWriter(_operations, blocks, options.MaxWriteBufferSize);
-        _host = new PinnedBlockSendHost(blocks, _output);
-        _operations.Attach(_input, _output, _host);
-        Transport = new DuplexPipe(_input.Reader, _output);
-
-        Features = new FeatureCollection();
-        Features.Set<IConnectionIdFeature>(this);
-        Features.Set<IConnectionTransportFeature>(this);
-        Features.Set<IConnectionItemsFeature>(this);
-        Features.Set<IMemoryPoolFeature>(this);
-        Features.Set<IConnectionLifetimeFeature>(this);
-        Features.Set<IConnectionEndPointFeature>(this);
-        Features.Set<IVsoTcpInfoFeature>(this);
+        _operations = state;
+        _generation = state.Generation;
+        state.Bind(endpoint, this, ConnectionId, log);
+        _inputFacade = new ConnectionInput(state.Input.Reader);
+        _outputFacade = new ConnectionOutput(state.Output);
+        _transport = this;
 
         if (proxyMode != VsoProxyProtocol.None)
         {
             // proxy-protocol.txt §2: a receiver may abort a connection whose header does not come within a few seconds.
             _onProxyHeader = onProxyHeader;
-            _input.ExpectProxyHeader(new ProxyHeaderReader(proxyMode), OnProxyHeader);
-            _proxyTimer = new Timer(static state => ((ConnectionOperations)state!).PostProxyHeaderTimeout(), _operations, options.ProxyProtocolTimeout, System.Threading.Timeout.InfiniteTimeSpan);
+            state.Input.ExpectProxyHeader(new ProxyHeaderReader(proxyMode), OnProxyHeader);
+            _proxyTimer = new Timer(static s => ((VsoTransportConnection)s!).OnProxyHeaderTimeout(), this, options.ProxyProtocolTimeout, System.Threading.Timeout.InfiniteTimeSpan);
         }
 
         // Known to the drain before anything can end it (the first bytes may already refuse a PROXY header).
         _drain?.Add(this);
 
         // Bytes may have arrived with the handshake's last ACK.
-        _input.Pump();
+        state.Input.Pump();
     }
+
+    /// <summary>The next and previous connection in the drain's list (<see cref="ConnectionDrain"/>, under its lock).</summary>
+    internal VsoTransportConnection? DrainNext { get; set; }
+
+    /// <inheritdoc cref="DrainNext"/>
+    internal VsoTransportConnection? DrainPrevious { get; set; }
+
+    /// <summary>Whether the drain's list holds this connection (under its lock).</summary>
+    internal bool InDrainList { get; set; }
 
     public override string ConnectionId { get; set; }
 
@@ -109,7 +116,19 @@ internal sealed class VsoTransportConnection : ConnectionContext,
         });
     }
 
-    public override IFeatureCollection Features { get; }
+    /// <summary>Built from the endpoint on first use (nothing per connection unless someone asks); a PROXY header replaces them.</summary>
+    public override EndPoint? LocalEndPoint
+    {
+        get => _localEndPoint ??= _endpoint.LocalEndPoint;
+        set => _localEndPoint = value;
+    }
+
+    /// <inheritdoc cref="LocalEndPoint"/>
+    public override EndPoint? RemoteEndPoint
+    {
+        get => _remoteEndPoint ??= _endpoint.RemoteEndPoint;
+        set => _remoteEndPoint = value;
+    }
 
     public override IDictionary<object, object?> Items
     {
@@ -117,16 +136,40 @@ internal sealed class VsoTransportConnection : ConnectionContext,
         set => _items = value;
     }
 
-    public override IDuplexPipe Transport { get; set; }
+    /// <summary>The connection itself until middleware replaces it (its Input and Output cut off at dispose).</summary>
+    public override IDuplexPipe Transport
+    {
+        get => _transport;
+        set => _transport = value;
+    }
+
+    PipeReader IDuplexPipe.Input => _inputFacade;
+
+    PipeWriter IDuplexPipe.Output => _outputFacade;
 
     public MemoryPool<byte> MemoryPool => _pool;
 
-    internal VsoOutputWriter Output => _output;
+    internal VsoOutputWriter Output => _operations.Output;
 
-    internal IVsoSendHost SendHost => _host;
+    internal IVsoSendHost SendHost => _operations.Host;
+
+    /// <summary>The pooled state this connection was given (tests).</summary>
+    internal ConnectionOperations State => _operations;
 
     /// <summary>Completes when the TCP connection has ended (closed in order, reset or failed).</summary>
-    internal Task Ended => _ended.Task;
+    internal Task Ended
+    {
+        get
+        {
+            var ended = Volatile.Read(ref _ended) ?? Interlocked.CompareExchange(ref _ended, new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously), null) ?? _ended!;
+            if (_hasEnded)
+            {
+                ended.TrySetResult();
+            }
+
+            return ended.Task;
+        }
+    }
 
     public TcpConnectionInfo GetInfo() => _endpoint.GetInfo();
 
@@ -143,7 +186,7 @@ internal sealed class VsoTransportConnection : ConnectionContext,
             CountDrain(reset: true);
         }
 
-        _operations.PostAbort(abortReason!);
+        _operations.PostAbort(abortReason!, _generation);
     }
 
     /// <summary>Any thread: the listener stopped; from now on this connection's end is counted. False if it had ended already.</summary>
@@ -158,7 +201,7 @@ internal sealed class VsoTransportConnection : ConnectionContext,
             return false;
         }
 
-        _operations.PostReset(new ConnectionAbortedException("The connection was reset because Vso:DrainTimeout passed while the server was stopping."));
+        _operations.PostReset(new ConnectionAbortedException("The connection was reset because Vso:DrainTimeout passed while the server was stopping."), _generation);
         return true;
     }
 
@@ -189,6 +232,7 @@ internal sealed class VsoTransportConnection : ConnectionContext,
     /// RFC 2525 §2.17), then waits, bounded, until the peer acknowledged what was sent, so that a graceful shutdown
     /// drains. Blocks still unacknowledged afterwards return to the pool when the stack acknowledges or fails them.
     /// </summary>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))] // its state machine reused, not one per connection
     public override async ValueTask DisposeAsync()
     {
         if (Interlocked.Exchange(ref _disposed, 1) != 0)
@@ -202,28 +246,27 @@ internal sealed class VsoTransportConnection : ConnectionContext,
             await _proxyTimer.DisposeAsync().ConfigureAwait(false);
         }
 
-        _output.Complete();
-        await _input.Reader.CompleteAsync().ConfigureAwait(false);
-        _operations.PostClose();
+        var output = _operations.Output;
+        output.Complete();
+        await _operations.Input.Reader.CompleteAsync().ConfigureAwait(false);
+        _operations.PostClose(_generation);
 
-        // Woken by the acknowledgment that empties the writer or by the connection's end, not by polling: no timer per
-        // connection unless it has to wait, and the connection's objects go as soon as the peer has everything.
-        var drained = _output.WhenDrained();
-        if (!drained.IsCompleted)
+        // Woken by the acknowledgment that empties the writer or by the connection's end, not by polling; bounded by one
+        // timer shared by every waiting connection, and the connection's objects go as soon as the peer has everything.
+        var started = Stopwatch.GetTimestamp();
+        if (!await output.WhenDrained(AcknowledgeWait).ConfigureAwait(false))
         {
-            var started = Stopwatch.GetTimestamp();
-            try
-            {
-                await drained.WaitAsync(AcknowledgeWait).ConfigureAwait(false);
-            }
-            catch (TimeoutException)
-            {
-                _log.AcknowledgeWaitTimedOut(ConnectionId, _output.InFlightBytes, (long)Stopwatch.GetElapsedTime(started).TotalMilliseconds);
-            }
+            _log.AcknowledgeWaitTimedOut(ConnectionId, output.InFlightBytes, (long)Stopwatch.GetElapsedTime(started).TotalMilliseconds);
         }
 
         FireClosed();
         Finished();
+
+        // Kestrel is done with the connection: references still held to its pipes reach nothing from now on, and the
+        // pooled state goes back once the TCP connection has ended too (ConnectionOperations).
+        _inputFacade.Detach();
+        _outputFacade.Detach();
+        _operations.PostRelease(_generation);
         await base.DisposeAsync().ConfigureAwait(false);
     }
 
@@ -240,7 +283,7 @@ internal sealed class VsoTransportConnection : ConnectionContext,
         if (reader.Rejection == ProxyRejection.None)
         {
             var header = reader.Header;
-            Features.Set<IProxyProtocolFeature>(new ProxyProtocolFeature(header, RemoteEndPoint, reader.Tlvs));
+            _proxyFeature = new ProxyProtocolFeature(header, RemoteEndPoint, reader.Tlvs);
             if (header.IsProxied)
             {
                 RemoteEndPoint = header.Source;
@@ -251,45 +294,48 @@ internal sealed class VsoTransportConnection : ConnectionContext,
         _onProxyHeader?.Invoke(this, reader.Rejection);
     }
 
+    private IProxyProtocolFeature? _proxyFeature;
+
+    /// <summary>Timer thread: Vso:ProxyProtocolTimeout ran out (dropped if the connection's state serves another by now).</summary>
+    private void OnProxyHeaderTimeout() => _operations.PostProxyHeaderTimeout(_generation);
+
     /// <summary>Engine thread: the TCP connection ended.</summary>
-    private void OnEnded()
+    internal void OnEnded()
     {
         Finished();
         FireClosed();
-        _ended.TrySetResult();
+        _hasEnded = true;
+        Volatile.Read(ref _ended)?.TrySetResult();
     }
 
     /// <summary>Any thread: ConnectionClosed fires (once) on the thread pool. The TCP connection ended, the application disposed
     /// the connection, or (<see cref="VsoTransportOptions.ConnectionClosedOnPeerFin"/>) the peer's FIN was read.</summary>
-    private void FireClosed()
+    internal void FireClosed()
     {
-        if (_closedSource.IsCancellationRequested)
+        if (_closedSource.IsCancellationRequested || Interlocked.Exchange(ref _closedQueued, 1) != 0)
         {
             return;
         }
 
-        // Never run the application's callbacks on the engine thread.
-        ThreadPool.UnsafeQueueUserWorkItem(static state =>
-        {
-            try
-            {
-                state._closedSource.Cancel();
-            }
-#pragma warning disable CA1031 // Application callbacks on ConnectionClosed: any exception is logged, as Kestrel's SocketConnection does.
-            catch (Exception ex)
-#pragma warning restore CA1031
-            {
-                // An application callback threw: log it, never let it take the process down.
-                state._log.ClosedCallbackFailed(state.ConnectionId, ex);
-            }
-        }, this, preferLocal: false);
+        // Never run the application's callbacks on the engine thread. The connection is its own work item: nothing allocated.
+        ThreadPool.UnsafeQueueUserWorkItem(this, preferLocal: false);
     }
 
-    private sealed class DuplexPipe(PipeReader input, PipeWriter output) : IDuplexPipe
-    {
-        public PipeReader Input { get; } = input;
+    private int _closedQueued;
 
-        public PipeWriter Output { get; } = output;
+    void IThreadPoolWorkItem.Execute()
+    {
+        try
+        {
+            _closedSource.Cancel();
+        }
+#pragma warning disable CA1031 // Application callbacks on ConnectionClosed: any exception is logged, as Kestrel's SocketConnection does.
+        catch (Exception ex)
+#pragma warning restore CA1031
+        {
+            // An application callback threw: log it, never let it take the process down.
+            _log.ClosedCallbackFailed(ConnectionId, ex);
+        }
     }
 
     private sealed class ConnectionItems : Dictionary<object, object?>

@@ -195,6 +195,48 @@ public sealed class KestrelHostTests
         await app.DisposeAsync();
     }
 
+    /// <summary>
+    /// Issue 12 item 4, with Kestrel's own threads: 240 connections with Connection: close, four at a time, each answered
+    /// with its own request's number, so a connection that read or wrote through a reused pipe, writer or TCP connection of
+    /// another would show; the transport's state and the stack's connections are reused (far fewer built than connections).
+    /// </summary>
+    [Fact]
+    public async Task Kestrel_serves_connections_that_reuse_pooled_state_each_with_its_own_bytes()
+    {
+        using var pair = SimulatedPair.Create();
+        var builder = WebApplication.CreateBuilder();
+        builder.Services.AddSingleton<IConnectionListenerFactory>(pair.Factory);
+        builder.WebHost.UseUrls($"http://{SimulatedPair.ServerAddress}:8080");
+        var app = builder.Build();
+        app.MapGet("/n/{n}", (string n, HttpContext c) => Results.Text(n + " " + c.Connection.Id, "text/plain"));
+        await app.StartAsync();
+
+        var ids = new System.Collections.Concurrent.ConcurrentDictionary<string, byte>();
+        var workers = Enumerable.Range(0, 4).Select(w => Task.Run(async () =>
+        {
+            for (var i = 0; i < 60; i++)
+            {
+                var n = (w * 1000) + i;
+                var client = await pair.Client.ConnectAsync(new IPEndPoint(IPAddress.Parse(SimulatedPair.ServerAddress), 8080)).WaitAsync(Timeout);
+                await client.SendAsync(Encoding.ASCII.GetBytes($"GET /n/{n} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")).WaitAsync(Timeout);
+                var (status, body) = await new ResponseReader(client).ReadAsync().WaitAsync(Timeout);
+                Assert.Equal(200, status);
+                var text = Encoding.ASCII.GetString(body).Split(' ');
+                Assert.Equal(n.ToString(System.Globalization.CultureInfo.InvariantCulture), text[0]);
+                Assert.True(ids.TryAdd(text[1], 0), $"connection id {text[1]} seen twice");
+                Assert.Equal(0, await client.ReceiveAsync(new byte[16]).AsTask().WaitAsync(Timeout));
+                await client.CloseAsync().WaitAsync(Timeout);
+            }
+        })).ToArray();
+        await Task.WhenAll(workers).WaitAsync(TimeSpan.FromMinutes(2));
+
+        var layer = pair.Factory.Stack!.Core.Tcp;
+        Assert.True(layer.ConnectionsBuilt < 120, $"{layer.ConnectionsBuilt} TcpConnections built for 240 connections");
+        await app.StopAsync().WaitAsync(Timeout);
+        await SimulatedPair.WaitUntil(() => pair.Factory.PinnedBytes == 0, "pinned bytes back to zero after StopAsync");
+        await app.DisposeAsync();
+    }
+
     /// <summary>Reads HTTP/1.1 responses with Content-Length or chunked bodies from a VsoConnection.</summary>
     private sealed class ResponseReader(VsoConnection connection)
     {

@@ -23,6 +23,9 @@ public sealed class VsoConnectionEndpoint
     private IVsoSendHost? _host;
     private TcpConnection? _tcp;
     private int _turnRequested;
+    private bool _released;
+    private ConnectionId _id;   // the connection's 4-tuple, kept after Release (a pooled TcpConnection takes another)
+    private bool _bound;
 
     internal VsoConnectionEndpoint(VsoStack stack, NetworkStack shard, TcpConnection? accepted)
     {
@@ -47,9 +50,11 @@ public sealed class VsoConnectionEndpoint
     /// <summary>Whether a TCP connection stands behind the endpoint (accepted, or <see cref="Connect"/> called).</summary>
     public bool IsOpen => _tcp is not null;
 
-    public IPEndPoint? LocalEndPoint => _tcp is { } t ? new IPEndPoint(t.Id.LocalAddress.ToIPAddress(), t.Id.LocalPort) : null;
+    /// <summary>Where the connection is bound locally; still answered after <see cref="Release"/> (the 4-tuple is kept).</summary>
+    public IPEndPoint? LocalEndPoint => _bound ? new IPEndPoint(_id.LocalAddress.ToIPAddress(), _id.LocalPort) : null;
 
-    public IPEndPoint? RemoteEndPoint => _tcp is { } t ? new IPEndPoint(t.Id.RemoteAddress.ToIPAddress(), t.Id.RemotePort) : null;
+    /// <summary>The peer's address and port; still answered after <see cref="Release"/>.</summary>
+    public IPEndPoint? RemoteEndPoint => _bound ? new IPEndPoint(_id.RemoteAddress.ToIPAddress(), _id.RemotePort) : null;
 
     /// <summary>A snapshot of the connection's TCP state, taken between two turns of the engine (any thread).</summary>
     public TcpConnectionInfo GetInfo()
@@ -98,6 +103,7 @@ public sealed class VsoConnectionEndpoint
     /// <summary>Active open with the connection's own <paramref name="settings"/> (null: a copy of the stack's) from <paramref name="localPort"/> (0: ephemeral).</summary>
     internal void Connect(Ipv4Address remote, ushort port, TcpSettings? settings, ushort localPort)
     {
+        ObjectDisposedException.ThrowIf(_released, this);
         if (_tcp is not null)
         {
             throw new InvalidOperationException("The endpoint is already open.");
@@ -166,12 +172,45 @@ public sealed class VsoConnectionEndpoint
         }
     }
 
-    private TcpConnection OpenConnection() =>
-        _tcp ?? throw new InvalidOperationException("The endpoint is not open.");
+    /// <summary>
+    /// Engine thread: the embedding is done with the endpoint, normally after the connection has ended
+    /// (<see cref="IVsoEndpointObserver.OnClosed"/>); one still open is reset first (RFC 9293 §3.10.5). Its observer and
+    /// host hear nothing more (they may serve another connection), and the stack may reuse the connection's state for a
+    /// new one: the endpoint reads as closed from now on, and <see cref="Enqueue"/> or <see cref="Connect"/> throw
+    /// <see cref="ObjectDisposedException"/>.
+    /// </summary>
+    public void Release()
+    {
+        if (_released)
+        {
+            return;
+        }
+
+        if (_tcp is { IsTerminated: false } open)
+        {
+            open.Abort();
+            _shard.Tcp.AfterEvent(open);
+        }
+
+        _released = true;
+        _observer = null;
+        _host = null;
+        var tcp = _tcp;
+        _tcp = null;
+        tcp?.ReleaseByOwner();
+    }
+
+    private TcpConnection OpenConnection()
+    {
+        ObjectDisposedException.ThrowIf(_released, this);
+        return _tcp ?? throw new InvalidOperationException("The endpoint is not open.");
+    }
 
     private void Bind(TcpConnection tcp)
     {
         _tcp = tcp;
+        _id = tcp.Id;
+        _bound = true;
         tcp.Observer = _engine;
         tcp.SetHost(_engine);
     }

@@ -41,6 +41,24 @@ internal sealed class ReceiveBuffer
 
     public int Capacity => _capacity;
 
+    /// <summary>
+    /// The connection is reused: empty, at <paramref name="capacity"/>; false (not reusable) if a pool block is still held.
+    /// The range arrays stay (nothing beyond <see cref="RangeCount"/> is read from them); the slot table went back with the last block.
+    /// </summary>
+    public bool TryRecycle(int capacity)
+    {
+        Clear();
+        if (BlocksHeld != 0)
+        {
+            return false;
+        }
+
+        _capacity = capacity;
+        _readPosition = 0;
+        _headSequence = 0;
+        return true;
+    }
+
     /// <summary>In-order bytes waiting for the application.</summary>
     public int Count { get; private set; }
 

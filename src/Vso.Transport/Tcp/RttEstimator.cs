@@ -21,6 +21,18 @@ internal sealed class RttEstimator
         BaseRto = Math.Clamp(initialRto, minRto, maxRto);
     }
 
+    /// <summary>The connection is reused: no sample yet, the initial RTO (RFC 6298 §2.1).</summary>
+    public void Recycle(long initialRto)
+    {
+        SmoothedRtt = 0;
+        RttVariance = 0;
+        LatestRtt = 0;
+        MinRtt = long.MaxValue;
+        HasSample = false;
+        BaseRto = Math.Clamp(initialRto, _minRto, _maxRto);
+        Backoff = 0;
+    }
+
     public long SmoothedRtt { get; private set; }
 
     public long RttVariance { get; private set; }

@@ -31,6 +31,24 @@ internal sealed class SendQueue
         EndSequence = sequence;
     }
 
+    /// <summary>The connection is reused (<see cref="TcpLayer"/>'s pool): empty, from sequence 0; the descriptors stay pooled.</summary>
+    public void Recycle()
+    {
+        for (var d = _head; d is not null;)
+        {
+            var next = d.Next;
+            Return(d);
+            d = next;
+        }
+
+        _head = null;
+        _tail = null;
+        _cursor = null;
+        StartSequence = 0;
+        EndSequence = 0;
+        DescriptorCount = 0;
+    }
+
     public SendDescriptor Rent() => _pool.Count > 0 ? _pool.Pop() : new SendDescriptor();
 
     /// <summary>Appends a filled descriptor; it gets the next sequence number.</summary>

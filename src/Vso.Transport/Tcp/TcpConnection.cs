@@ -37,7 +37,7 @@ internal sealed partial class TcpConnection
         InitializeReplyLimits(layer.Clock.NowMicroseconds);
     }
 
-    public ConnectionId Id { get; }
+    public ConnectionId Id { get; private set; }
 
     public TcpState State { get; private set; } = TcpState.Closed;
 
@@ -291,6 +291,11 @@ internal sealed partial class TcpConnection
 
         _layer.Remove(this);
         Observer?.OnClosed(this, Error);
+        if (_ownerReleased)
+        {
+            // Its owner let go before the end: the connection can serve another (TcpConnection.Pooling.cs).
+            _layer.Retire(this);
+        }
     }
 
     private bool _terminated;

@@ -3,6 +3,36 @@ namespace Vso.Transport.Tcp;
 /// <summary>Per-connection counters, written by the engine thread.</summary>
 internal sealed class TcpConnectionStatistics
 {
+    /// <summary>The connection is reused: every counter from zero.</summary>
+    public void Recycle()
+    {
+        SegmentsSent = 0;
+        SegmentsReceived = 0;
+        SegmentsRetransmitted = 0;
+        BytesRetransmitted = 0;
+        Timeouts = 0;
+        FastRetransmits = 0;
+        DuplicateAcksReceived = 0;
+        FirstTransmissionBytes = 0;
+        FirstTransmissionCopiedBytes = 0;
+        OffloadedSuperSegments = 0;
+        BytesReceived = 0;
+        ReceiveCopiedBytes = 0;
+        OutOfOrderSegments = 0;
+        ZeroWindowProbes = 0;
+        KeepaliveProbes = 0;
+        DroppedSegments = 0;
+        SpuriousRetransmissions = 0;
+        Undos = 0;
+        TailLossProbes = 0;
+        RackLosses = 0;
+        DsacksSent = 0;
+        ChallengeAcksSent = 0;
+        ChallengeAcksSuppressed = 0;
+        InvalidSegmentAcksSuppressed = 0;
+        PathMtuReductions = 0;
+    }
+
     public long SegmentsSent;
     public long SegmentsReceived;
     public long SegmentsRetransmitted;

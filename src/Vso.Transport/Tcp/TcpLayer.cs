@@ -432,7 +432,8 @@ internal sealed class TcpLayer : ITransportProtocol
             listener.PressureLog.HalfOpenEvicted(listener, Log, now);
         }
 
-        var connection = new TcpConnection(this, id, observer: null) { Listener = listener };
+        var connection = NewConnection(id);
+        connection.Listener = listener;
         _connections.Add(id, connection);
         listener.HalfOpen.Add(connection);
         connection.AcceptSyn(segment.SequenceNumber, segment.Window, segment.Options);
@@ -474,7 +475,8 @@ internal sealed class TcpLayer : ITransportProtocol
             return true;
         }
 
-        var connection = new TcpConnection(this, id, observer: null) { Listener = listener };
+        var connection = NewConnection(id);
+        connection.Listener = listener;
         _connections.Add(id, connection);
         connection.AcceptCookie(handshake);
         Metrics.SynCookiesAccepted.Add(1);
@@ -592,6 +594,7 @@ internal sealed class TcpLayer : ITransportProtocol
     {
         if (_outputList.Count == 0)
         {
+            RecycleRetired();
             return false;
         }
 
@@ -617,6 +620,7 @@ internal sealed class TcpLayer : ITransportProtocol
         }
 
         _outputList.Clear();
+        RecycleRetired();
         return true;
     }
 
@@ -716,6 +720,73 @@ internal sealed class TcpLayer : ITransportProtocol
             largest.Shutdown(new TcpConnectionException(TcpError.MemoryLimit, $"Connection {largest.Id} was reset: the stack's receive memory limit was reached and it held the most."));
             AfterEvent(largest);
         }
+    }
+
+    // ---- Reuse of connections (issue 12 item 4) ----
+
+    /// <summary>At most this many ended connections wait for reuse (as the transport's pool and Kestrel's Sockets senders: 1024).</summary>
+    public const int ConnectionPoolCapacity = 1024;
+
+    private readonly Stack<TcpConnection> _idleConnections = new();
+    private readonly List<TcpConnection> _retired = [];
+
+    /// <summary>Ended connections waiting for reuse (tests).</summary>
+    internal int IdleConnections => _idleConnections.Count;
+
+    /// <summary>Connections built because none waited for reuse (tests).</summary>
+    internal long ConnectionsBuilt { get; private set; }
+
+    /// <summary>
+    /// A passive open's connection: one that ended and was let go, reset, or a new one. An ended connection is reused only
+    /// if it shares the layer's current settings (those decide its sizes and its congestion control).
+    /// </summary>
+    private TcpConnection NewConnection(ConnectionId id)
+    {
+        var shared = SharedSettings();
+        while (_idleConnections.TryPop(out var idle))
+        {
+            if (idle.TryRecycle(id, shared))
+            {
+                return idle;
+            }
+        }
+
+        ConnectionsBuilt++;
+        return new TcpConnection(this, id, observer: null);
+    }
+
+    /// <summary>Engine thread: an ended connection whose owner let go; it waits for the end of the turn (<see cref="RecycleRetired"/>).</summary>
+    public void Retire(TcpConnection connection)
+    {
+        if (!_retired.Contains(connection))
+        {
+            _retired.Add(connection);
+        }
+    }
+
+    /// <summary>
+    /// End of a turn's output: nothing of the turn refers to the retired connections any more (the output list is empty).
+    /// Each leaves the timer wheel and goes to the pool if it is out of the table and the pool has room.
+    /// </summary>
+    private void RecycleRetired()
+    {
+        if (_retired.Count == 0)
+        {
+            return;
+        }
+
+        foreach (var connection in _retired)
+        {
+            _timers.Sync(connection);
+            if (connection.TimerEntry is null && connection.HalfOpenEntry is null
+                && !(_connections.TryGetValue(connection.Id, out var current) && current == connection)
+                && _idleConnections.Count < ConnectionPoolCapacity)
+            {
+                _idleConnections.Push(connection);
+            }
+        }
+
+        _retired.Clear();
     }
 
     // ---- Lifecycle callbacks from connections ----

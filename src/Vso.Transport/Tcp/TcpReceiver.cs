@@ -56,6 +56,35 @@ internal sealed class TcpReceiver
         _windowShift = OfferedWindowShift(settings);
     }
 
+    /// <summary>
+    /// The connection is reused with the same settings (the window shift stays): every receive variable as a new
+    /// connection has it, the buffer empty at <paramref name="settings"/>' size. False if the buffer still holds a block.
+    /// </summary>
+    public bool TryRecycle(TcpSettings settings)
+    {
+        if (!_buffer.TryRecycle(settings.ReceiveBufferSize))
+        {
+            return false;
+        }
+
+        _advertisedRightEdge = default;
+        _offeredRightEdge = default;
+        _hasAdvertised = false;
+        _finReceived = false;
+        _outOfOrderFin = default;
+        _hasOutOfOrderFin = false;
+        _lastReceivedSequence = default;
+        _dsackStart = default;
+        _dsackEnd = default;
+        _delayedAckDeadline = 0;
+        _bytesSinceAck = 0;
+        _requestedCapacity = 0;
+        InitialSequence = default;
+        Next = default;
+        AckOwed = false;
+        return true;
+    }
+
     /// <summary>RFC 7323 §2.3: the smallest shift that lets the whole receive buffer be advertised (0 without scaling).</summary>
     public static int OfferedWindowShift(TcpSettings settings)
     {

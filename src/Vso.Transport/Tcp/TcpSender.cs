@@ -18,8 +18,9 @@ internal sealed partial class TcpSender : IScoreboardSender
     private readonly TcpLayer _layer;
     private readonly SendQueue _send = new();
     private readonly RttEstimator _rtt;
-    private readonly ICongestionControl _congestion;
+    private ICongestionControl _congestion;
     private ILossRecovery _recovery = PendingLossRecovery.Instance;
+    private RackTlpRecovery? _spareRecovery; // a reused connection's RACK-TLP, attached to this sender, for its next handshake
     private readonly SackScoreboard _scoreboard = new();
 
     // RFC 9293 §3.3.1 send sequence variables (UNA, NXT, ISS: properties below).
@@ -62,10 +63,74 @@ internal sealed partial class TcpSender : IScoreboardSender
         _congestion = settings.CongestionControl();
     }
 
+    /// <summary>
+    /// The connection is reused with <paramref name="settings"/> (the same as before): every send variable, timer and
+    /// sample as a new connection has them; the queue and the scoreboard empty, a new congestion control (RFC 5681 §3.1:
+    /// the initial window again), the loss recovery chosen at the next handshake.
+    /// </summary>
+    public void Recycle(TcpSettings settings)
+    {
+        _send.Recycle();
+        _scoreboard.Recycle();
+        _rtt.Recycle(Micros(settings.InitialRto));
+        if (_congestion is NewRenoCongestionControl newReno && TcpSettings.IsNewReno(settings.CongestionControl))
+        {
+            newReno.Reset();
+        }
+        else
+        {
+            _congestion = settings.CongestionControl();
+        }
+
+        if (_recovery is RackTlpRecovery rack)
+        {
+            _spareRecovery = rack;
+        }
+
+        _recovery = PendingLossRecovery.Instance;
+        _sendWindow = 0;
+        _maxSendWindow = 0;
+        _sendWl1 = default;
+        _sendWl2 = default;
+        _sendWindowShift = 0;
+        _smallSegmentEnd = default;
+        _lastRetransmissionEnd = default;
+        _finQueued = false;
+        _finSent = false;
+        _finSequence = default;
+        _retransmitDeadline = 0;
+        _persistDeadline = 0;
+        _retransmissionsOfHead = 0;
+        _persistBackoff = 0;
+        _timeoutTsVal = 0;
+        _rttTiming = false;
+        _rttSequence = default;
+        _rttSentAt = 0;
+        _rateStartAt = 0;
+        _rateDelivered = 0;
+        InitialSendSequence = default;
+        SendUnacknowledged = default;
+        SendNext = default;
+        SendMax = default;
+        Host = null;
+        ProgressAt = 0;
+        DeliveryRate = 0;
+    }
+
     /// <summary>The handshake has settled SACK: the one moment the loss recovery of this connection is chosen.</summary>
     public void ChooseLossRecovery(bool sackPermitted)
     {
-        _recovery = _connection.Settings.LossRecovery(sackPermitted);
+        var settings = _connection.Settings;
+        if (sackPermitted && _spareRecovery is { } spare && TcpSettings.IsDefaultLossRecovery(settings.LossRecovery))
+        {
+            // A reused connection: the RACK-TLP it had, with its parts attached to this same sender, starts over.
+            _spareRecovery = null;
+            spare.Reuse();
+            _recovery = spare;
+            return;
+        }
+
+        _recovery = settings.LossRecovery(sackPermitted);
         _recovery.Attach(this);
     }
 

@@ -72,10 +72,27 @@ public sealed class TcpSettings
     /// SACK, and is told whether both sides agreed on it (RFC 2018). Default <see cref="DefaultLossRecovery"/>.
     /// A selector that ignores its argument plugs in one algorithm for every connection.
     /// </summary>
-    public Func<bool, ILossRecovery> LossRecovery { get; set; } = DefaultLossRecovery;
+    public Func<bool, ILossRecovery> LossRecovery { get; set; } = DefaultLossRecoverySelector;
 
     /// <summary>Congestion control. Default NewReno (RFC 5681).</summary>
-    public Func<ICongestionControl> CongestionControl { get; set; } = static () => new NewRenoCongestionControl();
+    public Func<ICongestionControl> CongestionControl { get; set; } = NewRenoFactory;
+
+    /// <summary>The default selector, one instance: a pooled connection that finds it may reuse its RACK-TLP parts.</summary>
+    internal static readonly Func<bool, ILossRecovery> DefaultLossRecoverySelector = DefaultLossRecovery;
+
+    /// <summary>The default factory, one instance: a pooled connection that finds it may reset its NewReno instead.</summary>
+    internal static readonly Func<ICongestionControl> NewRenoFactory = static () => new NewRenoCongestionControl();
+
+    private static readonly Func<bool, ILossRecovery> RackTlpAlgorithm = Api.VsoAlgorithms.RackTlpRecovery;
+    private static readonly Func<ICongestionControl> NewRenoAlgorithm = Api.VsoAlgorithms.NewRenoCongestionControl;
+
+    /// <summary>Whether <paramref name="selector"/> is the default (RACK-TLP with SACK), by instance or by method: a pooled connection may reuse its parts.</summary>
+    internal static bool IsDefaultLossRecovery(Func<bool, ILossRecovery> selector) =>
+        ReferenceEquals(selector, DefaultLossRecoverySelector) || selector.Equals(DefaultLossRecoverySelector) || selector.Equals(RackTlpAlgorithm);
+
+    /// <summary>Whether <paramref name="factory"/> builds NewReno, by instance or by method: a pooled connection may reset its own.</summary>
+    internal static bool IsNewReno(Func<ICongestionControl> factory) =>
+        ReferenceEquals(factory, NewRenoFactory) || factory.Equals(NewRenoAlgorithm);
 
     /// <summary>Secret for ISNs (RFC 6528); random per stack when empty.</summary>
     public byte[] IsnKey { get; set; } = [];

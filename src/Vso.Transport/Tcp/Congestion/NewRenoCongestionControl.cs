@@ -17,6 +17,17 @@ internal sealed class NewRenoCongestionControl : ICongestionControl
 
     public long SlowStartThreshold { get; private set; } = long.MaxValue;
 
+    /// <summary>A reused connection: as built (the initial window comes with <see cref="Initialize"/>, RFC 6928).</summary>
+    public void Reset()
+    {
+        _mss = 1460;
+        _bytesAckedInAvoidance = 0;
+        _priorWindow = 0;
+        _priorThreshold = long.MaxValue;
+        CongestionWindow = 0;
+        SlowStartThreshold = long.MaxValue;
+    }
+
     public void Initialize(int mss, long nowMicroseconds)
     {
         _mss = mss;

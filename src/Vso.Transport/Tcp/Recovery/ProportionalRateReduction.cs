@@ -14,6 +14,15 @@ internal sealed class ProportionalRateReduction(IScoreboardSender sender)
     /// <summary>What may still be sent on the last ACK (RFC 6937 sndcnt, less what was sent since).</summary>
     public long SendQuota { get; private set; }
 
+    /// <summary>A reused connection (same sender): no episode.</summary>
+    public void Reset()
+    {
+        _prrDelivered = 0;
+        _prrOut = 0;
+        _recoverFs = 0;
+        SendQuota = 0;
+    }
+
     /// <summary>RFC 6937 §3: a recovery episode starts with the flight <paramref name="recoverFs"/> (RecoverFS).</summary>
     public void Start(long recoverFs)
     {

@@ -37,6 +37,22 @@ internal sealed class RackLossDetector(IScoreboardSender sender)
     /// <summary>When the reordering window of the segment waiting longest passes (§6.3), or 0.</summary>
     public long ReorderDeadline { get; private set; }
 
+    /// <summary>A reused connection (same sender): RACK's state as a new connection has it (RFC 8985 §6.1).</summary>
+    public void Reset()
+    {
+        _rackXmitTs = -1;
+        _rackEndSeq = 0;
+        _rackRtt = 0;
+        _fack = 0;
+        _hasFack = false;
+        _reorderingSeen = false;
+        _reorderWindowMultiplier = 1;
+        _reorderWindowPersist = 0;
+        _dsackRound = false;
+        _dsackRoundEnd = 0;
+        ReorderDeadline = 0;
+    }
+
     /// <summary>Every ACK, before detection: D-SACK adaptation of the window and the RACK state (§6.2 steps 1-4).</summary>
     public void OnAck(in AckEvent ack, long now)
     {

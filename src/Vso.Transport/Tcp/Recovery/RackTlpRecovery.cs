@@ -69,6 +69,21 @@ internal sealed class RackTlpRecovery : ILossRecovery
         _prr = new ProportionalRateReduction(_sender);
     }
 
+    /// <summary>
+    /// A pooled connection chose RACK-TLP again (TcpSender's spare): the parts, attached to that same sender, and the
+    /// episode start over as a new connection's would (issue 12 item 4: nothing built per connection).
+    /// </summary>
+    internal void Reuse()
+    {
+        _rack.Reset();
+        _probe.Reset();
+        _repair.Reset();
+        _prr.Reset();
+        _phase = default;
+        _recoveryPoint = 0;
+        _undoRetransmissions = -1;
+    }
+
     public void OnAck(in AckEvent ack)
     {
         var now = _sender.NowMicroseconds;

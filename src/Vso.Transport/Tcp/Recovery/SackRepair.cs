@@ -10,6 +10,9 @@ internal sealed class SackRepair(IScoreboardSender sender)
     /// <summary>Where the search for the next lost segment starts: nothing before it waits for retransmission.</summary>
     private uint _lostHint;
 
+    /// <summary>A reused connection (same sender): no hint.</summary>
+    public void Reset() => _lostHint = 0;
+
     /// <summary>RFC 6675 §5: the congestion window less the pipe, outside fast recovery (where PRR decides instead).</summary>
     public long WindowLessPipe => sender.CongestionControl.CongestionWindow - sender.Scoreboard.Pipe(sender.SendUnacknowledged, sender.SendMax);
 

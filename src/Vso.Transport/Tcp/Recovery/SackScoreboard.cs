@@ -48,6 +48,20 @@ internal sealed class SackScoreboard
 
     private long _lastStamp = long.MinValue;
 
+    /// <summary>The connection is reused: no record (the ring keeps its capacity; its old slots are beyond <see cref="Count"/>).</summary>
+    public void Recycle()
+    {
+        _head = 0;
+        Count = 0;
+        SackedBytes = 0;
+        LostBytes = 0;
+        RetransmittedInFlightBytes = 0;
+        HighestSackedEnd = 0;
+        SackedSegments = 0;
+        RetransmittedRecords = 0;
+        _lastStamp = long.MinValue;
+    }
+
     /// <summary>
     /// Send times are made strictly increasing (at most 1 µs apart within one clock tick): RACK orders transmissions
     /// by time and breaks ties by sequence number (RFC 8985 §6.2, RACK_sent_after), which is wrong for a

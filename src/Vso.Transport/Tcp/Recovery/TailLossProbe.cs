@@ -23,6 +23,17 @@ internal sealed class TailLossProbe(IScoreboardSender sender, bool probeInRecove
     /// <summary>When the probe timeout (PTO) expires, or 0.</summary>
     public long ProbeDeadline { get; private set; }
 
+    /// <summary>A reused connection (same sender): no probe outstanding or armed.</summary>
+    public void Reset()
+    {
+        _probeOutstanding = false;
+        _probeEndSeq = 0;
+        _probeWasRetransmission = false;
+        _probesSinceAck = 0;
+        _probeRtoDeadline = 0;
+        ProbeDeadline = 0;
+    }
+
     /// <summary>
     /// Every ACK: the silence is over; and §7.4.2 (TLP_process_ack): the episode of a tail loss probe ends when an
     /// ACK reaches TLP.end_seq and

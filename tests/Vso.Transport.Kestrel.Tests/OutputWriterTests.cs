@@ -22,10 +22,7 @@ public sealed class OutputWriterTests
     public async Task A_size_hint_above_the_block_size_is_honoured()
     {
         using var pair = SimulatedPair.Create();
-        var listener = await pair.Factory.BindAsync(Endpoint);
-        var acceptTask = listener.AcceptAsync().AsTask();
-        var client = await pair.Client.ConnectAsync(Endpoint).WaitAsync(Timeout);
-        var server = (await acceptTask.WaitAsync(Timeout))!;
+        var (listener, client, server) = await AcceptOneAsync(pair);
 
         var data = RandomNumberGenerator.GetBytes(16 * 1024);
         var output = server.Transport.Output;
@@ -37,16 +34,7 @@ public sealed class OutputWriterTests
         Assert.True(memory.Length >= 40_000, $"GetMemory(40000) returned {memory.Length} bytes");
         await output.FlushAsync();
 
-        var received = new byte[data.Length];
-        var offset = 0;
-        while (offset < received.Length)
-        {
-            var n = await client.ReceiveAsync(received.AsMemory(offset)).AsTask().WaitAsync(Timeout);
-            Assert.NotEqual(0, n);
-            offset += n;
-        }
-
-        Assert.Equal(data, received);
+        Assert.Equal(data, await ReceiveAsync(client, data.Length));
         await server.DisposeAsync();
         await listener.UnbindAsync();
         await SimulatedPair.WaitUntil(() => pair.Factory.PinnedBytes == 0, "every pinned block back in the pool");
@@ -60,26 +48,14 @@ public sealed class OutputWriterTests
     public async Task Once_everything_flushed_is_acknowledged_the_writer_holds_no_block()
     {
         using var pair = SimulatedPair.Create();
-        var listener = await pair.Factory.BindAsync(Endpoint);
-        var acceptTask = listener.AcceptAsync().AsTask();
-        var client = await pair.Client.ConnectAsync(Endpoint).WaitAsync(Timeout);
-        var server = (await acceptTask.WaitAsync(Timeout))!;
+        var (listener, client, server) = await AcceptOneAsync(pair);
         var idle = pair.Factory.PinnedBytes;
 
         for (var response = 0; response < 2; response++)
         {
             var data = RandomNumberGenerator.GetBytes(1000);
             await server.Transport.Output.WriteAsync(data);
-            var received = new byte[data.Length];
-            var offset = 0;
-            while (offset < received.Length)
-            {
-                var n = await client.ReceiveAsync(received.AsMemory(offset)).AsTask().WaitAsync(Timeout);
-                Assert.NotEqual(0, n);
-                offset += n;
-            }
-
-            Assert.Equal(data, received);
+            Assert.Equal(data, await ReceiveAsync(client, data.Length));
             await SimulatedPair.WaitUntil(() => pair.Factory.PinnedBytes == idle, "the writer's block back in the pool once the response is acknowledged");
         }
 
@@ -96,10 +72,7 @@ public sealed class OutputWriterTests
     public async Task A_streaming_writer_rents_larger_blocks_and_starts_small_again_when_idle()
     {
         using var pair = SimulatedPair.Create();
-        var listener = await pair.Factory.BindAsync(Endpoint);
-        var acceptTask = listener.AcceptAsync().AsTask();
-        var client = await pair.Client.ConnectAsync(Endpoint).WaitAsync(Timeout);
-        var server = (await acceptTask.WaitAsync(Timeout))!;
+        var (listener, client, server) = await AcceptOneAsync(pair);
         var idle = pair.Factory.PinnedBytes;
         var output = server.Transport.Output;
         var blockSize = output.GetSpan(1).Length;
@@ -133,6 +106,15 @@ public sealed class OutputWriterTests
 
         await server.DisposeAsync();
         await listener.UnbindAsync();
+    }
+
+    private static async Task<(Microsoft.AspNetCore.Connections.IConnectionListener Listener, VsoConnection Client, Microsoft.AspNetCore.Connections.ConnectionContext Server)> AcceptOneAsync(SimulatedPair pair)
+    {
+        var listener = await pair.Factory.BindAsync(Endpoint);
+        var acceptTask = listener.AcceptAsync().AsTask();
+        var client = await pair.Client.ConnectAsync(Endpoint).WaitAsync(Timeout);
+        var server = (await acceptTask.WaitAsync(Timeout))!;
+        return (listener, client, server);
     }
 
     private static async Task<byte[]> ReceiveAsync(VsoConnection client, int length)

@@ -241,6 +241,19 @@ internal sealed class RealLinkRig : IAsyncDisposable
     }
 
     /// <summary>Uploads <paramref name="length"/> random bytes with PUT; returns (seconds, expected sha256, the server's answer).</summary>
+    /// <summary>Downloads and uploads <paramref name="length"/> bytes, each checked by SHA-256, and logs both rates.</summary>
+    public void DownloadAndUpload(long length, int maxSeconds)
+    {
+        var down = Download(length, maxSeconds);
+        Assert.Equal(length, down.Length);
+        Assert.Equal(TinyHttpServer.ExpectedSha256(length), down.Sha256);
+
+        var up = Upload(length, maxSeconds);
+        Assert.Equal(up.Expected, up.Answer);
+        var mib = length / (double)(1 << 20);
+        _output.WriteLine($"{mib:F0} MiB down in {down.Seconds:F2} s ({mib / down.Seconds:F0} MiB/s), up in {up.Seconds:F2} s ({mib / up.Seconds:F0} MiB/s)");
+    }
+
     public (double Seconds, string Expected, string Answer) Upload(long length, int maxSeconds = 60)
     {
         var file = Path.Combine(Directory, $"upload-{length}");

@@ -381,6 +381,15 @@ internal sealed unsafe class AfPacketLink : ILink, ILinkCounters
     {
         data = default;
 
+        // A slot marked TP_STATUS_COPY has its whole frame waiting in the socket's queue: take it off first, whatever
+        // becomes of the frame, or the next such slot would read this one's.
+        var copied = false;
+        VirtioNetHeader copiedHeader = default;
+        if (_offload && (frame.Status & LinuxNative.TP_STATUS_COPY) != 0)
+        {
+            copied = TryReadCopied(out copiedHeader, out data);
+        }
+
         // Our own transmissions, as the kernel shows them to packet sockets; PACKET_IGNORE_OUTGOING should keep them out already.
         if (frame.PacketType == LinuxNative.PACKET_OUTGOING)
         {
@@ -395,7 +404,7 @@ internal sealed unsafe class AfPacketLink : ILink, ILinkCounters
 
         if (_offload)
         {
-            return AcceptOffloaded(frame, out data);
+            return AcceptOffloaded(frame, copied, copiedHeader, ref data);
         }
 
         if ((frame.Status & LinuxNative.TP_STATUS_CSUMNOTREADY) != 0)
@@ -420,20 +429,23 @@ internal sealed unsafe class AfPacketLink : ILink, ILinkCounters
 
     /// <summary>
     /// A frame with its virtio_net_hdr, which tpacket_rcv writes just before the frame in the slot (or, for a frame
-    /// the slot could not hold, recv(2) returns in front of it).
+    /// the slot could not hold, recv(2) returned in front of it: <paramref name="copied"/>, already in <paramref name="data"/>).
     /// </summary>
-    private bool AcceptOffloaded(in RingFrame frame, out Span<byte> data)
+    private bool AcceptOffloaded(in RingFrame frame, bool copied, in VirtioNetHeader copiedHeader, ref Span<byte> data)
     {
-        var header = *(VirtioNetHeader*)(frame.Data - sizeof(VirtioNetHeader));
-        data = new Span<byte>(frame.Data, (int)frame.SnapLength);
-        if (frame.SnapLength < frame.Length)
+        var header = copiedHeader;
+        if (copied)
         {
-            if ((frame.Status & LinuxNative.TP_STATUS_COPY) == 0 || !TryReadCopied(out header, out data))
-            {
-                return DropOversize((int)frame.Length);
-            }
-
             CopiedFrames++;
+        }
+        else if (frame.SnapLength < frame.Length)
+        {
+            return DropOversize((int)frame.Length);
+        }
+        else
+        {
+            header = *(VirtioNetHeader*)(frame.Data - sizeof(VirtioNetHeader));
+            data = new Span<byte>(frame.Data, (int)frame.SnapLength);
         }
 
         if (VirtioNetHeader.ApplyReceived(header, data, out var superFrame, out var checksumWritten) is { } reason)

@@ -21,27 +21,26 @@ internal sealed class ConnectionOperations : IVsoEndpointObserver
     // slots (about 1.6 KiB per connection, idle ones included); these grow only as far as a turn's operations need.
     private readonly Lock _incomingLock = new();
     private readonly ConnectionStatePool? _pool;
-    private readonly Action? _onEnded;
     private Queue<Operation> _incoming = new(4);
     private Queue<Operation> _draining = new(4);
     private VsoConnectionEndpoint _endpoint;
     private string _connectionId;
     private ILogger _log;
     private VsoTransportConnection? _owner;
-    private InputPump _input = null!;
-    private VsoOutputWriter _output = null!;
-    private PinnedBlockSendHost _host = null!;
+    private readonly InputPump _input = null!;
+    private readonly VsoOutputWriter _output = null!;
+    private readonly PinnedBlockSendHost _host = null!;
     private int _generation;     // written under _incomingLock
     private bool _ended;         // engine thread: the TCP connection ended (OnClosed)
     private bool _released;      // engine thread: the application disposed the connection (Release posted)
 
-    public ConnectionOperations(VsoConnectionEndpoint endpoint, string connectionId, bool finOnError, ILogger log, Action onEnded)
+    /// <summary>Tests: a set on its own, without a pool, pump or owner, to drive a writer directly.</summary>
+    internal ConnectionOperations(VsoConnectionEndpoint endpoint, string connectionId, bool finOnError, ILogger log)
     {
         _endpoint = endpoint;
         _connectionId = connectionId;
         FinOnError = finOnError;
         _log = log;
-        _onEnded = onEnded;
     }
 
     /// <summary>A pooled set: the pump (with its pipe), the writer and the send host are built once and reset on reuse.</summary>
@@ -71,15 +70,6 @@ internal sealed class ConnectionOperations : IVsoEndpointObserver
 
     /// <summary>The connection this set serves now (engine thread; the pump tells it of the peer's FIN).</summary>
     public VsoTransportConnection? Owner => _owner;
-
-    /// <summary>Engine thread, once: the pieces the operations drive; the endpoint then reports to this object.</summary>
-    public void Attach(InputPump input, VsoOutputWriter output, PinnedBlockSendHost host)
-    {
-        _input = input;
-        _output = output;
-        _host = host;
-        _endpoint.Attach(this, host);
-    }
 
     /// <summary>Engine thread (the accept callback): a pooled set starts serving <paramref name="owner"/> on <paramref name="endpoint"/>.</summary>
     public void Bind(VsoConnectionEndpoint endpoint, VsoTransportConnection owner, string connectionId, ILogger log)
@@ -306,14 +296,7 @@ internal sealed class ConnectionOperations : IVsoEndpointObserver
         _log.Closed(_connectionId, error?.Message ?? "closed in order");
         _input.OnClosed(error);
         _output.OnConnectionClosed();
-        if (_owner is { } owner)
-        {
-            owner.OnEnded();
-        }
-        else
-        {
-            _onEnded?.Invoke();
-        }
+        _owner?.OnEnded();
 
         if (_released)
         {

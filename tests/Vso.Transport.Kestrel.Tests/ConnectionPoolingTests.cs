@@ -264,7 +264,7 @@ public sealed class ConnectionPoolingTests
         using var pool = new PinnedBlockPool();
         var (link, peer) = Links.SimulatedLink.CreatePair(new Engine.VirtualClock(), new Links.SimulatedLinkOptions());
         using var stack = new VsoStack(link, new VsoStackOptions { Address = IPAddress.Parse(SimulatedPair.ClientAddress), PrefixLength = 24 }, new Engine.VirtualClock());
-        var operations = new ConnectionOperations(stack.CreateEndpoint(), "vso-test", finOnError: false, Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance, static () => { });
+        var operations = new ConnectionOperations(stack.CreateEndpoint(), "vso-test", finOnError: false, Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance);
         using var blocks = new PinnedBlockClasses(pool);
         var writer = new VsoOutputWriter(operations, blocks, pauseThreshold: 1 << 20);
 

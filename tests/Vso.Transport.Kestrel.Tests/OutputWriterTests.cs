@@ -153,7 +153,7 @@ public sealed class OutputWriterTests
     {
         var (link, peer) = SimulatedLink.CreatePair(new VirtualClock(), new SimulatedLinkOptions());
         using var stack = new VsoStack(link, new VsoStackOptions { Address = Ipv4Address.Parse(SimulatedPair.ClientAddress), PrefixLength = 24 }, new VirtualClock());
-        var operations = new ConnectionOperations(stack.CreateEndpoint(), "vso-test", finOnError: false, NullLogger.Instance, static () => { });
+        var operations = new ConnectionOperations(stack.CreateEndpoint(), "vso-test", finOnError: false, NullLogger.Instance);
         using var blocks = new PinnedBlockClasses(pool);
         var writer = new VsoOutputWriter(operations, blocks, pauseThreshold: 2);
 
@@ -183,7 +183,7 @@ public sealed class OutputWriterTests
         using var pool = new PinnedBlockPool();
         var (link, peer) = SimulatedLink.CreatePair(new VirtualClock(), new SimulatedLinkOptions());
         using var stack = new VsoStack(link, new VsoStackOptions { Address = Ipv4Address.Parse(SimulatedPair.ClientAddress), PrefixLength = 24 }, new VirtualClock());
-        var operations = new ConnectionOperations(stack.CreateEndpoint(), "vso-test", finOnError: false, NullLogger.Instance, static () => { });
+        var operations = new ConnectionOperations(stack.CreateEndpoint(), "vso-test", finOnError: false, NullLogger.Instance);
         using var blocks = new PinnedBlockClasses(pool);
         var writer = new VsoOutputWriter(operations, blocks, pauseThreshold: 2);
         using var cts = new CancellationTokenSource();

@@ -57,6 +57,12 @@ internal sealed class EngineThread : IDisposable
             return;
         }
 
+        InterruptSleep();
+    }
+
+    /// <summary>Ends the engine's blocking wait if it is in one (the flag is cleared once, so one interrupt per sleep).</summary>
+    private void InterruptSleep()
+    {
         if (Interlocked.Exchange(ref _sleeping, 0) == 1)
         {
             _stack.Link.Interrupt();
@@ -91,10 +97,7 @@ internal sealed class EngineThread : IDisposable
                 }
             }
 
-            if (Interlocked.Exchange(ref _sleeping, 0) == 1)
-            {
-                _stack.Link.Interrupt();
-            }
+            InterruptSleep();
         }
         else
         {

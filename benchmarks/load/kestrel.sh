@@ -11,8 +11,8 @@
 # Prints the median over ROUNDS of requests/s, MB/s, p50, p99, the Vso/Sockets ratio of requests/s, and the server's
 # CPU cost (utime + stime of the server process from /proc/PID/stat over the workload) per 1,000 requests and per MiB,
 # and the busiest server threads with the cores each kept busy (from /proc/PID/task/*/stat), so it shows which work ran where.
-# VSO_TRANSPORTS (default "Vso Sockets") may add VsoEngine: the Vso sample with Vso__ApplicationOnEngineThread=true (Kestrel's
-# continuations on the engine thread), VsoPoll and VsoEnginePoll: the same with Vso__BusyPollMicroseconds=50 (the engine polls
+# VSO_TRANSPORTS (default "Vso Sockets") may add VsoPool: the Vso sample with Vso__ApplicationOnEngineThread=false (Kestrel's
+# continuations on the thread pool; the default runs them on the engine thread after its turn), VsoPoll and VsoEnginePoll: the same with Vso__BusyPollMicroseconds=50 (the engine polls
 # 50 µs before sleeping while traffic is steady), VsoWake and VsoEngineWake: with Vso__TurnOnCallingThread=false (a flush
 # wakes the sleeping engine instead of running its turn on the flushing thread, the default); each transport other than Sockets gets its own rows, its ratio against Sockets.
 # VSO_WORKLOADS (default: all) names the workloads to run, for example "close-c64 h2c-c16-m10".
@@ -43,9 +43,10 @@ base="http://198.18.0.2:8080"
 
 pid=""
 start_server() { # TRANSPORT
-  local t="$1" transport="$1" inline=false poll="${Vso__BusyPollMicroseconds:-0}"
+  local t="$1" transport="$1" inline="${Vso__ApplicationOnEngineThread:-true}" poll="${Vso__BusyPollMicroseconds:-0}"
   if [[ "$t" == Sockets ]]; then ip -n "$server" addr add 198.18.0.2/24 dev vsos0; fi
   if [[ "$t" == VsoEngine* ]]; then transport=Vso; inline=true; fi
+  if [[ "$t" == VsoPool* ]]; then transport=Vso; inline=false; fi
   if [[ "$t" == Vso*Poll ]]; then transport=Vso; poll=50; fi
   local caller="${Vso__TurnOnCallingThread:-true}"; if [[ "$t" == Vso*Wake ]]; then transport=Vso; caller=false; fi
   (cd "$sample_dir" && exec ip netns exec "$server" env Transport="$transport" Vso__ApplicationOnEngineThread="$inline" Vso__BusyPollMicroseconds="$poll" Vso__TurnOnCallingThread="$caller" Vso__Backend=AfPacket Vso__Interface=vsos0 \

@@ -89,20 +89,22 @@ internal sealed class InputPump : PipeScheduler
     public PipeReader Reader => _pipe.Reader;
 
     /// <summary>
-    /// The input pipe's reader scheduler: inline on the engine thread with ApplicationOnEngineThread once the connection
-    /// has answered (<see cref="OnSending"/>), except for a connection that opened with the HTTP/2 preface or a TLS record
-    /// (<see cref="Classify"/>); otherwise the thread pool, as <see cref="PipeScheduler.ThreadPool"/> does. A connection's
-    /// first request goes to the pool: with Connection: close it is the only one, and Kestrel's whole connection (its
-    /// start, the request, its teardown) would otherwise run on the one engine thread; keep-alive requests after it run
-    /// inline, where the saved hop pays (issue 12, items 4 and 5).
+    /// The input pipe's reader scheduler: on the engine thread right after the turn the bytes arrived in (with
+    /// ApplicationOnEngineThread, once the connection has answered: <see cref="OnSending"/>), except for a connection that
+    /// opened with the HTTP/2 preface or a TLS record (<see cref="Classify"/>), or one whose application once held the
+    /// engine thread too long (the endpoint refuses it then); otherwise the thread pool, as
+    /// <see cref="PipeScheduler.ThreadPool"/> does. A connection's first request goes to the pool: with Connection: close
+    /// it is the only one, and Kestrel's whole connection (its start, the request, its teardown) would otherwise run on the
+    /// one engine thread; keep-alive requests after it run on the engine thread, where the saved hop pays (issue 12).
     /// </summary>
     public override void Schedule(Action<object?> action, object? state)
     {
-        if (_inline && _answered)
+        if (_inline && _answered && _endpoint is { } endpoint && endpoint.TryRunAfterTurn(action, state))
         {
-            action(state);
+            return;
         }
-        else if (_poolScheduler is not null)
+
+        if (_poolScheduler is not null)
         {
             _poolScheduler.Schedule(action, state);
         }

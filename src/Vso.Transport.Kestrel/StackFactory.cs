@@ -90,11 +90,80 @@ internal static class StackFactory
 
     /// <summary>
     /// The engines the stack runs: Vso:Engines on AfPacket (one socket each in a fanout group), on Tap (one queue each of
-    /// a multi-queue device) and on AfXdp (one socket each on its own receive queue); one with a capture, whose file is one
-    /// ordered trace.
+    /// a multi-queue device) and on AfXdp (one socket each on its own receive queue), or, with Vso:Engines = 0 (the
+    /// default), <see cref="AutomaticEngines"/>; one with a capture, whose file is one ordered trace.
     /// </summary>
-    public static int EngineCount(VsoTransportOptions o) =>
-        (o.Backend is VsoBackend.AfPacket or VsoBackend.Tap or VsoBackend.AfXdp) && string.IsNullOrWhiteSpace(o.Capture.PcapPath) ? o.Engines : 1;
+    public static int EngineCount(VsoTransportOptions o)
+    {
+        if (o.Backend is not (VsoBackend.AfPacket or VsoBackend.Tap or VsoBackend.AfXdp) || !string.IsNullOrWhiteSpace(o.Capture.PcapPath))
+        {
+            return 1;
+        }
+
+        return o.Engines > 0 ? o.Engines : AutomaticEngines(o);
+    }
+
+    /// <summary>
+    /// One engine per processor but one wherever the link can give each engine its own queue: AfPacket (a fanout group),
+    /// a Tap device the stack creates or an existing multi-queue one (tun_flags in sysfs); on AfXdp no more than the
+    /// interface has receive queues from AfXdp:Queue on (or a divisor of AfXdp:Queues), so that no engine waits on a
+    /// queue that does not exist; 1 on a single-queue Tap device. One processor is left to the thread pool, which runs
+    /// what does not run on the engines (connections' first requests, HTTP/2 streams, TLS, the GC): on the 2-core VM one
+    /// engine served plaintext -c64 at 1.30x Sockets against 1.15x with two (benchmarks/README.md, "Session 9").
+    /// </summary>
+    internal static int AutomaticEngines(VsoTransportOptions o)
+    {
+        var processors = Math.Clamp(Environment.ProcessorCount - 1, 1, 64);
+        switch (o.Backend)
+        {
+            case VsoBackend.AfPacket:
+                return processors;
+            case VsoBackend.Tap:
+                return o.Tap.Create || IsMultiQueueTap(o.Interface) ? processors : 1;
+            case VsoBackend.AfXdp when o.AfXdp.Queues > 1:
+                for (var n = Math.Min(processors, o.AfXdp.Queues); n > 1; n--)
+                {
+                    if (o.AfXdp.Queues % n == 0)
+                    {
+                        return n;
+                    }
+                }
+
+                return 1;
+            case VsoBackend.AfXdp:
+                return Math.Clamp(ReceiveQueues(o.Interface) - o.AfXdp.Queue, 1, processors);
+            default:
+                return 1;
+        }
+    }
+
+    private const int IffMultiQueue = 0x0100;   // linux/if_tun.h
+
+    private static bool IsMultiQueueTap(string name)
+    {
+        try
+        {
+            var flags = File.ReadAllText($"/sys/class/net/{name}/tun_flags").Trim();
+            return int.TryParse(flags.StartsWith("0x", StringComparison.Ordinal) ? flags[2..] : flags, NumberStyles.HexNumber, CultureInfo.InvariantCulture, out var f)
+                && (f & IffMultiQueue) != 0;
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            return false;
+        }
+    }
+
+    private static int ReceiveQueues(string name)
+    {
+        try
+        {
+            return Directory.GetDirectories($"/sys/class/net/{name}/queues", "rx-*").Length;
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            return 1;
+        }
+    }
 
     /// <summary>The link the configured backend opens; an AF_XDP link registers <paramref name="pool"/> as its UMEM when given.</summary>
     public static VsoLinkOptions CreateLinkOptions(VsoTransportOptions o, MemoryPinning.PinnedBlockPool? pool = null)

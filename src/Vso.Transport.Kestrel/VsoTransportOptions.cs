@@ -167,13 +167,15 @@ public sealed class VsoTransportOptions
 
     /// <summary>
     /// Run the application's input continuations (Kestrel's request parsing, the app's handler up to its first await) on
-    /// the engine thread, in the turn the bytes arrived, instead of the thread pool: no thread hop between a request and
-    /// its response, which then leaves in the same engine turn. The app must not block (a synchronous wait stalls every
-    /// connection of the stack); an exception it throws is contained like any on the engine thread. HTTP/1.x requests after a
-    /// connection's first answer only: the first request, and a connection that opens with the HTTP/2 preface or a TLS
-    /// record, stay on the thread pool. Default false.
+    /// the engine thread, right after the turn the bytes arrived in, instead of the thread pool: no thread hop between a
+    /// request and its response. HTTP/1.x requests after a connection's first answer only: the first request, and a
+    /// connection that opens with the HTTP/2 preface or a TLS record, stay on the thread pool. A handler that blocks (a
+    /// synchronous wait, a long computation) is relieved after about 4 ms: another thread runs the engine's loop until it
+    /// returns, and that connection's requests run on the thread pool from then on (counted in
+    /// <c>vso.engine.application_stalls</c>, logged). An exception it throws is contained like any on the engine thread.
+    /// Default true; false keeps all application code on the thread pool.
     /// </summary>
-    public bool ApplicationOnEngineThread { get; set; }
+    public bool ApplicationOnEngineThread { get; set; } = true;
 
     public VsoAfXdpOptions AfXdp { get; set; } = new();
 
@@ -182,10 +184,11 @@ public sealed class VsoTransportOptions
     /// them by the hash of their addresses and ports, and Kestrel still sees one listener per endpoint. With AfPacket, one
     /// socket per engine in one PACKET_FANOUT group; with Tap, one queue per engine of a multi-queue device, with a steering
     /// program that puts each flow on its engine's queue; with AfXdp, one socket per engine, engine k on receive queue
-    /// AfXdp:Queue + k (the interface needs that many queues). 1 to 64; default 1
-    /// (on the 2-core machines measured so far, two engines cost more CPU per request than they gained).
+    /// AfXdp:Queue + k (the interface needs that many queues). 1 to 64, or 0 (the default): one per processor but one (left
+    /// to the thread pool) on AfPacket and on a multi-queue or created Tap device, no more than the interface has receive
+    /// queues on AfXdp, 1 on a single-queue Tap device.
     /// </summary>
-    public int Engines { get; set; } = 1;
+    public int Engines { get; set; }
 
     /// <summary>
     /// Microseconds an idle engine keeps polling before it sleeps while traffic is steady, as SO_BUSY_POLL: requests that

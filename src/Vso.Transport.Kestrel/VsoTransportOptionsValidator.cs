@@ -212,9 +212,9 @@ internal sealed class VsoTransportOptionsValidator : IValidateOptions<VsoTranspo
             Fail("DrainNewConnections", o.DrainNewConnections, "use Reset or Drop");
         }
 
-        if (o.Engines is < 1 or > 64)
+        if (o.Engines is < 0 or > 64)
         {
-            Fail("Engines", o.Engines, "use 1 to 64 engine threads, such as the processor count (" + Environment.ProcessorCount.ToString(CultureInfo.InvariantCulture) + ")");
+            Fail("Engines", o.Engines, "use 0 (one engine per processor but one, where the link has a queue for each) or 1 to 64 engine threads, such as the processor count (" + Environment.ProcessorCount.ToString(CultureInfo.InvariantCulture) + ")");
         }
 
         if (o.BusyPollMicroseconds is < 0 or > 1000)
@@ -262,7 +262,7 @@ internal sealed class VsoTransportOptionsValidator : IValidateOptions<VsoTranspo
         "AfXdp:Queue" => "a receive queue of the interface, 0 to 65535 (`ethtool -l DEV` lists them)",
         "AfXdp:RingSize" => "a power of two from 64 to 32768, such as 2048",
         "AfXdp:Queues" => "1 or more, AfXdp:Queue + AfXdp:Queues - 1 being a receive queue of the interface",
-        "Engines" => "1 to 64 engine threads",
+        "Engines" => "0 (automatic) or 1 to 64 engine threads",
         "BusyPollMicroseconds" => "0 (off) to 1000 microseconds",
         _ => null,
     };

@@ -29,7 +29,7 @@ public sealed class ConfigurationErrorTests
 
     [Theory]
     [InlineData("Tcp:Backlog", "lots", "Vso:Tcp:Backlog = 'lots' is invalid: use 1 to 65535.")]
-    [InlineData("Engines", "many", "Vso:Engines = 'many' is invalid: use 1 to 64 engine threads.")]
+    [InlineData("Engines", "many", "Vso:Engines = 'many' is invalid: use 0 (automatic) or 1 to 64 engine threads.")]
     [InlineData("Tcp:Backlog", "0", "Vso:Tcp:Backlog = '0' is invalid: use 1 to 65535.")]
     [InlineData("Tcp:Backlog", "99999999999", "Vso:Tcp:Backlog = '99999999999' is invalid: use 1 to 65535.")]
     [InlineData("AfXdp:Queue", "-1", "Vso:AfXdp:Queue = '-1' is invalid: use a receive queue of the interface, 0 to 65535 (`ethtool -l DEV` lists them).")]
@@ -119,6 +119,38 @@ public sealed class ConfigurationErrorTests
         var o = Bind(("Backend", backend), ("Engines", "2"), ("Capture:PcapPath", capture));
         Assert.Equal(2, o.Engines);
         Assert.Equal(expected, StackFactory.EngineCount(o));
+    }
+
+    /// <summary>
+    /// Issue 13 item 1: Vso:Engines defaults to 0, one engine per processor but one (left to the thread pool) where the
+    /// link gives each its own queue (AfPacket, a Tap device the stack creates); one on a device with one queue (an existing single-queue device, an
+    /// interface with one receive queue for AfXdp), and a divisor of AfXdp:Queues when several are named.
+    /// </summary>
+    [Theory]
+    [InlineData("AfPacket", "lo", "true", "1", -1)]
+    [InlineData("Tap", "vso0", "true", "1", -1)]
+    [InlineData("Tap", "lo", "false", "1", 1)]
+    [InlineData("AfXdp", "lo", "true", "1", 1)]
+    [InlineData("AfXdp", "lo", "true", "6", 2)]
+    public void Engines_default_to_one_per_processor_where_the_link_has_a_queue_for_each(string backend, string name, string create, string xdpQueues, int expected)
+    {
+        var o = Bind(("Backend", backend), ("Interface", name), ("Tap:Create", create), ("AfXdp:Queues", xdpQueues), ("AfXdp:UmemBytes", "0"));
+        Assert.Equal(0, o.Engines);
+        var processors = Math.Clamp(Environment.ProcessorCount - 1, 1, 64);
+        var engines = StackFactory.EngineCount(o);
+        if (expected == -1)
+        {
+            Assert.Equal(processors, engines);
+        }
+        else if (backend == "AfXdp" && xdpQueues == "6")
+        {
+            // The largest divisor of 6 within the processor count.
+            Assert.Equal(processors >= 6 ? 6 : processors >= 3 ? 3 : processors >= 2 ? 2 : 1, engines);
+        }
+        else
+        {
+            Assert.Equal(expected, engines);
+        }
     }
 
     /// <summary>A TAP device that exists but has one queue cannot serve several engines: the error names the keys, the value and the fixes.</summary>

@@ -98,6 +98,71 @@ public sealed class KestrelHostTests
     }
 
     /// <summary>
+    /// Issue 12 with the hardening issue's containment: by default a keep-alive request runs on the engine thread, and a
+    /// handler that blocks there (a synchronous wait) is relieved. Another connection is served meanwhile (it could not be
+    /// if the loop waited for the handler, which is released only after that connection's answers), on the thread pool;
+    /// the stall is counted once; the blocking connection's later requests run on the thread pool, the other's on the
+    /// engine thread again.
+    /// </summary>
+    [Fact]
+    public async Task A_handler_that_blocks_the_engine_thread_is_relieved_and_its_connection_moves_to_the_thread_pool()
+    {
+        var options = SimulatedPair.DefaultOptions();
+        Assert.True(new VsoTransportOptions().ApplicationOnEngineThread);
+        options.ApplicationOnEngineThread = true;
+        using var pair = SimulatedPair.Create(options);
+        var builder = WebApplication.CreateBuilder();
+        builder.Services.AddSingleton<IConnectionListenerFactory>(pair.Factory);
+        builder.WebHost.UseUrls($"http://{SimulatedPair.ServerAddress}:8080");
+        var app = builder.Build();
+        var entered = new TaskCompletionSource<string>(TaskCreationOptions.RunContinuationsAsynchronously);
+        using var release = new ManualResetEventSlim(false);
+        app.MapGet("/thread", () => Results.Text(Thread.CurrentThread.Name ?? "(pool)", "text/plain"));
+        app.MapGet("/block", () =>
+        {
+            entered.TrySetResult(Thread.CurrentThread.Name ?? "(pool)");
+            release.Wait(Timeout);
+            return Results.Text("released", "text/plain");
+        });
+        await app.StartAsync();
+        var server = new IPEndPoint(IPAddress.Parse(SimulatedPair.ServerAddress), 8080);
+
+        async Task<string> GetAsync(VsoConnection client, ResponseReader reader, string path)
+        {
+            await client.SendAsync(Encoding.ASCII.GetBytes($"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n")).WaitAsync(Timeout);
+            var (status, body) = await reader.ReadAsync().WaitAsync(Timeout);
+            Assert.Equal(200, status);
+            return Encoding.ASCII.GetString(body);
+        }
+
+        var blocking = await pair.Client.ConnectAsync(server).WaitAsync(Timeout);
+        var other = await pair.Client.ConnectAsync(server).WaitAsync(Timeout);
+        var blockingReader = new ResponseReader(blocking);
+        var otherReader = new ResponseReader(other);
+        foreach (var (client, reader) in new[] { (blocking, blockingReader), (other, otherReader) })
+        {
+            await GetAsync(client, reader, "/thread");
+            Assert.StartsWith("vso-engine", await GetAsync(client, reader, "/thread"), StringComparison.Ordinal);
+        }
+
+        await blocking.SendAsync(Encoding.ASCII.GetBytes("GET /block HTTP/1.1\r\nHost: x\r\n\r\n")).WaitAsync(Timeout);
+        Assert.StartsWith("vso-engine", await entered.Task.WaitAsync(Timeout), StringComparison.Ordinal);
+        for (var i = 0; i < 3; i++)
+        {
+            Assert.DoesNotContain("vso-engine", await GetAsync(other, otherReader, "/thread"), StringComparison.Ordinal);
+        }
+
+        release.Set();
+        Assert.Equal("released", Encoding.ASCII.GetString((await blockingReader.ReadAsync().WaitAsync(Timeout)).Body));
+        Assert.Equal(1, pair.Factory.Stack!.Shards[0].AfterTurn.Stalls);
+        Assert.DoesNotContain("vso-engine", await GetAsync(blocking, blockingReader, "/thread"), StringComparison.Ordinal);
+        Assert.StartsWith("vso-engine", await GetAsync(other, otherReader, "/thread"), StringComparison.Ordinal);
+
+        await app.StopAsync().WaitAsync(Timeout);
+        await app.DisposeAsync();
+    }
+
+    /// <summary>
     /// A client that sends its FIN in the middle of a 16 MiB response (shutdown(SHUT_WR)). As on Kestrel's Sockets transport
     /// (ConnectionClosedOnPeerFin, the default): Kestrel hears the client leave, RequestAborted fires, the response stops
     /// and the connection ends with FIN after what was already flushed, no RST. With the setting off: the whole response.

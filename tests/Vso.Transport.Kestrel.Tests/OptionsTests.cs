@@ -30,8 +30,8 @@ public sealed class OptionsTests
     [InlineData("Pinning:MaxBytes", "4096", "Vso:Pinning:MaxBytes = '4096' is invalid: use at least 1048576 bytes")]
     [InlineData("Tcp:Sak", "false", "Vso:Tcp:Sak = 'false' is invalid: there is no such key; did you mean Vso:Tcp:Sack?")]
     [InlineData("DrainTimout", "00:00:10", "Vso:DrainTimout = '00:00:10' is invalid: there is no such key; did you mean Vso:DrainTimeout?")]
-    [InlineData("Engines", "0", "Vso:Engines = '0' is invalid: use 1 to 64 engine threads")]
-    [InlineData("Engines", "65", "Vso:Engines = '65' is invalid: use 1 to 64 engine threads")]
+    [InlineData("Engines", "-1", "Vso:Engines = '-1' is invalid: use 0 (one engine per processor but one, where the link has a queue for each) or 1 to 64 engine threads")]
+    [InlineData("Engines", "65", "Vso:Engines = '65' is invalid: use 0 (one engine per processor but one, where the link has a queue for each) or 1 to 64 engine threads")]
     [InlineData("BusyPollMicroseconds", "5000", "Vso:BusyPollMicroseconds = '5000' is invalid: use 0 (off) to 1000 microseconds")]
     public async Task Bad_values_fail_at_start_naming_key_value_and_fix(string key, string value, string expected)
     {

@@ -26,6 +26,7 @@ public sealed class VsoConnectionEndpoint
     private bool _released;
     private ConnectionId _id;   // the connection's 4-tuple, kept after Release (a pooled TcpConnection takes another)
     private bool _bound;
+    private volatile bool _applicationStalled;
 
     internal VsoConnectionEndpoint(VsoStack stack, NetworkStack shard, TcpConnection? accepted)
     {
@@ -90,6 +91,25 @@ public sealed class VsoConnectionEndpoint
             _shard.Post(_engine);
         }
     }
+
+    /// <summary>
+    /// From inside an engine turn (an observer callback, such as a pipe flush that wakes a reader): runs
+    /// <paramref name="continuation"/> on this engine thread right after the turn, outside the engine's state, instead of
+    /// hopping to another thread. False when it cannot (not on the engine thread's own turn, its loop relieved, or this
+    /// connection's application once held the engine thread too long): the caller runs it elsewhere. A continuation that
+    /// blocks is relieved: the engine's loop moves to another thread until it returns, and the connection's later
+    /// continuations are refused here.
+    /// </summary>
+    public bool TryRunAfterTurn(Action<object?> continuation, object? state)
+    {
+        ArgumentNullException.ThrowIfNull(continuation);
+        return _shard.AfterTurn.TryAdd(continuation, state, this);
+    }
+
+    /// <summary>This connection's application held the engine thread so long that the loop was relieved (any thread).</summary>
+    internal bool ApplicationStalled => _applicationStalled;
+
+    internal void MarkApplicationStalled() => _applicationStalled = true;
 
     // ---- Engine thread ----
 

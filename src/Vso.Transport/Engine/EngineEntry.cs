@@ -24,4 +24,7 @@ internal enum EngineEntry
 
     /// <summary>The engine thread's own loop: start, waiting on the link.</summary>
     EngineThread,
+
+    /// <summary>An application continuation run on the engine thread after a turn (<see cref="AfterTurnQueue"/>).</summary>
+    Application,
 }

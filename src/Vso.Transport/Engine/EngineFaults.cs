@@ -97,6 +97,7 @@ internal sealed class EngineFaults
         EngineEntry.Timers => "timers",
         EngineEntry.Output => "output",
         EngineEntry.LinkTransmit => "link_transmit",
+        EngineEntry.Application => "application",
         _ => "engine_thread",
     };
 }

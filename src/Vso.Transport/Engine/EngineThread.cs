@@ -8,9 +8,11 @@ namespace Vso.Transport.Engine;
 /// With a busy-poll budget, an idle engine first polls for that long while traffic is steady (the last idle spell was
 /// shorter than the budget), so steady request traffic is taken without wake-ups; an engine whose idle spells run longer
 /// goes straight to sleep, so an idle server costs no CPU.
+/// After a turn the thread runs the application continuations that turn scheduled (<see cref="AfterTurnQueue"/>); one
+/// that blocks is relieved (EngineThread.Relief.cs).
 /// The thread never dies of an exception: what escapes a turn is contained (<see cref="EngineFaults"/>) and the loop goes on.
 /// </summary>
-internal sealed class EngineThread : IDisposable
+internal sealed partial class EngineThread : IDisposable
 {
     /// <summary>Longest sleep in a blocking link when no timer is due: a safety net, wake-ups are explicit.</summary>
     private const long MaxBlockingWaitMicros = 100_000;
@@ -36,6 +38,7 @@ internal sealed class EngineThread : IDisposable
         _linkBlocks = stack.Link.CanBlock;
         stack.Wake = WakeUp;
         _thread = new Thread(Run) { IsBackground = true, Name = name };
+        _watcher = new Thread(Watch) { IsBackground = true, Name = ReliefThreadName(name) };
         _deferredTurn = new DeferredTurn(this);
     }
 
@@ -69,7 +72,11 @@ internal sealed class EngineThread : IDisposable
         }
     }
 
-    public void Start() => _thread.Start();
+    public void Start()
+    {
+        _thread.Start();
+        _watcher.Start();
+    }
 
     private void WakeUp()
     {
@@ -153,6 +160,7 @@ internal sealed class EngineThread : IDisposable
 
     private void Run()
     {
+        _stack.AfterTurn.AttachLoop(Environment.CurrentManagedThreadId);
         try
         {
             _stack.Start();
@@ -167,6 +175,10 @@ internal sealed class EngineThread : IDisposable
             try
             {
                 Turn();
+                if (!_stack.AfterTurn.IsEmpty)
+                {
+                    RunApplication();
+                }
             }
             catch (Exception ex) when (ex is not OutOfMemoryException)
             {
@@ -257,7 +269,7 @@ internal sealed class EngineThread : IDisposable
             Interlocked.Exchange(ref _sleeping, 1);
             try
             {
-                if (!_stack.HasPendingWork && !_stopping)
+                if (!_stack.HasPendingWork && !_stopping && !LoopWanted)
                 {
                     _stack.Link.WaitForFrames(TimeSpan.FromTicks(wait * TimeSpan.TicksPerMicrosecond));
                 }
@@ -278,10 +290,16 @@ internal sealed class EngineThread : IDisposable
     {
         _stopping = true;
         _wake.Set();
+        _watcherWake.Set();
         _stack.Link.Interrupt();
         if (Thread.CurrentThread != _thread && _thread.IsAlive)
         {
             _thread.Join();
+        }
+
+        if (Thread.CurrentThread != _watcher && _watcher.IsAlive)
+        {
+            _watcher.Join();
         }
     }
 
@@ -289,5 +307,7 @@ internal sealed class EngineThread : IDisposable
     {
         Stop();
         _wake.Dispose();
+        _watcherWake.Dispose();
+        _handBack.Dispose();
     }
 }

@@ -45,6 +45,7 @@ internal sealed class NetworkStack : IDisposable
         _faults.Tcp = Tcp;
         Interface.Register(Tcp);
         _receiver = Interface;
+        AfterTurn = new AfterTurnQueue(this, meter, log);
         if (link.Counters is { } counters)
         {
             LinkMetrics.Register(meter, counters, shardIndex);
@@ -89,6 +90,9 @@ internal sealed class NetworkStack : IDisposable
     public long ContainedExceptions => Interface.ContainedExceptions + _faults.Count;
 
     public EngineFaults Faults => _faults;
+
+    /// <summary>Application continuations to run on the loop's thread after the turn that scheduled them.</summary>
+    public AfterTurnQueue AfterTurn { get; }
 
     /// <summary>Set by the engine thread owner so that posted work can wake it.</summary>
     public Action? Wake { get; set; }

@@ -66,7 +66,13 @@ public sealed class VirtualTimeDriver
             {
                 foreach (var shard in stack.Shards)
                 {
+                    shard.AfterTurn.AttachLoop(Environment.CurrentManagedThreadId);
                     progress |= shard.Poll();
+                    if (!shard.AfterTurn.IsEmpty)
+                    {
+                        shard.AfterTurn.Run();
+                        shard.AfterTurn.Clear();
+                    }
                 }
             }
 

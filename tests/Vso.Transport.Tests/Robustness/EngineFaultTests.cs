@@ -36,6 +36,26 @@ public sealed class EngineFaultTests
         run.AssertContained(run.Net.Server, "posted_work");
     }
 
+    /// <summary>
+    /// Issue 12's continuations on the engine thread: one a turn scheduled to run after it (VsoConnectionEndpoint.TryRunAfterTurn,
+    /// as the Kestrel transport's input pipe does) throws; it is contained as the engine's own, under "application".
+    /// </summary>
+    [Fact]
+    public void A_continuation_run_after_the_turn_that_throws_aborts_its_connection_only()
+    {
+        using var run = new TransferRun();
+        run.RunUntilUnderway();
+        var endpoint = run.Servers[Victim].Endpoint;
+        var scheduled = false;
+        run.Net.Server.Core.Post(new CallbackWork(() => scheduled = endpoint.TryRunAfterTurn(static _ => throw new InjectedFaultException("continuation after the turn"), null)));
+        Assert.False(endpoint.TryRunAfterTurn(static _ => { }, null)); // not from a turn: the caller runs it elsewhere
+        run.RunToEnd();
+
+        Assert.True(scheduled);
+        run.AssertOnlyVictimFailed(Victim, serverSawInjected: true);
+        run.AssertContained(run.Net.Server, "application");
+    }
+
     [Fact]
     public void A_throwing_timer_aborts_its_connection_only()
     {
@@ -292,6 +312,13 @@ public sealed class EngineFaultTests
     }
 
     private sealed class InjectedFaultException(string message) : Exception(message);
+
+    private sealed class CallbackWork(Action callback) : IEngineWork
+    {
+        public TcpConnection? Connection => null;
+
+        public void Execute() => callback();
+    }
 
     private sealed class ThrowingWork(TcpConnection connection) : IEngineWork
     {

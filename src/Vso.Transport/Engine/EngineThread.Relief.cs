@@ -1,10 +1,12 @@
+using Vso.Transport.Native;
+
 namespace Vso.Transport.Engine;
 
 /// <summary>
 /// Relief for an engine thread held by application code. The engine thread runs, after each turn, the continuations
 /// that turn scheduled (<see cref="AfterTurnQueue"/>), outside the gate. A watcher thread looks every millisecond while
 /// continuations run (and sleeps when none have run for a while): once one continuation has held the engine thread for
-/// <see cref="StallChecks"/> looks, the watcher takes the loop over (frames, timers, posted work, sends) and the queue
+/// <see cref="StallChecks"/> looks, blocked or computing (not merely waiting for a core), the watcher takes the loop over (frames, timers, posted work, sends) and the queue
 /// gives the rest of its entries to the thread pool, until the held continuation returns and the engine thread takes
 /// its loop back. So a handler that blocks (a synchronous wait, a long computation) delays the others by a few
 /// milliseconds once, as Go's runtime hands a processor on when a goroutine blocks in a system call.
@@ -13,7 +15,10 @@ namespace Vso.Transport.Engine;
 internal sealed partial class EngineThread
 {
     /// <summary>Looks, one millisecond apart, that must find the same continuation running before the loop is relieved.</summary>
-    private const int StallChecks = 4;
+    private const int StallChecks = 5;
+
+    /// <summary>The look from which the engine thread's time on a CPU is measured (<see cref="HeldByApplication"/>).</summary>
+    private const int BaselineCheck = 2;
 
     /// <summary>Looks without a continuation started before the watcher sleeps until one starts.</summary>
     private const int QuietChecksBeforePark = 64;
@@ -28,6 +33,7 @@ internal sealed partial class EngineThread
     private readonly ManualResetEventSlim _handBack = new(false, spinCount: 1);
     private int _phase;                  // Loop, Application, Relieved or Returning
     private int _watcherParked;          // the watcher sleeps until a continuation starts
+    private ThreadActivity? _engineActivity;  // the engine thread's, as the kernel sees it; set when it starts
 
     /// <summary>The watcher's name: the engine's with its "engine" swapped for "relief", within Linux's 15 characters.</summary>
     private static string ReliefThreadName(string engineName) => engineName.Replace("vso-engine", "vso-relief", StringComparison.Ordinal);
@@ -72,6 +78,8 @@ internal sealed partial class EngineThread
         var strikes = 0;
         var quiet = 0;
         long heldSince = 0;
+        long baselineWall = 0;
+        long baselineRun = -1;
         while (!_stopping)
         {
             if (quiet >= QuietChecksBeforePark)
@@ -100,7 +108,15 @@ internal sealed partial class EngineThread
                 continue;
             }
 
-            if (++strikes >= StallChecks && Interlocked.CompareExchange(ref _phase, Relieved, Application) == Application)
+            strikes++;
+            if (strikes == BaselineCheck)
+            {
+                // Held for a look already (rare): from here on, see how much of the wall time it runs on a CPU.
+                baselineWall = _stack.Clock.NowMicroseconds;
+                baselineRun = _engineActivity is { } a && a.TryRead(out _, out var run) ? run : -1;
+            }
+            else if (strikes >= StallChecks && HeldByApplication(baselineWall, baselineRun)
+                && Interlocked.CompareExchange(ref _phase, Relieved, Application) == Application)
             {
                 queue.Relieve(_stack.Clock.NowMicroseconds - heldSince);
                 RunRelief();
@@ -110,6 +126,28 @@ internal sealed partial class EngineThread
 
         // Stopping: an engine thread still held must not wait for a hand-back that will not come.
         _handBack.Set();
+    }
+
+    /// <summary>
+    /// Whether the continuation holding the engine thread is the reason it is held: the thread is blocked (sleeping or in
+    /// an uninterruptible wait: a synchronous wait, I/O), or it ran on a CPU for at least half the time since the baseline
+    /// (a long computation). Not when it is runnable but waiting for a core (the machine is busy: relief would not help,
+    /// and the connection is not at fault). Where the kernel does not say, the wall time decides.
+    /// </summary>
+    private bool HeldByApplication(long baselineWall, long baselineRun)
+    {
+        if (_engineActivity is not { } activity || baselineRun < 0 || !activity.TryRead(out var state, out var run))
+        {
+            return true;
+        }
+
+        if (state is 'S' or 'D')
+        {
+            return true;
+        }
+
+        var wallMicroseconds = _stack.Clock.NowMicroseconds - baselineWall;
+        return (run - baselineRun) / 1000 >= wallMicroseconds / 2;
     }
 
     /// <summary>Sleeps until a continuation starts, unless one started since <paramref name="seen"/> was read.</summary>

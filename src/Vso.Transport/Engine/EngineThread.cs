@@ -1,3 +1,5 @@
+using Vso.Transport.Native;
+
 namespace Vso.Transport.Engine;
 
 /// <summary>
@@ -161,6 +163,7 @@ internal sealed partial class EngineThread : IDisposable
     private void Run()
     {
         _stack.AfterTurn.AttachLoop(Environment.CurrentManagedThreadId);
+        _engineActivity = ThreadActivity.OfCurrentThread();
         try
         {
             _stack.Start();

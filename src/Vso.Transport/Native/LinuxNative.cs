@@ -15,6 +15,10 @@ internal static unsafe partial class LinuxNative
     [LibraryImport(Libc, SetLastError = true)]
     public static partial int socket(int domain, int type, int protocol);
 
+    /// <summary>The calling thread's kernel id (glibc 2.30 and later).</summary>
+    [LibraryImport(Libc)]
+    public static partial int gettid();
+
     [LibraryImport(Libc, SetLastError = true)]
     public static partial int bind(int fd, void* address, uint addressLength);
 

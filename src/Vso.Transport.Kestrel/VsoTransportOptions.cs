@@ -170,7 +170,7 @@ public sealed class VsoTransportOptions
     /// the engine thread, right after the turn the bytes arrived in, instead of the thread pool: no thread hop between a
     /// request and its response. HTTP/1.x requests after a connection's first answer only: the first request, and a
     /// connection that opens with the HTTP/2 preface or a TLS record, stay on the thread pool. A handler that blocks (a
-    /// synchronous wait, a long computation) is relieved after about 4 ms: another thread runs the engine's loop until it
+    /// synchronous wait, a long computation) is relieved after about 10 ms: another thread runs the engine's loop until it
     /// returns, and that connection's requests run on the thread pool from then on (counted in
     /// <c>vso.engine.application_stalls</c>, logged). An exception it throws is contained like any on the engine thread.
     /// Default true; false keeps all application code on the thread pool.

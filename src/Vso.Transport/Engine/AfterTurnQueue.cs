@@ -124,7 +124,8 @@ internal sealed class AfterTurnQueue
     /// connection leaves the engine thread for good, the entries after it go to the thread pool, and new entries are
     /// refused until <see cref="Resume"/>.
     /// </summary>
-    public void Relieve(long stalledMicroseconds)
+    /// <param name="how">What the thread was doing, for the log: blocked (waiting), computing.</param>
+    public void Relieve(long stalledMicroseconds, string how)
     {
         _suspended = true;
         // The loop's thread may have moved to the next entry since the watcher looked: then that one is marked, harmlessly.
@@ -147,7 +148,7 @@ internal sealed class AfterTurnQueue
 
         if (_stallLog.TryAcquire(_shard.Clock.NowMicroseconds, out var suppressed))
         {
-            _log.ApplicationStalledEngine(_shard.ShardIndex, stalledMicroseconds / 1000, stalled?.RemoteEndPoint?.ToString() ?? "?", suppressed);
+            _log.ApplicationStalledEngine(_shard.ShardIndex, how, stalledMicroseconds / 1000, stalled?.RemoteEndPoint?.ToString() ?? "?", suppressed);
         }
     }
 

@@ -16,6 +16,6 @@ internal static partial class EngineLog
     [LoggerMessage(EventId = 8, Level = LogLevel.Error, Message = "Engine: an exception escaped {Entry} and was contained; connection aborted: {Connection}; {Suppressed} more contained since the last report")]
     public static partial void ExceptionContained(this ILogger logger, string entry, Tcp.ConnectionId? connection, long suppressed, Exception exception);
 
-    [LoggerMessage(EventId = 121, Level = LogLevel.Warning, Message = "Engine {Shard}: application code ran {Milliseconds} ms on the engine thread (connection from {Remote}); the engine's loop moved to a relief thread meanwhile, and this connection's requests run on the thread pool from now on. Handlers must not block; Vso:ApplicationOnEngineThread=false keeps all application code off the engine thread. {Suppressed} more since the last report")]
-    public static partial void ApplicationStalledEngine(this ILogger logger, int shard, long milliseconds, string remote, long suppressed);
+    [LoggerMessage(EventId = 121, Level = LogLevel.Warning, Message = "Engine {Shard}: application code held the engine thread, {How}, for {Milliseconds} ms (connection from {Remote}); the engine's loop moved to a relief thread meanwhile, and this connection's requests run on the thread pool from now on. Handlers must not block; Vso:ApplicationOnEngineThread=false keeps all application code off the engine thread. {Suppressed} more since the last report")]
+    public static partial void ApplicationStalledEngine(this ILogger logger, int shard, string how, long milliseconds, string remote, long suppressed);
 }

@@ -14,8 +14,8 @@ namespace Vso.Transport.Engine;
 /// </summary>
 internal sealed partial class EngineThread
 {
-    /// <summary>Looks, one millisecond apart, that must find the same continuation running before the loop is relieved.</summary>
-    private const int StallChecks = 5;
+    /// <summary>Looks, one millisecond apart, that must find the same continuation running before the loop is relieved: long enough that a lock held by a preempted thread or a GC pause rarely counts, short enough that other connections wait only once.</summary>
+    private const int StallChecks = 10;
 
     /// <summary>The look from which the engine thread's time on a CPU is measured (<see cref="HeldByApplication"/>).</summary>
     private const int BaselineCheck = 2;
@@ -115,10 +115,10 @@ internal sealed partial class EngineThread
                 baselineWall = _stack.Clock.NowMicroseconds;
                 baselineRun = _engineActivity is { } a && a.TryRead(out _, out var run) ? run : -1;
             }
-            else if (strikes >= StallChecks && HeldByApplication(baselineWall, baselineRun)
+            else if (strikes >= StallChecks && HeldByApplication(baselineWall, baselineRun, out var how)
                 && Interlocked.CompareExchange(ref _phase, Relieved, Application) == Application)
             {
-                queue.Relieve(_stack.Clock.NowMicroseconds - heldSince);
+                queue.Relieve(_stack.Clock.NowMicroseconds - heldSince, how);
                 RunRelief();
                 strikes = 0;
             }
@@ -134,20 +134,24 @@ internal sealed partial class EngineThread
     /// (a long computation). Not when it is runnable but waiting for a core (the machine is busy: relief would not help,
     /// and the connection is not at fault). Where the kernel does not say, the wall time decides.
     /// </summary>
-    private bool HeldByApplication(long baselineWall, long baselineRun)
+    private bool HeldByApplication(long baselineWall, long baselineRun, out string how)
     {
         if (_engineActivity is not { } activity || baselineRun < 0 || !activity.TryRead(out var state, out var run))
         {
-            return true;
-        }
-
-        if (state is 'S' or 'D')
-        {
+            how = "held";
             return true;
         }
 
         var wallMicroseconds = _stack.Clock.NowMicroseconds - baselineWall;
-        return (run - baselineRun) / 1000 >= wallMicroseconds / 2;
+        var runMicroseconds = (run - baselineRun) / 1000;
+        if (state is 'S' or 'D')
+        {
+            how = state == 'S' ? "blocked (waiting)" : "blocked (uninterruptible)";
+            return true;
+        }
+
+        how = string.Create(System.Globalization.CultureInfo.InvariantCulture, $"computing ({runMicroseconds} of the last {wallMicroseconds} µs on a CPU)");
+        return runMicroseconds >= wallMicroseconds / 2;
     }
 
     /// <summary>Sleeps until a continuation starts, unless one started since <paramref name="seen"/> was read.</summary>

@@ -84,16 +84,8 @@ internal sealed class AfterTurnQueue
     /// </summary>
     public void Run()
     {
-        while (true)
+        while (TryClaim(out var entry))
         {
-            var i = Interlocked.Increment(ref _next) - 1;
-            if (i >= _count)
-            {
-                break;
-            }
-
-            var entry = _entries[i];
-            _entries[i] = default;
             Volatile.Write(ref _running, entry.Endpoint);
             Interlocked.Increment(ref _started);
             try
@@ -112,6 +104,21 @@ internal sealed class AfterTurnQueue
         Volatile.Write(ref _running, null);
     }
 
+    /// <summary>Takes the next entry not yet started, for whichever thread claims it first (the loop's, a relieving one).</summary>
+    private bool TryClaim(out Entry entry)
+    {
+        var i = Interlocked.Increment(ref _next) - 1;
+        if (i >= _count)
+        {
+            entry = default;
+            return false;
+        }
+
+        entry = _entries[i];
+        _entries[i] = default;
+        return true;
+    }
+
     /// <summary>The loop's thread, after <see cref="Run"/> and any relief: the queue is empty for the next turn.</summary>
     public void Clear()
     {
@@ -128,21 +135,14 @@ internal sealed class AfterTurnQueue
     public void Relieve(long stalledMicroseconds, string how)
     {
         _suspended = true;
+
         // The loop's thread may have moved to the next entry since the watcher looked: then that one is marked, harmlessly.
         var stalled = Volatile.Read(ref _running);
         stalled?.MarkApplicationStalled();
         Interlocked.Increment(ref _stallCount);
         _stalls.Add(1);
-        while (true)
+        while (TryClaim(out var entry))
         {
-            var i = Interlocked.Increment(ref _next) - 1;
-            if (i >= _count)
-            {
-                break;
-            }
-
-            var entry = _entries[i];
-            _entries[i] = default;
             ThreadPool.UnsafeQueueUserWorkItem(entry.Continuation!, entry.State, preferLocal: false);
         }
 

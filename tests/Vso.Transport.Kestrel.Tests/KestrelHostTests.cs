@@ -20,10 +20,7 @@ public sealed class KestrelHostTests
     public async Task Kestrel_serves_keep_alive_requests_and_StopAsync_returns_every_pinned_byte()
     {
         using var pair = SimulatedPair.Create();
-        var builder = WebApplication.CreateBuilder();
-        builder.Services.AddSingleton<IConnectionListenerFactory>(pair.Factory);
-        builder.WebHost.UseUrls($"http://{SimulatedPair.ServerAddress}:8080");
-        var app = builder.Build();
+        var app = BuildApp(pair);
         app.MapGet("/", () => Results.Text("Hello, World!", "text/plain"));
         app.MapGet("/tcpinfo", (HttpContext c) => c.Features.Get<IVsoTcpInfoFeature>()!.GetInfo().State.ToString());
         app.MapGet("/big", (HttpContext c) => c.Response.Body.WriteAsync(new byte[3 << 20]).AsTask());
@@ -65,10 +62,7 @@ public sealed class KestrelHostTests
         var options = SimulatedPair.DefaultOptions();
         options.ApplicationOnEngineThread = onEngine;
         using var pair = SimulatedPair.Create(options);
-        var builder = WebApplication.CreateBuilder();
-        builder.Services.AddSingleton<IConnectionListenerFactory>(pair.Factory);
-        builder.WebHost.UseUrls($"http://{SimulatedPair.ServerAddress}:8080");
-        var app = builder.Build();
+        var app = BuildApp(pair);
         app.MapGet("/thread", () => Results.Text(Thread.CurrentThread.Name ?? "(pool)", "text/plain"));
         app.MapGet("/big", (HttpContext c) => c.Response.Body.WriteAsync(new byte[3 << 20]).AsTask());
         await app.StartAsync();
@@ -113,10 +107,7 @@ public sealed class KestrelHostTests
         Assert.True(new VsoTransportOptions().ApplicationOnEngineThread);
         options.ApplicationOnEngineThread = true;
         using var pair = SimulatedPair.Create(options);
-        var builder = WebApplication.CreateBuilder();
-        builder.Services.AddSingleton<IConnectionListenerFactory>(pair.Factory);
-        builder.WebHost.UseUrls($"http://{SimulatedPair.ServerAddress}:8080");
-        var app = builder.Build();
+        var app = BuildApp(pair);
         var entered = new TaskCompletionSource<string>(TaskCreationOptions.RunContinuationsAsynchronously);
         using var release = new ManualResetEventSlim(false);
         app.MapGet("/thread", () => Results.Text(Thread.CurrentThread.Name ?? "(pool)", "text/plain"));
@@ -189,10 +180,7 @@ public sealed class KestrelHostTests
         var options = SimulatedPair.DefaultOptions();
         options.ConnectionClosedOnPeerFin = closedOnPeerFin;
         using var pair = SimulatedPair.Create(options);
-        var builder = WebApplication.CreateBuilder();
-        builder.Services.AddSingleton<IConnectionListenerFactory>(pair.Factory);
-        builder.WebHost.UseUrls($"http://{SimulatedPair.ServerAddress}:8080");
-        var app = builder.Build();
+        var app = BuildApp(pair);
         var aborted = new TaskCompletionSource();
         const int Length = 16 << 20;
         app.MapGet("/big", async (HttpContext c) =>
@@ -283,10 +271,7 @@ public sealed class KestrelHostTests
     public async Task Kestrel_serves_connections_that_reuse_pooled_state_each_with_its_own_bytes()
     {
         using var pair = SimulatedPair.Create();
-        var builder = WebApplication.CreateBuilder();
-        builder.Services.AddSingleton<IConnectionListenerFactory>(pair.Factory);
-        builder.WebHost.UseUrls($"http://{SimulatedPair.ServerAddress}:8080");
-        var app = builder.Build();
+        var app = BuildApp(pair);
         app.MapGet("/n/{n}", (string n, HttpContext c) => Results.Text(n + " " + c.Connection.Id, "text/plain"));
         await app.StartAsync();
 
@@ -317,6 +302,15 @@ public sealed class KestrelHostTests
     }
 
     /// <summary>Reads HTTP/1.1 responses with Content-Length or chunked bodies from a VsoConnection.</summary>
+    /// <summary>An app on the pair's server transport, listening on port 8080 of the server's address, routes still to map.</summary>
+    private static WebApplication BuildApp(SimulatedPair pair)
+    {
+        var builder = WebApplication.CreateBuilder();
+        builder.Services.AddSingleton<IConnectionListenerFactory>(pair.Factory);
+        builder.WebHost.UseUrls($"http://{SimulatedPair.ServerAddress}:8080");
+        return builder.Build();
+    }
+
     private sealed class ResponseReader(VsoConnection connection)
     {
         private readonly List<byte> _buffer = [];

@@ -24,6 +24,7 @@ internal sealed class AfterTurnQueue
     private int _next;           // the next entry to start; claimed with Interlocked (the loop's thread, a relieving thread)
     private VsoConnectionEndpoint? _running;  // whose continuation the loop's thread is running, null between entries
     private long _started;
+    private long _stallCount;
     private int _loopThreadId;
     private volatile bool _suspended;
 
@@ -49,8 +50,6 @@ internal sealed class AfterTurnQueue
 
     /// <summary>Continuations that held the engine thread so long that its loop was relieved.</summary>
     public long Stalls => Interlocked.Read(ref _stallCount);
-
-    private long _stallCount;
 
     public bool IsEmpty => _count == 0;
 

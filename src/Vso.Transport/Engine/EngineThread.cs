@@ -175,21 +175,30 @@ internal sealed partial class EngineThread : IDisposable
 
         while (!_stopping)
         {
-            try
+            TurnContained(runApplication: true);
+        }
+    }
+
+    /// <summary>
+    /// One turn and, on the engine thread, the continuations it scheduled (<paramref name="runApplication"/>; not on the
+    /// watcher relieving it, whose turns schedule none while the engine thread's own are still queued).
+    /// </summary>
+    private void TurnContained(bool runApplication)
+    {
+        try
+        {
+            Turn();
+            if (runApplication && !_stack.AfterTurn.IsEmpty)
             {
-                Turn();
-                if (!_stack.AfterTurn.IsEmpty)
-                {
-                    RunApplication();
-                }
+                RunApplication();
             }
-            catch (Exception ex) when (ex is not OutOfMemoryException)
-            {
-                // Poll contains its own entries; this is the link's wait or clock failing. Go on, without spinning on a
-                // link that fails at once every time.
-                _stack.Faults.Contain(EngineEntry.EngineThread, ex, connection: null);
-                Thread.Sleep(1);
-            }
+        }
+        catch (Exception ex) when (ex is not OutOfMemoryException)
+        {
+            // Poll contains its own entries; this is the link's wait or clock failing. Go on, without spinning on a
+            // link that fails at once every time.
+            _stack.Faults.Contain(EngineEntry.EngineThread, ex, connection: null);
+            Thread.Sleep(1);
         }
     }
 
